@@ -1,0 +1,65 @@
+"""backupctl's command line. The only layer that prints, reads the terminal or exits.
+
+``main`` is the single error boundary: every :class:`~backupctl.errors.BackupctlError`
+becomes a short message (or a JSON document with ``--json``) and its documented exit code.
+Commands signal a non-zero exit with ``typer.Exit(code)``; usage errors exit 2 (typer).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+class Interrupted(Exception):
+    """Ctrl-C outside the supervisor (which handles signals itself)."""
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        # Answered before importing anything heavy: scripts call this often.
+        from backupctl import __version__
+
+        print(f"backupctl {__version__}")
+        return 0
+
+    from backupctl.cli.app import app
+    from backupctl.cli.output import report_error, report_internal_error
+    from backupctl.errors import BackupctlError, ExitCode
+
+    json_mode = "--json" in args
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        app(args=args, prog_name="backupctl", standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        if isinstance(exc.code, int):
+            return exc.code
+        print(exc.code, file=sys.stderr)
+        return int(ExitCode.INTERNAL)
+    except BackupctlError as exc:
+        report_error(exc, json_mode)
+        return int(exc.exit_code)
+    except Interrupted:
+        print("interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `backupctl logs | head`: the reader left; not an error worth a message.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # the one place a bug turns into exit 1
+        report_internal_error(exc, json_mode)
+        return int(ExitCode.INTERNAL)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 0

@@ -1,0 +1,114 @@
+"""setup, env, templates: turning a .env into a litestream.yml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from backupctl.cli.app import app
+from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+
+templates_app = typer.Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+
+
+@app.command()
+def setup(
+    env_file: EnvFileOpt = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Where to write (default: litestream.yml beside the .env).")
+    ] = None,
+    print_: Annotated[bool, typer.Option("--print", help="Print the config to stdout instead of writing it.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Replicate to a local folder (BACKUP_LOCAL_DIR), whatever BACKUP_REPLICA says.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Also validate the config with the pinned litestream and list what it replicates.")
+    ] = False,
+) -> int:
+    """Render litestream.yml from .env (atomically, mode 0600, no secrets in it)."""
+    from backupctl.cli.output import out, say, success
+    from backupctl.render import render, write_atomic
+
+    settings = load(env_file, force_local=local)
+    rendered = render(settings)
+    if print_:
+        out(rendered.text)
+    else:
+        target = (output or settings.config_path).expanduser().absolute()
+        write_atomic(target, rendered.text)
+        origin = "your templates" if rendered.user_templates else "the default templates"
+        success(f"wrote {target} for Litestream {settings.version} from {origin}")
+        for db in settings.databases:
+            for replica in db.replicas:
+                say(f"  {db.path} -> {replica.destination}")
+    if check:
+        from backupctl.cli.cmd_binary import check_config
+
+        check_config(settings, output if not print_ else None)
+    return 0
+
+
+@app.command("env")
+def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
+    """Show the effective settings, where each came from, secrets masked."""
+    from backupctl.cli.output import emit_json, table
+    from backupctl.settings import CHAINS, MASKED_SETTINGS, mask
+
+    settings = load(env_file)
+    rows = []
+    for setting in CHAINS:
+        value = settings.values.get(setting)
+        origin = settings.origins.get(setting)
+        shown = mask(value) if setting in MASKED_SETTINGS and value else value
+        rows.append(
+            {
+                "setting": setting,
+                "value": shown,
+                "variable": origin.variable if origin else None,
+                "source": origin.source if origin else None,
+            }
+        )
+    databases = [{"path": str(db.path), "replicas": [r.destination for r in db.replicas]} for db in settings.databases]
+    if json_:
+        emit_json(
+            {
+                "env_file": str(settings.env_file) if settings.env_file else None,
+                "litestream_version": settings.version,
+                "settings": rows,
+                "databases": databases,
+            }
+        )
+        return 0
+    from rich.table import Table
+
+    t = Table(title=f"backupctl settings ({settings.env_file or 'environment only'})")
+    for col in ("setting", "value", "from"):
+        t.add_column(col)
+    for row in rows:
+        if row["value"] is None:
+            continue
+        src = row["source"] if row["variable"] is None else f"{row['variable']} ({row['source']})"
+        t.add_row(row["setting"], str(row["value"]), src)
+    table(t)
+    for db in databases:
+        table(f"{db['path']} -> {', '.join(db['replicas'])}")
+    return 0
+
+
+@templates_app.command("eject")
+def templates_eject(
+    env_file: EnvFileOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite templates already ejected.")] = False,
+) -> int:
+    """Copy the default templates to ./backupctl-templates/; setup then uses yours."""
+    from backupctl.cli.output import success
+    from backupctl.render import eject_templates
+    from backupctl.settings import find_env_file
+
+    found = find_env_file(env_file, Path.cwd())
+    target = eject_templates(found.parent if found else Path.cwd(), force=force)
+    success(f"copied the default templates to {target}; `backupctl setup` now renders with them")
+    return 0

@@ -1,0 +1,29 @@
+"""Options shared by every command, so they behave the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+EnvFileOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--env-file",
+        envvar="BACKUPCTL_ENV_FILE",
+        help="The .env to read (default: ./.env). The process environment overrides it.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="litestream.yml to use (default: beside the .env).", show_default=False),
+]
+
+
+def load(env_file: Optional[Path], *, force_local: bool = False):  # -> Settings
+    from backupctl.settings import load_settings
+
+    return load_settings(env_file, force_local=force_local)

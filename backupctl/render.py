@@ -1,0 +1,211 @@
+"""Render litestream.yml from the settings through Jinja templates, safely.
+
+Safety does not depend on template authors remembering a filter: the environment's
+``finalize`` hook turns every ``{{ expression }}`` into a YAML double-quoted scalar
+(booleans and integers excepted), so no value can end a line, open a comment, add a key
+or change a type. Every ``$`` is written as the YAML escape ``\\x24``: litestream expands
+``$VAR`` over the raw file text before parsing YAML, and ``\\x24`` is not a ``$`` until
+the YAML parser decodes it, so the value arrives exactly as written.
+
+The only deliberate ``$`` in the output comes from :class:`EnvRef`: a reference to a
+variable that backupctl itself puts in litestream's environment (the sftp password),
+so that secrets never land in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from backupctl.errors import ConfigError
+from backupctl.settings import Settings
+from backupctl.versions import capabilities
+
+USER_TEMPLATES_DIRNAME = "backupctl-templates"
+MAIN_TEMPLATE = "litestream.yml.j2"
+
+
+class EnvRef(str):
+    """A variable litestream expands at run time (its value is set in litestream's environment)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    template_dir: Path  # where the main template came from
+    user_templates: bool
+
+
+def default_templates_dir() -> Path:
+    """The shipped templates: inside the wheel, or `templates/` at the top of a checkout."""
+    packaged = Path(str(resources.files("backupctl"))) / "templates"
+    if (packaged / MAIN_TEMPLATE).is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if (checkout / MAIN_TEMPLATE).is_file():
+        return checkout
+    raise ConfigError(
+        "backupctl's templates are missing from this installation",
+        "reinstall backupctl (pip install --force-reinstall backupctl)",
+    )
+
+
+def user_templates_dir(settings: Settings | Path) -> Path:
+    project_dir = settings if isinstance(settings, Path) else settings.project_dir
+    return project_dir / USER_TEMPLATES_DIRNAME
+
+
+def yaml_scalar(value: object) -> str:
+    """One safe YAML scalar for any value a template prints."""
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, EnvRef):
+        # Single quotes: the expanded secret is validated to hold no quote or control character.
+        return f"'${{{value}}}'"
+    text = str(value)
+    if "\x00" in text:
+        raise ConfigError("a value contains a NUL byte", "remove it from the .env")
+    # JSON strings are valid YAML double-quoted scalars; then hide every $ from env expansion.
+    return json.dumps(text, ensure_ascii=False).replace("$", "\\x24")
+
+
+def _environment(settings: Settings):  # -> jinja2.Environment
+    import jinja2
+
+    loaders: list[jinja2.BaseLoader] = []
+    user_dir = user_templates_dir(settings)
+    if user_dir.is_dir():
+        loaders.append(jinja2.FileSystemLoader(str(user_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(default_templates_dir())))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        finalize=yaml_scalar,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def template_context(settings: Settings) -> dict[str, object]:
+    """What templates see. No credentials: only references to variables set at run time."""
+    caps = capabilities(settings.version)
+    dbs = []
+    for db in settings.databases:
+        replicas = []
+        for r in db.replicas:
+            replicas.append(
+                {
+                    "kind": r.kind,
+                    "type": r.litestream_type,
+                    "path": r.path,
+                    "bucket": r.bucket,
+                    "endpoint": r.endpoint,
+                    "region": r.region,
+                    "force_path_style": r.force_path_style,
+                    "host": r.sftp_host,
+                    "user": r.sftp_user,
+                    "key_path": r.sftp_key_path,
+                    "password": EnvRef(r.sftp_password_env) if r.sftp_password_env else None,
+                    "account_name": r.abs_account_name,
+                }
+            )
+        dbs.append({"path": str(db.path), "name": db.name, "replicas": replicas})
+    return {
+        "version": settings.version,
+        "series": caps.series,
+        "shape": caps.config_shape,
+        "per_replica_retention": caps.per_replica_retention,
+        "dbs": dbs,
+        "sync_interval": settings.sync_interval,
+        "snapshot_interval": settings.snapshot_interval,
+        "retention": settings.retention,
+    }
+
+
+def render(settings: Settings) -> Rendered:
+    """Render litestream.yml text. Raises ConfigError for a broken template or a leaked secret."""
+    import jinja2
+
+    env = _environment(settings)
+    try:
+        template = env.get_template(MAIN_TEMPLATE)
+        text = template.render(template_context(settings))
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or MAIN_TEMPLATE
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(
+            f"template {where}{f' line {line}' if line else ''}: {exc.message or exc}",
+            f"fix the template, or delete {USER_TEMPLATES_DIRNAME}/ to use the defaults",
+        ) from None
+    for secret in settings.credentials.secret_values():
+        if len(secret) >= 4 and secret in text:
+            raise ConfigError(
+                "the rendered litestream.yml would contain a secret",
+                "templates must not print credentials: backupctl passes them to litestream through its environment",
+            )
+    filename = Path(template.filename or "")
+    user_dir = user_templates_dir(settings)
+    return Rendered(text=text, template_dir=filename.parent, user_templates=user_dir in filename.parents)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a file so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def eject_templates(project_dir: Path, force: bool = False) -> Path:
+    """Copy the default templates into the project for editing; setup then prefers them."""
+    target = user_templates_dir(project_dir)
+    if target.exists() and not force:
+        from backupctl.errors import RefusedError
+
+        raise RefusedError(
+            f"{target} already exists",
+            "edit the templates there, or pass --force to overwrite them with the defaults",
+        )
+    shutil.copytree(default_templates_dir(), target, dirs_exist_ok=True)
+    return target
+
+
+@dataclass(frozen=True)
+class ConfigSync:
+    path: Path
+    action: str  # "unchanged", "created", "updated"
+
+
+def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
+    """Make litestream.yml match the settings, so "no replicas configured" never reaches a user."""
+    path = path or settings.config_path
+    text = render(settings).text
+    try:
+        current = path.read_text("utf-8")
+    except FileNotFoundError:
+        current = None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
+    if current == text:
+        return ConfigSync(path, "unchanged")
+    write_atomic(path, text)
+    return ConfigSync(path, "created" if current is None else "updated")

@@ -1,0 +1,200 @@
+"""The one place that runs litestream: an argv list, a deliberately built environment, timeouts.
+
+Nothing else in backupctl calls ``subprocess`` on the litestream binary. Errors show the
+command, its exit code and the tail of its output, with every secret value masked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backupctl.errors import LitestreamError
+from backupctl.settings import Settings
+from backupctl.versions import Capabilities, capabilities
+
+# Variables never passed through from backupctl's own environment, and why.
+_DROPPED_ALWAYS = {
+    "LITESTREAM_CONFIG": "backupctl passes -config explicitly",
+    "LITESTREAM_ACCESS_KEY_ID": "litestream copies it over AWS_ACCESS_KEY_ID; backupctl sets that itself",
+    "LITESTREAM_SECRET_ACCESS_KEY": "litestream copies it over AWS_SECRET_ACCESS_KEY; backupctl sets that itself",
+}
+# backupctl's own secret-bearing variables: litestream gets the values under the names it reads.
+_NOT_FOR_CHILD = (
+    "BACKUP_SECRET_ACCESS_KEY",
+    "R2_SECRET_ACCESS_KEY",
+    "BACKUP_SFTP_PASSWORD",
+    "BACKUP_ABS_ACCOUNT_KEY",
+)
+
+
+@dataclass
+class ChildEnvironment:
+    env: dict[str, str]
+    notices: list[str] = field(default_factory=list)
+
+
+def build_environment(settings: Settings, base: Mapping[str, str] | None = None) -> ChildEnvironment:
+    """litestream's environment: ours minus what breaks it, plus the credentials from the settings."""
+    caps = capabilities(settings.version)
+    env = dict(os.environ if base is None else base)
+    notices: list[str] = []
+    for name, why in _DROPPED_ALWAYS.items():
+        if env.pop(name, None) is not None:
+            notices.append(f"not passing {name} to litestream: {why}")
+    for name in _NOT_FOR_CHILD:
+        env.pop(name, None)
+    if caps.drop_aws_ca_bundle and "AWS_CA_BUNDLE" in env:
+        bundle = env.pop("AWS_CA_BUNDLE")
+        msg = f"not passing AWS_CA_BUNDLE to litestream: Litestream {caps.version}'s S3 client fails at start with it"
+        if bundle and "SSL_CERT_FILE" not in env and Path(bundle).is_file():
+            env["SSL_CERT_FILE"] = bundle
+            msg += " (using it as SSL_CERT_FILE instead)"
+        notices.append(msg)
+    creds = settings.credentials
+    if creds.access_key_id:
+        env["AWS_ACCESS_KEY_ID"] = creds.access_key_id
+    if creds.secret_access_key:
+        env["AWS_SECRET_ACCESS_KEY"] = creds.secret_access_key
+    if creds.sftp_password:
+        env["BACKUPCTL_SFTP_PASSWORD"] = creds.sftp_password
+    if creds.abs_account_key:
+        env["LITESTREAM_AZURE_ACCOUNT_KEY"] = creds.abs_account_key
+    if settings.gs_credentials_file:
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = settings.gs_credentials_file
+    return ChildEnvironment(env=env, notices=notices)
+
+
+def scrub(text: str, settings: Settings | None) -> str:
+    """Mask every secret value in text that is about to be shown or logged."""
+    if settings is None:
+        return text
+    for secret in settings.credentials.secret_values():
+        if len(secret) >= 4:
+            text = text.replace(secret, "****")
+    return text
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def tail(text: str, lines: int = 12) -> list[str]:
+    return [line for line in text.strip().splitlines() if line.strip()][-lines:]
+
+
+class Litestream:
+    """A pinned litestream binary bound to one project's settings and config file."""
+
+    def __init__(self, binary: Path, settings: Settings, config_path: Path | None = None) -> None:
+        self.binary = Path(binary)
+        self.settings = settings
+        self.config_path = config_path or settings.config_path
+        self.caps: Capabilities = capabilities(settings.version)
+        self._env: ChildEnvironment | None = None
+
+    @property
+    def environment(self) -> ChildEnvironment:
+        if self._env is None:
+            self._env = build_environment(self.settings)
+        return self._env
+
+    def argv(self, command: str, *args: str, config: bool = True) -> list[str]:
+        argv = [str(self.binary), command]
+        if config:
+            argv += ["-config", str(self.config_path)]
+        return argv + list(args)
+
+    def run(
+        self,
+        command: str,
+        *args: str,
+        timeout: float = 60.0,
+        check: bool = True,
+        config: bool = True,
+        what: str | None = None,
+    ) -> Result:
+        """Run a one-shot litestream command; raise LitestreamError on failure or timeout."""
+        argv = self.argv(command, *args, config=config)
+        return run_command(argv, self.environment.env, timeout=timeout, check=check, settings=self.settings, what=what)
+
+    def popen(self, command: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a long-running litestream in its own process group (for the supervisor)."""
+        argv = self.argv(command, *args)
+        return subprocess.Popen(  # noqa: S603 - argv list, no shell
+            argv, env=self.environment.env, start_new_session=True, **kwargs  # type: ignore[arg-type]
+        )
+
+
+def run_command(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    timeout: float,
+    check: bool = True,
+    settings: Settings | None = None,
+    what: str | None = None,
+    cwd: Path | None = None,
+) -> Result:
+    """Run argv with a hard timeout that kills the whole process group."""
+    started = time.monotonic()
+    label = what or (f"litestream {argv[1]}" if len(argv) > 1 else str(argv[0]))
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise LitestreamError(
+            f"cannot run {argv[0]}: {exc.strerror}",
+            "run `backupctl install --force` to reinstall the pinned binary",
+        ) from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        raise LitestreamError(
+            f"{label} did not finish within {timeout:g}s",
+            "check that the replica is reachable (endpoint, network, credentials); `backupctl doctor` probes it",
+            details=[scrub(" ".join(argv), settings)] + [scrub(x, settings) for x in tail(_text(err) + _text(out))],
+        ) from None
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    result = Result(list(argv), proc.returncode, _text(out), _text(err), time.monotonic() - started)
+    if check and proc.returncode != 0:
+        raise LitestreamError(
+            f"{label} failed (exit {proc.returncode})",
+            "see litestream's output above; `backupctl doctor` checks the usual causes",
+            details=[scrub(" ".join(argv), settings)]
+            + [scrub(x, settings) for x in tail(result.stderr + "\n" + result.stdout)],
+        )
+    return result
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
