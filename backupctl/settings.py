@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupctl.errors import ConfigError
-from backupctl.versions import DEFAULT_VERSION, check_version, capabilities
+from backupctl.versions import DEFAULT_VERSION, capabilities, check_version
 
 REPLICA_KINDS = ("file", "s3", "r2", "sftp", "gs", "abs")
 
@@ -484,7 +484,8 @@ def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> l
         errors.add(
             "BACKUP_DATABASES",
             "no database to back up",
-            "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/db/production.sqlite3 (comma-separated, globs allowed)",
+            "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/db/production.sqlite3"
+            " (comma-separated, globs allowed)",
         )
         return []
     paths: list[Path] = []

@@ -33,4 +33,12 @@ def _root(
 
 
 # Registration order is the order of `backupctl --help`.
-from backupctl.cli import cmd_config  # noqa: E402,F401
+from backupctl.cli import (  # noqa: E402,F401
+    cmd_binary,
+    cmd_config,
+    cmd_demo,
+    cmd_doctor,
+    cmd_inspect,
+    cmd_restore,
+    cmd_run,
+)

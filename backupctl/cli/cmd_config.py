@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ app.add_typer(templates_app, name="templates")
 def setup(
     env_file: EnvFileOpt = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Where to write (default: litestream.yml beside the .env).")
+        Path | None, typer.Option("--output", "-o", help="Where to write (default: litestream.yml beside the .env).")
     ] = None,
     print_: Annotated[bool, typer.Option("--print", help="Print the config to stdout instead of writing it.")] = False,
     local: Annotated[

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 EnvFileOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--env-file",
         envvar="BACKUPCTL_ENV_FILE",
@@ -18,12 +18,12 @@ EnvFileOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
 ConfigOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", "-c", help="litestream.yml to use (default: beside the .env).", show_default=False),
 ]
 
 
-def load(env_file: Optional[Path], *, force_local: bool = False):  # -> Settings
+def load(env_file: Path | None, *, force_local: bool = False):  # -> Settings
     from backupctl.settings import load_settings
 
     return load_settings(env_file, force_local=force_local)

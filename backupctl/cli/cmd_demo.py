@@ -1,0 +1,3 @@
+"""(being written)"""
+
+from backupctl.cli.app import app  # noqa: F401

@@ -1,0 +1,91 @@
+"""Per-project state files shared by the supervisor, status and verify.
+
+All live in the project's state folder (``paths.project_state_dir``):
+
+- ``supervisor.pid``: JSON ``{pid, create_time, argv}`` of the running supervisor. A pid is
+  only trusted if a process with that pid exists *and* its start time matches
+  ``create_time`` (so a reused pid is never signalled).
+- ``supervisor.json``: what the supervisor is doing, for `status` (see ``SupervisorState``).
+- ``verify.json``: the last verify result per database path.
+- ``supervisor.log``: the supervisor's log (rotated by size).
+
+Writes are atomic (temp file + rename), so readers never see half a document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PIDFILE = "supervisor.pid"
+STATEFILE = "supervisor.json"
+VERIFYFILE = "verify.json"
+LOGFILE = "supervisor.log"
+
+# Supervisor states, after Supervisor's STARTING -> RUNNING -> BACKOFF -> FATAL.
+STARTING, RUNNING, BACKOFF, FATAL, STOPPING, STOPPED = "starting", "running", "backoff", "fatal", "stopping", "stopped"
+
+
+@dataclass
+class SupervisorState:
+    state: str = STOPPED
+    pid: int | None = None  # the supervisor
+    litestream_pid: int | None = None
+    started_at: float | None = None  # supervisor start (epoch seconds)
+    child_started_at: float | None = None
+    restarts: int = 0
+    last_exit_code: int | None = None
+    last_error: str | None = None
+    last_error_lines: list[str] = field(default_factory=list)
+    final_sync: bool | None = None  # did the last stop complete litestream's final sync
+    config_path: str | None = None
+    databases: list[str] = field(default_factory=list)
+    version: str | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_supervisor_state(state_dir: Path, state: SupervisorState) -> None:
+    state.updated_at = time.time()
+    write_json(state_dir / STATEFILE, asdict(state))
+
+
+def read_supervisor_state(state_dir: Path) -> SupervisorState | None:
+    raw = read_json(state_dir / STATEFILE)
+    if raw is None:
+        return None
+    known = {k: v for k, v in raw.items() if k in SupervisorState.__dataclass_fields__}
+    return SupervisorState(**known)
+
+
+def record_verify(state_dir: Path, database: str, result: dict[str, Any]) -> None:
+    current = read_json(state_dir / VERIFYFILE) or {}
+    current[database] = result
+    write_json(state_dir / VERIFYFILE, current)
+
+
+def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
+    return (read_json(state_dir / VERIFYFILE) or {}).get(database)

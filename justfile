@@ -1,0 +1,81 @@
+# backupctl recipes. `just` alone runs the tests and the linter.
+# Recipes call .venv's backupctl when there is one (scripts/bootstrap.py makes it), else the one on PATH.
+
+set dotenv-load := false
+set positional-arguments
+
+bc := if path_exists(justfile_directory() / ".venv/bin/backupctl") == "true" { justfile_directory() / ".venv/bin/backupctl" } else { "backupctl" }
+py := if path_exists(justfile_directory() / ".venv/bin/python") == "true" { justfile_directory() / ".venv/bin/python" } else { "python3" }
+
+default: test lint
+
+# Run every test (real litestream, real SeaweedFS on loopback)
+test *ARGS:
+    {{py}} -m pytest "$@"
+
+lint:
+    {{py}} -m ruff check backupctl tests scripts bench
+
+# The whole loop in one command: replicate a demo database to a local folder, restore, compare
+demo *ARGS:
+    {{bc}} demo "$@"
+
+# Benchmarks against the raw litestream command; writes docs/benchmarks.md
+bench *ARGS:
+    {{py}} bench/run.py "$@"
+
+# Generate litestream.yml from .env
+backup-setup:
+    {{bc}} setup
+
+# Use a local folder replica (BACKUP_LOCAL_DIR) for development
+backup-local:
+    {{bc}} setup --local
+
+# Download and verify the pinned litestream binary
+backup-install *ARGS:
+    {{bc}} install "$@"
+
+# Start replication in the foreground
+backup-start:
+    {{bc}} start
+
+# Start replication in the background (returns once replication is confirmed)
+backup-start-bg:
+    {{bc}} start --background
+
+# Stop the background replication gracefully
+backup-stop:
+    {{bc}} stop
+
+# Show the supervisor's log
+backup-logs *ARGS:
+    {{bc}} logs "$@"
+
+# Check replication status (non-zero exit unless every database is ok)
+backup-status *ARGS:
+    {{bc}} status "$@"
+
+# List snapshots
+backup-snapshots *ARGS:
+    {{bc}} snapshots "$@"
+
+# List generations (0.3) or the restorable window (0.5)
+backup-generations *ARGS:
+    {{bc}} generations "$@"
+
+# Restore: to the default location, or `just backup-restore /path/to/restore.db`
+backup-restore *ARGS:
+    {{bc}} restore "$@"
+
+# Prove that the backup restores
+backup-verify *ARGS:
+    {{bc}} verify "$@"
+
+# Diagnose the setup: binary, config, databases, replica permissions
+backup-doctor *ARGS:
+    {{bc}} doctor "$@"
+
+# Estimate the monthly cost of the replica
+backup-cost *ARGS:
+    {{bc}} cost "$@"
