@@ -89,3 +89,31 @@ def record_verify(state_dir: Path, database: str, result: dict[str, Any]) -> Non
 
 def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
     return (read_json(state_dir / VERIFYFILE) or {}).get(database)
+
+
+def live_pidfile(state_dir: Path) -> dict[str, Any] | None:
+    """The pidfile's record if that exact process is still alive, else None.
+
+    "Exact" means same pid and same start time: a pid reused by an unrelated process
+    after a crash is recognised as stale and never signalled.
+    """
+    record = read_json(state_dir / PIDFILE)
+    if not record or not isinstance(record.get("pid"), int):
+        return None
+    import psutil
+
+    try:
+        proc = psutil.Process(record["pid"])
+        if abs(proc.create_time() - float(record.get("create_time", -1))) > 0.01:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return record
+
+
+def write_pidfile(state_dir: Path, pid: int, argv: list[str]) -> None:
+    import psutil
+
+    write_json(state_dir / PIDFILE, {"pid": pid, "create_time": psutil.Process(pid).create_time(), "argv": argv})
