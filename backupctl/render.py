@@ -14,7 +14,6 @@ so that secrets never land in the file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -74,8 +73,25 @@ def yaml_scalar(value: object) -> str:
     text = str(value)
     if "\x00" in text:
         raise ConfigError("a value contains a NUL byte", "remove it from the .env")
-    # JSON strings are valid YAML double-quoted scalars; then hide every $ from env expansion.
-    return json.dumps(text, ensure_ascii=False).replace("$", "\\x24")
+    return '"' + "".join(_escape(ch) for ch in text) + '"'
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "$": "\\x24", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(ch: str) -> str:
+    """One character inside a YAML double-quoted scalar; anything not plainly printable is escaped."""
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    code = ord(ch)
+    # U+0085, U+2028 and U+2029 are YAML line breaks: written raw they would be folded away.
+    printable = 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or (0xE000 <= code <= 0xFFFD and code != 0xFEFF)
+    printable = printable and code not in (0x2028, 0x2029)
+    if printable or code >= 0x10000:
+        return ch
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
 
 
 def _environment(settings: Settings):  # -> jinja2.Environment
