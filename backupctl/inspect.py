@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -193,7 +193,7 @@ class Window:
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def txid_hex(value: int | None) -> str | None:
@@ -210,7 +210,7 @@ def parse_time(text: str) -> datetime:
     base, frac, zone = m.groups()
     frac = (frac or "")[:7]  # Python takes at most microseconds
     value = datetime.fromisoformat(base + frac + ("+00:00" if zone == "Z" else zone))
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _runner(settings: Settings, binary_path: Path, config_path: Path | None) -> Litestream:
@@ -233,7 +233,7 @@ def probe_replica(replica: Replica, timeout: float = PROBE_TIMEOUT) -> None:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return
-    except socket.timeout:
+    except TimeoutError:
         cause = f"no answer from {host}:{port} within {timeout:g}s"
     except socket.gaierror as exc:
         cause = f"cannot resolve {host}: {exc.strerror}"
@@ -293,9 +293,7 @@ def _destinations(db: Database) -> str:
     return ", ".join(r.destination for r in db.replicas) or "(no replica)"
 
 
-def _run_listing(
-    settings: Settings, ls: Litestream, db: Database, command: str, *args: str, timeout: float
-) -> Result:
+def _run_listing(settings: Settings, ls: Litestream, db: Database, command: str, *args: str, timeout: float) -> Result:
     """Run one listing for one database; every failure becomes a LitestreamError naming the replica."""
     for replica in db.replicas:
         probe_replica(replica)
@@ -423,7 +421,7 @@ def generations(
                 end=_parse_time_or_none(cells[4]) if len(cells) > 4 else None,
             )
         )
-    far = datetime.max.replace(tzinfo=timezone.utc)
+    far = datetime.max.replace(tzinfo=UTC)
     return sorted(gens, key=lambda g: (g.start or far, g.generation))
 
 
@@ -469,9 +467,7 @@ def wal_segments(
     if ls.caps.has_ltx:
         name = db.replicas[0].kind if db.replicas else "replica"
         return [
-            WalSegment(
-                replica=name, created=f.timestamp, size=f.size, level=f.level, min_txid=f.min_txid, max_txid=f.max_txid
-            )
+            WalSegment(replica=name, created=f.timestamp, size=f.size, level=f.level, min_txid=f.min_txid, max_txid=f.max_txid)
             for f in ltx_files(settings, binary_path, db, WAL_LEVEL, config_path=ls.config_path, timeout=timeout)
         ]
     result = _run_listing(settings, ls, db, "wal", str(db.path), timeout=timeout)
@@ -506,14 +502,19 @@ def configured_databases(
         result = ls.run("databases", "-json", timeout=timeout)
         try:
             raw = json.loads(result.stdout or "[]") or []
-            return [ConfiguredDatabase(str(d["path"]), tuple(str(d.get("replica") or "").split(",")) if d.get("replica") else ()) for d in raw]
+            return [ConfiguredDatabase(str(d["path"]), _names(d.get("replica"))) for d in raw]
         except (ValueError, KeyError, TypeError) as exc:
             raise LitestreamError(f"cannot parse `litestream databases -json`: {exc}", "report it") from None
     result = ls.run("databases", timeout=timeout)
     errors = _error_lines(result.stdout)
     if errors:
         raise LitestreamError(f"litestream databases: {errors[0].get('error') or errors[0].get('msg')}", "check litestream.yml")
-    return [ConfiguredDatabase(cells[0], tuple(cells[1].split(",")) if len(cells) > 1 else ()) for cells in _table(result.stdout, "path")]
+    rows = _table(result.stdout, "path")
+    return [ConfiguredDatabase(cells[0], _names(cells[1] if len(cells) > 1 else None)) for cells in rows]
+
+
+def _names(text: object) -> tuple[str, ...]:
+    return tuple(n for n in str(text or "").split(",") if n)
 
 
 def restorable_window(
