@@ -1,0 +1,884 @@
+"""Supervise `litestream replicate`: single instance, restarts with backoff, graceful stop.
+
+The core never prints: every line meant for people goes to a ``log`` callback (stderr in the
+foreground, the rotating ``supervisor.log`` in the background).
+
+Behaviour, in short (docs/supervision.md has the long version):
+
+- Locks per database and per replica destination (flock) keep a second supervisor out.
+- litestream runs in its own session, so a terminal hangup or Ctrl-C never reaches it
+  directly; the supervisor relays exactly one SIGTERM (litestream's final sync), waits up
+  to the stop timeout, then SIGKILLs its process group.
+- A start counts as *confirmed* when litestream logged "replicating to" for every database
+  and then either reported a completed sync or stayed up without errors for a short settle
+  window. Errors that no retry can fix (bad credentials, missing bucket) before that fail
+  the start at once.
+- An unexpected exit is restarted after an exponential, jittered backoff (1 s .. 60 s); a run
+  that lasted ``stable_after`` seconds resets the count; ``max_quick_failures`` failures in a
+  row end in FATAL (SupervisorError, exit code 9) with litestream's last error lines.
+- If the supervisor itself is SIGKILLed: on Linux litestream gets SIGTERM from the kernel
+  (PR_SET_PDEATHSIG) and does its final sync; everywhere, the next start finds a litestream
+  recorded in ``litestream.pid`` (pid + start time) still running and stops it first.
+
+Clock, sleep, spawn and the random source are injectable, so the restart logic is tested
+without waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from backupctl import locks, state
+from backupctl.errors import ConflictError, ExitCode, LitestreamError, SupervisorError
+from backupctl.runner import Litestream, scrub
+from backupctl.settings import Database, Settings, parse_duration
+
+Log = Callable[[str], None]
+
+DEFAULT_STOP_TIMEOUT = 45.0  # above litestream 0.5's 30 s shutdown-sync-timeout
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
+STABLE_AFTER = 30.0  # a run this long resets the failure count
+MAX_QUICK_FAILURES = 5
+START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
+FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
+LITESTREAM_PIDFILE = "litestream.pid"
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 3
+NO_PDEATHSIG_ENV = "BACKUPCTL_NO_PDEATHSIG"  # testing knob: exercise the orphan watchdog on Linux
+
+# INFO lines that only appear after a sync actually reached the replica (0.5 / 0.3).
+_SYNC_MARKERS = ("snapshot complete", "compaction complete", "ltx file uploaded", "snapshot written", "wal segment written")
+# Errors no retry fixes: fail the start at once instead of waiting for the deadline.
+_PERMANENT_ERRORS = re.compile(
+    r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|NoSuchBucket|InvalidBucketName|"
+    r"no replicas configured|multiple replicas on a single database|AuthorizationHeaderMalformed|"
+    r"AuthenticationFailed|permission denied",
+    re.IGNORECASE,
+)
+_LOGFMT = re.compile(r'(\w[\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def stop_timeout_seconds(settings: Settings) -> float:
+    """BACKUP_STOP_TIMEOUT in seconds, or the default (longer than litestream's own)."""
+    return parse_duration(settings.stop_timeout) if settings.stop_timeout else DEFAULT_STOP_TIMEOUT
+
+
+def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before restart number ``failures`` (1-based): 1, 2, 4 ... 60, +-20 % jitter."""
+    base = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** max(0, failures - 1))
+    return max(BACKOFF_MIN, min(BACKOFF_MAX, base * (0.8 + 0.4 * rng())))
+
+
+@dataclass(frozen=True)
+class LogLine:
+    level: str  # INFO, ERROR, ... ("" when litestream printed something else)
+    message: str
+    fields: dict[str, str]
+    raw: str
+
+    @property
+    def readable(self) -> str:
+        if not self.level:
+            return self.raw
+        extra = " ".join(f"{k}={v}" for k, v in self.fields.items())
+        return f"{self.level} {self.message}" + (f" ({extra})" if extra else "")
+
+    @property
+    def error_text(self) -> str:
+        detail = self.fields.get("error")
+        return f"{self.message}: {detail}" if detail else self.message
+
+
+def parse_log_line(raw: str) -> LogLine:
+    """litestream's logfmt line (`time=... level=INFO msg="..." k=v`) made readable."""
+    raw = raw.rstrip("\r\n")
+    if raw.startswith("Error: "):  # 0.5 prints fatal errors like this
+        return LogLine("ERROR", raw[len("Error: ") :], {}, raw)
+    found = {k: _unquote(v) for k, v in _LOGFMT.findall(raw)}
+    if "level" not in found or "msg" not in found:
+        # 0.3 before its config is loaded: "2026/01/01 00:00:00 ERROR failed to run error=..."
+        m = re.match(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (ERROR|WARN|INFO|DEBUG) (.*)$", raw)
+        if m:
+            return LogLine(m.group(1), m.group(2), {}, raw)
+        return LogLine("", raw, {}, raw)
+    level, message = found.pop("level"), found.pop("msg")
+    found.pop("time", None)
+    return LogLine(level.upper(), message, found, raw)
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\n", " ").replace("\\t", " ").replace("\\\\", "\\")
+    return value
+
+
+class RotatingLog:
+    """Append-only log file rotated by size (`supervisor.log.1` .. `.N`), one timestamped line per call."""
+
+    def __init__(
+        self, path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS, redirect_std: bool = False
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.redirect_std = redirect_std  # keep fd 1/2 (tracebacks) pointing at the current file
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self._open()
+
+    def _open(self) -> IO[str]:
+        handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - long-lived
+        os.chmod(self.path, 0o600)
+        if self.redirect_std:
+            for fd in (1, 2):
+                os.dup2(handle.fileno(), fd)
+        return handle
+
+    def __call__(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with self._lock:
+            self._handle.write(f"{stamp} {line}\n")
+            self._handle.flush()
+            if self._handle.tell() >= self.max_bytes:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        self._handle.close()
+        for n in range(self.backups, 0, -1):
+            src = self.path if n == 1 else self.path.with_name(f"{self.path.name}.{n - 1}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{n}"))
+        self._handle = self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            self._handle.close()
+
+
+class ChildProcess(Protocol):
+    """What the supervisor needs from a spawned litestream (subprocess.Popen fits)."""
+
+    pid: int
+    stdout: Any
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def _parent_death_preexec(parent_pid: int) -> Callable[[], None]:
+    """Linux: the kernel sends SIGTERM to litestream when the supervisor dies, even by SIGKILL."""
+
+    def preexec() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def use_parent_death_signal() -> bool:
+    return sys.platform.startswith("linux") and not os.environ.get(NO_PDEATHSIG_ENV)
+
+
+def _default_spawn(litestream: Litestream) -> Callable[[], ChildProcess]:
+    def spawn() -> ChildProcess:
+        kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+        if use_parent_death_signal():
+            kwargs["preexec_fn"] = _parent_death_preexec(os.getpid())
+        try:
+            return litestream.popen("replicate", **kwargs)
+        except OSError as exc:
+            raise LitestreamError(
+                f"cannot run {litestream.binary}: {exc.strerror}",
+                "run `backupctl install --force` to reinstall the pinned binary",
+            ) from None
+
+    return spawn
+
+
+@dataclass
+class ChildOutcome:
+    returncode: int | None
+    runtime: float
+    confirmed: bool
+    stopped: bool  # we stopped it because of a stop request
+    failed_start: str | None = None  # why we stopped it during its start
+    final_sync: bool | None = None
+    killed: bool = False
+
+
+@dataclass
+class Supervisor:
+    """Runs litestream for one project until asked to stop (or FATAL)."""
+
+    settings: Settings
+    litestream: Litestream
+    state_dir: Path
+    log: Log
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    spawn: Callable[[], ChildProcess] | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] | None = None  # default: waits, but wakes on a stop request
+    rng: Callable[[], float] = random.random
+    max_quick_failures: int = MAX_QUICK_FAILURES
+    stable_after: float = STABLE_AFTER
+    start_deadline: float = START_DEADLINE
+    settle: float | None = None  # quiet seconds that confirm a start without a sync line
+    restore_if_missing: bool = False
+    write_pidfile: bool = False  # background mode: claim supervisor.pid while running
+    take_locks: bool = True
+    handle_signals: bool = True
+
+    stop_signal: int | None = field(default=None, init=False)
+    status: state.SupervisorState = field(default_factory=state.SupervisorState, init=False)
+    _wake: threading.Event = field(default_factory=threading.Event, init=False)
+    _held: list[locks.HeldLock] = field(default_factory=list, init=False)
+    _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
+    _verify_thread: threading.Thread | None = field(default=None, init=False)
+    _next_verify: float | None = field(default=None, init=False)
+
+    # -- public -------------------------------------------------------------------------
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Ask for a graceful stop (what SIGINT/SIGTERM do). Safe from a signal handler."""
+        if self.stop_signal is None:
+            self.stop_signal = signum
+        self._wake.set()
+
+    def run(self) -> int:
+        """Supervise until stopped: returns 0, 130 or 143; raises SupervisorError on FATAL."""
+        if self.take_locks:
+            self._take_locks()  # before touching any state file: those belong to the lock holder
+        previous = self._install_signal_handlers() if self.handle_signals else {}
+        self.status = state.SupervisorState(
+            state=state.STARTING,
+            pid=os.getpid(),
+            started_at=time.time(),
+            config_path=str(self.litestream.config_path),
+            databases=[str(db.path) for db in self.settings.databases],
+            version=self.settings.version,
+        )
+        try:
+            if self.write_pidfile:
+                state.write_pidfile(self.state_dir, os.getpid(), _safe_argv())
+            self._save()
+            reap_orphan(self.state_dir, self.stop_timeout, self.log)
+            if self.restore_if_missing:
+                for db in self.settings.databases:
+                    restore_missing_database(self.settings, self.litestream, db, self.log)
+            return self._loop()
+        finally:
+            if self.status.state != state.FATAL:
+                self.status.state = state.STOPPED
+            self.status.litestream_pid = None
+            self._save()
+            if self.write_pidfile:
+                _remove_own_pidfile(self.state_dir)
+            self._release()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    # -- loop ---------------------------------------------------------------------------
+    def _loop(self) -> int:
+        spawn = self.spawn or _default_spawn(self.litestream)
+        failures = 0
+        while self.stop_signal is None:
+            outcome = self._run_child(spawn)
+            if outcome.stopped:
+                break
+            if outcome.confirmed and outcome.runtime >= self.stable_after:
+                failures = 0
+            failures += 1
+            self.status.restarts += 1
+            self.status.last_exit_code = outcome.returncode
+            why = outcome.failed_start or f"litestream exited unexpectedly (code {_describe_exit(outcome.returncode)})"
+            if failures >= self.max_quick_failures:
+                self.status.state = state.FATAL
+                self.status.last_error = self.status.last_error or why
+                self.status.last_error_lines = list(self._error_lines)
+                self._save()
+                self.log(f"backupctl: FATAL: {why}; {failures} failed starts in a row, giving up")
+                for line in self._error_lines:
+                    self.log(f"backupctl:   {line}")
+                raise SupervisorError(
+                    f"litestream failed {failures} times in a row; replication is NOT running",
+                    "fix the cause shown above (`backupctl doctor` checks credentials and the replica), then start again",
+                    details=[why, *self._error_lines],
+                )
+            delay = backoff_delay(failures, self.rng)
+            self.status.state = state.BACKOFF
+            self._save()
+            self.log(f"backupctl: {why} after {outcome.runtime:.1f}s; restarting in {delay:.1f}s")
+            self._sleep(delay)
+        signum = self.stop_signal
+        if signum == signal.SIGINT:
+            return int(ExitCode.INTERRUPTED)
+        if signum == signal.SIGTERM:
+            return int(ExitCode.TERMINATED)
+        return 0
+
+    def _sleep(self, seconds: float) -> None:
+        if self.sleep is not None:
+            self.sleep(seconds)
+        else:
+            self._wake.wait(seconds)
+
+    def _run_child(self, spawn: Callable[[], ChildProcess]) -> ChildOutcome:
+        self.status.state = state.STARTING
+        self._save()
+        proc = spawn()
+        started = self.clock()
+        self.status.litestream_pid = proc.pid
+        self.status.child_started_at = time.time()
+        self._save()
+        _record_litestream(self.state_dir, proc.pid)
+        self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
+
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+
+        wanted = {str(db.path) for db in self.settings.databases}
+        replicating: set[str] = set()
+        settle = self.settle if self.settle is not None else min(max(2.0, self.settings.sync_seconds + 1.0), 15.0)
+        confirmed = False
+        all_up_at: float | None = None
+        errors_seen = 0
+        failed_start: str | None = None
+        term_sent_at: float | None = None
+        kill_at: float | None = None
+        killed = False
+        errors_after_term = 0
+        eof = False
+        exited_at: float | None = None
+
+        while True:
+            try:
+                raw = lines.get(timeout=0.2)
+            except queue.Empty:
+                raw = ""
+            if raw is None:
+                eof = True
+            elif raw:
+                line = parse_log_line(scrub(raw, self.settings))
+                self.log(f"litestream: {line.readable}")
+                if line.level == "ERROR":
+                    errors_seen += 1
+                    self._error_lines.append(line.readable)
+                    self.status.last_error = line.error_text
+                    self.status.last_error_lines = list(self._error_lines)
+                    self._save()
+                    if term_sent_at is not None:
+                        errors_after_term += 1
+                    elif not confirmed and _PERMANENT_ERRORS.search(line.raw):
+                        failed_start = f"litestream cannot replicate: {line.error_text}"
+                if line.message == "replicating to" or line.message == "initialized db":
+                    # "initialized db" names the path; "replicating to" follows for its replica.
+                    if line.message == "initialized db" and line.fields.get("path"):
+                        replicating.add(line.fields["path"])
+                    if replicating >= wanted or len(replicating) >= len(wanted):
+                        all_up_at = all_up_at or self.clock()
+                if not confirmed and line.level == "INFO" and any(m in line.message for m in _SYNC_MARKERS):
+                    confirmed = self._confirm(proc, "first sync reached the replica")
+
+            now = self.clock()
+            if (
+                not confirmed
+                and failed_start is None
+                and all_up_at is not None
+                and errors_seen == 0
+                and now - all_up_at >= settle
+                and proc.poll() is None
+            ):
+                confirmed = self._confirm(proc, f"up for {settle:g}s without errors")
+            if not confirmed and failed_start is None and errors_seen and now - started >= self.start_deadline:
+                failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
+
+            if term_sent_at is None and proc.poll() is None:
+                if self.stop_signal is not None:
+                    term_sent_at = now
+                    kill_at = now + self.stop_timeout
+                    self.status.state = state.STOPPING
+                    self._save()
+                    self.log(f"backupctl: stopping litestream (final sync, up to {self.stop_timeout:g}s)")
+                    _signal(proc, signal.SIGTERM)
+                elif failed_start is not None:
+                    term_sent_at = now
+                    kill_at = now + FAILED_START_GRACE
+                    _signal(proc, signal.SIGTERM)
+            if kill_at is not None and not killed and now >= kill_at and proc.poll() is None:
+                self.log("backupctl: litestream did not exit in time; killing its process group")
+                _kill_group(proc)
+                killed = True
+
+            if proc.poll() is not None:
+                exited_at = exited_at if exited_at is not None else now
+                if eof or not reader.is_alive() or now - exited_at > 5:  # a stray grandchild may hold the pipe
+                    break
+            self._maybe_verify(confirmed)
+
+        returncode = proc.wait()
+        reader.join(timeout=1)
+        runtime = self.clock() - started
+        _clear_litestream(self.state_dir, proc.pid)
+        self.status.litestream_pid = None
+        self.status.last_exit_code = returncode
+        stopped = self.stop_signal is not None and failed_start is None
+        if self.stop_signal is not None and term_sent_at is None:
+            stopped = True  # it exited on its own while we were asked to stop
+        final_sync: bool | None = None
+        if stopped:
+            final_sync = returncode == 0 and not killed and errors_after_term == 0 and term_sent_at is not None
+            self.status.final_sync = final_sync
+            if final_sync:
+                self.log("backupctl: litestream stopped; final sync completed")
+            else:
+                self.log(
+                    f"backupctl: litestream stopped (code {_describe_exit(returncode)}); "
+                    "the final sync did NOT complete: the newest writes may not be in the replica"
+                )
+        self._save()
+        return ChildOutcome(returncode, runtime, confirmed, stopped, failed_start, final_sync, killed)
+
+    def _confirm(self, proc: ChildProcess, why: str) -> bool:
+        self.status.state = state.RUNNING
+        self._save()
+        self.log(f"backupctl: replication running ({why}); litestream pid {proc.pid}")
+        return True
+
+    # -- periodic verify ----------------------------------------------------------------
+    def _maybe_verify(self, confirmed: bool) -> None:
+        interval = self.settings.verify_interval
+        if not interval or not confirmed:
+            return
+        now = self.clock()
+        if self._next_verify is None:
+            self._next_verify = now + parse_duration(interval)
+            return
+        if now < self._next_verify or (self._verify_thread and self._verify_thread.is_alive()):
+            return
+        self._next_verify = now + parse_duration(interval)
+        self._verify_thread = threading.Thread(target=self._verify_all, daemon=True)
+        self._verify_thread.start()
+
+    def _verify_all(self) -> None:
+        try:
+            from backupctl import verify  # written separately; optional at run time
+        except ImportError:
+            self.log("backupctl: periodic verify skipped: this backupctl has no verify module")
+            return
+        func = getattr(verify, "verify_database", None)
+        if func is None:
+            self.log("backupctl: periodic verify skipped: verify.verify_database is missing")
+            return
+        for db in self.settings.databases:
+            if self.stop_signal is not None:
+                return
+            before = state.last_verify(self.state_dir, str(db.path))
+            try:
+                result = func(self.settings, self.litestream.binary, db)
+            except Exception as exc:  # a failed verify must never take replication down
+                message = scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__, self.settings)
+                self.log(f"backupctl: verify of {db.name} failed: {message}")
+                state.record_verify(self.state_dir, str(db.path), {"ok": False, "error": message, "at": time.time()})
+                continue
+            self.log(f"backupctl: verify of {db.name}: {_summary(result)}")
+            if state.last_verify(self.state_dir, str(db.path)) == before:  # it did not record itself
+                document = _as_dict(result)
+                if document is not None:
+                    state.record_verify(self.state_dir, str(db.path), document)
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_stop(signum: int, frame: object) -> None:
+            # No logging here: the log's lock may be held by the code this signal interrupted.
+            self.request_stop(signum)
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_stop)
+        # A closed terminal must not end replication (litestream is in its own session anyway).
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return previous
+
+    def _take_locks(self) -> None:
+        wanted: list[tuple[Path, str]] = []
+        for db in self.settings.databases:
+            wanted.append((locks.database_lock_path(db.path), f"database {db.path}"))
+            for replica in db.replicas:
+                wanted.append((locks.replica_lock_path(replica.destination), f"replica {replica.destination}"))
+        for path, what in wanted:
+            held = locks.try_lock(path, os.getpid())
+            if held is None:
+                self._release()
+                pid = locks.holder(path)
+                who = f"pid {pid}" if pid and pid > 0 else "another process"
+                raise ConflictError(
+                    f"{what} is already being replicated by {who}",
+                    "two litestreams on one database or replica corrupt the backup; "
+                    "stop the running one first (`backupctl stop`, or Ctrl-C where it runs)",
+                )
+            self._held.append(held)
+
+    def _release(self) -> None:
+        while self._held:
+            self._held.pop().release()
+
+    def _save(self) -> None:
+        try:
+            state.write_supervisor_state(self.state_dir, self.status)
+        except OSError as exc:
+            self.log(f"backupctl: cannot write {self.state_dir / state.STATEFILE}: {exc.strerror}")
+
+
+def _as_dict(result: object) -> dict[str, Any] | None:
+    import dataclasses
+
+    if isinstance(result, dict):
+        return result
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return None
+
+
+def _summary(result: object) -> str:
+    if isinstance(result, dict):
+        return "ok" if result.get("ok") else f"FAILED {result.get('error') or ''}".strip()
+    ok = getattr(result, "ok", None)
+    return "ok" if ok else ("FAILED" if ok is False else "done")
+
+
+def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
+    try:
+        for raw in iter(stream.readline, b""):
+            lines.put(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
+    except (OSError, ValueError):
+        pass
+    finally:
+        lines.put(None)
+
+
+def _signal(proc: ChildProcess, signum: int) -> None:
+    try:
+        os.kill(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_group(proc: ChildProcess) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        _signal(proc, signal.SIGKILL)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return f"{code}, killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return str(code)
+    return str(code)
+
+
+def _safe_argv() -> list[str]:
+    """Our own argv (it never holds a secret: secrets come from .env or the environment)."""
+    return [sys.executable, *sys.argv]
+
+
+def _remove_own_pidfile(state_dir: Path) -> None:
+    record = state.read_json(state_dir / state.PIDFILE)
+    if record and record.get("pid") == os.getpid():
+        (state_dir / state.PIDFILE).unlink(missing_ok=True)
+
+
+# -- the orphan watchdog ------------------------------------------------------------------
+def _record_litestream(state_dir: Path, pid: int) -> None:
+    import psutil
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return
+    state.write_json(state_dir / LITESTREAM_PIDFILE, {"pid": pid, "create_time": created, "supervisor": os.getpid()})
+
+
+def _clear_litestream(state_dir: Path, pid: int) -> None:
+    record = state.read_json(state_dir / LITESTREAM_PIDFILE)
+    if record and record.get("pid") == pid:
+        (state_dir / LITESTREAM_PIDFILE).unlink(missing_ok=True)
+
+
+def live_orphan(state_dir: Path) -> int | None:
+    """The pid of a litestream a previous supervisor started and left running, if that exact process lives."""
+    import psutil
+
+    record = state.read_json(state_dir / LITESTREAM_PIDFILE)
+    if not record or not isinstance(record.get("pid"), int):
+        return None
+    try:
+        proc = psutil.Process(record["pid"])
+        if abs(proc.create_time() - float(record.get("create_time", -1))) > 0.01:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.Error, ValueError, TypeError):
+        return None
+    return proc.pid
+
+
+def reap_orphan(state_dir: Path, timeout: float, log: Log) -> bool:
+    """Stop a litestream left behind by a supervisor that died (SIGTERM: it does its final sync)."""
+    import psutil
+
+    pid = live_orphan(state_dir)
+    if pid is None:
+        (state_dir / LITESTREAM_PIDFILE).unlink(missing_ok=True)
+        return False
+    log(f"backupctl: found litestream pid {pid} left running by a supervisor that died; stopping it (final sync)")
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except psutil.TimeoutExpired:
+            log(f"backupctl: litestream pid {pid} did not exit within {timeout:g}s; killing it")
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
+            proc.wait(10)
+    except psutil.NoSuchProcess:
+        pass
+    (state_dir / LITESTREAM_PIDFILE).unlink(missing_ok=True)
+    return True
+
+
+# -- restore before replicating -----------------------------------------------------------
+def restore_missing_database(settings: Settings, litestream: Litestream, db: Database, log: Log) -> bool:
+    """Restore a missing database from its replica before replication starts. Never over an existing file.
+
+    Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
+    """
+    if db.path.exists():
+        return False
+    try:
+        from backupctl import restore as restore_module
+
+        helper = getattr(restore_module, "restore_if_missing", None)
+    except ImportError:
+        helper = None
+    if helper is not None:
+        result = helper(settings, litestream.binary, db)
+        restored = bool(getattr(result, "restored", result))
+        log(f"backupctl: {db.path} was missing; " + ("restored it from the replica" if restored else "no backup to restore"))
+        return restored
+    return _restore_minimal(litestream, db, log)
+
+
+def _restore_minimal(litestream: Litestream, db: Database, log: Log) -> bool:
+    import tempfile
+
+    db.path.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{db.path.name}.restore-", dir=db.path.parent))
+    target = tmpdir / db.path.name
+    try:
+        log(f"backupctl: {db.path} is missing; restoring it from the replica if it has a backup")
+        litestream.run("restore", "-if-replica-exists", "-o", str(target), str(db.path), timeout=600)
+        if not target.exists() or target.stat().st_size == 0:
+            log(f"backupctl: no backup of {db.path} in the replica; starting fresh")
+            return False
+        try:
+            os.link(target, db.path)  # fails if the database appeared meanwhile: never overwrite
+        except FileExistsError:
+            log(f"backupctl: {db.path} appeared during the restore; kept it and discarded the restored copy")
+            return False
+        log(f"backupctl: restored {db.path} from the replica")
+        return True
+    finally:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# -- background mode, stop, logs ----------------------------------------------------------
+@dataclass(frozen=True)
+class BackgroundStart:
+    pid: int
+    log_path: Path
+    litestream_pid: int | None
+
+
+def start_background(
+    argv: list[str], state_dir: Path, *, cwd: Path | None = None, timeout: float = 120.0, poll: float = 0.2
+) -> BackgroundStart:
+    """Launch ``argv`` (a `start --foreground-child`) detached; return once it confirms replication.
+
+    Fails fast, with the log's tail, when the supervisor exits or goes FATAL first.
+    """
+    log_path = state_dir / state.LOGFILE
+    state_dir.mkdir(parents=True, exist_ok=True)
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log_handle:
+        os.chmod(log_path, 0o600)
+        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=log_handle,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        code = proc.poll()
+        current = state.read_supervisor_state(state_dir)
+        if code is None and current and current.pid == proc.pid and current.state == state.RUNNING:
+            return BackgroundStart(proc.pid, log_path, current.litestream_pid)
+        if code is not None:
+            raise SupervisorError(
+                f"the background supervisor exited (code {code}) before replication started",
+                f"see the log: backupctl logs ({log_path})",
+                details=log_tail(log_path, 15, since=offset),
+            )
+        if time.monotonic() > deadline:
+            _terminate_quietly(proc)
+            raise SupervisorError(
+                f"replication was not confirmed within {timeout:g}s; stopped the background supervisor",
+                f"see the log: backupctl logs ({log_path}); `backupctl doctor` checks the replica",
+                details=log_tail(log_path, 15, since=offset),
+            )
+        time.sleep(poll)
+
+
+def _terminate_quietly(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(DEFAULT_STOP_TIMEOUT + 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass(frozen=True)
+class StopResult:
+    was_running: bool
+    pid: int | None = None
+    final_sync: bool | None = None
+    stopped: bool = True
+
+
+def stop_background(state_dir: Path, timeout: float) -> StopResult:
+    """SIGTERM the supervisor named by a live pidfile and wait until it and its litestream are gone.
+
+    A pidfile whose pid is dead or belongs to another process (start time differs) is stale:
+    nothing is signalled.
+    """
+    import psutil
+
+    record = state.live_pidfile(state_dir)
+    if record is None:
+        return StopResult(was_running=False)
+    pid = int(record["pid"])
+    before = state.read_supervisor_state(state_dir)
+    child = before.litestream_pid if before and before.pid == pid else None
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - float(record["create_time"])) > 0.01:  # re-check right before signalling
+            return StopResult(was_running=False)
+        proc.terminate()
+        proc.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        raise SupervisorError(
+            f"the supervisor (pid {pid}) did not stop within {timeout:g}s",
+            "it may still be waiting for litestream's final sync; run `backupctl stop` again or check `backupctl logs`",
+        ) from None
+    if child:
+        _wait_gone(child, 10.0)
+    after = state.read_supervisor_state(state_dir)
+    return StopResult(was_running=True, pid=pid, final_sync=after.final_sync if after else None)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    import psutil
+
+    try:
+        psutil.Process(pid).wait(timeout)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+
+
+def log_tail(path: Path, lines: int, since: int = 0) -> list[str]:
+    """The last ``lines`` lines of a log (only what was written after byte ``since``)."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(since, size - 256 * 1024)
+            handle.seek(start)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:] if lines > 0 else []
+
+
+def follow(path: Path, lines: int, poll: float = 0.25, stop: Callable[[], bool] | None = None) -> Iterator[str]:
+    """The last ``lines`` lines, then every new line as it is written, across rotation (like tail -F)."""
+    yield from log_tail(path, lines)
+    handle = None
+    inode = None
+    try:
+        while stop is None or not stop():
+            if handle is None:
+                try:
+                    handle = open(path, "rb")  # noqa: SIM115 - closed in finally / on rotation
+                    inode = os.fstat(handle.fileno()).st_ino
+                    if lines >= 0:
+                        handle.seek(0, os.SEEK_END)
+                    lines = -1  # only the first open skips what was already shown
+                except FileNotFoundError:
+                    time.sleep(poll)
+                    continue
+            chunk = handle.readline()
+            if chunk:
+                yield chunk.decode("utf-8", "replace").rstrip("\n")
+                continue
+            try:
+                current = os.stat(path)
+                rotated = current.st_ino != inode or current.st_size < handle.tell()
+            except FileNotFoundError:
+                rotated = True
+            if rotated:
+                rest = handle.read()
+                yield from rest.decode("utf-8", "replace").splitlines()
+                handle.close()
+                handle = None
+                continue
+            time.sleep(poll)
+    finally:
+        if handle is not None:
+            handle.close()
