@@ -1,3 +1,322 @@
-"""(being written)"""
+"""status, databases, snapshots, generations, wal, ltx: what is backed up, and how far back."""
 
-from backupctl.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from backupctl.cli.app import app
+from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+
+DbArg = Annotated[str | None, typer.Argument(help="A database by path or file name (default: every database in the config).")]
+WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a live view (Ctrl-C to leave).")]
+IntervalOpt = Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.", min=0.5)]
+LevelOpt = Annotated[str, typer.Option("--level", help="LTX level: 0-9 or all (9 = snapshots, 0 = incremental).")]
+
+
+def _binary(settings: Any) -> Path:
+    from backupctl.binary import ensure_binary
+
+    return ensure_binary(settings.version).path
+
+
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _ago(value: datetime | str | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    return _duration(seconds) + " ago" if seconds >= 0 else "in " + _duration(-seconds)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def _stamp(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value.strftime('%Y-%m-%d %H:%M:%S')}Z ({_ago(value)})"
+
+
+def _per_database(settings: Any, database: str | None, fetch: Callable[[Any], list[Any]]) -> list[tuple[Any, list[Any]]]:
+    """Fetch a listing for each selected database in parallel; the first error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dbs = settings.database(database)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(dbs)))) as pool:
+        results = list(pool.map(fetch, dbs))
+    return list(zip(dbs, results, strict=True))
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _status_table(report: Any) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    sup = report.supervisor
+    colour = {"running": "green", "starting": "yellow", "backoff": "yellow"}.get(sup.state, "red")
+    head = Text.assemble(
+        ("supervisor: ", "bold"),
+        (sup.state, colour),
+        f"  pid {sup.pid or '-'}  uptime {_duration(sup.uptime_seconds)}  restarts {sup.restarts}",
+    )
+    parts: list[Any] = [head]
+    if sup.last_error:
+        parts.append(Text(f"last error: {sup.last_error}", style="red"))
+    t = Table(title=f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s")
+    for col in ("database", "verdict", "size", "wal", "local", "newest backup", "lag", "oldest restorable", "snapshot", "verify"):
+        t.add_column(col)
+    styles = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
+    for d in report.databases:
+        verify_text = _verify_text(d.last_verify)
+        t.add_row(
+            d.name,
+            Text(d.verdict, style=styles.get(d.verdict, "")),
+            _human_size(d.size),
+            _human_size(d.wal_size),
+            d.local_position or "-",
+            _ago(d.newest_backup),
+            "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
+            d.oldest_restorable.replace("T", " ") if d.oldest_restorable else "-",
+            _ago(d.newest_snapshot),
+            verify_text,
+        )
+    parts.append(t)
+    for d in report.databases:
+        if d.verdict != "ok" or d.replica_error:
+            parts.append(Text(f"{d.name}: {d.reason}", style=styles.get(d.verdict, "yellow")))
+    return Group(*parts)
+
+
+def _verify_text(verify: dict[str, Any] | None) -> str:
+    if not verify:
+        return "-"
+    text = "ok" if verify.get("ok") else "FAILED"
+    when = verify.get("at") or verify.get("checked_at") or verify.get("finished_at")
+    if isinstance(when, str):
+        try:
+            text += " " + _ago(when)
+        except ValueError:
+            pass
+    return text
+
+
+@app.command()
+def status(
+    env_file: EnvFileOpt = None,
+    json_: JsonOpt = False,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = 3.0,
+    database: DbArg = None,
+) -> None:
+    """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error)."""
+    from backupctl.status import collect_status
+
+    settings = load(env_file)
+    binary = _binary(settings)
+    if watch and not json_:
+        import time
+
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(console=Console(), refresh_per_second=4, screen=False) as live:
+            while True:
+                report = collect_status(settings, binary, database)
+                live.update(_status_table(report))
+                time.sleep(interval)
+    report = collect_status(settings, binary, database)
+    if json_:
+        from backupctl.cli.output import emit_json
+
+        emit_json(report.to_json())
+    else:
+        from backupctl.cli.output import table
+
+        table(_status_table(report))
+    raise typer.Exit(int(report.exit_code))
+
+
+# --------------------------------------------------------------------------- listings
+
+
+@app.command()
+def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
+    """The databases in the config, as litestream reads them, with their replicas."""
+    from backupctl.inspect import configured_databases
+    from backupctl.render import sync_config
+
+    settings = load(env_file)
+    config = sync_config(settings).path
+    native = {d.path: d for d in configured_databases(settings, _binary(settings), config_path=config)}
+    rows = []
+    for db in settings.databases:
+        size = db.path.stat().st_size if db.path.exists() else None
+        rows.append(
+            {
+                "name": db.name,
+                "path": str(db.path),
+                "exists": db.path.exists(),
+                "size": size,
+                "replicas": [r.destination for r in db.replicas],
+                "in_litestream_config": str(db.path) in native,
+            }
+        )
+    if json_:
+        from backupctl.cli.output import emit_json
+
+        emit_json({"litestream_version": settings.version, "config": str(config), "databases": rows})
+        return
+    from rich.table import Table
+
+    from backupctl.cli.output import table
+
+    t = Table(title=f"databases ({config})")
+    for col in ("name", "path", "size", "replica"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["path"], _human_size(r["size"]) if r["exists"] else "missing", "\n".join(r["replicas"]))
+    table(t)
+
+
+def _listing(
+    env_file: Path | None,
+    json_: bool,
+    database: str | None,
+    kind: str,
+    fetch: Callable[[Any, Path, Any], list[Any]],
+    columns: list[tuple[str, Callable[[Any], str]]],
+    note: str | None = None,
+) -> None:
+    settings = load(env_file)
+    binary = _binary(settings)
+    results = _per_database(settings, database, lambda db: fetch(settings, binary, db))
+    if json_:
+        from backupctl.cli.output import emit_json
+
+        doc: dict[str, Any] = {
+            "litestream_version": settings.version,
+            "databases": [
+                {"name": db.name, "path": str(db.path), "destinations": [r.destination for r in db.replicas],
+                 kind: [item.to_json() for item in items]}
+                for db, items in results
+            ],
+        }  # fmt: skip
+        if note:
+            doc["note"] = note
+        emit_json(doc)
+        return
+    from rich.table import Table
+
+    from backupctl.cli.output import say, table
+
+    for db, items in results:
+        t = Table(title=f"{kind} of {db.name} ({', '.join(r.destination for r in db.replicas)})")
+        for name, _ in columns:
+            t.add_column(name)
+        for item in items:
+            t.add_row(*(render(item) for _, render in columns))
+        if not items:
+            t.caption = "the replica is empty"
+        table(t)
+    if note:
+        say(note)
+
+
+@app.command()
+def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+    """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
+    from backupctl.inspect import snapshots as fetch
+    from backupctl.inspect import txid_hex
+
+    _listing(env_file, json_, database, "snapshots", fetch, [
+        ("created", lambda s: _stamp(s.created)),
+        ("size", lambda s: _human_size(s.size)),
+        ("generation / txid", lambda s: f"{s.generation} #{s.index}" if s.generation else str(txid_hex(s.max_txid))),
+        ("replica", lambda s: s.replica),
+    ])  # fmt: skip
+
+
+@app.command()
+def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+    """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
+    from backupctl.inspect import txid_hex, wal_segments
+
+    _listing(env_file, json_, database, "wal", wal_segments, [
+        ("created", lambda s: _stamp(s.created)),
+        ("size", lambda s: _human_size(s.size)),
+        ("position", lambda s: f"{s.generation} {s.index}/{s.offset}" if s.generation
+            else f"{txid_hex(s.min_txid)}-{txid_hex(s.max_txid)}"),
+        ("replica", lambda s: s.replica),
+    ])  # fmt: skip
+
+
+@app.command()
+def ltx(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all") -> None:
+    """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
+    from backupctl.errors import ConfigError
+    from backupctl.inspect import ltx_files, txid_hex
+
+    if level != "all" and not (level.isdigit() and 0 <= int(level) <= 9):
+        raise ConfigError(f"--level {level!r} is not a level", "use 0-9 or all")
+    lvl: int | str = int(level) if level.isdigit() else "all"
+    _listing(env_file, json_, database, "ltx", lambda s, b, db: ltx_files(s, b, db, lvl), [
+        ("level", lambda f: str(f.level)),
+        ("txids", lambda f: f"{txid_hex(f.min_txid)}-{txid_hex(f.max_txid)}"),
+        ("size", lambda f: _human_size(f.size)),
+        ("timestamp", lambda f: _stamp(f.timestamp)),
+    ])  # fmt: skip
+
+
+@app.command()
+def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+    """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
+    from backupctl.inspect import GENERATIONS_NOTE, restorable_window
+    from backupctl.inspect import generations as fetch
+    from backupctl.versions import capabilities
+
+    settings = load(env_file)
+    if capabilities(settings.version).has_generations:
+        _listing(env_file, json_, database, "generations", fetch, [
+            ("generation", lambda g: g.generation),
+            ("start", lambda g: _stamp(g.start)),
+            ("end", lambda g: _stamp(g.end)),
+            ("lag", lambda g: g.lag or "-"),
+            ("replica", lambda g: g.replica),
+        ])  # fmt: skip
+        return
+    _listing(env_file, json_, database, "window", lambda s, b, db: [w for w in [restorable_window(s, b, db)] if not w.empty], [
+        ("oldest", lambda w: _stamp(w.oldest)),
+        ("newest", lambda w: _stamp(w.newest)),
+        ("txids", lambda w: f"{w.min_txid:016x}-{w.max_txid:016x}" if w.max_txid is not None else "-"),
+        ("snapshots", lambda w: str(w.snapshot_count)),
+        ("files", lambda w: str(w.file_count)),
+    ], note=GENERATIONS_NOTE)  # fmt: skip
