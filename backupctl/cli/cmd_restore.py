@@ -1,3 +1,210 @@
-"""(being written)"""
+"""`restore` and `verify`: a thin skin over backupctl.restore and backupctl.verify."""
 
-from backupctl.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from backupctl.cli.app import app
+from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+from backupctl.errors import BackupctlError, ExitCode
+
+
+class Terminated(BackupctlError):
+    """SIGTERM while restoring: raised inside the restore so every cleanup runs."""
+
+    exit_code = ExitCode.TERMINATED
+    kind = "terminated"
+
+
+@contextmanager
+def _sigterm_raises(what: str) -> Iterator[None]:
+    """Turn SIGTERM into an exception so `finally` blocks remove temp files (SIGINT already is one)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(f"{what} interrupted by SIGTERM", "nothing was changed; run it again when ready")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _status(message: str, json_mode: bool):  # -> a context manager with .update(str)
+    if json_mode or not sys.stderr.isatty():
+        return nullcontext(None)
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
+
+
+def _binary(settings) -> Path:  # noqa: ANN001
+    from backupctl.binary import ensure_binary
+    from backupctl.cli.output import notice
+
+    return ensure_binary(settings.version, notify=notice).path
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+@app.command()
+def restore(
+    db: Annotated[
+        str | None,
+        typer.Argument(
+            help="Database (name or path) to restore; default all. A path that is not a configured "
+            "database is the output path (one database configured).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write the restored database.", show_default=False),
+    ] = None,
+    timestamp: Annotated[
+        str | None,
+        typer.Option(
+            "--timestamp",
+            "-t",
+            help="Point in time: RFC 3339, '2024-01-15 12:00' (UTC unless an offset is given), '30m ago', 'yesterday'.",
+            show_default=False,
+        ),
+    ] = None,
+    txid: Annotated[str | None, typer.Option("--txid", help="Restore up to this txid (Litestream 0.5; hex or decimal).")] = None,
+    generation: Annotated[str | None, typer.Option("--generation", help="Restore from this generation (Litestream 0.3).")] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace an existing database; the old copy is moved aside and kept."),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; write nothing.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Give up on the download after this many seconds.")] = 1800.0,
+    json_out: JsonOpt = False,
+    env_file: EnvFileOpt = None,
+) -> int:
+    """Restore a database from its replica, safely: never over the live file without --force.
+
+    Default output: the database's own path when no database is there (a new machine), else a
+    side file next to it (app.db.restored-<UTC time>). The restore is written to a temp file,
+    checked (PRAGMA integrity_check) and renamed into place; a failure leaves nothing behind.
+    """
+    from backupctl import restore as core
+    from backupctl.cli.output import emit_json, notice, say, success, table
+
+    settings = load(env_file)
+    targets = core.select_targets(settings, db, output)
+    binary = _binary(settings)
+    plans = [
+        core.plan_restore(settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force)
+        for database, out in targets
+    ]
+    if dry_run:
+        if json_out:
+            emit_json({"ok": True, "dry_run": True, "plans": [p.to_json() for p in plans]})
+            return 0
+        for p in plans:
+            say(f"would restore {p.database.name} from {', '.join(p.source)}")
+            say(f"  to {p.output} ({p.reason})")
+            say(f"  point in time: {p.timestamp or (f'txid {p.txid}' if p.txid else 'latest')}")
+            if p.generation:
+                say(f"  generation: {p.generation}")
+            if p.window is not None:
+                say(f"  restorable window: {p.window.describe()}")
+            for note in p.notes:
+                say(f"  {note}")
+        say("dry run: nothing was written")
+        return 0
+
+    results: list[dict[str, Any]] = []
+    with _sigterm_raises("restore"):
+        for p in plans:
+            with _status(f"restoring {p.database.name}", json_out) as status:
+                step = (lambda msg, s=status: s.update(msg)) if status is not None else None
+                result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
+            results.append(result.to_json())
+            if json_out:
+                continue
+            success(f"restored {p.database.name} to {result.output}")
+            say(f"  size: {_human_size(result.size)}   integrity: ok   time: {result.seconds:.2f}s")
+            position = ", ".join(f"{k} {v}" for k, v in result.position.items() if v is not None and k != "replica")
+            say(f"  position: {position or 'unknown'}   point in time: {result.point_in_time or 'latest'}")
+            say(f"  from: {', '.join(result.source)}")
+            for kept in result.kept:
+                say(f"  previous file kept as {kept}")
+            for note in result.notes:
+                notice(note)
+            from rich.table import Table
+
+            t = Table(title=f"{result.output.name}: tables")
+            t.add_column("table")
+            t.add_column("rows", justify="right")
+            for row in result.tables:
+                t.add_row(row["name"], str(row["rows"]))
+            table(t)
+            if not p.live and p.database.path.exists() and result.output.parent == p.database.path.parent:
+                notice(
+                    f"the live database {p.database.path} was not touched; to replace it: stop the app, "
+                    f"then `backupctl restore {p.database.name} --force`"
+                )
+    if json_out:
+        emit_json({"ok": True, "restores": results})
+    return 0
+
+
+@app.command()
+def verify(
+    db: Annotated[str | None, typer.Argument(help="Database (name or path); default all.", show_default=False)] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds to wait for the sentinel to reach the replica.", show_default=False),
+    ] = None,
+    json_out: JsonOpt = False,
+    env_file: EnvFileOpt = None,
+) -> int:
+    """Prove the replica restores: write a sentinel row, wait for it to replicate, restore, check.
+
+    Exit 0 verified, 20 failed (restore broken or sentinel missing), 21 inconclusive (replica lagging).
+    """
+    from backupctl import verify as core
+    from backupctl.cli.output import emit_json, say, success
+
+    settings = load(env_file)
+    binary = _binary(settings)
+    results = []
+    with _sigterm_raises("verify"):
+        for database in settings.database(db):
+            with _status(f"verifying {database.name}", json_out) as status:
+                step = (lambda msg, s=status: s.update(msg)) if status is not None else None
+                results.append(core.verify_database(settings, binary, database, timeout=timeout, on_step=step))
+    codes = [r.exit_code for r in results]
+    code = max(codes, key=lambda c: (c == ExitCode.VERIFY_FAILED, c == ExitCode.VERIFY_INCONCLUSIVE)) if codes else 0
+    if json_out:
+        emit_json({"ok": code == 0, "results": [r.to_json() for r in results]})
+    else:
+        for r in results:
+            line = f"{r.name}: {r.status} ({r.seconds:.1f}s)"
+            if r.status == core.VERIFIED:
+                success(line)
+            else:
+                say(line)
+            if r.reason:
+                say(f"  {r.reason}")
+            timings = ", ".join(f"{k} {v:.2f}s" for k, v in r.timings.items())
+            if timings:
+                say(f"  {timings}")
+    if code:
+        raise typer.Exit(int(code))
+    return 0

@@ -1,0 +1,731 @@
+"""Safe restore: never over the live database by default, never a partial file, always checked.
+
+A restore goes through three steps:
+
+1. ``litestream restore -o`` into a private temp folder *in the output's own folder*
+   (``.backupctl-restore-<pid>-*``), with a timeout. Everything litestream leaves behind
+   (0.3's ``.tmp-wal``/``.tmp-shm`` included) stays inside that folder.
+2. The copy is checked: non-empty, an SQLite header, ``PRAGMA integrity_check`` = ok.
+3. It is renamed onto the output path (same filesystem, so atomic). When the output is
+   occupied and ``force`` was given, the current file and its ``-wal``/``-shm`` are first moved
+   aside to ``<name>.pre-restore-<UTC stamp>`` (kept, never deleted), and moved back if the
+   rename fails.
+
+The temp folder is removed in ``finally``, so a failure, a timeout or an interruption
+(KeyboardInterrupt, or an exception raised by a signal handler) leaves the original untouched and
+no partial file. A folder left by a process killed with SIGKILL is swept by the next restore.
+
+Where a restore goes (``resolve_output``): an explicit path; else the database's own path when
+no database is there (a new machine); else a side file ``<name>.restored-<UTC stamp>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from backupctl import locks
+from backupctl.errors import ConfigError, ConflictError, LitestreamError, NotFoundError, RefusedError
+from backupctl.runner import Litestream
+from backupctl.settings import Database, Settings
+from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
+
+RESTORE_TIMEOUT = 1800.0  # seconds; a 200 MB database restores in ~3 s locally, leave room for slow links
+TEMP_PREFIX = ".backupctl-restore-"
+SIDE_MARK = ".restored-"
+KEPT_MARK = ".pre-restore-"
+SQLITE_HEADER = b"SQLite format 3\x00"
+SIDE_FILES = ("-wal", "-shm")
+# A first positional argument that is not a configured database but looks like this is an output path.
+PATH_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3", ".sqlite2", ".db3", ".s3db"})
+# How litestream says "there is nothing to restore" (0.5 and 0.3 wordings).
+_NO_BACKUP = re.compile(
+    r"no matching backup|no backups found|no snapshots available|no generations found|"
+    r"no matching backups|cannot find snapshot|no snapshot|database not found in config",
+    re.IGNORECASE,
+)
+
+Step = Callable[[str], None]
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    """``20261122T031500Z``: sorts by time, safe in a file name."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def side_path(db_path: Path, moment: datetime | None = None) -> Path:
+    return _free(db_path.with_name(f"{db_path.name}{SIDE_MARK}{utc_stamp(moment)}"))
+
+
+def kept_path(path: Path, moment: datetime | None = None) -> Path:
+    return _free(path.with_name(f"{path.name}{KEPT_MARK}{utc_stamp(moment)}"))
+
+
+def _free(path: Path) -> Path:
+    """path, or path-2, path-3... if a file (or its -wal) is already there."""
+    candidate, n = path, 1
+    while any(Path(f"{candidate}{s}").exists() for s in ("", *SIDE_FILES)):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def looks_like_path(text: str) -> bool:
+    """The positional-argument rule: a separator, a leading ``.``/``~``, or an SQLite file suffix."""
+    return "/" in text or os.sep in text or text.startswith((".", "~")) or Path(text).suffix.lower() in PATH_SUFFIXES
+
+
+def select_targets(settings: Settings, db_arg: str | None, output: Path | None) -> list[tuple[Database, Path | None]]:
+    """Which databases to restore and where, from ``restore [DB] [-o PATH]``.
+
+    DB is a configured database (name or path). If it is not, but looks like a path
+    (see :func:`looks_like_path`) and one database is configured, it is the output path:
+    ``backupctl restore /path/to/restore.db`` restores that database there.
+    No DB selects every database, each to its default location.
+    """
+    if db_arg:
+        try:
+            dbs = settings.database(db_arg)
+        except NotFoundError:
+            if not looks_like_path(db_arg):
+                raise
+            if output is not None:
+                raise ConfigError(
+                    f"{db_arg!r} is not a configured database, and -o names the output already",
+                    "write `restore DB -o PATH`, or `restore PATH` when one database is configured",
+                ) from None
+            if len(settings.databases) != 1:
+                names = ", ".join(d.name for d in settings.databases) or "none"
+                raise ConfigError(
+                    f"{db_arg!r} is not a configured database ({names}); as an output path it is ambiguous",
+                    f"name the database: `backupctl restore DB -o {db_arg}`",
+                ) from None
+            return [(settings.databases[0], Path(db_arg))]
+    else:
+        dbs = list(settings.databases)
+    if output is not None and len(dbs) > 1:
+        raise ConfigError(
+            f"-o names one output but {len(dbs)} databases are configured",
+            "name the database to restore: `backupctl restore DB -o PATH`",
+        )
+    return [(db, output) for db in dbs]
+
+
+def occupied(path: Path) -> bool:
+    """A database is there: a non-empty file, or a non-empty -wal."""
+    for candidate in (path, Path(f"{path}-wal")):
+        try:
+            if candidate.stat().st_size > 0:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _present(path: Path) -> list[Path]:
+    return [p for p in (path, *(Path(f"{path}{s}") for s in SIDE_FILES)) if p.exists() or p.is_symlink()]
+
+
+def resolve_output(db: Database, output: Path | None, now: datetime | None = None) -> tuple[Path, str]:
+    """The output path and why it was chosen."""
+    if output is not None:
+        out = Path(output).expanduser()
+        out = out if out.is_absolute() else Path.cwd() / out
+        if out.is_dir():
+            out = out / db.name
+        return out.absolute(), "the path you gave"
+    if not occupied(db.path):
+        return db.path, "no database is there (a new machine), so the restore goes into place"
+    return side_path(db.path, now), f"{db.path} exists, so the restore goes beside it (--force replaces the database)"
+
+
+# --- who has the file open --------------------------------------------------------------------
+
+
+def open_holders(files: list[Path]) -> list[tuple[int, str]]:
+    """Processes (pid, name) other than this one with any of ``files`` open.
+
+    On Linux this reads /proc/*/fd; elsewhere psutil's open_files. Processes of other users are
+    invisible without privileges: the check sees what this user can see.
+    """
+    targets = set()
+    for f in files:
+        targets.add(str(f))
+        try:
+            targets.add(str(f.resolve()))
+        except OSError:
+            pass
+    me = os.getpid()
+    found: list[tuple[int, str]] = []
+    proc = Path("/proc")
+    if (proc / "self" / "fd").is_dir():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                fds = os.listdir(entry / "fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(entry / "fd" / fd)
+                except OSError:
+                    continue
+                if link in targets:
+                    found.append((int(entry.name), _comm(entry)))
+                    break
+        return found
+    import psutil
+
+    for p in psutil.process_iter(["pid", "name"]):
+        if p.info["pid"] == me:
+            continue
+        try:
+            if any(f.path in targets for f in p.open_files()):
+                found.append((p.info["pid"], p.info["name"] or "?"))
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def _comm(entry: Path) -> str:
+    try:
+        return (entry / "comm").read_text("utf-8").strip() or "?"
+    except OSError:
+        return "?"
+
+
+def check_not_in_use(db: Database | None, path: Path) -> None:
+    """Raise ConflictError if backupctl replicates this database or any process has the file open."""
+    if db is not None:
+        pid = locks.holder(locks.database_lock_path(db.path))
+        if pid is not None and pid != os.getpid():
+            who = f"pid {pid}" if pid > 0 else "another process"
+            raise ConflictError(
+                f"backupctl is replicating {db.path} ({who}); restoring over it would fork the replica",
+                "stop replication first (`backupctl stop`), restore, then start it again",
+            )
+    holders = open_holders([path, *(Path(f"{path}{s}") for s in SIDE_FILES)])
+    if holders:
+        listed = ", ".join(f"pid {pid} ({name})" for pid, name in holders)
+        raise ConflictError(
+            f"{path} is open in another process: {listed}",
+            "stop the application (and any litestream) using it, then run the restore again",
+            details=[f"pid {pid}: {name}" for pid, name in holders],
+        )
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """The span a point-in-time restore can reach (from backupctl.inspect)."""
+
+    start: datetime | None
+    end: datetime | None
+
+    def describe(self) -> str:
+        a = to_rfc3339(self.start) if self.start else "?"
+        b = to_rfc3339(self.end) if self.end else "?"
+        return f"{a} .. {b}"
+
+
+@dataclass
+class RestorePlan:
+    database: Database
+    output: Path
+    reason: str
+    live: bool  # the output is the configured database's path
+    replaces: list[Path]  # files at the output moved aside first (the database, -wal, -shm)
+    keep_path: Path | None
+    timestamp: str | None  # RFC 3339 UTC, as passed to litestream
+    txid: str | None
+    generation: str | None
+    source: list[str]
+    window: Window | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def restore_args(self) -> list[str]:
+        args: list[str] = []
+        if self.timestamp:
+            args += ["-timestamp", self.timestamp]
+        if self.txid:
+            args += ["-txid", self.txid]
+        if self.generation:
+            args += ["-generation", self.generation]
+        return args
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": str(self.database.path),
+            "name": self.database.name,
+            "output": str(self.output),
+            "reason": self.reason,
+            "live": self.live,
+            "replaces": [str(p) for p in self.replaces],
+            "kept": str(self.keep_path) if self.keep_path else None,
+            "timestamp": self.timestamp,
+            "txid": self.txid,
+            "generation": self.generation,
+            "source": self.source,
+            "window": _window_json(self.window),
+            "notes": self.notes,
+        }
+
+
+def _window_json(window: Window | None) -> dict[str, str | None] | None:
+    if window is None:
+        return None
+    return {
+        "start": to_rfc3339(window.start) if window.start else None,
+        "end": to_rfc3339(window.end) if window.end else None,
+    }
+
+
+def normalize_txid(raw: str) -> str:
+    """16 hex digits (litestream's form). Decimal and 0x-hex are converted; 16 digits are read as hex."""
+    text = raw.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{16}", text):
+        return text
+    try:
+        value = int(text, 16) if text.startswith("0x") else int(text, 10)
+    except ValueError:
+        raise ConfigError(
+            f"--txid {raw!r} is not a transaction id",
+            "write 16 hex digits as `backupctl ltx` shows them (0000000000000003), or a decimal number",
+        ) from None
+    if not 0 < value < 1 << 64:
+        raise ConfigError(f"--txid {raw!r} is out of range", "txids start at 1 (see `backupctl ltx`)")
+    return f"{value:016x}"
+
+
+def plan_restore(
+    settings: Settings,
+    binary_path: Path,
+    db: Database,
+    output: Path | None = None,
+    *,
+    timestamp: str | None = None,
+    txid: str | None = None,
+    generation: str | None = None,
+    force: bool = False,
+    now: datetime | None = None,
+) -> RestorePlan:
+    """Decide and validate everything a restore will do, without writing anything."""
+    from backupctl.versions import capabilities
+
+    caps = capabilities(settings.version)
+    now = now or datetime.now(UTC)
+    if txid is not None and not caps.restore_by_txid:
+        raise ConfigError(
+            f"--txid is a Litestream 0.5 option; this project uses {settings.version}",
+            "restore by --timestamp, or by --generation (0.3); `backupctl generations` lists them",
+        )
+    if generation is not None and not caps.restore_by_generation:
+        raise ConfigError(
+            f"--generation is a Litestream 0.3 option; Litestream {settings.version} has no generations",
+            "restore by --timestamp or --txid (`backupctl ltx` lists txids)",
+        )
+    if txid is not None and timestamp is not None:
+        raise ConfigError("--txid and --timestamp both pick the point to restore", "give one of them")
+    if txid is not None:
+        txid = normalize_txid(txid)
+    if generation is not None:
+        generation = generation.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{16}", generation):
+            raise ConfigError(
+                f"--generation {generation!r} is not a generation id (16 hex digits)",
+                "copy one from `backupctl generations`",
+            )
+
+    out, reason = resolve_output(db, output, now)
+    live = out == db.path
+    notes: list[str] = []
+    replaces = _present(out)
+    keep: Path | None = None
+    if replaces:
+        if occupied(out) and not force:
+            raise RefusedError(
+                f"{out} already exists; backupctl never restores over a database without --force",
+                f"pass --force to move it (and its -wal/-shm) aside to {kept_path(out, now).name} and restore in "
+                "its place, or leave -o out to restore beside it",
+            )
+        check_not_in_use(db if live else None, out)
+        keep = kept_path(out, now)
+        notes.append(f"{', '.join(p.name for p in replaces)} will be moved aside to {keep.name}* (kept)")
+
+    window: Window | None = None
+    stamp: str | None = None
+    if timestamp is not None:
+        try:
+            moment = parse_point_in_time(timestamp, now)
+        except TimestampError as exc:
+            raise ConfigError(f"--timestamp: {exc}", FORMS_HINT) from None
+        if moment > now:
+            raise ConfigError(f"--timestamp {to_rfc3339(moment)} is in the future", "pick a point in the past")
+        window = restorable_window(settings, binary_path, db)
+        stamp = to_rfc3339(moment)
+        if window is None:
+            raise NotFoundError(
+                f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
+                "start replication (`backupctl start`) and let it sync once; `backupctl status` shows it",
+            )
+        if window is not None and window.start is not None and moment < window.start:
+            raise NotFoundError(
+                f"{stamp} is before the oldest backup of {db.name}: the restorable window is {window.describe()}",
+                "pick a time inside the window (`backupctl ltx`/`generations` list the backups)",
+            )
+        # Listed times are truncated to the second. 0.5 compares the exact file times with the
+        # timestamp, so only a point a whole second past the newest listing is surely after it;
+        # 0.3 refuses any timestamp past the exact end of the generation, so treat it as "latest".
+        slack = timedelta(0) if caps.has_generations else timedelta(seconds=1)
+        if window is not None and window.end is not None and moment >= window.end + slack:
+            # Nothing changed in the replica after its last backup: the state at `moment` is the latest.
+            notes.append(f"{stamp} is after the last backup ({to_rfc3339(window.end)}), so the latest backup is restored")
+            stamp = None
+    elif txid is None and generation is None:
+        window = _window_or_none(settings, binary_path, db)
+    return RestorePlan(
+        database=db,
+        output=out,
+        reason=reason,
+        live=live,
+        replaces=replaces,
+        keep_path=keep,
+        timestamp=stamp,
+        txid=txid,
+        generation=generation,
+        source=[r.destination for r in db.replicas],
+        window=window,
+        notes=notes,
+    )
+
+
+def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Window | None:
+    """The replica's restorable span from backupctl.inspect; None for an empty replica.
+
+    Raises LitestreamError when the replica cannot be listed.
+    """
+    from backupctl import inspect
+
+    window = inspect.restorable_window(settings, binary_path, db)
+    if window.empty:
+        return None
+    return Window(window.oldest, window.newest)
+
+
+def _window_or_none(settings: Settings, binary_path: Path, db: Database) -> Window | None:
+    try:
+        return restorable_window(settings, binary_path, db)
+    except Exception:  # only informative here: a plain restore does not need it
+        return None
+
+
+# --- doing it ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Staged:
+    """A checked restore waiting in a temp folder."""
+
+    path: Path
+    size: int
+    position: dict[str, Any]
+    tables: list[dict[str, Any]]
+    download_seconds: float
+
+
+@dataclass
+class RestoreResult:
+    database: Database
+    output: Path
+    size: int
+    position: dict[str, Any]
+    point_in_time: str | None
+    tables: list[dict[str, Any]]
+    seconds: float
+    kept: list[Path]
+    source: list[str]
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": str(self.database.path),
+            "name": self.database.name,
+            "output": str(self.output),
+            "size": self.size,
+            "position": self.position,
+            "point_in_time": self.point_in_time or "latest",
+            "integrity": "ok",
+            "tables": self.tables,
+            "seconds": round(self.seconds, 3),
+            "kept": [str(p) for p in self.kept],
+            "source": self.source,
+            "notes": self.notes,
+        }
+
+
+def litestream_for(settings: Settings, binary_path: Path) -> Litestream:
+    """A Litestream bound to an up-to-date litestream.yml (rendered if missing or stale)."""
+    from backupctl.render import sync_config
+
+    sync_config(settings)
+    return Litestream(binary_path, settings)
+
+
+def sweep_stale_temp(folder: Path) -> list[Path]:
+    """Remove restore temp folders whose process is gone (killed with SIGKILL, power loss)."""
+    import psutil
+
+    removed: list[Path] = []
+    try:
+        entries = list(folder.glob(f"{TEMP_PREFIX}*"))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = re.match(re.escape(TEMP_PREFIX) + r"(\d+)-", entry.name)
+        if not match or not entry.is_dir():
+            continue
+        if int(match.group(1)) != os.getpid() and not psutil.pid_exists(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+@contextmanager
+def staged_restore(
+    ls: Litestream,
+    db: Database,
+    folder: Path,
+    args: list[str],
+    *,
+    timeout: float = RESTORE_TIMEOUT,
+    on_step: Step | None = None,
+) -> Iterator[Staged]:
+    """Restore ``db`` into a temp folder inside ``folder``, check it, yield it; always clean up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temp(folder)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=folder))
+    try:
+        out = tmpdir / db.name
+        argv = ["-o", str(out), *args]
+        if ls.caps.has_json:
+            argv.insert(0, "-json")
+        if on_step:
+            on_step(f"downloading {db.name} from {', '.join(r.destination for r in db.replicas)}")
+        try:
+            result = ls.run("restore", *argv, str(db.path), timeout=timeout, what=f"litestream restore of {db.name}")
+        except LitestreamError as exc:
+            text = " ".join(exc.details)
+            if _NO_BACKUP.search(text):
+                at = next((args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("-")), None)
+                raise NotFoundError(
+                    f"the replica has no backup of {db.name}" + (f" matching {at}" if at else ""),
+                    "check the replica settings (`backupctl config show`) and that replication ran (`backupctl status`)",
+                    details=exc.details,
+                ) from None
+            raise
+        if on_step:
+            on_step(f"checking the restored {db.name}")
+        tables = check_database(out)
+        yield Staged(out, out.stat().st_size, _position(ls, result.stdout + "\n" + result.stderr), tables, result.seconds)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def check_database(path: Path) -> list[dict[str, Any]]:
+    """Non-empty, SQLite, integrity ok; returns the tables with their row counts."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = -1
+    if size <= 0:
+        raise LitestreamError(
+            f"litestream restore reported success but produced {'no file' if size < 0 else 'an empty file'}",
+            "the replica may be empty or unreachable; `backupctl ltx`/`generations` lists what it holds",
+        )
+    with path.open("rb") as handle:
+        if handle.read(16) != SQLITE_HEADER:
+            raise LitestreamError("the restored file is not an SQLite database", "the replica may be damaged")
+    try:
+        con = sqlite3.connect(path, timeout=5)
+        try:
+            rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
+            if rows != ["ok"]:
+                raise LitestreamError(
+                    "the restored database fails PRAGMA integrity_check",
+                    "the replica may be damaged; try an earlier --timestamp",
+                    details=[str(r) for r in rows[:10]],
+                )
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+            tables = []
+            for name in names:
+                quoted = '"' + name.replace('"', '""') + '"'
+                tables.append({"name": name, "rows": con.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]})  # noqa: S608
+            return tables
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise LitestreamError(f"the restored database does not open: {exc}", "the replica may be damaged") from None
+
+
+def _position(ls: Litestream, output: str) -> dict[str, Any]:
+    if ls.caps.has_json:
+        start = output.find("{")
+        if start >= 0:
+            try:
+                doc = json.loads(output[start : output.rfind("}") + 1])
+                return {"txid": doc.get("txid"), "replica": doc.get("replica")}
+            except ValueError:
+                pass
+        return {}
+    position: dict[str, Any] = {}
+    gen = re.search(r"generation=([0-9a-f]{16})", output)
+    if gen:
+        position["generation"] = gen.group(1)
+    index = re.findall(r"index_max=(\d+)", output) or re.findall(r"\bindex=(\d+)", output)
+    if index:
+        position["index"] = int(index[-1])
+    replica = re.search(r"replica=(\S+)", output)
+    if replica:
+        position["replica"] = replica.group(1)
+    return position
+
+
+def _move_aside(files: list[Path], keep: Path) -> list[tuple[Path, Path]]:
+    moved: list[tuple[Path, Path]] = []
+    main = files[0].name if files else ""
+    try:
+        for f in files:
+            suffix = f.name[len(main) :] if f.name.startswith(main) else ""
+            target = Path(f"{keep}{suffix}")
+            os.rename(f, target)
+            moved.append((f, target))
+    except BaseException:
+        _move_back(moved)
+        raise
+    return moved
+
+
+def _move_back(moved: list[tuple[Path, Path]]) -> None:
+    for original, target in reversed(moved):
+        try:
+            os.rename(target, original)
+        except OSError:
+            pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def execute_restore(
+    settings: Settings,
+    binary_path: Path,
+    plan: RestorePlan,
+    *,
+    timeout: float = RESTORE_TIMEOUT,
+    on_step: Step | None = None,
+) -> RestoreResult:
+    """Carry out a plan: restore to a temp file, check it, move the old copy aside if any, rename."""
+    started = time.monotonic()
+    ls = litestream_for(settings, binary_path)
+    out = plan.output
+    kept: list[Path] = []
+    try:
+        with staged_restore(ls, plan.database, out.parent, plan.restore_args(), timeout=timeout, on_step=on_step) as staged:
+            if on_step:
+                on_step(f"moving the restored database to {out}")
+            present = _present(out)
+            moved: list[tuple[Path, Path]] = []
+            if present:
+                if occupied(out) and plan.keep_path is None:
+                    raise RefusedError(
+                        f"{out} appeared while restoring; not replacing it without --force",
+                        "run the restore again",
+                    )
+                # Checked again right before the swap: the plan may be minutes old.
+                check_not_in_use(plan.database if plan.live else None, out)
+                moved = _move_aside(present, plan.keep_path or kept_path(out))
+                kept = [target for _, target in moved]
+            try:
+                os.rename(staged.path, out)
+            except BaseException:
+                _move_back(moved)
+                raise
+            _fsync_dir(out.parent)
+    except NotFoundError as exc:
+        if plan.window is not None:
+            exc.details.insert(0, f"restorable window: {plan.window.describe()}")
+        raise
+    return RestoreResult(
+        database=plan.database,
+        output=out,
+        size=staged.size,
+        position=staged.position,
+        point_in_time=plan.timestamp,
+        tables=staged.tables,
+        seconds=time.monotonic() - started,
+        kept=kept,
+        source=plan.source,
+        notes=plan.notes,
+    )
+
+
+def restore_database(
+    settings: Settings,
+    binary_path: Path,
+    db: Database,
+    output: Path | None = None,
+    *,
+    timestamp: str | None = None,
+    txid: str | None = None,
+    generation: str | None = None,
+    force: bool = False,
+    timeout: float = RESTORE_TIMEOUT,
+    on_step: Step | None = None,
+) -> RestoreResult:
+    """Plan and carry out one restore (see the module docstring for the guarantees)."""
+    plan = plan_restore(settings, binary_path, db, output, timestamp=timestamp, txid=txid, generation=generation, force=force)
+    return execute_restore(settings, binary_path, plan, timeout=timeout, on_step=on_step)
+
+
+def restore_if_missing(settings: Settings, binary_path: Path, db: Database, *, timeout: float = RESTORE_TIMEOUT) -> Path | None:
+    """For `start --restore-if-missing`: restore into place only when no database is there and
+    the replica has a backup. Returns the restored path, or None when nothing was done.
+    Never touches an existing database; raises on a real failure (unreachable replica, bad backup).
+    """
+    if occupied(db.path):
+        return None
+    plan = plan_restore(settings, binary_path, db, db.path)
+    try:
+        result = execute_restore(settings, binary_path, plan, timeout=timeout)
+    except NotFoundError:
+        return None
+    return result.output

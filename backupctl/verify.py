@@ -1,0 +1,333 @@
+"""`verify`: prove end to end that the replica restores, with a sentinel row.
+
+1. Write a sentinel row (a random token) into the dedicated table ``_backupctl_verify`` of the
+   live database. The table is created on first use and stays (empty) afterwards.
+2. Make sure something replicates it:
+   - backupctl's replicator holds the database lock: rely on it;
+   - a litestream not started by backupctl has the database open: rely on it (a second
+     replicator on one database corrupts the replica chain, so never start one then);
+   - nothing replicates it: take the database and replica locks (so `start` cannot race us)
+     and run a temporary ``litestream replicate`` for this database only, with a config of its
+     own; it is stopped with SIGTERM at the end, whose final sync also carries the removal of
+     the sentinel row.
+3. Restore the replica into a temp folder under the project's state folder, repeatedly until
+   the sentinel shows up or the deadline passes (sync interval x 2 + margin), checking
+   ``PRAGMA integrity_check`` each time.
+4. Always: delete every sentinel row, stop the temporary replicator, remove every temp file.
+
+Outcome: ``verified`` (sentinel restored, integrity ok), ``failed`` (the replica does not
+restore, the restored copy is damaged, or the temporary replicator died), ``inconclusive``
+(the replica restores but did not catch up in time). The result is recorded for `status`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backupctl import locks, paths, state
+from backupctl.errors import BackupctlError, ConflictError, ExitCode
+from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, open_holders, staged_restore
+from backupctl.runner import Litestream, tail
+from backupctl.settings import Database, Settings, parse_duration
+
+VERIFIED, FAILED, INCONCLUSIVE = "verified", "failed", "inconclusive"
+SENTINEL_TABLE = "_backupctl_verify"
+MARGIN_SECONDS = 10.0  # on top of two sync intervals: upload time, litestream's own tick
+STOP_GRACE_SECONDS = 40.0  # 0.5 retries a failing final sync for 30 s (shutdown-sync-timeout)
+BUSY_TIMEOUT_MS = 30_000
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class VerifyResult:
+    database: str
+    name: str
+    status: str
+    reason: str
+    token: str
+    checked_at: float  # epoch seconds
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    replicator: str = ""
+    attempts: int = 0
+    position: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {VERIFIED: ExitCode.OK, FAILED: ExitCode.VERIFY_FAILED}.get(self.status, ExitCode.VERIFY_INCONCLUSIVE)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "checked_at": self.checked_at,
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "replicator": self.replicator,
+            "attempts": self.attempts,
+            "position": self.position,
+            "exit_code": int(self.exit_code),
+        }
+
+
+def verify_lock_path(db: Database) -> Path:
+    return paths.lock_path("verify", str(db.path))
+
+
+def verify_database(
+    settings: Settings,
+    binary_path: Path,
+    db: Database,
+    timeout: float | None = None,
+    *,
+    on_step: Step | None = None,
+) -> VerifyResult:
+    """Verify one database's replica end to end (see the module docstring). Records the result."""
+    lock = locks.try_lock(verify_lock_path(db))
+    if lock is None:
+        pid = locks.holder(verify_lock_path(db))
+        raise ConflictError(
+            f"another verify of {db.name} is running (pid {pid})",
+            "wait for it to finish; `backupctl status` shows the last result",
+        )
+    try:
+        result = _verify(settings, binary_path, db, timeout, on_step)
+    finally:
+        lock.release()
+    state.record_verify(paths.project_state_dir(settings.project_dir), str(db.path), result.to_json())
+    return result
+
+
+def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float | None, on_step: Step | None) -> VerifyResult:
+    checked_at = time.time()
+    started = time.monotonic()
+    token = secrets.token_hex(16)
+    timings: dict[str, float] = {}
+
+    def result(status: str, reason: str, **extra: Any) -> VerifyResult:
+        return VerifyResult(
+            str(db.path), db.name, status, reason, token, checked_at, time.monotonic() - started, timings, **extra
+        )
+
+    if not db.path.exists():
+        return result(FAILED, f"{db.path} does not exist: there is nothing to verify")
+    tmp_root = paths.project_state_dir(settings.project_dir) / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    ls = litestream_for(settings, binary_path)
+    temporary: _TemporaryReplicator | None = None
+    replicator = _running_replicator(db)
+    try:
+        if replicator is None:
+            if on_step:
+                on_step("no replicator running: starting a temporary litestream replicate")
+            temporary = _TemporaryReplicator.start(settings, binary_path, db, tmp_root)
+            if temporary is None:  # lost a race with `start`: someone holds the lock now
+                replicator = _running_replicator(db) or "backupctl replicator"
+            else:
+                replicator = f"temporary litestream replicate (pid {temporary.proc.pid}), stopped afterwards"
+        wait = timeout if timeout is not None else settings.sync_seconds * 2 + MARGIN_SECONDS
+        t = time.monotonic()
+        if on_step:
+            on_step("writing the sentinel row")
+        _write_sentinel(db.path, token)
+        timings["write"] = time.monotonic() - t
+        deadline = time.monotonic() + wait
+        interval = max(0.25, min(settings.sync_seconds / 2, 5.0))
+        time.sleep(min(interval, settings.sync_seconds))
+        attempts = 0
+        last_error: BackupctlError | None = None
+        restore_seconds = 0.0
+        while True:
+            attempts += 1
+            if on_step:
+                on_step(f"restoring the replica (attempt {attempts})")
+            t = time.monotonic()
+            try:
+                with staged_restore(ls, db, tmp_root, [], timeout=min(RESTORE_TIMEOUT, wait + 60)) as staged:
+                    found = _has_sentinel(staged, token)
+                    position = staged.position
+                last_error = None
+            except BackupctlError as exc:
+                found, position, last_error = False, {}, exc
+            restore_seconds = time.monotonic() - t
+            if found:
+                timings["replicate"] = time.monotonic() - started - timings["write"] - restore_seconds
+                timings["restore"] = restore_seconds
+                return result(
+                    VERIFIED,
+                    "the sentinel row came back from the replica; integrity ok",
+                    replicator=replicator,
+                    attempts=attempts,
+                    position=position,
+                )
+            if temporary is not None and temporary.proc.poll() is not None:
+                return result(
+                    FAILED,
+                    f"the temporary litestream replicate exited with {temporary.proc.returncode}: "
+                    + " / ".join(temporary.output_tail()),
+                    replicator=replicator,
+                    attempts=attempts,
+                )
+            if time.monotonic() + max(interval, restore_seconds) > deadline:
+                break
+            time.sleep(max(interval, restore_seconds))
+        timings["restore"] = restore_seconds
+        if last_error is not None:
+            detail = " / ".join(last_error.details[-3:])
+            return result(
+                FAILED,
+                f"the replica does not restore: {last_error.message}" + (f" ({detail})" if detail else ""),
+                replicator=replicator,
+                attempts=attempts,
+            )
+        return result(
+            INCONCLUSIVE,
+            f"the replica restores, but the sentinel had not reached it after {wait:g}s (replica lagging?)",
+            replicator=replicator,
+            attempts=attempts,
+        )
+    finally:
+        try:
+            _clear_sentinels(db.path)
+        finally:
+            if temporary is not None:
+                t = time.monotonic()
+                temporary.stop(settings)
+                timings["stop_replicator"] = time.monotonic() - t
+
+
+def _running_replicator(db: Database) -> str | None:
+    pid = locks.holder(locks.database_lock_path(db.path))
+    if pid is not None:
+        return f"backupctl replicator (pid {pid})" if pid > 0 else "backupctl replicator"
+    for pid, name in open_holders([db.path, Path(f"{db.path}-wal")]):
+        if "litestream" in name:
+            return f"litestream not started by backupctl (pid {pid})"
+    return None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return con
+
+
+def _write_sentinel(path: Path, token: str) -> None:
+    con = _connect(path)
+    try:
+        with con:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {SENTINEL_TABLE} "
+                "(id INTEGER PRIMARY KEY, token TEXT NOT NULL, created_at TEXT NOT NULL)"
+            )
+            con.execute(
+                f"INSERT INTO {SENTINEL_TABLE} (token, created_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",  # noqa: S608
+                (token,),
+            )
+    finally:
+        con.close()
+
+
+def _clear_sentinels(path: Path) -> None:
+    """Remove every sentinel row (the verify lock guarantees no other verify is using one)."""
+    if not path.exists():
+        return
+    con = _connect(path)
+    try:
+        exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SENTINEL_TABLE,)).fetchone()
+        if exists:
+            with con:
+                con.execute(f"DELETE FROM {SENTINEL_TABLE}")  # noqa: S608
+    finally:
+        con.close()
+
+
+def _has_sentinel(staged: Staged, token: str) -> bool:
+    con = sqlite3.connect(staged.path)
+    try:
+        return con.execute(f"SELECT 1 FROM {SENTINEL_TABLE} WHERE token = ?", (token,)).fetchone() is not None  # noqa: S608
+    except sqlite3.OperationalError:  # no such table yet in the replica
+        return False
+    finally:
+        con.close()
+
+
+@dataclass
+class _TemporaryReplicator:
+    proc: subprocess.Popen[bytes]
+    held: list[locks.HeldLock]
+    config: Path
+    log: Path
+
+    @classmethod
+    def start(cls, settings: Settings, binary_path: Path, db: Database, tmp_root: Path) -> _TemporaryReplicator | None:
+        from backupctl.render import render, write_atomic
+
+        held: list[locks.HeldLock] = []
+        try:
+            for lock_path in (
+                locks.database_lock_path(db.path),
+                *(locks.replica_lock_path(r.destination) for r in db.replicas),
+            ):
+                lock = locks.try_lock(lock_path)
+                if lock is None:
+                    for h in held:
+                        h.release()
+                    return None
+                held.append(lock)
+            only = dataclasses.replace(settings, databases=(db,))
+            config = tmp_root / f"verify-{os.getpid()}-{db.name}.yml"
+            log = tmp_root / f"verify-{os.getpid()}-{db.name}.log"
+            write_atomic(config, render(only).text)
+            ls = Litestream(binary_path, only, config_path=config)
+            with open(log, "wb") as out:
+                proc = ls.popen("replicate", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        except BaseException:
+            for h in held:
+                h.release()
+            raise
+        return cls(proc, held, config, log)
+
+    def output_tail(self) -> list[str]:
+        try:
+            return tail(self.log.read_text("utf-8", "replace"), 3)
+        except OSError:
+            return []
+
+    def stop(self, settings: Settings) -> None:
+        """SIGTERM (litestream's final sync), then SIGKILL after a grace period; always unlock and clean up."""
+        try:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.send_signal(signal.SIGTERM)
+                    grace = STOP_GRACE_SECONDS
+                    if settings.stop_timeout:
+                        grace = parse_duration(settings.stop_timeout)
+                    self.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+                except ProcessLookupError:
+                    pass
+                except BaseException:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+                    raise
+        finally:
+            for h in self.held:
+                h.release()
+            self.config.unlink(missing_ok=True)
+            self.log.unlink(missing_ok=True)
