@@ -107,16 +107,18 @@ def parse_log_line(raw: str) -> LogLine:
     raw = raw.rstrip("\r\n")
     if raw.startswith("Error: "):  # 0.5 prints fatal errors like this
         return LogLine("ERROR", raw[len("Error: ") :], {}, raw)
-    found = {k: _unquote(v) for k, v in _LOGFMT.findall(raw)}
-    if "level" not in found or "msg" not in found:
+    head: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for key, value in _LOGFMT.findall(raw):
+        target = head if key in ("time", "level", "msg") and key not in head else found
+        target[key] = _unquote(value)
+    if "level" not in head or "msg" not in head:
         # 0.3 before its config is loaded: "2026/01/01 00:00:00 ERROR failed to run error=..."
         m = re.match(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (ERROR|WARN|INFO|DEBUG) (.*)$", raw)
         if m:
             return LogLine(m.group(1), m.group(2), {}, raw)
         return LogLine("", raw, {}, raw)
-    level, message = found.pop("level"), found.pop("msg")
-    found.pop("time", None)
-    return LogLine(level.upper(), message, found, raw)
+    return LogLine(head["level"].upper(), head["msg"], found, raw)
 
 
 def _unquote(value: str) -> str:

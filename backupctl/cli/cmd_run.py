@@ -1,3 +1,229 @@
-"""(being written)"""
+"""start, stop, logs, service: running litestream under supervision."""
 
-from backupctl.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from backupctl.cli.app import app
+from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, load
+
+
+def _stderr_log(line: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    sys.stderr.flush()
+
+
+def _prepare(settings, config: Path | None, log):  # -> Litestream
+    """Render litestream.yml when needed, make sure the pinned binary is there, pass on notices."""
+    from backupctl.binary import ensure_binary
+    from backupctl.render import sync_config
+    from backupctl.runner import Litestream
+
+    config_path = config.expanduser().absolute() if config else settings.config_path
+    synced = sync_config(settings, config_path)
+    if synced.action != "unchanged":
+        log(f"backupctl: {synced.action} {synced.path} from the settings")
+    binary = ensure_binary(settings.version, notify=lambda m: log(f"backupctl: {m}"))
+    litestream = Litestream(binary.path, settings, config_path)
+    for message in litestream.environment.notices:
+        log(f"backupctl: note: {message}")
+    return litestream
+
+
+def _refuse_if_running(settings, state_dir: Path) -> None:
+    from backupctl import locks, state
+    from backupctl.errors import ConflictError
+
+    record = state.live_pidfile(state_dir)
+    if record:
+        raise ConflictError(
+            f"replication is already running in the background (supervisor pid {record['pid']})",
+            "`backupctl stop` stops it; `backupctl logs` shows what it does",
+        )
+    for db in settings.databases:
+        keys = [("database", locks.database_lock_path(db.path), str(db.path))]
+        keys += [("replica", locks.replica_lock_path(r.destination), r.destination) for r in db.replicas]
+        for what, path, name in keys:
+            pid = locks.holder(path)
+            if pid:
+                who = f"pid {pid}" if pid > 0 else "another process"
+                raise ConflictError(
+                    f"{what} {name} is already being replicated by {who}",
+                    "stop that supervisor first (`backupctl stop` in its project, or Ctrl-C where it runs)",
+                )
+
+
+@app.command()
+def start(
+    env_file: EnvFileOpt = None,
+    config: ConfigOpt = None,
+    background: Annotated[bool, typer.Option("--background", "-b", help="Detach; return once replication is confirmed.")] = False,
+    restore_if_missing: Annotated[
+        bool,
+        typer.Option("--restore-if-missing", help="Restore a missing database from its replica before replicating."),
+    ] = False,
+    foreground_child: Annotated[bool, typer.Option("--foreground-child", hidden=True)] = False,
+) -> int:
+    """Replicate continuously: run litestream under supervision (foreground unless --background).
+
+    Restarts litestream with backoff if it dies, stops it gracefully (final sync) on Ctrl-C or
+    SIGTERM, and refuses to run twice on one database.
+    """
+    from backupctl import paths, state
+    from backupctl.cli.output import say, success
+    from backupctl.supervisor import (
+        RotatingLog,
+        Supervisor,
+        start_background,
+        stop_timeout_seconds,
+    )
+
+    settings = load(env_file)
+    state_dir = paths.project_state_dir(settings.project_dir)
+
+    if background and not foreground_child:
+        _refuse_if_running(settings, state_dir)
+        _prepare(settings, config, say)
+        argv = [sys.executable, "-m", "backupctl", "start", "--foreground-child"]
+        if settings.env_file:
+            argv += ["--env-file", str(settings.env_file)]
+        if config:
+            argv += ["--config", str(config.expanduser().absolute())]
+        if restore_if_missing:
+            argv.append("--restore-if-missing")
+        say("starting the background supervisor; waiting until litestream replicates ...")
+        started = start_background(argv, state_dir, cwd=Path.cwd())
+        success(
+            f"replicating in the background: supervisor pid {started.pid}"
+            + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
+        )
+        say(f"log: {started.log_path}  (backupctl logs -f)")
+        say("stop it with: backupctl stop")
+        return 0
+
+    if not foreground_child:
+        _refuse_if_running(settings, state_dir)  # early and friendly; the locks below are what decide
+    log = RotatingLog(state_dir / state.LOGFILE, redirect_std=True) if foreground_child else _stderr_log
+    litestream = _prepare(settings, config, log)
+    supervisor = Supervisor(
+        settings=settings,
+        litestream=litestream,
+        state_dir=state_dir,
+        log=log,
+        stop_timeout=stop_timeout_seconds(settings),
+        restore_if_missing=restore_if_missing,
+        write_pidfile=foreground_child,
+    )
+    code = supervisor.run()
+    if code:
+        raise typer.Exit(code)
+    return 0
+
+
+@app.command()
+def stop(
+    env_file: EnvFileOpt = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds to wait for the final sync (default: BACKUP_STOP_TIMEOUT + 15s)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Stop the background replication gracefully (litestream's final sync); says so if nothing runs."""
+    from backupctl import locks, paths
+    from backupctl.cli.output import emit_json, notice, say, success
+    from backupctl.supervisor import stop_background, stop_timeout_seconds
+
+    settings = load(env_file)
+    state_dir = paths.project_state_dir(settings.project_dir)
+    wait = timeout if timeout is not None else stop_timeout_seconds(settings) + 15
+    result = stop_background(state_dir, wait)
+    if json_:
+        emit_json({"was_running": result.was_running, "pid": result.pid, "final_sync": result.final_sync})
+        return 0
+    if not result.was_running:
+        say("nothing to stop: no background supervisor is running for this project")
+        for db in settings.databases:
+            pid = locks.holder(locks.database_lock_path(db.path))
+            if pid:
+                notice(f"{db.path} is replicated by a foreground supervisor (pid {pid}); stop it where it runs")
+        return 0
+    if result.final_sync:
+        success(f"stopped (supervisor pid {result.pid}); final sync completed: the replica has every committed write")
+    else:
+        notice(
+            f"stopped (supervisor pid {result.pid}), but the final sync did not complete: "
+            "the newest writes may be missing from the replica (see `backupctl logs`)"
+        )
+    return 0
+
+
+@app.command()
+def logs(
+    env_file: EnvFileOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C to end).")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many of the last lines to show.")] = 50,
+) -> int:
+    """Show the background supervisor's log (litestream's output included)."""
+    from backupctl import paths, state
+    from backupctl.cli import Interrupted
+    from backupctl.cli.output import out, say
+    from backupctl.supervisor import follow as follow_log
+    from backupctl.supervisor import log_tail
+
+    settings = load(env_file)
+    path = paths.project_state_dir(settings.project_dir) / state.LOGFILE
+    if not follow:
+        if not path.exists():
+            say(f"no log yet ({path}): `backupctl start --background` writes it")
+            return 0
+        for line in log_tail(path, lines):
+            out(line)
+        return 0
+    try:
+        for line in follow_log(path, lines):
+            out(line)
+    except Interrupted:
+        return 0
+    return 0
+
+
+class ServiceKind(StrEnum):
+    systemd = "systemd"
+    launchd = "launchd"
+    compose = "compose"
+    procfile = "procfile"
+
+
+@app.command()
+def service(
+    kind: Annotated[ServiceKind, typer.Argument(help="systemd, launchd, compose or procfile.")],
+    env_file: EnvFileOpt = None,
+    install: Annotated[
+        bool, typer.Option("--install", help="systemd only: write it as a user unit to ~/.config/systemd/user/.")
+    ] = False,
+    image: Annotated[str, typer.Option("--image", help="compose only: an image with backupctl installed.")] = "backupctl:latest",
+) -> int:
+    """Print a service definition that runs `backupctl start` in the foreground (unit, plist, compose, Procfile)."""
+    from backupctl.cli.output import out, say, success
+    from backupctl.errors import RefusedError
+    from backupctl.service import install_systemd_user_unit, render_service
+
+    settings = load(env_file)
+    rendered = render_service(kind.value, settings, image=image)
+    if not install:
+        out(rendered.text)
+        return 0
+    if kind is not ServiceKind.systemd:
+        raise RefusedError("--install only installs systemd user units", "redirect the output to a file instead")
+    path = install_systemd_user_unit(rendered)
+    success(f"wrote {path}")
+    say(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {path.name}")
+    say("keep it running after logout with: loginctl enable-linger $USER")
+    return 0

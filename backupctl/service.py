@@ -1,0 +1,172 @@
+"""Service definitions that run `backupctl start` in the foreground under a process manager.
+
+Rendered from ``templates/service/*.j2`` through Jinja with a ``finalize`` hook per format, so
+every value a template prints is quoted for that format whether or not the template author
+remembered to: systemd (``%`` and ``$`` doubled, arguments double-quoted with C escapes),
+launchd (XML-escaped), docker-compose (YAML double-quoted, ``$`` doubled against compose's
+interpolation), Procfile (POSIX shell quoting). A value with a newline or other control
+character is refused: no format can carry one safely.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
+
+from backupctl.errors import ConfigError
+from backupctl.settings import Settings
+
+KINDS = ("systemd", "launchd", "compose", "procfile")
+_TEMPLATES = {
+    "systemd": "systemd.service.j2",
+    "launchd": "launchd.plist.j2",
+    "compose": "compose.yml.j2",
+    "procfile": "Procfile.j2",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+STOP_MARGIN = 15.0  # the process manager waits this much longer than the supervisor's own stop timeout
+
+
+class Quoted(str):
+    """Already quoted for the output format by a filter: finalize leaves it alone."""
+
+
+@dataclass(frozen=True)
+class RenderedService:
+    kind: str
+    text: str
+    name: str  # unit / label / service name derived from the project folder
+
+
+def _check(value: object) -> str:
+    text = str(value)
+    if _CONTROL.search(text):
+        raise ConfigError(
+            f"{text!r} contains a newline or control character and cannot go into a service definition",
+            "rename the folder or file so that its path has no control characters",
+        )
+    return text
+
+
+def _systemd_value(value: object) -> str:
+    return _check(value).replace("%", "%%")
+
+
+def _systemd_arg(value: object) -> str:
+    text = _systemd_value(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+    return f'"{text}"'
+
+
+def _compose_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(_check(value), ensure_ascii=False).replace("$", "$$")
+
+
+_FINALIZE = {
+    "systemd": _systemd_value,
+    "launchd": lambda v: xml_escape(_check(v)),
+    "compose": _compose_scalar,
+    "procfile": lambda v: shlex.quote(_check(v)),
+}
+_ARGV_FILTERS = {
+    "systemd": lambda argv: " ".join(_systemd_arg(a) for a in argv),
+    "launchd": lambda argv: "\n".join(f"    <string>{xml_escape(_check(a))}</string>" for a in argv),
+    "compose": lambda argv: "[" + ", ".join(_compose_scalar(a) for a in argv) + "]",
+    "procfile": lambda argv: " ".join(shlex.quote(_check(a)) for a in argv),
+}
+
+
+def backupctl_command() -> list[str]:
+    """The absolute command that runs this backupctl (the venv's script, else python -m backupctl)."""
+    script = Path(sys.executable).parent / "backupctl"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("backupctl")
+    if found:
+        return [str(Path(found).absolute())]
+    return [sys.executable, "-m", "backupctl"]
+
+
+def service_name(settings: Settings) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", settings.project_dir.name).strip("-.") or "project"
+    return f"backupctl-{slug}"
+
+
+def _finalize_for(kind: str):  # -> Callable[[object], str]
+    base = _FINALIZE[kind]
+
+    def finalize(value: object) -> str:
+        if isinstance(value, Quoted):
+            return str(value)
+        return base(value)
+
+    return finalize
+
+
+def render_service(kind: str, settings: Settings, image: str = "backupctl:latest") -> RenderedService:
+    """Render one service definition for the project's settings."""
+    import jinja2
+
+    from backupctl.render import default_templates_dir
+    from backupctl.supervisor import stop_timeout_seconds
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown service kind {kind!r}", f"use one of {', '.join(KINDS)}")
+    argv = [*backupctl_command(), "start"]
+    if settings.env_file:
+        argv += ["--env-file", str(settings.env_file)]
+    stop_timeout = stop_timeout_seconds(settings)
+    mounts = sorted({str(settings.project_dir), *(str(db.path.parent) for db in settings.databases)})
+    mounts = [m for m in mounts if not any(m != o and m.startswith(o.rstrip("/") + "/") for o in mounts)]
+    name = service_name(settings)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(default_templates_dir() / "service")),
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize_for(kind),
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["argv"] = lambda a: Quoted(_ARGV_FILTERS[kind](a))
+    context = {
+        "name": name,
+        "project_dir": str(settings.project_dir),
+        "env_file": str(settings.env_file) if settings.env_file else None,
+        "argv": argv,
+        "compose_argv": ["backupctl", "start", *argv[len(backupctl_command()) + 1 :]],
+        "status_argv": ["CMD", "backupctl", "status", *argv[len(backupctl_command()) + 1 :]],
+        "stop_timeout": int(stop_timeout),
+        "manager_timeout": int(stop_timeout + STOP_MARGIN),
+        "log_path": str(settings.project_dir / ".backupctl" / "launchd.log"),
+        "mounts": mounts,
+        "image": image,
+        "home": str(Path.home()),
+    }
+    try:
+        text = env.get_template(_TEMPLATES[kind]).render(context)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"service template {_TEMPLATES[kind]}: {exc}", "reinstall backupctl") from None
+    return RenderedService(kind, text, name)
+
+
+def systemd_user_dir() -> Path:
+    return Path.home() / ".config" / "systemd" / "user"
+
+
+def install_systemd_user_unit(rendered: RenderedService) -> Path:
+    """Write the unit to ~/.config/systemd/user/<name>.service (atomically)."""
+    from backupctl.render import write_atomic
+
+    if rendered.kind != "systemd":
+        raise ConfigError("only systemd units can be installed", "pass `systemd`")
+    path = systemd_user_dir() / f"{rendered.name}.service"
+    write_atomic(path, rendered.text, mode=0o644)
+    return path
