@@ -100,8 +100,10 @@ def cost(env_file: EnvFileOpt = None, json_: JsonOpt = False, price: PriceOpt = 
         ("total if every sync uploads", "monthly_total_if_busy"),
         ("one full restore (egress + reads)", "restore_once"),
     ]
+    if r2["storage_at_retention"] is not None:
+        rows.insert(1, ("storage once retention is full", "storage_at_retention"))
     for label, key in rows:
-        t.add_row(label, f"${r2[key]:.2f}", f"${s3[key]:.2f}")
+        t.add_row(label, _usd(r2[key]), _usd(s3[key]))
     table(t)
     say(
         f"stored {_gb(usage['stored_bytes'])}, {usage['writes_per_month']:.0f} uploads/month observed "
@@ -112,6 +114,10 @@ def cost(env_file: EnvFileOpt = None, json_: JsonOpt = False, price: PriceOpt = 
     for line in report["notes"]:
         say(f"  note: {line}")
     return 0
+
+
+def _usd(x: float) -> str:
+    return f"${x:.4f}" if 0 < x < 0.01 else f"${x:,.2f}"
 
 
 def _gb(n: float) -> str:
