@@ -137,8 +137,10 @@ def _present(path: Path) -> list[Path]:
     return [p for p in (path, *(Path(f"{path}{s}") for s in SIDE_FILES)) if p.exists() or p.is_symlink()]
 
 
-def resolve_output(db: Database, output: Path | None, now: datetime | None = None) -> tuple[Path, str]:
-    """The output path and why it was chosen."""
+def resolve_output(
+    db: Database, output: Path | None, now: datetime | None = None, *, force: bool = False
+) -> tuple[Path, str]:
+    """The output path and why it was chosen. With ``force`` and no path, the live database's path."""
     if output is not None:
         out = Path(output).expanduser()
         out = out if out.is_absolute() else Path.cwd() / out
@@ -147,6 +149,8 @@ def resolve_output(db: Database, output: Path | None, now: datetime | None = Non
         return out.absolute(), "the path you gave"
     if not occupied(db.path):
         return db.path, "no database is there (a new machine), so the restore goes into place"
+    if force:
+        return db.path, "--force: the restore replaces the database (the current one is kept aside)"
     return side_path(db.path, now), f"{db.path} exists, so the restore goes beside it (--force replaces the database)"
 
 
@@ -350,7 +354,7 @@ def plan_restore(
                 "copy one from `backupctl generations`",
             )
 
-    out, reason = resolve_output(db, output, now)
+    out, reason = resolve_output(db, output, now, force=force)
     live = out == db.path
     notes: list[str] = []
     replaces = _present(out)
