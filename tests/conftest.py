@@ -171,14 +171,9 @@ class S3Server:
         raise RuntimeError("SeaweedFS never served a round trip")
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real SeaweedFS S3 server on loopback for the session, with an admin and a read-only identity."""
-    root = tmp_path_factory.mktemp("seaweed")
-    data = root / "data"
-    data.mkdir()
-    config = root / "s3.json"
-    config.write_text(
+def write_s3_identities(path: Path) -> Path:
+    """SeaweedFS's identities file: an admin and a read-only identity."""
+    path.write_text(
         json.dumps(
             {
                 "identities": [
@@ -196,9 +191,33 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             }
         )
     )
+    return path
+
+
+def launch_s3_server(root: Path) -> S3Server:
+    """Start a private SeaweedFS under root (data, identities, log) on free loopback ports.
+
+    The caller stops it (``server.stop()``); ``start()`` again restarts it on the same data.
+    Used by the session fixture, the fault suite (which stops its own server) and bench/.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    data.mkdir(exist_ok=True)
+    config = write_s3_identities(root / "s3.json")
     base = free_port_base()
     server = S3Server(f"http://127.0.0.1:{base}", base, data, None, base, config)
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real SeaweedFS S3 server on loopback for the session, with an admin and a read-only identity."""
+    server = launch_s3_server(tmp_path_factory.mktemp("seaweed"))
     try:
         yield server
     finally:
