@@ -340,7 +340,10 @@ def find_replicators(db_path: Path) -> tuple[int | None, list[Replicator]]:
             argv = proc.info["cmdline"] or []
             if not _is_litestream_replicate(argv):
                 continue
-            cwd = Path(proc.cwd())
+            try:
+                cwd: Path | None = Path(proc.cwd())
+            except (psutil.AccessDenied, OSError):
+                cwd = None  # another user's process: absolute paths can still be compared
             if any(_resolved(path, cwd) == target for path in _replicated_paths(argv, cwd, proc)):
                 config = _config_arg(argv)
                 found.append(Replicator(proc.pid, f"litestream replicate -config {config}" if config else "litestream replicate"))
@@ -362,7 +365,7 @@ def _config_arg(argv: list[str]) -> str | None:
     return None
 
 
-def _replicated_paths(argv: list[str], cwd: Path, proc: Any) -> list[str]:
+def _replicated_paths(argv: list[str], cwd: Path | None, proc: Any) -> list[str]:
     config = _config_arg(argv)
     positional = [a for a in argv[2:] if not a.startswith("-")]
     if config is None and positional and not any(a.startswith("-exec") for a in argv):
@@ -373,7 +376,7 @@ def _replicated_paths(argv: list[str], cwd: Path, proc: Any) -> list[str]:
         except Exception:
             config = "/etc/litestream.yml"
     try:
-        text = (cwd / Path(config).expanduser()).read_text("utf-8", errors="replace")
+        text = _resolved(config, cwd).read_text("utf-8", errors="replace")
     except OSError:
         return []
     return config_database_paths(text)
@@ -428,7 +431,9 @@ def _check_replicators(settings: Settings, db: Database) -> Check:
     outsiders = [p for p in procs if p.pid not in family]
     if not outsiders:
         if holder:
-            return Check("replicators", OK, f"replicated by backupctl (pid {holder}) and nothing else", subject=subject)
+            return Check(
+                "replicators", OK, f"backupctl (pid {holder}) holds its lock on it; no other replicator", subject=subject
+            )
         return Check("replicators", OK, "no replicator is running on it right now", subject=subject)
     pids = ", ".join(str(p.pid) for p in outsiders)
     if holder:
