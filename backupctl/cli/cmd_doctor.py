@@ -54,6 +54,7 @@ PriceOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--price",
+        metavar="PROVIDER.KEY=VALUE",
         help="Override a price, e.g. --price r2.storage_gb_month=0.02 (repeatable; see docs/doctor-and-cost.md).",
         show_default=False,
     ),
