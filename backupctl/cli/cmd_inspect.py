@@ -92,22 +92,27 @@ def _status_table(report: Any) -> Any:
     if sup.last_error:
         parts.append(Text(f"last error: {sup.last_error}", style="red"))
     t = Table(title=f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s")
-    for col in ("database", "verdict", "size", "wal", "local", "newest backup", "lag", "oldest restorable", "snapshot", "verify"):
+    width = max([len(d.name) for d in report.databases] + [8])
+    t.add_column("database", no_wrap=True, min_width=min(width, 40))
+    t.add_column("verdict", no_wrap=True)
+    with_verify = any(d.last_verify for d in report.databases)
+    for col in ("size+wal", "position", "newest backup", "lag", "restorable since", "snapshot"):
         t.add_column(col)
+    if with_verify:
+        t.add_column("verify")
     styles = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
     for d in report.databases:
-        verify_text = _verify_text(d.last_verify)
+        position = d.local_position or "-"
         t.add_row(
             d.name,
             Text(d.verdict, style=styles.get(d.verdict, "")),
-            _human_size(d.size),
-            _human_size(d.wal_size),
-            d.local_position or "-",
+            f"{_human_size(d.size)}+{_human_size(d.wal_size)}",
+            position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
             _ago(d.newest_backup),
             "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
-            d.oldest_restorable.replace("T", " ") if d.oldest_restorable else "-",
+            _ago(d.oldest_restorable),
             _ago(d.newest_snapshot),
-            verify_text,
+            *([_verify_text(d.last_verify)] if with_verify else []),
         )
     parts.append(t)
     for d in report.databases:
