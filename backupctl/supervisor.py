@@ -55,6 +55,7 @@ MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
 LITESTREAM_PIDFILE = "litestream.pid"
+LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw output, relayed line by line into the log
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
 NO_PDEATHSIG_ENV = "BACKUPCTL_NO_PDEATHSIG"  # testing knob: exercise the orphan watchdog on Linux
@@ -200,18 +201,26 @@ def use_parent_death_signal() -> bool:
     return sys.platform.startswith("linux") and not os.environ.get(NO_PDEATHSIG_ENV)
 
 
-def _default_spawn(litestream: Litestream) -> Callable[[], ChildProcess]:
+def _default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildProcess]:
+    """litestream writes to a file, not a pipe: a Go program dies of SIGPIPE when it logs to a
+    closed pipe, so a pipe would kill it (without its final sync) right after its supervisor died."""
+
     def spawn() -> ChildProcess:
-        kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
-        if use_parent_death_signal():
-            kwargs["preexec_fn"] = _parent_death_preexec(os.getpid())
-        try:
-            return litestream.popen("replicate", **kwargs)
-        except OSError as exc:
-            raise LitestreamError(
-                f"cannot run {litestream.binary}: {exc.strerror}",
-                "run `backupctl install --force` to reinstall the pinned binary",
-            ) from None
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "wb"):
+            pass
+        os.chmod(output, 0o600)
+        with open(output, "ab") as handle:  # O_APPEND: the reader may truncate it when it grows
+            kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": handle, "stderr": subprocess.STDOUT}
+            if use_parent_death_signal():
+                kwargs["preexec_fn"] = _parent_death_preexec(os.getpid())
+            try:
+                return litestream.popen("replicate", **kwargs)
+            except OSError as exc:
+                raise LitestreamError(
+                    f"cannot run {litestream.binary}: {exc.strerror}",
+                    "run `backupctl install --force` to reinstall the pinned binary",
+                ) from None
 
     return spawn
 
@@ -299,7 +308,7 @@ class Supervisor:
 
     # -- loop ---------------------------------------------------------------------------
     def _loop(self) -> int:
-        spawn = self.spawn or _default_spawn(self.litestream)
+        spawn = self.spawn or _default_spawn(self.litestream, self.state_dir / LITESTREAM_OUTPUT)
         failures = 0
         while self.stop_signal is None:
             outcome = self._run_child(spawn)
@@ -354,7 +363,12 @@ class Supervisor:
         self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
 
         lines: queue.Queue[str | None] = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        exited = threading.Event()
+        if proc.stdout is not None:
+            reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+        else:
+            output = self.state_dir / LITESTREAM_OUTPUT
+            reader = threading.Thread(target=_tail_output, args=(output, lines, exited), daemon=True)
         reader.start()
 
         wanted = {str(db.path) for db in self.settings.databases}
@@ -431,6 +445,7 @@ class Supervisor:
                 killed = True
 
             if proc.poll() is not None:
+                exited.set()
                 exited_at = exited_at if exited_at is not None else now
                 if eof or not reader.is_alive() or now - exited_at > 5:  # a stray grandchild may hold the pipe
                     break
@@ -453,8 +468,10 @@ class Supervisor:
                 self.log("backupctl: litestream stopped; final sync completed")
             else:
                 self.log(
-                    f"backupctl: litestream stopped (code {_describe_exit(returncode)}); "
-                    "the final sync did NOT complete: the newest writes may not be in the replica"
+                    f"backupctl: litestream stopped (code {_describe_exit(returncode)}"
+                    + (f", {errors_after_term} error(s) while stopping" if errors_after_term else "")
+                    + ("; killed after the stop timeout" if killed else "")
+                    + "); the final sync was NOT confirmed: the newest writes may not be in the replica"
                 )
         self._save()
         return ChildOutcome(returncode, runtime, confirmed, stopped, failed_start, final_sync, killed)
@@ -577,6 +594,43 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
     except (OSError, ValueError):
         pass
     finally:
+        lines.put(None)
+
+
+def _tail_output(path: Path, lines: queue.Queue[str | None], exited: threading.Event, poll: float = 0.1) -> None:
+    """Follow litestream's output file until it exited and everything was read; keep the file small."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        lines.put(None)
+        return
+    partial = b""
+    try:
+        while True:
+            chunk = handle.readline()
+            if chunk:
+                if not chunk.endswith(b"\n"):
+                    partial += chunk
+                    continue
+                lines.put((partial + chunk).decode("utf-8", "replace"))
+                partial = b""
+                continue
+            if exited.is_set():
+                if partial:
+                    lines.put(partial.decode("utf-8", "replace"))
+                return
+            try:
+                size = os.stat(path).st_size
+                if size >= LOG_MAX_BYTES:  # everything up to here is relayed: start the file over
+                    os.truncate(path, 0)
+                    size = 0
+                if size < handle.tell():
+                    handle.seek(0)
+            except OSError:
+                pass
+            time.sleep(poll)
+    finally:
+        handle.close()
         lines.put(None)
 
 

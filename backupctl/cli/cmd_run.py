@@ -158,7 +158,7 @@ def stop(
         success(f"stopped (supervisor pid {result.pid}); final sync completed: the replica has every committed write")
     else:
         notice(
-            f"stopped (supervisor pid {result.pid}), but the final sync did not complete: "
+            f"stopped (supervisor pid {result.pid}), but the final sync was not confirmed: "
             "the newest writes may be missing from the replica (see `backupctl logs`)"
         )
     return 0
