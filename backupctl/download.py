@@ -154,11 +154,12 @@ def download(
     url: str,
     target: Path,
     *,
-    max_bytes: int = MAX_ARCHIVE_BYTES,
+    max_bytes: int | None = None,
     notify: Notify | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Stream url to target, refusing bodies that are too big or shorter than announced."""
+    max_bytes = MAX_ARCHIVE_BYTES if max_bytes is None else max_bytes
     response = _open(url, notify)
     with response:
         length_header = response.headers.get("Content-Length")
