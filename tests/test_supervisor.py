@@ -410,7 +410,7 @@ def test_s3_secret_is_in_no_argv_log_or_pidfile(project, s3_server, s3_bucket, t
         _insert(project.db, 5)
         for pid in (running.pid, running.litestream_pid):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            assert S3_SECRET.encode() not in cmdline and b"start" in cmdline or b"replicate" in cmdline
+            assert cmdline and S3_SECRET.encode() not in cmdline
         assert run_cli("stop", cwd=project.dir, env=_env(project)).returncode == 0
     finally:
         _kill(running.pid, running.litestream_pid)
