@@ -33,12 +33,12 @@ def _root(
 
 
 # Registration order is the order of `backupctl --help`.
-from backupctl.cli import (  # noqa: E402,F401
-    cmd_binary,
-    cmd_config,
-    cmd_demo,
-    cmd_doctor,
-    cmd_inspect,
-    cmd_restore,
-    cmd_run,
-)
+# isort: off
+from backupctl.cli import cmd_config  # noqa: E402,F401
+from backupctl.cli import cmd_binary  # noqa: E402,F401
+from backupctl.cli import cmd_run  # noqa: E402,F401
+from backupctl.cli import cmd_inspect  # noqa: E402,F401
+from backupctl.cli import cmd_restore  # noqa: E402,F401
+from backupctl.cli import cmd_doctor  # noqa: E402,F401
+from backupctl.cli import cmd_demo  # noqa: E402,F401
+# isort: on
