@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -104,7 +104,7 @@ def _status_line(folder: Path) -> str:
 @app.command()
 def demo(
     directory: Annotated[
-        Optional[Path], typer.Option("--dir", help="Folder for the demo's files (default: a new temp folder).")
+        Path | None, typer.Option("--dir", help="Folder for the demo's files (default: a new temp folder).")
     ] = None,
     seconds: Annotated[float, typer.Option("--seconds", help="How long to write rows.", min=1, max=120)] = 5.0,
     rate: Annotated[float, typer.Option("--rate", help="Rows per second while writing.", min=1, max=1000)] = 50.0,
