@@ -86,7 +86,7 @@ def test_full_loop_against_local_s3(tmp_path: Path, s3_server, s3_bucket, versio
 
         verify = run_cli("verify", "--json", cwd=proj, timeout=180)
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        assert json.loads(verify.stdout)["results"][0]["result"] == "verified"
+        assert json.loads(verify.stdout)["results"][0]["status"] == "verified"
 
         write_rows(db, 50, 25)
     finally:
