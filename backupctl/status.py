@@ -291,6 +291,8 @@ def database_status(
         reason = f"cannot read the replica: {replica_error.message if replica_error else 'no reading'}"
     elif not supervisor.running:
         verdict, reason = DOWN, f"replication is not running (supervisor {supervisor.state})"
+    elif window is not None and window.empty:
+        verdict, reason = NOT_INITIALIZED, "the replica is empty"
     elif behind and lag is not None and lag > threshold:
         verdict, reason = STALE, f"the replica has been behind the local database for {lag:.0f}s (threshold {threshold:g}s)"
     elif replica_error is not None and unread_for is not None and unread_for > threshold:
@@ -300,8 +302,6 @@ def database_status(
         reason = f"replica unreachable now ({replica_error.message}); position from {_iso(entry['read_at'])}"
     elif behind:
         reason = f"the replica is {lag:.0f}s behind, within the threshold ({threshold:g}s)"
-    elif window is not None and window.empty:
-        verdict, reason = NOT_INITIALIZED, "the replica is empty"
 
     verify = state.last_verify(project_state_dir(settings.project_dir), str(db.path)) or state.last_verify(
         project_state_dir(settings.project_dir), db.name
