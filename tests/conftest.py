@@ -299,3 +299,45 @@ def run_cli(
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
+    """Poll predicate() until it returns something truthy (returned); fail the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def processes_mentioning(text: str) -> list:
+    """Live processes (zombies and this process excluded) whose command line mentions text.
+
+    With a project's folder as text this finds its supervisor (``--env-file DIR/.env``) and
+    its litestream (``-config DIR/litestream.yml``): what must be gone when a test ends.
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if any(text in part for part in proc.info["cmdline"] or ()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def kill_pids(*pids: int | None) -> None:
+    """SIGKILL each pid that is still there (cleanup after a failed test)."""
+    for pid in pids:
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

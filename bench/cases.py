@@ -1,0 +1,457 @@
+"""The benchmarks. Each returns rows of backupctl's figure next to a baseline measured in the same run.
+
+Methods (also printed into docs/benchmarks.md):
+
+- cli: wall time of a whole process, as a script sees it (fork/exec to exit), median of N
+  interleaved runs after one warm-up, with replication running; baseline: the raw litestream
+  command that answers the same question.
+- restore: a ~200 MB database (built once into the bench cache, replicated by a real
+  `litestream replicate` to a file replica); backupctl restore (temp file, integrity check,
+  row counts, rename) vs `litestream restore -o` vs `cp` of the database file.
+- idle: the supervisor from `start --background`, left alone; RSS sampled every second,
+  CPU = (user+system CPU time used in the window) / window.
+- lag: 200 single-row commits/s to a WAL database for the window, replicated to SeaweedFS on
+  loopback with a 1 s sync interval. A poller lists the replica's level-0 LTX objects every
+  100 ms and records when each first appears. Afterwards each of those objects' max txid is
+  restored (`restore -txid`) to learn the highest row it holds; a row's lag is the first time
+  an object holding it was seen minus the time its commit returned. Resolution: the poll interval.
+- throughput: single-row INSERT+COMMIT transactions as fast as one connection can go
+  (synchronous=NORMAL, WAL), with supervised replication to a file replica vs none.
+- scale: 100 small WAL databases matched by one glob; `setup` vs `litestream databases`
+  (parsing the same config) and `status --json` vs `litestream status -json`, replication running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from bench.harness import (
+    BACKUPCTL,
+    Options,
+    Project,
+    Row,
+    make_db,
+    max_id,
+    median_of,
+    percentile,
+    s3_env,
+    s3_server,
+    timed,
+)
+
+CLI_GOAL_MS = 50.0
+RESTORE_GOAL_RATIO = 1.15
+RESTORE_DB_ROWS = 200_000  # ~1 KB each: a ~205 MB database
+IDLE_GOAL_MB, IDLE_GOAL_CPU = 25.0, 0.1
+WRITES_PER_SECOND = 200
+POLL_SECONDS = 0.1
+SYNC_SECONDS = 1.0
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def _wait_status_ok(project: Project, deadline_s: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if project.cli("status", "--json", check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("status never turned ok after start")
+
+
+# ---------------------------------------------------------------- cli overhead
+
+
+def bench_cli(opts: Options) -> list[Row]:
+    folder = opts.work / "cli"
+    db = make_db(folder / "app" / "app.db", rows=100)
+    project = Project.create(folder / "app", opts.version, BACKUP_DATABASES=db.name, BACKUP_LOCAL_DIR=str(folder / "replica"))
+    project.cli("setup")
+    runs = opts.n(21, 7)
+    env = project.raw_env()
+    bc = str(BACKUPCTL)
+    pairs = [
+        ("status --json", [bc, "status", "--json"], project.raw_argv("status", "-json"), "litestream status -json"),
+        ("databases --json", [bc, "databases", "--json"], project.raw_argv("databases", "-json"), "litestream databases -json"),
+        ("--help", [bc, "--help"], [project.raw_argv("version")[0], "-h"], "litestream -h"),
+        ("--version", [bc, "--version"], [project.raw_argv("version")[0], "version"], "litestream version"),
+    ]
+    rows: list[Row] = []
+    project.start()
+    try:
+        _wait_status_ok(project)
+        for label, ours, raw, raw_label in pairs:
+            timed(ours, cwd=project.dir)  # warm-up: page cache, .pyc
+            timed(raw, cwd=project.dir, env=env)
+            mine, theirs = [], []
+            for _ in range(runs):
+                mine.append(timed(ours, cwd=project.dir))
+                theirs.append(timed(raw, cwd=project.dir, env=env))
+            a, b = _ms(percentile(mine, 0.5)), _ms(percentile(theirs, 0.5))
+            rows.append(
+                Row("cli", f"`backupctl {label}`", a, "ms", b, f"`{raw_label}`", added=True,
+                    goal=f"<= {CLI_GOAL_MS:g} ms added", met=(a - b) <= CLI_GOAL_MS, note=f"median of {runs}")
+            )  # fmt: skip
+    finally:
+        project.stop()
+    return rows
+
+
+# ---------------------------------------------------------------- restore
+
+
+def _restore_fixture(opts: Options) -> tuple[Project, Path]:
+    """The 200 MB database and its file replica, built once and kept in the bench cache."""
+    cache = opts.work / "cache" / f"restore-{opts.version}"
+    db = cache / "project" / "big.db"
+    marker = cache / "ready"
+    project_env = {"BACKUP_DATABASES": db.name, "BACKUP_LOCAL_DIR": str(cache / "replica")}
+    if marker.is_file() and db.is_file():
+        return Project(cache / "project", {"LITESTREAM_VERSION": opts.version, **project_env}, opts.version), db
+    shutil.rmtree(cache, ignore_errors=True)
+    project = Project.create(cache / "project", opts.version, **project_env)
+    make_db(db)
+    con = sqlite3.connect(db)
+    con.execute(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT ?) "
+        "INSERT INTO items (body) SELECT hex(randomblob(500)) FROM c",
+        (RESTORE_DB_ROWS,),
+    )
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    project.cli("setup")
+    replica = cache / "replica"
+    log = open(cache / "replicate.log", "wb")  # noqa: SIM115
+    proc = project.litestream().popen("replicate", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        # Wait until the replica stops growing, then SIGTERM (litestream's final sync).
+        last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 300
+        while time.monotonic() < deadline:
+            size = sum(p.stat().st_size for p in replica.rglob("*") if p.is_file()) if replica.exists() else 0
+            if size != last:
+                last, stable_since = size, time.monotonic()
+            elif size > 0 and time.monotonic() - stable_since > 4:
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    probe = cache / "probe.db"
+    project.litestream().run("restore", "-o", str(probe), str(db), timeout=600)
+    got = max_id(probe)
+    for leftover in cache.glob("probe.db*"):
+        leftover.unlink()
+    if got != RESTORE_DB_ROWS:
+        raise RuntimeError(f"the replica of the 200 MB database restores {got} rows, not {RESTORE_DB_ROWS}")
+    marker.write_text("ok\n")
+    return project, db
+
+
+def bench_restore(opts: Options) -> list[Row]:
+    project, db = _restore_fixture(opts)
+    out = opts.work / "restore-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = project.raw_env()
+    rounds = opts.n(3, 1)
+    ours, raw, copy = [], [], []
+    for i in range(rounds):
+        target = out / f"raw-{i}.db"
+        raw.append(timed(project.raw_argv("restore", "-o", str(target), str(db)), cwd=project.dir, env=env))
+        target.unlink()
+        target = out / f"backupctl-{i}.db"
+        ours.append(timed([str(BACKUPCTL), "restore", "-o", str(target)], cwd=project.dir))
+        if max_id(target) != RESTORE_DB_ROWS:
+            raise RuntimeError("backupctl restore returned the wrong rows")
+        target.unlink()
+        target = out / f"cp-{i}.db"
+        copy.append(timed(["cp", str(db), str(target)], cwd=project.dir))
+        target.unlink()
+    size_mb = db.stat().st_size / 1e6
+    a, b, c = percentile(ours, 0.5), percentile(raw, 0.5), percentile(copy, 0.5)
+    note = f"{size_mb:.0f} MB database, file replica, median of {rounds}"
+    shutil.rmtree(out, ignore_errors=True)
+    return [
+        Row("restore", "`backupctl restore -o`", a, "s", b, "`litestream restore -o`",
+            goal=f"<= {RESTORE_GOAL_RATIO}x", met=a / b <= RESTORE_GOAL_RATIO, note=note),
+        Row("restore", "`backupctl restore -o`", a, "s", c, "`cp` of the database (the floor)", note=note),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- idle supervisor
+
+
+def bench_idle(opts: Options) -> list[Row]:
+    import psutil
+
+    folder = opts.work / "idle"
+    db = make_db(folder / "app" / "app.db", rows=100)
+    project = Project.create(folder / "app", opts.version, BACKUP_DATABASES=db.name, BACKUP_LOCAL_DIR=str(folder / "replica"))
+    window = 15.0 if opts.quick else 60.0
+    project.start()
+    try:
+        sup, child = psutil.Process(project.supervisor_pid()), psutil.Process(project.litestream_pid())
+        time.sleep(3)  # let the start settle
+        procs = {"supervisor": sup, "litestream": child}
+        cpu0 = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
+        rss = {k: 0 for k in procs}
+        uss = {k: 0 for k in procs}
+        started = time.monotonic()
+        while time.monotonic() - started < window:
+            for k, p in procs.items():
+                rss[k] = max(rss[k], p.memory_info().rss)
+            time.sleep(1.0)
+        elapsed = time.monotonic() - started
+        cpu = {k: 100.0 * (sum(p.cpu_times()[:2]) - cpu0[k]) / elapsed for k, p in procs.items()}
+        for k, p in procs.items():
+            uss[k] = p.memory_full_info().uss
+    finally:
+        project.stop()
+    note = f"{elapsed:.0f} s idle window, 1 database, file replica"
+    mb = 1024 * 1024
+    return [
+        Row("idle", "supervisor RSS (max)", rss["supervisor"] / mb, "MB", rss["litestream"] / mb, "litestream's own RSS",
+            goal=f"<= {IDLE_GOAL_MB:g} MB", met=rss["supervisor"] / mb <= IDLE_GOAL_MB, note=note),
+        Row("idle", "supervisor USS (memory only it holds)", uss["supervisor"] / mb, "MB", uss["litestream"] / mb,
+            "litestream's own USS", note=note),
+        Row("idle", "supervisor CPU", cpu["supervisor"], "%", cpu["litestream"], "litestream's own CPU",
+            goal=f"<= {IDLE_GOAL_CPU:g} %", met=cpu["supervisor"] <= IDLE_GOAL_CPU, note=note),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- replication lag
+
+# 0.5 on S3 keeps level N under <path>/<N as 4 hex digits>/ (the file replica uses ltx/N/).
+_L0 = re.compile(r"/0000/([0-9a-f]{16})-([0-9a-f]{16})\.ltx$")
+
+
+class _Poller(threading.Thread):
+    """Lists the replica's level-0 LTX objects every POLL_SECONDS; records when each first appears."""
+
+    def __init__(self, client, bucket: str, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.bucket, self.prefix = client, bucket, prefix.rstrip("/") + "/0000/"
+        self.seen: dict[str, float] = {}
+        self.stop_event = threading.Event()
+        self.errors = 0
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            started = time.time()
+            try:
+                pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+                for page in pages:
+                    for obj in page.get("Contents", []):
+                        self.seen.setdefault(obj["Key"], started)
+            except Exception:
+                self.errors += 1
+            self.stop_event.wait(max(0.0, POLL_SECONDS - (time.time() - started)))
+
+
+def _write_paced(db: Path, seconds: float, start_id: int) -> dict[int, float]:
+    """WRITES_PER_SECOND single-row commits; returns id -> time the commit returned."""
+    con = sqlite3.connect(db, timeout=10)
+    con.execute("PRAGMA busy_timeout=10000")
+    con.execute("PRAGMA synchronous=NORMAL")
+    committed: dict[int, float] = {}
+    t0 = time.monotonic()
+    total = int(seconds * WRITES_PER_SECOND)
+    for n in range(total):
+        due = t0 + n / WRITES_PER_SECOND
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        row_id = start_id + n
+        con.execute("INSERT INTO items (id, body) VALUES (?, ?)", (row_id, f"lag row {row_id}"))
+        con.commit()
+        committed[row_id] = time.time()
+    con.close()
+    return committed
+
+
+def _lag_run(project: Project, server, bucket: str, prefix: str, db: Path, seconds: float, *, supervised: bool) -> dict:
+    client = server.client()
+    poller = _Poller(client, bucket, prefix)
+    proc = None
+    if supervised:
+        project.start()
+    else:
+        log = open(project.dir / "replicate.log", "wb")  # noqa: SIM115
+        proc = project.litestream().popen("replicate", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+    try:
+        time.sleep(3)  # first snapshot
+        poller.start()
+        committed = _write_paced(db, seconds, start_id=max_id(db) + 1)
+        last = max(committed)
+        deadline = time.monotonic() + SYNC_SECONDS + 15
+        # Keep polling until the replica has caught up (a restore of the newest object holds the last row).
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            if _restored_max(project, db, None) >= last:
+                time.sleep(0.5)
+                break
+        poller.stop_event.set()
+        poller.join(5)
+    finally:
+        if supervised:
+            project.stop()
+        elif proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    # Which rows does each object hold? Restore up to its max txid and read the highest id.
+    objects = sorted((int(_L0.search(k).group(2), 16), t) for k, t in poller.seen.items() if _L0.search(k))
+    holds: list[tuple[float, int]] = []
+    for txid, seen_at in objects:
+        top = _restored_max(project, db, txid)
+        if top >= 0:
+            holds.append((seen_at, top))
+    lags, missing = [], 0
+    for row_id, at in committed.items():
+        visible = next((seen for seen, top in holds if top >= row_id), None)
+        if visible is None:
+            missing += 1
+        else:
+            lags.append(visible - at)
+    return {"lags": lags, "missing": missing, "objects": len(objects), "poll_errors": poller.errors}
+
+
+def _restored_max(project: Project, db: Path, txid: int | None) -> int:
+    out = project.dir / f"probe-{time.monotonic_ns()}.db"
+    args = ["-o", str(out)] + (["-txid", f"{txid:016x}"] if txid is not None else []) + [str(db)]
+    try:
+        result = project.litestream().run("restore", *args, timeout=120, check=False)
+        if result.returncode != 0 or not out.exists():
+            return -1
+        return max_id(out)
+    finally:
+        for p in out.parent.glob(out.name + "*"):
+            p.unlink(missing_ok=True)
+
+
+def bench_lag(opts: Options) -> list[Row]:
+    seconds = 10.0 if opts.quick else 30.0
+    folder = opts.work / "lag"
+    results = {}
+    with s3_server(folder / "seaweed") as server:
+        bucket = server.create_bucket("bench-lag")
+        for supervised in (True, False):
+            name = "backupctl" if supervised else "raw"
+            db = make_db(folder / name / "app.db")
+            project = Project.create(folder / name, opts.version, BACKUP_DATABASES=db.name, **s3_env(server, bucket, name))
+            project.cli("setup")
+            results[name] = _lag_run(project, server, bucket, name, db, seconds, supervised=supervised)
+    ours, raw = results["backupctl"], results["raw"]
+    if not ours["lags"] or not raw["lags"]:
+        raise RuntimeError(f"no row became visible (backupctl: {ours['objects']} objects, raw: {raw['objects']})")
+    goal = SYNC_SECONDS + 1.0
+    note = (
+        f"{WRITES_PER_SECOND} commits/s for {seconds:g} s, SeaweedFS on loopback, sync 1 s, "
+        f"{ours['objects']}/{raw['objects']} L0 objects, missing rows {ours['missing']}/{raw['missing']}"
+    )
+    rows = []
+    for label, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+        a, b = percentile(ours["lags"], q), percentile(raw["lags"], q)
+        goal_text, met = (f"<= {goal:g} s", a <= goal) if label == "p99" else ("", None)
+        rows.append(Row("lag", f"lag {label}, commit to replica", a, "s", b, "raw `litestream replicate`",
+                        goal=goal_text, met=met, note=note))  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------- write throughput
+
+
+def _hammer(db: Path, seconds: float) -> float:
+    con = sqlite3.connect(db, timeout=10)
+    con.execute("PRAGMA busy_timeout=10000")
+    con.execute("PRAGMA synchronous=NORMAL")
+    n, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        con.execute("INSERT INTO items (body) VALUES (?)", ("x" * 100,))
+        con.commit()
+        n += 1
+    elapsed = time.monotonic() - started
+    con.close()
+    return n / elapsed
+
+
+def bench_throughput(opts: Options) -> list[Row]:
+    seconds = 5.0 if opts.quick else 15.0
+    folder = opts.work / "throughput"
+    plain = make_db(folder / "none" / "app.db", rows=10)
+    db = make_db(folder / "app" / "app.db", rows=10)
+    project = Project.create(folder / "app", opts.version, BACKUP_DATABASES=db.name, BACKUP_LOCAL_DIR=str(folder / "replica"))
+    none_rate = _hammer(plain, seconds)
+    project.start()
+    try:
+        time.sleep(2)
+        ours = _hammer(db, seconds)
+    finally:
+        project.stop()
+    note = f"single-row commits for {seconds:g} s, synchronous=NORMAL, file replica, sync 1 s"
+    return [Row("throughput", "commits/s with supervised replication", ours, "commits/s", none_rate,
+                "the same writes with no replication", note=note)]  # fmt: skip
+
+
+# ---------------------------------------------------------------- 100 databases
+
+
+def bench_scale(opts: Options) -> list[Row]:
+    count = 100
+    folder = opts.work / "scale"
+    proj = folder / "app"
+    for i in range(count):
+        make_db(proj / "dbs" / f"db{i:03d}.db", rows=5)
+    project = Project.create(proj, opts.version, BACKUP_DATABASES="dbs/*.db", BACKUP_LOCAL_DIR=str(folder / "replica"))
+    runs = opts.n(5, 3)
+    project.cli("setup")
+    env = project.raw_env()
+    bc = str(BACKUPCTL)
+    setup = median_of(runs, lambda: timed([bc, "setup"], cwd=proj))
+    parse = median_of(runs, lambda: timed(project.raw_argv("databases", "-json"), cwd=proj, env=env))
+    started = time.perf_counter()
+    project.start()
+    start_s = time.perf_counter() - started
+    try:
+        _wait_status_ok(project, 180)
+        status = median_of(runs, lambda: timed([bc, "status", "--json"], cwd=proj))
+        raw_status = median_of(runs, lambda: timed(project.raw_argv("status", "-json"), cwd=proj, env=env))
+    finally:
+        project.stop()
+    note = f"{count} databases, file replica, median of {runs}"
+    return [
+        Row("scale", "`backupctl setup`", _ms(setup), "ms", _ms(parse), "`litestream databases -json` (same config)",
+            added=True, note=note),
+        Row("scale", "`backupctl status --json`", _ms(status), "ms", _ms(raw_status), "`litestream status -json`",
+            added=True, note=note + ", replication running"),
+        Row("scale", "`backupctl start --background` (until confirmed)", start_s, "s", note=f"{count} databases, one run"),
+    ]  # fmt: skip
+
+
+BENCHMARKS = {
+    "cli": bench_cli,
+    "restore": bench_restore,
+    "idle": bench_idle,
+    "lag": bench_lag,
+    "throughput": bench_throughput,
+    "scale": bench_scale,
+}

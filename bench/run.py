@@ -1,0 +1,233 @@
+"""backupctl's benchmarks against the raw litestream binary (and a plain copy), run by `just bench`.
+
+    .venv/bin/python bench/run.py                 # everything; writes docs/benchmarks.md
+    .venv/bin/python bench/run.py --quick         # shorter windows and fewer runs; still writes the doc
+    .venv/bin/python bench/run.py cli restore     # a subset; prints only (add --output to write)
+
+Benchmarks never fail the build: a benchmark that breaks is reported as such and the exit code
+stays 0 (2 only for bad arguments). Nothing here is run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cases import BENCHMARKS  # noqa: E402
+from bench.harness import ROOT, Options, Row, litestream_binary, prepare_environment  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+WORK = ROOT / ".cache" / "bench"
+
+
+def machine() -> list[tuple[str, str]]:
+    import psutil
+
+    from backupctl import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    os_name = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = (
+                    f"{line.split('=', 1)[1].strip(chr(34))} ({platform.system()} {platform.release()}, {platform.machine()})"
+                )
+    except OSError:
+        pass
+    versions = []
+    for version in ("0.5.17", "0.3.13"):
+        try:
+            out = subprocess.run([str(litestream_binary(version)), "version"], capture_output=True, text=True, timeout=30)
+            versions.append(out.stdout.strip() or version)
+        except Exception as exc:  # a missing legacy pin must not stop the benchmarks
+            versions.append(f"{version} (unavailable: {exc})")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "?"
+    return [
+        ("CPU", cpu),
+        ("Cores", f"{psutil.cpu_count(logical=False) or '?'} physical, {psutil.cpu_count()} logical"),
+        ("Memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
+        ("OS", os_name),
+        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
+        ("Litestream", ", ".join(versions)),
+        ("backupctl", f"{__version__} (commit {commit or '?'})"),
+        ("Disk (work dir)", _disk(WORK)),
+    ]
+
+
+def _disk(path: Path) -> str:
+    try:
+        out = subprocess.run(["df", "-hT", str(path)], capture_output=True, text=True, timeout=10).stdout.splitlines()
+        fields = out[-1].split()
+        return f"{fields[1]} on {fields[0]}"
+    except Exception:
+        return "?"
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    if unit == "s":
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    if unit == "%":
+        return f"{value:.3f} %"
+    return f"{value:,.0f} {unit}"
+
+
+def _comparison(row: Row) -> str:
+    if row.ratio is None:
+        return "-"
+    text = f"{row.ratio:.2f}x"
+    if row.added and row.value is not None and row.baseline is not None:
+        text = f"{row.value - row.baseline:+.1f} {row.unit} ({text})"
+    return text
+
+
+def _met(row: Row) -> str:
+    return {True: "yes", False: "**no**", None: ""}[row.met]
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    lines = [
+        "| benchmark | measure | backupctl | baseline (same run) | vs baseline | goal | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        baseline = f"{_fmt(r.baseline, r.unit)}: {r.baseline_label}" if r.baseline is not None else "-"
+        goal = r.goal or "-"
+        lines.append(
+            f"| {r.bench} | {r.measure} | {_fmt(r.value, r.unit)} | {baseline} | {_comparison(r)} | {goal} | {_met(r)} |"
+        )
+    return lines
+
+
+def print_table(rows: list[Row], failures: dict[str, str]) -> None:
+    width = max((len(r.measure) for r in rows), default=10)
+    for r in rows:
+        goal = f"  goal {r.goal}: {_met(r).strip('*')}" if r.goal else ""
+        base = f"vs {_fmt(r.baseline, r.unit)} ({r.baseline_label.replace('`', '')})" if r.baseline is not None else ""
+        print(f"{r.bench:<10} {r.measure.replace('`', ''):<{width}}  {_fmt(r.value, r.unit):>14}  {base}  {_comparison(r)}{goal}")
+    for name, error in failures.items():
+        print(f"{name:<10} FAILED: {error}")
+
+
+def write_doc(path: Path, rows: list[Row], failures: dict[str, str], opts: Options, seconds: float, argv: list[str]) -> None:
+    from bench import cases
+
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    mode = "quick" if opts.quick else "full"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `just bench` (`bench/run.py`); do not edit by hand: rerun it.",
+        f"Last run: {when}, {mode} mode (`{' '.join(['bench/run.py', *argv])}`), Litestream {opts.version}, "
+        f"{seconds:.0f} s in all.",
+        "Every figure sits next to a baseline measured in the same run on the same machine: the raw litestream",
+        "command doing the same job, or a plain copy. Goals come from issue 8; missing one does not fail the build.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in machine()],
+        "",
+        "## Results",
+        "",
+        *table_lines(rows),
+        "",
+    ]
+    if failures:
+        lines += ["## Benchmarks that did not complete", ""]
+        lines += [f"- **{name}**: {error}" for name, error in failures.items()]
+        lines.append("")
+    notes = sorted({(r.bench, r.note) for r in rows if r.note})
+    if notes:
+        lines += ["## Conditions", ""] + [f"- {bench}: {note}" for bench, note in notes] + [""]
+    method = (cases.__doc__ or "").split("Methods (also printed into docs/benchmarks.md):", 1)[-1].strip()
+    lines += ["## Method", "", method, "", "## Running them", "", "```", "just bench            # everything (about 6 minutes)",
+              "just bench --quick    # shorter windows, fewer runs (about 3 minutes)",
+              "just bench cli lag    # a subset, printed only", "```", ""]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="shorter windows and fewer repetitions")
+    parser.add_argument("--runs", type=int, help="repetitions for the repeated measurements (overrides the mode)")
+    parser.add_argument("--litestream", default="0.5.17", help="pinned Litestream version to run (lag needs 0.5)")
+    parser.add_argument(
+        "--work", type=Path, default=WORK, help=f"work folder; the 200 MB database is cached here (default {WORK})"
+    )
+    parser.add_argument("--output", type=Path, help=f"markdown report (default: {DOC.relative_to(ROOT)} when all benchmarks run)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(args_list)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    names = args.names or list(BENCHMARKS)
+    work = args.work.resolve()
+    for name in names:  # each run starts clean; the cache folder (200 MB database) is kept
+        shutil.rmtree(work / name, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    prepare_environment(work)
+    opts = Options(quick=args.quick, work=work, version=args.litestream, runs=args.runs)
+
+    rows: list[Row] = []
+    failures: dict[str, str] = {}
+    started = time.monotonic()
+    for name in names:
+        print(f"== {name} ...", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            got = BENCHMARKS[name](opts)
+            rows += got
+            print_table(got, {})
+        except Exception as exc:
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            if os.environ.get("BENCH_DEBUG"):
+                traceback.print_exc()
+            print(f"{name:<10} FAILED: {failures[name]}", flush=True)
+        print(f"   ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+    elapsed = time.monotonic() - started
+    print()
+    print("\n".join(table_lines(rows)))
+    output = args.output or (DOC if set(names) == set(BENCHMARKS) else None)
+    if output and not args.no_write:
+        write_doc(output, rows, failures, opts, elapsed, args_list)
+        print(f"\nwrote {output}", file=sys.stderr)
+    elif not args.no_write:
+        print("\n(a subset: docs/benchmarks.md left as it is; --output PATH writes this report)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
