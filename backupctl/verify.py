@@ -117,7 +117,10 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
     token = secrets.token_hex(16)
     timings: dict[str, float] = {}
 
+    ok = [False]
+
     def result(status: str, reason: str, **extra: Any) -> VerifyResult:
+        ok[0] = status == VERIFIED
         return VerifyResult(
             str(db.path), db.name, status, reason, token, checked_at, time.monotonic() - started, timings, **extra
         )
@@ -205,7 +208,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         finally:
             if temporary is not None:
                 t = time.monotonic()
-                temporary.stop(settings)
+                temporary.stop(settings, hurry=not ok[0])
                 timings["stop_replicator"] = time.monotonic() - t
 
 
@@ -307,25 +310,30 @@ class _TemporaryReplicator:
         except OSError:
             return []
 
-    def stop(self, settings: Settings) -> None:
-        """SIGTERM (litestream's final sync), then SIGKILL after a grace period; always unlock and clean up."""
+    def stop(self, settings: Settings, *, hurry: bool = False) -> None:
+        """SIGTERM (litestream's final sync carries the sentinel's removal), a second SIGTERM if
+        that sync hangs (0.5 retries it for 30 s; a second signal skips the retries), then SIGKILL.
+        ``hurry``: the replica is already known broken, so do not wait long for the final sync.
+        Always releases the locks and removes the temporary config and log.
+        """
+        first_wait = 2.0 if hurry else STOP_GRACE_SECONDS
+        if settings.stop_timeout:
+            first_wait = min(first_wait, parse_duration(settings.stop_timeout))
         try:
-            if self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, first_wait), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+                if self.proc.poll() is not None:
+                    break
                 try:
-                    self.proc.send_signal(signal.SIGTERM)
-                    grace = STOP_GRACE_SECONDS
-                    if settings.stop_timeout:
-                        grace = parse_duration(settings.stop_timeout)
-                    self.proc.wait(grace)
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(wait)
                 except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait()
+                    continue
                 except ProcessLookupError:
-                    pass
-                except BaseException:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait()
-                    raise
+                    break
+        except BaseException:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise
         finally:
             for h in self.held:
                 h.release()

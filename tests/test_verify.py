@@ -1,0 +1,117 @@
+"""`verify` end to end against real replicas: verified, failed, and nothing left behind."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from backupctl import paths, state
+from backupctl.verify import SENTINEL_TABLE, VERIFIED, verify_database
+from tests.conftest import S3_RO_KEY, S3_RO_SECRET, Project, count_rows, run_cli
+from tests.test_restore import cli_json, configure, insert, replicating, settings_of, wait_replicated
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def sentinel_rows(db: Path) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(f"SELECT count(*) FROM {SENTINEL_TABLE}").fetchone()[0]
+    finally:
+        con.close()
+
+
+def temp_files(project: Project) -> list[str]:
+    found = [p.name for p in project.db.parent.iterdir() if p.name.startswith(".backupctl") or ".tmp" in p.name]
+    tmp = paths.project_state_dir(project.dir) / "tmp"
+    if tmp.exists():
+        found += [f"tmp/{p.name}" for p in tmp.iterdir()]
+    return found
+
+
+@pytest.mark.parametrize("replica", ["file", "s3"])
+def test_verify_passes_without_a_running_replicator(
+    project: Project, version: str, litestream_bins: dict[str, Path], replica: str, request: pytest.FixtureRequest
+) -> None:
+    """No supervisor: verify runs a temporary replicator itself, and stops it."""
+    s3 = request.getfixturevalue("s3_server") if replica == "s3" else None
+    bucket = request.getfixturevalue("s3_bucket") if replica == "s3" else None
+    configure(project, version, replica, s3, bucket)
+    insert(project.db, 3)
+    proc = run_cli("verify", "--json", cwd=project.dir)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = cli_json(proc)["results"][0]
+    assert result["status"] == "verified", result
+    assert "temporary" in result["replicator"]
+    assert set(result["timings"]) >= {"write", "restore"}
+    assert sentinel_rows(project.db) == 0 and count_rows(project.db) == 3
+    assert temp_files(project) == []
+    recorded = state.last_verify(paths.project_state_dir(project.dir), str(project.db))
+    assert recorded and recorded["status"] == "verified"
+    # the removal of the sentinel reached the replica too (the temporary replicator's final sync)
+    out = project.dir / "after.db"
+    assert run_cli("restore", "-o", str(out), cwd=project.dir).returncode == 0
+    assert sentinel_rows(out) == 0 and count_rows(out) == 3
+
+
+def test_twenty_verifies_leave_nothing_behind(project: Project, version: str, litestream_bins: dict[str, Path]) -> None:
+    """With backupctl's replicator running (the database lock held), verify relies on it."""
+    configure(project, version, "file")
+    settings = settings_of(project)
+    db = settings.databases[0]
+    with replicating(settings, litestream_bins[version]) as proc:
+        insert(project.db, 2)
+        for _ in range(20):
+            result = verify_database(settings, litestream_bins[version], db)
+            assert result.status == VERIFIED, result
+            assert f"pid {proc.pid}" in result.replicator
+        assert sentinel_rows(project.db) == 0
+        wait_replicated(project, 2)
+    assert temp_files(project) == []
+    assert sentinel_rows(project.db) == 0 and count_rows(project.db) == 2
+
+
+@pytest.mark.parametrize("replica", ["file", "s3"])
+def test_verify_fails_when_the_replica_objects_are_deleted(
+    project: Project, version: str, litestream_bins: dict[str, Path], replica: str, request: pytest.FixtureRequest
+) -> None:
+    """Objects deleted (and the replica kept from healing itself: a running 0.5 re-uploads a
+    snapshot into an emptied replica, which verify then rightly reports as verified)."""
+    s3 = request.getfixturevalue("s3_server") if replica == "s3" else None
+    bucket = request.getfixturevalue("s3_bucket") if replica == "s3" else None
+    configure(project, version, replica, s3, bucket)
+    settings = settings_of(project)
+    with replicating(settings, litestream_bins[version]):
+        insert(project.db, 2)
+        wait_replicated(project, 2)
+    if replica == "file":
+        shutil.rmtree(project.replica_dir)
+        project.replica_dir.write_text("not a folder any more\n")
+    else:
+        client = s3.client()
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert keys
+        for key in keys:
+            client.delete_object(Bucket=bucket, Key=key)
+    # a read-only identity for this run: the temporary replicator cannot re-upload a snapshot
+    env = {"BACKUP_ACCESS_KEY_ID": S3_RO_KEY, "BACKUP_SECRET_ACCESS_KEY": S3_RO_SECRET} if replica == "s3" else {}
+    probe = project.dir / "probe.db"
+    for _ in range(40):  # the object store may list deleted objects for a moment
+        if replica == "s3":  # delete again whatever the store still lists
+            for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+        if run_cli("restore", "-o", str(probe), cwd=project.dir, env=env).returncode != 0:
+            break
+        probe.unlink(missing_ok=True)
+        time.sleep(0.25)
+    else:
+        raise AssertionError("the replica still restores after its objects were deleted")
+    proc = run_cli("verify", "--json", "--timeout", "3", cwd=project.dir, env=env, timeout=120)
+    assert proc.returncode == 20, proc.stderr + proc.stdout
+    result = cli_json(proc)["results"][0]
+    assert result["status"] == "failed" and result["reason"]
+    assert sentinel_rows(project.db) == 0 and temp_files(project) == []
