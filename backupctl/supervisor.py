@@ -373,7 +373,8 @@ class Supervisor:
 
         wanted = {str(db.path) for db in self.settings.databases}
         replicating: set[str] = set()
-        settle = self.settle if self.settle is not None else min(max(2.0, self.settings.sync_seconds + 1.0), 15.0)
+        # Quiet for two sync intervals: litestream's first sync has had its chance to fail (or to log success).
+        settle = self.settle if self.settle is not None else min(max(3.0, 2 * self.settings.sync_seconds + 1.0), 20.0)
         confirmed = False
         all_up_at: float | None = None
         errors_seen = 0

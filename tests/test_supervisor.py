@@ -323,6 +323,9 @@ def test_stale_pidfile_of_an_unrelated_process_is_never_signalled(project) -> No
 def test_supervisor_sigkill_litestream_does_its_final_sync_and_exits(project, tmp_path) -> None:
     running = _start_bg(project)
     try:
+        # litestream 0.5.17 can miss writes made in the instant after its very first snapshot when a
+        # SIGTERM follows within milliseconds (its own race, seen once here); let that moment pass.
+        time.sleep(1.5)
         _insert(project.db, 7)
         os.kill(running.pid, signal.SIGKILL)
         _wait_for(lambda: _gone(running.litestream_pid), 60, "litestream to exit with its supervisor")
