@@ -132,7 +132,10 @@ class Litestream:
         """Start a long-running litestream in its own process group (for the supervisor)."""
         argv = self.argv(command, *args)
         return subprocess.Popen(  # noqa: S603 - argv list, no shell
-            argv, env=self.environment.env, start_new_session=True, **kwargs  # type: ignore[arg-type]
+            argv,
+            env=self.environment.env,
+            start_new_session=True,
+            **kwargs,  # type: ignore[arg-type]
         )
 
 
@@ -183,8 +186,7 @@ def run_command(
         raise LitestreamError(
             f"{label} failed (exit {proc.returncode})",
             "see litestream's output above; `backupctl doctor` checks the usual causes",
-            details=[scrub(" ".join(argv), settings)]
-            + [scrub(x, settings) for x in tail(result.stderr + "\n" + result.stdout)],
+            details=[scrub(" ".join(argv), settings)] + [scrub(x, settings) for x in tail(result.stderr + "\n" + result.stdout)],
         )
     return result
 

@@ -377,7 +377,9 @@ def load_settings(
     db_paths = _database_paths(values["databases"], project_dir, errors)
     names = [p.name for p in db_paths]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        errors.add("BACKUP_DATABASES", f"two databases are both named {name!r}", "rename one: replica paths are derived from file names")
+        errors.add(
+            "BACKUP_DATABASES", f"two databases are both named {name!r}", "rename one: replica paths are derived from file names"
+        )
     prefix = values["path"]
     if prefix is not None:
         prefix = prefix.strip("/")
@@ -403,8 +405,7 @@ def load_settings(
             path=p,
             name=p.name,
             replicas=tuple(
-                _replica(kind, p.name, prefix, values, endpoint, force_path_style, local_dir, caps.gs_type_name)
-                for kind in kinds
+                _replica(kind, p.name, prefix, values, endpoint, force_path_style, local_dir, caps.gs_type_name) for kind in kinds
             ),
         )
         for p in db_paths
@@ -484,8 +485,7 @@ def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> l
         errors.add(
             "BACKUP_DATABASES",
             "no database to back up",
-            "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/db/production.sqlite3"
-            " (comma-separated, globs allowed)",
+            "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/db/production.sqlite3 (comma-separated, globs allowed)",
         )
         return []
     paths: list[Path] = []
