@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from backupctl.errors import ConfigError, ExitCode
 from backupctl.render import render, yaml_scalar
@@ -88,7 +90,7 @@ def test_real_litestream_reads_what_we_render(tmp_path: Path, name: str, version
 HOSTILE = [
     "abc #x",
     "key: value",
-    'quote " and \' both',
+    "quote \" and ' both",
     "multi\nline\nendpoint: http://evil",
     "0123",
     "yes",
@@ -209,7 +211,9 @@ def test_secrets_never_in_file_output_or_errors(project) -> None:
                       BACKUP_ACCESS_KEY_ID="AKIDX", BACKUP_SYNC_INTERVAL="10")  # fmt: skip
     bad = run_cli("setup", cwd=project.dir)
     assert bad.returncode == ExitCode.CONFIG
-    project.write_env(BACKUP_DATABASES="db/app.db", BACKUP_BUCKET="b", BACKUP_SECRET_ACCESS_KEY=secret, BACKUP_ACCESS_KEY_ID="AKIDX")
+    project.write_env(
+        BACKUP_DATABASES="db/app.db", BACKUP_BUCKET="b", BACKUP_SECRET_ACCESS_KEY=secret, BACKUP_ACCESS_KEY_ID="AKIDX"
+    )
     good = run_cli("setup", cwd=project.dir)
     printed = run_cli("setup", "--print", cwd=project.dir)
     env = run_cli("env", "--json", cwd=project.dir)
@@ -221,7 +225,9 @@ def test_secrets_never_in_file_output_or_errors(project) -> None:
 
 def test_user_template_printing_a_secret_is_refused(project) -> None:
     secret = "Another-Secret-7777"
-    project.write_env(BACKUP_DATABASES="db/app.db", BACKUP_BUCKET="b", BACKUP_SECRET_ACCESS_KEY=secret, BACKUP_ACCESS_KEY_ID="AKIDX")
+    project.write_env(
+        BACKUP_DATABASES="db/app.db", BACKUP_BUCKET="b", BACKUP_SECRET_ACCESS_KEY=secret, BACKUP_ACCESS_KEY_ID="AKIDX"
+    )
     assert run_cli("templates", "eject", cwd=project.dir).returncode == 0
     main = project.dir / "backupctl-templates" / "litestream.yml.j2"
     # A template author cannot reach credentials: they are not in the template context at all.

@@ -192,7 +192,9 @@ def test_env_example_and_loader_agree() -> None:
 
 def test_env_command_masks_secrets_and_names_origins(project) -> None:
     secret = "TopSecretValue-XYZ-123456"
-    env = dict(BACKUP_DATABASES="db/app.db", BACKUP_BUCKET="bkt", BACKUP_SECRET_ACCESS_KEY=secret, BACKUP_ACCESS_KEY_ID="AKIDVISIBLE99")
+    env = dict(
+        BACKUP_DATABASES="db/app.db", BACKUP_BUCKET="bkt", BACKUP_SECRET_ACCESS_KEY=secret, BACKUP_ACCESS_KEY_ID="AKIDVISIBLE99"
+    )
     project.write_env(**env)
     human = run_cli("env", cwd=project.dir)
     machine = run_cli("env", "--json", cwd=project.dir)
