@@ -28,6 +28,7 @@ from bench.harness import ROOT, Options, Row, litestream_binary, prepare_environ
 
 DOC = ROOT / "docs" / "benchmarks.md"
 WORK = ROOT / ".cache" / "bench"
+LOAD_AT_START = os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
 def machine() -> list[tuple[str, str]]:
@@ -72,6 +73,7 @@ def machine() -> list[tuple[str, str]]:
         ("Litestream", ", ".join(versions)),
         ("backupctl", f"{__version__} (commit {commit or '?'})"),
         ("Disk (work dir)", _disk(WORK)),
+        ("Load average at start", " ".join(f"{x:.2f}" for x in LOAD_AT_START) if LOAD_AT_START else "?"),
     ]
 
 
@@ -160,6 +162,11 @@ def write_doc(path: Path, rows: list[Row], failures: dict[str, str], opts: Optio
         *table_lines(rows),
         "",
     ]
+    missed = [r for r in rows if r.met is False]
+    if missed:
+        lines += ["## Goals not met in this run", ""]
+        lines += [f"- {r.bench}: {r.measure} = {_fmt(r.value, r.unit)} (goal {r.goal})" for r in missed]
+        lines.append("")
     if failures:
         lines += ["## Benchmarks that did not complete", ""]
         lines += [f"- **{name}**: {error}" for name, error in failures.items()]
