@@ -91,13 +91,13 @@ def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
     return (read_json(state_dir / VERIFYFILE) or {}).get(database)
 
 
-def live_pidfile(state_dir: Path) -> dict[str, Any] | None:
-    """The pidfile's record if that exact process is still alive, else None.
+def live_record(path: Path) -> dict[str, Any] | None:
+    """A pid record ({pid, create_time, ...}) if that exact process is still alive, else None.
 
     "Exact" means same pid and same start time: a pid reused by an unrelated process
     after a crash is recognised as stale and never signalled.
     """
-    record = read_json(state_dir / PIDFILE)
+    record = read_json(path)
     if not record or not isinstance(record.get("pid"), int):
         return None
     import psutil
@@ -108,9 +108,14 @@ def live_pidfile(state_dir: Path) -> dict[str, Any] | None:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except (psutil.Error, ValueError, TypeError):
         return None
     return record
+
+
+def live_pidfile(state_dir: Path) -> dict[str, Any] | None:
+    """The supervisor's pidfile record if that exact process is still alive, else None."""
+    return live_record(state_dir / PIDFILE)
 
 
 def write_pidfile(state_dir: Path, pid: int, argv: list[str]) -> None:

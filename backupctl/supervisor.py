@@ -690,20 +690,8 @@ def _clear_litestream(state_dir: Path, pid: int) -> None:
 
 def live_orphan(state_dir: Path) -> int | None:
     """The pid of a litestream a previous supervisor started and left running, if that exact process lives."""
-    import psutil
-
-    record = state.read_json(state_dir / LITESTREAM_PIDFILE)
-    if not record or not isinstance(record.get("pid"), int):
-        return None
-    try:
-        proc = psutil.Process(record["pid"])
-        if abs(proc.create_time() - float(record.get("create_time", -1))) > 0.01:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except (psutil.Error, ValueError, TypeError):
-        return None
-    return proc.pid
+    record = state.live_record(state_dir / LITESTREAM_PIDFILE)
+    return record["pid"] if record else None
 
 
 def reap_orphan(state_dir: Path, timeout: float, log: Log) -> bool:
