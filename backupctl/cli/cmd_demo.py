@@ -7,12 +7,7 @@ restores to a new file and checks that every committed row came back.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sqlite3
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +27,8 @@ class DemoFailed(Exception):
 
 
 def _backupctl(folder: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    import sys
+
     return subprocess.run(
         [sys.executable, "-m", "backupctl", *args, "--env-file", str(folder / ".env")],
         cwd=folder,
@@ -45,6 +42,9 @@ def _backupctl(folder: Path, *args: str, timeout: float = 180) -> subprocess.Com
 
 def _fingerprint(db: Path) -> tuple[int, str]:
     """Row count and a digest of every row, to compare the restore with the original."""
+    import hashlib
+    import sqlite3
+
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         digest = hashlib.sha256()
@@ -58,6 +58,8 @@ def _fingerprint(db: Path) -> tuple[int, str]:
 
 
 def _create_database(db: Path) -> None:
+    import sqlite3
+
     con = sqlite3.connect(db)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL)")
@@ -75,6 +77,8 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        import sqlite3
+
         try:
             con = sqlite3.connect(self.db, timeout=10)
             con.execute("PRAGMA busy_timeout=10000")
@@ -90,6 +94,8 @@ class _Writer(threading.Thread):
 
 
 def _status_line(folder: Path) -> str:
+    import json
+
     result = _backupctl(folder, "status", "--json", timeout=60)
     try:
         doc = json.loads(result.stdout)
@@ -113,6 +119,8 @@ def demo(
     ] = "0.5.17",
 ) -> None:
     """Run the whole loop end to end with a local-folder replica: replicate, write, stop, restore, compare."""
+    import tempfile
+
     from rich.console import Console
     from rich.live import Live
 
