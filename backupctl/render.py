@@ -211,17 +211,66 @@ class ConfigSync:
     action: str  # "unchanged", "created", "updated"
 
 
+def _input_key(settings: Settings) -> str:
+    """A digest of everything a render depends on: the template context and the template files."""
+    import hashlib
+    import json
+
+    from backupctl import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    digest.update(json.dumps(template_context(settings), sort_keys=True, default=str).encode("utf-8", "surrogatepass"))
+    for folder in (user_templates_dir(settings), default_templates_dir()):
+        if folder.is_dir():
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    st = file.stat()
+                    digest.update(f"{file}\0{st.st_mtime_ns}\0{st.st_size}\0".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _stamp_path(settings: Settings) -> Path:
+    from backupctl.paths import project_state_dir
+
+    return project_state_dir(settings.project_dir) / "config.stamp"
+
+
 def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
-    """Make litestream.yml match the settings, so "no replicas configured" never reaches a user."""
+    """Make litestream.yml match the settings, so "no replicas configured" never reaches a user.
+
+    A stamp (inputs digest + the file's own digest) lets the common case, nothing changed,
+    skip loading Jinja: every status or listing call goes through here.
+    """
+    import hashlib
+    import json
+
     path = path or settings.config_path
-    text = render(settings).text
     try:
-        current = path.read_text("utf-8")
+        current_bytes = path.read_bytes()
     except FileNotFoundError:
-        current = None
+        current_bytes = None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
-    if current == text:
-        return ConfigSync(path, "unchanged")
-    write_atomic(path, text)
-    return ConfigSync(path, "created" if current is None else "updated")
+    key = _input_key(settings)
+    stamp_path = _stamp_path(settings)
+    if current_bytes is not None:
+        try:
+            stamp = json.loads(stamp_path.read_text("utf-8"))
+        except (OSError, ValueError):
+            stamp = {}
+        if stamp == {"path": str(path), "input": key, "sha256": hashlib.sha256(current_bytes).hexdigest()}:
+            return ConfigSync(path, "unchanged")
+    text = render(settings).text
+    action = "unchanged"
+    if current_bytes is None or current_bytes != text.encode("utf-8"):
+        write_atomic(path, text)
+        action = "created" if current_bytes is None else "updated"
+    try:
+        stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            stamp_path,
+            json.dumps({"path": str(path), "input": key, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}),
+        )
+    except OSError:
+        pass  # only an optimisation
+    return ConfigSync(path, action)
