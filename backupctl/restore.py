@@ -11,9 +11,14 @@ A restore goes through three steps:
    aside to ``<name>.pre-restore-<UTC stamp>`` (kept, never deleted), and moved back if the
    rename fails.
 
-The temp folder is removed in ``finally``, so a failure, a timeout or an interruption
-(KeyboardInterrupt, or an exception raised by a signal handler) leaves the original untouched and
-no partial file. A folder left by a process killed with SIGKILL is swept by the next restore.
+The temp folder is removed in ``finally``, so a failure, a timeout or an interruption leaves the
+original untouched and no partial file. Interruptions are cooperative (see :class:`StopRequest`):
+a signal handler that raised could land between ``mkdtemp`` creating the folder and the ``try``
+that removes it, between starting litestream and the ``try`` that kills it, or in the middle of
+the ``rmtree``; so the CLI's handlers only call :data:`stop_request` ``.request()``, which kills the
+running ``litestream restore`` and makes the next :meth:`StopRequest.check` raise, always from a
+place whose cleanup is already armed. A folder left by a process killed with SIGKILL is swept by
+the next restore.
 
 Where a restore goes (``resolve_output``): an explicit path; else the database's own path when
 no database is there (a new machine); else a side file ``<name>.restored-<UTC stamp>``.
@@ -24,20 +29,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
 import sqlite3
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 from backupctl import locks
 from backupctl.errors import ConfigError, ConflictError, LitestreamError, NotFoundError, RefusedError
-from backupctl.runner import Litestream
+from backupctl.runner import Litestream, Result, scrub, tail
 from backupctl.settings import Database, Settings
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
 
@@ -57,6 +66,115 @@ _NO_BACKUP = re.compile(
 )
 
 Step = Callable[[str], None]
+
+
+# --- cooperative interruption ------------------------------------------------------------------
+
+
+class StopRequest:
+    """A stop asked for by a signal, honoured at safe points.
+
+    ``request(error)`` is all a signal handler does (it never raises): it records ``error`` and
+    SIGKILLs the process group of the litestream started by :meth:`run` (then reaped by the
+    ``communicate`` it interrupts). ``check()`` raises the recorded error; restore and verify call
+    it between steps, never between acquiring something and the ``try`` that releases it. The
+    commit (move aside + rename) has no check inside it: it completes or is rolled back.
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.error is not None
+
+    def reset(self) -> None:
+        self.error = None
+
+    def request(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        for proc in list(self._children.values()):
+            _kill_group(proc)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but return early (and raise) when a stop is requested."""
+        end = time.monotonic() + seconds
+        while not self.requested and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+        self.check()
+
+    def run(self, ls: Litestream, command: str, *args: str, timeout: float, what: str) -> Result:
+        """``ls.run`` whose child a stop request kills at once (and which is always reaped)."""
+        self.check()
+        argv = ls.argv(command, *args)
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+                argv,
+                env=dict(ls.environment.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LitestreamError(
+                f"cannot run {argv[0]}: {exc.strerror}", "run `backupctl install --force` to reinstall the pinned binary"
+            ) from None
+        self._children[proc.pid] = proc
+        try:
+            if self.requested:  # the signal came while it was starting
+                _kill_group(proc)
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                out, err = proc.communicate()
+                self.check()
+                raise LitestreamError(
+                    f"{what} did not finish within {timeout:g}s",
+                    "check that the replica is reachable (endpoint, network, credentials); `backupctl doctor` probes it",
+                    details=[scrub(" ".join(argv), ls.settings)] + [scrub(x, ls.settings) for x in tail(_text(err) + _text(out))],
+                ) from None
+        finally:
+            self._children.pop(proc.pid, None)
+            if proc.returncode is None:  # an exception we did not expect: never leave it writing
+                _kill_group(proc)
+                proc.wait()
+        self.check()  # killed by a stop request: say so, not "litestream failed"
+        result = Result(list(argv), proc.returncode, _text(out), _text(err), time.monotonic() - started)
+        if proc.returncode != 0:
+            raise LitestreamError(
+                f"{what} failed (exit {proc.returncode})",
+                "see litestream's output above; `backupctl doctor` checks the usual causes",
+                details=[scrub(" ".join(argv), ls.settings)]
+                + [scrub(x, ls.settings) for x in tail(result.stderr + "\n" + result.stdout)],
+            )
+        return result
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# The one stop request of this process: the CLI's SIGTERM/SIGINT handlers feed it during
+# restore and verify (library callers that install no handler never see it set).
+stop_request = StopRequest()
 
 
 def utc_stamp(moment: datetime | None = None) -> str:
@@ -518,11 +636,17 @@ def staged_restore(
     timeout: float = RESTORE_TIMEOUT,
     on_step: Step | None = None,
 ) -> Iterator[Staged]:
-    """Restore ``db`` into a temp folder inside ``folder``, check it, yield it; always clean up."""
+    """Restore ``db`` into a temp folder inside ``folder``, check it, yield it; always clean up.
+
+    The folder is named ``.backupctl-restore-<pid>-<token>-*``; cleanup removes every folder with
+    that prefix, so it holds even if ``mkdtemp`` was cut short after creating it.
+    """
+    stop_request.check()
     folder.mkdir(parents=True, exist_ok=True)
     sweep_stale_temp(folder)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=folder))
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
     try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
         out = tmpdir / db.name
         argv = ["-o", str(out), *args]
         if ls.caps.has_json:
@@ -530,7 +654,8 @@ def staged_restore(
         if on_step:
             on_step(f"downloading {db.name} from {', '.join(r.destination for r in db.replicas)}")
         try:
-            result = ls.run("restore", *argv, str(db.path), timeout=timeout, what=f"litestream restore of {db.name}")
+            what = f"litestream restore of {db.name}"
+            result = stop_request.run(ls, "restore", *argv, str(db.path), timeout=timeout, what=what)
         except LitestreamError as exc:
             text = " ".join(exc.details)
             if _NO_BACKUP.search(text):
@@ -544,9 +669,17 @@ def staged_restore(
         if on_step:
             on_step(f"checking the restored {db.name}")
         tables = check_database(out)
+        stop_request.check()
         yield Staged(out, out.stat().st_size, _position(ls, result.stdout + "\n" + result.stderr), tables, result.seconds)
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        _remove_temp(folder, prefix)
+
+
+def _remove_temp(folder: Path, prefix: str) -> None:
+    for entry in folder.glob(f"{glob_escape(prefix)}*"):
+        shutil.rmtree(entry, ignore_errors=True)
+        if entry.exists() or entry.is_symlink():  # something still wrote into it: once more
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def check_database(path: Path) -> list[dict[str, Any]]:
@@ -664,6 +797,7 @@ def execute_restore(
     kept: list[Path] = []
     try:
         with staged_restore(ls, plan.database, out.parent, plan.restore_args(), timeout=timeout, on_step=on_step) as staged:
+            stop_request.check()  # the last point where a stop leaves everything as it was
             if on_step:
                 on_step(f"moving the restored database to {out}")
             present = _present(out)

@@ -16,14 +16,22 @@
 4. Always: delete every sentinel row, stop the temporary replicator, remove every temp file.
 
 Outcome: ``verified`` (sentinel restored, integrity ok), ``failed`` (the replica does not
-restore, the restored copy is damaged, or the temporary replicator died), ``inconclusive``
-(the replica restores but did not catch up in time). The result is recorded for `status`.
+restore, the restored copy is damaged, the temporary replicator died, or the replica refuses new
+writes: the temporary replicator logged AccessDenied/Forbidden/permission denied... for it, which
+is decided as soon as it is logged, not at the deadline), ``inconclusive`` (the replica restores
+and nothing refused the writes, but the sentinel did not arrive in time: lag). A replica that
+still restores old data but cannot take new writes is not being kept up to date: that is
+``failed``, never ``inconclusive``. The result is recorded for `status`.
+
+SIGTERM/SIGINT are honoured through ``restore.stop_request`` (see backupctl.restore): the wait
+and every restore attempt stop at once, and the cleanup of step 4 always runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -36,8 +44,8 @@ from typing import Any
 
 from backupctl import locks, paths, state
 from backupctl.errors import BackupctlError, ConflictError, ExitCode
-from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, open_holders, staged_restore
-from backupctl.runner import Litestream, tail
+from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, open_holders, staged_restore, stop_request
+from backupctl.runner import Litestream, scrub, tail
 from backupctl.settings import Database, Settings, parse_duration
 
 VERIFIED, FAILED, INCONCLUSIVE = "verified", "failed", "inconclusive"
@@ -45,6 +53,14 @@ SENTINEL_TABLE = "_backupctl_verify"
 MARGIN_SECONDS = 10.0  # on top of two sync intervals: upload time, litestream's own tick
 STOP_GRACE_SECONDS = 40.0  # 0.5 retries a failing final sync for 30 s (shutdown-sync-timeout)
 BUSY_TIMEOUT_MS = 30_000
+# What a replicator logs when the replica refuses writes (S3/R2 auth and policy errors, a
+# read-only or non-folder file replica, a full disk): the replica cannot be kept up to date.
+WRITE_REFUSED = re.compile(
+    r"AccessDenied|Access Denied|Forbidden|status ?code:? 403|InvalidAccessKeyId|SignatureDoesNotMatch|"
+    r"NoSuchBucket|AllAccessDisabled|permission denied|read-only file system|not a directory|"
+    r"no space left on device|disk quota exceeded",
+    re.IGNORECASE,
+)
 
 Step = Callable[[str], None]
 
@@ -149,7 +165,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         timings["write"] = time.monotonic() - t
         deadline = time.monotonic() + wait
         interval = max(0.25, min(settings.sync_seconds / 2, 5.0))
-        time.sleep(min(interval, settings.sync_seconds))
+        stop_request.sleep(min(interval, settings.sync_seconds))
         attempts = 0
         last_error: BackupctlError | None = None
         restore_seconds = 0.0
@@ -176,6 +192,15 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                     attempts=attempts,
                     position=position,
                 )
+            stop_request.check()
+            refused = temporary.write_refusal(settings) if temporary is not None else None
+            if refused:
+                return result(
+                    FAILED,
+                    f"the replica refuses new writes, so it is not being kept up to date: {refused}",
+                    replicator=replicator,
+                    attempts=attempts,
+                )
             if temporary is not None and temporary.proc.poll() is not None:
                 return result(
                     FAILED,
@@ -186,13 +211,21 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                 )
             if time.monotonic() + max(interval, restore_seconds) > deadline:
                 break
-            time.sleep(max(interval, restore_seconds))
+            stop_request.sleep(max(interval, restore_seconds))
         timings["restore"] = restore_seconds
         if last_error is not None:
             detail = " / ".join(last_error.details[-3:])
             return result(
                 FAILED,
                 f"the replica does not restore: {last_error.message}" + (f" ({detail})" if detail else ""),
+                replicator=replicator,
+                attempts=attempts,
+            )
+        refused = temporary.write_refusal(settings) if temporary is not None else None
+        if refused:
+            return result(
+                FAILED,
+                f"the replica refuses new writes, so it is not being kept up to date: {refused}",
                 replicator=replicator,
                 attempts=attempts,
             )
@@ -303,6 +336,18 @@ class _TemporaryReplicator:
                 h.release()
             raise
         return cls(proc, held, config, log)
+
+    def write_refusal(self, settings: Settings) -> str | None:
+        """The first line of the replicator's log saying the replica refused a write, if any."""
+        try:
+            text = self.log.read_text("utf-8", "replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if "error" in line.lower() and WRITE_REFUSED.search(line):
+                error = re.search(r'error="((?:[^"\\]|\\.)*)"', line)
+                return scrub((error.group(1) if error else line).strip(), settings)[:300]
+        return None
 
     def output_tail(self) -> list[str]:
         try:

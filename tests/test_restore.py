@@ -387,6 +387,60 @@ def test_sigterm_during_a_real_restore(project: Project, litestream_bins: dict[s
         assert len(sides) == 1 and count_rows(sides[0], "blobs") == 900
 
 
+@pytest.mark.parametrize("moment", ["folder created", "litestream started", "cleanup"])
+def test_sigterm_at_the_worst_instants_leaves_no_temp_folder(
+    project: Project, litestream_bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """A real SIGTERM delivered (under the CLI's handler) exactly when mkdtemp has created the
+    folder, right as litestream starts, and in the middle of removing the folder."""
+    import shutil
+    import tempfile
+
+    from backupctl import restore as core
+    from backupctl.cli.cmd_restore import Terminated, _signals_stop
+
+    configure(project, "0.5.17", "file")
+    settings = settings_of(project)
+    with replicating(settings, litestream_bins["0.5.17"]):
+        insert(project.db, 2)
+        wait_replicated(project, 2)
+    ls = core.litestream_for(settings, litestream_bins["0.5.17"])
+    folder = project.dir / "out"
+
+    def signal_after(real):  # noqa: ANN001, ANN202
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            value = real(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
+            return value
+
+        return wrapper
+
+    if moment == "folder created":
+        monkeypatch.setattr(tempfile, "mkdtemp", signal_after(tempfile.mkdtemp))
+    elif moment == "litestream started":
+        monkeypatch.setattr(subprocess, "Popen", signal_after(subprocess.Popen))
+    else:
+        real_rmtree = shutil.rmtree
+        calls = []
+
+        def rmtree(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if not calls:
+                calls.append(path)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real_rmtree(path, *args, **kwargs)
+
+        monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with _signals_stop("restore"):
+        if moment == "cleanup":  # the restore itself completes; the signal lands while cleaning up
+            with core.staged_restore(ls, settings.databases[0], folder, []) as staged:
+                assert count_rows(staged.path) == 2
+        else:
+            with pytest.raises(Terminated), core.staged_restore(ls, settings.databases[0], folder, []):
+                raise AssertionError("the restore went on after SIGTERM")
+    assert [p.name for p in folder.iterdir()] == []
+    assert not any("litestream" in name for _, name in core.open_holders([project.db]))
+
+
 def _unused_make_db_helper_is_wal(tmp_path: Path) -> None:
     db = make_db(tmp_path / "x.db", 1)
     assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

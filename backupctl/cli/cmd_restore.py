@@ -24,17 +24,31 @@ class Terminated(BackupctlError):
 
 
 @contextmanager
-def _sigterm_raises(what: str) -> Iterator[None]:
-    """Turn SIGTERM into an exception so `finally` blocks remove temp files (SIGINT already is one)."""
+def _signals_stop(what: str) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the restore/verify to stop instead of raising wherever they land.
 
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(f"{what} interrupted by SIGTERM", "nothing was changed; run it again when ready")
+    A handler that raised could cut ``mkdtemp`` after it created the temp folder, or fire between
+    starting litestream and the ``try`` that kills it, or in the middle of the cleanup. These
+    handlers only feed ``restore.stop_request``: it kills the running ``litestream restore`` and the
+    core raises the error at its next safe point (every cleanup already armed). Exit 143 / 130.
+    """
+    from backupctl.cli import Interrupted
+    from backupctl.restore import stop_request
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_term(signum: int, frame: object) -> None:
+        stop_request.request(Terminated(f"{what} interrupted by SIGTERM", "nothing was changed; run it again when ready"))
+
+    def on_int(signum: int, frame: object) -> None:
+        stop_request.request(Interrupted())
+
+    stop_request.reset()
+    previous = {sig: signal.signal(sig, handler) for sig, handler in ((signal.SIGTERM, on_term), (signal.SIGINT, on_int))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop_request.reset()
 
 
 def _status(message: str, json_mode: bool):  # -> a context manager with .update(str)
@@ -102,6 +116,7 @@ def restore(
     checked (PRAGMA integrity_check) and renamed into place; a failure leaves nothing behind.
     """
     from backupctl import restore as core
+    from backupctl.cli import Interrupted
     from backupctl.cli.output import emit_json, notice, say, success, table
 
     settings = load(env_file)
@@ -129,11 +144,22 @@ def restore(
         return 0
 
     results: list[dict[str, Any]] = []
-    with _sigterm_raises("restore"):
+    with _signals_stop("restore"):
         for p in plans:
-            with _status(f"restoring {p.database.name}", json_out) as status:
-                step = (lambda msg, s=status: s.update(msg)) if status is not None else None
-                result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
+            try:
+                with _status(f"restoring {p.database.name}", json_out) as status:
+                    step = (lambda msg, s=status: s.update(msg)) if status is not None else None
+                    result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
+            except (Terminated, Interrupted) as exc:
+                if results:  # the databases restored before the signal stay restored: say which
+                    done = ", ".join(f"{r['name']} ({r['output']})" for r in results)
+                    if isinstance(exc, Terminated):
+                        raise Terminated(
+                            f"restore interrupted by SIGTERM while restoring {p.database.name}",
+                            f"already restored: {done}; {p.database.name} and the rest were not changed",
+                        ) from None
+                    notice(f"already restored: {done}; {p.database.name} and the rest were not changed")
+                raise
             results.append(result.to_json())
             if json_out:
                 continue
@@ -184,7 +210,7 @@ def verify(
     settings = load(env_file)
     binary = _binary(settings)
     results = []
-    with _sigterm_raises("verify"):
+    with _signals_stop("verify"):
         for database in settings.database(db):
             with _status(f"verifying {database.name}", json_out) as status:
                 step = (lambda msg, s=status: s.update(msg)) if status is not None else None
