@@ -9,16 +9,23 @@ Behaviour, in short (docs/supervision.md has the long version):
 - litestream runs in its own session, so a terminal hangup or Ctrl-C never reaches it
   directly; the supervisor relays exactly one SIGTERM (litestream's final sync), waits up
   to the stop timeout, then SIGKILLs its process group.
-- A start counts as *confirmed* when litestream logged "replicating to" for every database
-  and then either reported a completed sync or stayed up without errors for a short settle
-  window. Errors that no retry can fix (bad credentials, missing bucket) before that fail
-  the start at once.
+- A start counts as *confirmed* only once litestream logged that a first snapshot / sync
+  reached the replica ("snapshot complete" in 0.5, "snapshot written" in 0.3): never on
+  timing alone. litestream 0.5.17 stopped before its first snapshot exits 0 and leaves the
+  replica empty, so "it ran a few seconds without errors" proves nothing. Errors that no
+  retry can fix (bad credentials, missing bucket) fail the start at once.
 - An unexpected exit is restarted after an exponential, jittered backoff (1 s .. 60 s); a run
   that lasted ``stable_after`` seconds resets the count; ``max_quick_failures`` failures in a
   row end in FATAL (SupervisorError, exit code 9) with litestream's last error lines.
 - If the supervisor itself is SIGKILLed: on Linux litestream gets SIGTERM from the kernel
   (PR_SET_PDEATHSIG) and does its final sync; everywhere, the next start finds a litestream
   recorded in ``litestream.pid`` (pid + start time) still running and stops it first.
+- The supervisor stays SINGLE-THREADED while litestream runs (output is tailed in the main
+  loop, a periodic verify runs in a forked child process). PR_SET_PDEATHSIG fires when the
+  *thread* that forked litestream dies, and again each time litestream is reparented to
+  another live thread of the dying process: a SIGKILLed supervisor with N threads sends up
+  to N SIGTERMs, and litestream 0.5 takes the second one as "skip the shutdown sync"
+  (`shutdown sync skipped, interrupted by signal`), losing the newest writes.
 
 Clock, sleep, spawn and the random source are injectable, so the restart logic is tested
 without waiting.
@@ -62,6 +69,8 @@ NO_PDEATHSIG_ENV = "BACKUPCTL_NO_PDEATHSIG"  # testing knob: exercise the orphan
 
 # INFO lines that only appear after a sync actually reached the replica (0.5 / 0.3).
 _SYNC_MARKERS = ("snapshot complete", "compaction complete", "ltx file uploaded", "snapshot written", "wal segment written")
+# WARN lines (0.5) saying the shutdown sync did not run.
+_SHUTDOWN_SYNC_SKIPPED = ("shutdown sync skipped", "shutdown sync interrupted", "shutdown sync failed")
 # Errors no retry fixes: fail the start at once instead of waiting for the deadline.
 _PERMANENT_ERRORS = re.compile(
     r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|NoSuchBucket|InvalidBucketName|"
@@ -252,7 +261,6 @@ class Supervisor:
     max_quick_failures: int = MAX_QUICK_FAILURES
     stable_after: float = STABLE_AFTER
     start_deadline: float = START_DEADLINE
-    settle: float | None = None  # quiet seconds that confirm a start without a sync line
     restore_if_missing: bool = False
     write_pidfile: bool = False  # background mode: claim supervisor.pid while running
     take_locks: bool = True
@@ -263,7 +271,7 @@ class Supervisor:
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _held: list[locks.HeldLock] = field(default_factory=list, init=False)
     _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
-    _verify_thread: threading.Thread | None = field(default=None, init=False)
+    _verify_pid: int | None = field(default=None, init=False)
     _next_verify: float | None = field(default=None, init=False)
 
     # -- public -------------------------------------------------------------------------
@@ -296,6 +304,7 @@ class Supervisor:
                     restore_missing_database(self.settings, self.litestream, db, self.log)
             return self._loop()
         finally:
+            self._end_verify()
             if self.status.state != state.FATAL:
                 self.status.state = state.STOPPED
             self.status.litestream_pid = None
@@ -363,34 +372,38 @@ class Supervisor:
         self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
 
         lines: queue.Queue[str | None] = queue.Queue()
-        exited = threading.Event()
-        if proc.stdout is not None:
+        reader: threading.Thread | None = None
+        tail: OutputTail | None = None
+        if proc.stdout is not None:  # an injected spawn with a pipe (tests): no parent-death signal there
             reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-        else:
-            output = self.state_dir / LITESTREAM_OUTPUT
-            reader = threading.Thread(target=_tail_output, args=(output, lines, exited), daemon=True)
-        reader.start()
+            reader.start()
+        else:  # the default: a file, tailed here in the main thread (see "SINGLE-THREADED" above)
+            tail = OutputTail(self.state_dir / LITESTREAM_OUTPUT)
 
-        wanted = {str(db.path) for db in self.settings.databases}
-        replicating: set[str] = set()
-        # Quiet for two sync intervals: litestream's first sync has had its chance to fail (or to log success).
-        settle = self.settle if self.settle is not None else min(max(3.0, 2 * self.settings.sync_seconds + 1.0), 20.0)
+        # 0.5 names a database by its file name (db=app.db), 0.3 by its path: compare file names.
+        wanted = {db.path.name for db in self.settings.databases}
+        snapshotted: set[str] = set()
         confirmed = False
-        all_up_at: float | None = None
         errors_seen = 0
         failed_start: str | None = None
         term_sent_at: float | None = None
         kill_at: float | None = None
         killed = False
         errors_after_term = 0
+        sync_skipped = False
         eof = False
         exited_at: float | None = None
 
         while True:
-            try:
-                raw = lines.get(timeout=0.2)
-            except queue.Empty:
-                raw = ""
+            if tail is not None:
+                raw = tail.next_line(finished=proc.poll() is not None)
+                if raw == "":
+                    time.sleep(0.1)
+            else:
+                try:
+                    raw = lines.get(timeout=0.2)
+                except queue.Empty:
+                    raw = ""
             if raw is None:
                 eof = True
             elif raw:
@@ -406,25 +419,15 @@ class Supervisor:
                         errors_after_term += 1
                     elif not confirmed and _PERMANENT_ERRORS.search(line.raw):
                         failed_start = f"litestream cannot replicate: {line.error_text}"
-                if line.message == "replicating to" or line.message == "initialized db":
-                    # "initialized db" names the path; "replicating to" follows for its replica.
-                    if line.message == "initialized db" and line.fields.get("path"):
-                        replicating.add(line.fields["path"])
-                    if replicating >= wanted or len(replicating) >= len(wanted):
-                        all_up_at = all_up_at or self.clock()
+                if term_sent_at is not None and any(m in line.message for m in _SHUTDOWN_SYNC_SKIPPED):
+                    sync_skipped = True
                 if not confirmed and line.level == "INFO" and any(m in line.message for m in _SYNC_MARKERS):
-                    confirmed = self._confirm(proc, "first sync reached the replica")
+                    snapshotted.add(Path(line.fields.get("db", "")).name or "?")
+                    if snapshotted >= wanted or "?" in snapshotted:
+                        # Every replica holds a first snapshot: a stop's final sync now has a base to extend.
+                        confirmed = self._confirm(proc, "first snapshot is in the replica")
 
             now = self.clock()
-            if (
-                not confirmed
-                and failed_start is None
-                and all_up_at is not None
-                and errors_seen == 0
-                and now - all_up_at >= settle
-                and proc.poll() is None
-            ):
-                confirmed = self._confirm(proc, f"up for {settle:g}s without errors")
             if not confirmed and failed_start is None and errors_seen and now - started >= self.start_deadline:
                 failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
 
@@ -446,14 +449,17 @@ class Supervisor:
                 killed = True
 
             if proc.poll() is not None:
-                exited.set()
                 exited_at = exited_at if exited_at is not None else now
-                if eof or not reader.is_alive() or now - exited_at > 5:  # a stray grandchild may hold the pipe
+                reader_done = reader is not None and not reader.is_alive()
+                if eof or reader_done or now - exited_at > 5:  # a stray grandchild may hold the pipe
                     break
             self._maybe_verify(confirmed)
 
         returncode = proc.wait()
-        reader.join(timeout=1)
+        if reader is not None:
+            reader.join(timeout=1)
+        if tail is not None:
+            tail.close()
         runtime = self.clock() - started
         _clear_litestream(self.state_dir, proc.pid)
         self.status.litestream_pid = None
@@ -463,15 +469,28 @@ class Supervisor:
             stopped = True  # it exited on its own while we were asked to stop
         final_sync: bool | None = None
         if stopped:
-            final_sync = returncode == 0 and not killed and errors_after_term == 0 and term_sent_at is not None
+            final_sync = (
+                confirmed  # before its first snapshot, 0.5.17 exits 0 on SIGTERM with nothing in the replica
+                and returncode == 0
+                and not killed
+                and not sync_skipped
+                and errors_after_term == 0
+                and term_sent_at is not None
+            )
             self.status.final_sync = final_sync
             if final_sync:
                 self.log("backupctl: litestream stopped; final sync completed")
+            elif not confirmed:
+                self.log(
+                    f"backupctl: litestream stopped (code {_describe_exit(returncode)}) before its first snapshot "
+                    "reached the replica: there may be NO backup yet; start again and let it confirm"
+                )
             else:
                 self.log(
                     f"backupctl: litestream stopped (code {_describe_exit(returncode)}"
                     + (f", {errors_after_term} error(s) while stopping" if errors_after_term else "")
                     + ("; killed after the stop timeout" if killed else "")
+                    + ("; litestream skipped its shutdown sync" if sync_skipped else "")
                     + "); the final sync was NOT confirmed: the newest writes may not be in the replica"
                 )
         self._save()
@@ -492,11 +511,50 @@ class Supervisor:
         if self._next_verify is None:
             self._next_verify = now + parse_duration(interval)
             return
-        if now < self._next_verify or (self._verify_thread and self._verify_thread.is_alive()):
+        if now < self._next_verify or self._verify_running():
             return
         self._next_verify = now + parse_duration(interval)
-        self._verify_thread = threading.Thread(target=self._verify_all, daemon=True)
-        self._verify_thread.start()
+        self._verify_pid = self._fork_verify()
+
+    def _fork_verify(self) -> int | None:
+        """Run the periodic verify in a forked child process, never in a thread: the supervisor must stay
+        single-threaded while litestream runs (PR_SET_PDEATHSIG, see the module docstring)."""
+        if not hasattr(os, "fork"):
+            self._verify_all()
+            return None
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:  # the child: default signal handling, so `stop` (SIGTERM) ends it
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            self._verify_all()
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _verify_running(self) -> bool:
+        if self._verify_pid is None:
+            return False
+        try:
+            done, _ = os.waitpid(self._verify_pid, os.WNOHANG)
+        except ChildProcessError:
+            done = self._verify_pid
+        if done == 0:
+            return True
+        self._verify_pid = None
+        return False
+
+    def _end_verify(self) -> None:
+        """A verify still running when the supervisor stops is ended (it holds copies of our lock files)."""
+        if self._verify_running() and self._verify_pid is not None:
+            try:
+                os.kill(self._verify_pid, signal.SIGTERM)
+                os.waitpid(self._verify_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self._verify_pid = None
 
     def _verify_all(self) -> None:
         try:
@@ -598,41 +656,48 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
         lines.put(None)
 
 
-def _tail_output(path: Path, lines: queue.Queue[str | None], exited: threading.Event, poll: float = 0.1) -> None:
-    """Follow litestream's output file until it exited and everything was read; keep the file small."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError:
-        lines.put(None)
-        return
-    partial = b""
-    try:
-        while True:
-            chunk = handle.readline()
-            if chunk:
-                if not chunk.endswith(b"\n"):
-                    partial += chunk
-                    continue
-                lines.put((partial + chunk).decode("utf-8", "replace"))
-                partial = b""
-                continue
-            if exited.is_set():
-                if partial:
-                    lines.put(partial.decode("utf-8", "replace"))
-                return
-            try:
-                size = os.stat(path).st_size
-                if size >= LOG_MAX_BYTES:  # everything up to here is relayed: start the file over
-                    os.truncate(path, 0)
-                    size = 0
-                if size < handle.tell():
-                    handle.seek(0)
-            except OSError:
-                pass
-            time.sleep(poll)
-    finally:
-        handle.close()
-        lines.put(None)
+class OutputTail:
+    """Follows litestream's output file from the supervisor's main thread (no reader thread: see the
+    module docstring on PR_SET_PDEATHSIG). Reading a regular file never blocks; keeps the file small."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = b""
+        try:
+            self.handle: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError:
+            self.handle = None
+
+    def next_line(self, finished: bool) -> str | None:
+        """The next complete line; "" when none is there yet; None once ``finished`` and all was read."""
+        if self.handle is None:
+            return None if finished else ""
+        chunk = self.handle.readline()
+        if chunk:
+            if not chunk.endswith(b"\n"):
+                self.partial += chunk
+                return self.next_line(finished) if finished else ""
+            line, self.partial = (self.partial + chunk).decode("utf-8", "replace"), b""
+            return line
+        if finished:
+            if self.partial:
+                line, self.partial = self.partial.decode("utf-8", "replace"), b""
+                return line
+            return None
+        try:
+            size = os.stat(self.path).st_size
+            if size >= LOG_MAX_BYTES:  # everything up to here is relayed: start the file over
+                os.truncate(self.path, 0)
+                size = 0
+            if size < self.handle.tell():
+                self.handle.seek(0)
+        except OSError:
+            pass
+        return ""
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 def _signal(proc: ChildProcess, signum: int) -> None:
