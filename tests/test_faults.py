@@ -147,10 +147,12 @@ class App:
 
     def litestreams(self) -> list[psutil.Process]:
         """litestream processes whose command line names this project's config."""
-        return [p for p in processes_mentioning(self.config) if "litestream" in os.path.basename(p.cmdline()[0])]
+        # p.info["cmdline"], read while listing: calling p.cmdline() again races the process exiting
+        # (a dead litestream is a zombie until init reaps it, and psutil raises ZombieProcess then).
+        return [p for p in processes_mentioning(self.config) if "litestream" in os.path.basename(p.info["cmdline"][0])]
 
     def leftovers(self) -> list[str]:
-        return [" ".join(p.cmdline()) for p in processes_mentioning(str(self.dir))]
+        return [" ".join(p.info["cmdline"]) for p in processes_mentioning(str(self.dir))]
 
     def recorded_pids(self) -> tuple[int | None, int | None]:
         record = state.live_pidfile(self.state_dir)
