@@ -63,7 +63,9 @@ def _refuse_if_running(settings, state_dir: Path) -> None:
 def start(
     env_file: EnvFileOpt = None,
     config: ConfigOpt = None,
-    background: Annotated[bool, typer.Option("--background", "-b", help="Detach; return once replication is confirmed.")] = False,
+    background: Annotated[
+        bool, typer.Option("--background", "-b", help="Detach; return once a first snapshot is in the replica.")
+    ] = False,
     restore_if_missing: Annotated[
         bool,
         typer.Option("--restore-if-missing", help="Restore a missing database from its replica before replicating."),
@@ -97,7 +99,7 @@ def start(
             argv += ["--config", str(config.expanduser().absolute())]
         if restore_if_missing:
             argv.append("--restore-if-missing")
-        say("starting the background supervisor; waiting until litestream replicates ...")
+        say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
         started = start_background(argv, state_dir, cwd=Path.cwd())
         success(
             f"replicating in the background: supervisor pid {started.pid}"
