@@ -372,6 +372,33 @@ def test_a_stop_before_the_first_snapshot_is_not_reported_as_a_final_sync(projec
 
 
 @pytest.mark.slow
+def test_periodic_verify_runs_in_a_child_process_and_keeps_the_supervisor_single_threaded(project) -> None:
+    project.write_env(
+        BACKUP_DATABASES="db/app.db", BACKUP_LOCAL_DIR=str(project.replica_dir), BACKUP_SYNC_INTERVAL="1s",
+        BACKUP_VERIFY_INTERVAL="1s",
+    )  # fmt: skip
+    _insert(project.db, 4)
+    running = _start_bg(project)
+    state_dir = project.dir / ".backupctl"
+    try:
+        threads: set[int] = set()
+
+        def verified():
+            threads.add(len(os.listdir(f"/proc/{running.pid}/task")))
+            return state.last_verify(state_dir, str(project.db))
+
+        result = _wait_for(verified, 90, "a periodic verify to be recorded")
+        assert threads == {1}
+        assert result.get("status") == "verified", result
+        assert "verify of app" in (state_dir / state.LOGFILE).read_text()
+        stopped = run_cli("stop", cwd=project.dir, env=_env(project))
+        assert stopped.returncode == 0 and _state(project).final_sync is True, stopped.stderr
+        assert _gone(running.pid) and _gone(running.litestream_pid)
+    finally:
+        _kill(running.pid, running.litestream_pid)
+
+
+@pytest.mark.slow
 def test_orphaned_litestream_is_stopped_by_the_next_start(project) -> None:
     env = {supervisor.NO_PDEATHSIG_ENV: "1"}  # what macOS does: no parent-death signal
     first = _start_bg(project, env=env)
