@@ -46,7 +46,7 @@ from typing import Any
 
 from backupctl import locks
 from backupctl.errors import ConfigError, ConflictError, LitestreamError, NotFoundError, RefusedError
-from backupctl.runner import Litestream, Result, scrub, tail
+from backupctl.runner import Litestream, Result
 from backupctl.settings import Database, Settings
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
 
@@ -112,55 +112,24 @@ class StopRequest:
     def run(self, ls: Litestream, command: str, *args: str, timeout: float, what: str) -> Result:
         """``ls.run`` whose child a stop request kills at once (and which is always reaped)."""
         self.check()
-        argv = ls.argv(command, *args)
-        started = time.monotonic()
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-                argv,
-                env=dict(ls.environment.env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise LitestreamError(
-                f"cannot run {argv[0]}: {exc.strerror}", "run `backupctl install --force` to reinstall the pinned binary"
-            ) from None
-        self._children[proc.pid] = proc
-        try:
+        spawned: list[int] = []
+
+        def register(proc: subprocess.Popen[bytes]) -> None:
+            self._children[proc.pid] = proc
+            spawned.append(proc.pid)
             if self.requested:  # the signal came while it was starting
                 _kill_group(proc)
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                out, err = proc.communicate()
-                self.check()
-                raise LitestreamError(
-                    f"{what} did not finish within {timeout:g}s",
-                    "check that the replica is reachable (endpoint, network, credentials); `backupctl doctor` probes it",
-                    details=[scrub(" ".join(argv), ls.settings)] + [scrub(x, ls.settings) for x in tail(_text(err) + _text(out))],
-                ) from None
+
+        try:
+            result = ls.run(command, *args, timeout=timeout, what=what, on_spawn=register)
+        except LitestreamError:
+            self.check()  # killed by a stop request: say so, not "litestream failed"
+            raise
         finally:
-            self._children.pop(proc.pid, None)
-            if proc.returncode is None:  # an exception we did not expect: never leave it writing
-                _kill_group(proc)
-                proc.wait()
-        self.check()  # killed by a stop request: say so, not "litestream failed"
-        result = Result(list(argv), proc.returncode, _text(out), _text(err), time.monotonic() - started)
-        if proc.returncode != 0:
-            raise LitestreamError(
-                f"{what} failed (exit {proc.returncode})",
-                "see litestream's output above; `backupctl doctor` checks the usual causes",
-                details=[scrub(" ".join(argv), ls.settings)]
-                + [scrub(x, ls.settings) for x in tail(result.stderr + "\n" + result.stdout)],
-            )
+            for pid in spawned:
+                self._children.pop(pid, None)
+        self.check()
         return result
-
-
-def _text(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", "replace")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,10 +123,13 @@ class Litestream:
         check: bool = True,
         config: bool = True,
         what: str | None = None,
+        on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
     ) -> Result:
         """Run a one-shot litestream command; raise LitestreamError on failure or timeout."""
         argv = self.argv(command, *args, config=config)
-        return run_command(argv, self.environment.env, timeout=timeout, check=check, settings=self.settings, what=what)
+        return run_command(
+            argv, self.environment.env, timeout=timeout, check=check, settings=self.settings, what=what, on_spawn=on_spawn
+        )
 
     def popen(self, command: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
         """Start a long-running litestream in its own process group (for the supervisor)."""
@@ -148,8 +151,13 @@ def run_command(
     settings: Settings | None = None,
     what: str | None = None,
     cwd: Path | None = None,
+    on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> Result:
-    """Run argv with a hard timeout that kills the whole process group."""
+    """Run argv with a hard timeout that kills the whole process group.
+
+    ``on_spawn`` sees the child as soon as it exists (so a signal handler can kill it); the
+    child is always reaped, whatever interrupts the wait.
+    """
     started = time.monotonic()
     label = what or (f"litestream {argv[1]}" if len(argv) > 1 else str(argv[0]))
     try:
@@ -168,6 +176,8 @@ def run_command(
             "run `backupctl install --force` to reinstall the pinned binary",
         ) from None
     try:
+        if on_spawn is not None:
+            on_spawn(proc)
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
