@@ -62,6 +62,10 @@ MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
 LITESTREAM_PIDFILE = "litestream.pid"
+# How often the main loop looks at litestream's output when it is quiet: from 0.1 s after a
+# line up to 1 s when idle, so an idle supervisor wakes about once a second.
+IDLE_POLL_MIN = 0.1
+IDLE_POLL_MAX = 1.0
 LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw output, relayed line by line into the log
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
@@ -394,11 +398,16 @@ class Supervisor:
         eof = False
         exited_at: float | None = None
 
+        idle = IDLE_POLL_MIN
         while True:
             if tail is not None:
                 raw = tail.next_line(finished=proc.poll() is not None)
                 if raw == "":
-                    time.sleep(0.1)
+                    # Back off while litestream is quiet (idle CPU), but stay quick while stopping.
+                    time.sleep(IDLE_POLL_MIN if term_sent_at is not None or self.stop_signal is not None else idle)
+                    idle = min(idle * 2, IDLE_POLL_MAX)
+                else:
+                    idle = IDLE_POLL_MIN
             else:
                 try:
                     raw = lines.get(timeout=0.2)
