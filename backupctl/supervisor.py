@@ -877,6 +877,14 @@ def start_background(
         current = state.read_supervisor_state(state_dir)
         if code is None and current and current.pid == proc.pid and current.state == state.RUNNING:
             return BackgroundStart(proc.pid, log_path, current.litestream_pid)
+        if code == ExitCode.CONFLICT:
+            # Lost a race with another start: say who won, not the winner's log lines (shared log).
+            own = [line for line in log_tail(log_path, 40, since=offset) if line.startswith(("error: ", "hint: "))]
+            message = next((x for x in own if x.startswith("error: ")), "error: another supervisor runs these databases")
+            raise ConflictError(
+                message.removeprefix("error: "),
+                "stop it first (`backupctl stop`), or look at it with `backupctl status`",
+            )
         if code is not None:
             raise SupervisorError(
                 f"the background supervisor exited (code {code}) before replication started",
