@@ -9,9 +9,9 @@ py := if path_exists(justfile_directory() / ".venv/bin/python") == "true" { just
 
 default: test lint
 
-# Run every test (real litestream, real SeaweedFS on loopback)
+# Run every test (real litestream, real SeaweedFS on loopback); 3 workers: most tests wait on real syncs, not CPU
 test *ARGS:
-    {{py}} -m pytest "$@"
+    {{py}} -m pytest -n 3 "$@"
 
 lint:
     {{py}} -m ruff check backupctl tests scripts bench
