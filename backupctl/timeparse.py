@@ -46,6 +46,16 @@ class TimestampError(ValueError):
 def parse_point_in_time(text: str, now: datetime | None = None) -> datetime:
     """A timezone-aware UTC datetime for ``text``. Raises TimestampError with the accepted forms."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    try:
+        return _parse(text, now)
+    except TimestampError:
+        raise
+    except (OverflowError, ValueError):
+        # Out of datetime's range: "99999999999w ago", "0001-01-01 00:00 +01:00" (year 0), ...
+        raise TimestampError(f"{text!r} is out of the range of dates backupctl can handle") from None
+
+
+def _parse(text: str, now: datetime) -> datetime:
     raw = text
     text = " ".join(text.strip().lower().split())
     if not text:

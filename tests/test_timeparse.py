@@ -47,6 +47,14 @@ def test_rejects_with_a_message(text: str) -> None:
         parse_point_in_time(text, NOW)
 
 
+@pytest.mark.parametrize(
+    "text", ["99999999999w ago", "0001-01-01 00:00 +01:00", "9999-12-31 23:00 -05:00", "@99999999999999999999"]
+)
+def test_out_of_range_is_a_timestamp_error_not_a_crash(text: str) -> None:
+    with pytest.raises(TimestampError, match="out of the range|not a Unix time"):
+        parse_point_in_time(text, NOW)
+
+
 def test_does_not_depend_on_tz(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "America/New_York")
     assert to_rfc3339(parse_point_in_time("2024-01-15 12:00", NOW)) == "2024-01-15T12:00:00Z"
