@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from backupctl import paths
+from backupctl.errors import ConfigError
+
+# try_lock's retries: holder() probes hold the lock for microseconds, 5 x 20 ms is plenty.
+LOCK_RETRIES = 5
+LOCK_RETRY_SECONDS = 0.02
 
 
 @dataclass
@@ -28,19 +34,37 @@ class HeldLock:
 
 
 def try_lock(path: Path, owner_pid: int | None = None) -> HeldLock | None:
-    """Take the lock without waiting; None if another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
+    """Take the lock without waiting for a holder; None if another process holds it.
+
+    A few quick retries cover the instant in which `holder()` (status, restore, doctor)
+    takes and releases the lock to look at it: that must not read as "already running".
+    """
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
+    except OSError as exc:
+        raise _unusable(path, exc) from None
+    for attempt in range(LOCK_RETRIES):
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == LOCK_RETRIES - 1:
+                handle.close()
+                return None
+            time.sleep(LOCK_RETRY_SECONDS)
     handle.seek(0)
     handle.truncate()
     handle.write(str(owner_pid or os.getpid()))
     handle.flush()
     return HeldLock(path, handle)
+
+
+def _unusable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot use the lock file {path}: {exc.strerror}",
+        "make its folder writable, or point BACKUPCTL_HOME at a writable folder",
+    )
 
 
 def holder(path: Path) -> int | None:
@@ -58,7 +82,11 @@ def holder(path: Path) -> int | None:
 
 def try_lock_probe(path: Path) -> bool:
     """True if the lock is free right now (takes and releases it at once)."""
-    with open(path, "a+", encoding="utf-8") as handle:
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise _unusable(path, exc) from None
+    with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

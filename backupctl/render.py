@@ -229,6 +229,35 @@ def _input_key(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+HEADER = "# Written by `backupctl setup`"
+
+
+def written_by_backupctl(settings: Settings, path: Path, current: bytes) -> bool:
+    """True when the file at path is one backupctl wrote (its header, or the digest it recorded)."""
+    import hashlib
+    import json
+
+    if current.startswith(HEADER.encode()):
+        return True
+    try:
+        stamp = json.loads(_stamp_path(settings).read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    digest = hashlib.sha256(current).hexdigest()
+    return isinstance(stamp, dict) and stamp.get("path") == str(path) and stamp.get("sha256") == digest
+
+
+def guard_foreign_config(settings: Settings, path: Path, current: bytes) -> None:
+    """Refuse to replace a litestream.yml that backupctl did not write (a user's hand-made config)."""
+    if not written_by_backupctl(settings, path, current):
+        from backupctl.errors import RefusedError
+
+        raise RefusedError(
+            f"{path} was not written by backupctl; refusing to replace it",
+            f"move it aside (backupctl then renders its own), or pass --config {path} to run with it as it is",
+        )
+
+
 def _stamp_path(settings: Settings) -> Path:
     from backupctl.paths import project_state_dir
 
@@ -263,6 +292,8 @@ def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
     text = render(settings).text
     action = "unchanged"
     if current_bytes is None or current_bytes != text.encode("utf-8"):
+        if current_bytes is not None:
+            guard_foreign_config(settings, path, current_bytes)
         write_atomic(path, text)
         action = "created" if current_bytes is None else "updated"
     try:

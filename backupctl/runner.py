@@ -134,12 +134,18 @@ class Litestream:
     def popen(self, command: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
         """Start a long-running litestream in its own process group (for the supervisor)."""
         argv = self.argv(command, *args)
-        return subprocess.Popen(  # noqa: S603 - argv list, no shell
-            argv,
-            env=self.environment.env,
-            start_new_session=True,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        try:
+            return subprocess.Popen(  # noqa: S603 - argv list, no shell
+                argv,
+                env=self.environment.env,
+                start_new_session=True,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except OSError as exc:
+            raise LitestreamError(
+                f"cannot run {argv[0]}: {exc.strerror}",
+                "run `backupctl install --force` to reinstall the pinned binary",
+            ) from None
 
 
 def run_command(
@@ -180,7 +186,7 @@ def run_command(
             on_spawn(proc)
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         out, err = proc.communicate()
         raise LitestreamError(
             f"{label} did not finish within {timeout:g}s",
@@ -188,7 +194,7 @@ def run_command(
             details=[scrub(" ".join(argv), settings)] + [scrub(x, settings) for x in tail(_text(err) + _text(out))],
         ) from None
     except BaseException:
-        _kill_group(proc)
+        kill_group(proc)
         proc.wait()
         raise
     result = Result(list(argv), proc.returncode, _text(out), _text(err), time.monotonic() - started)
@@ -205,8 +211,12 @@ def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child started in its own session, with everything it started."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+_kill_group = kill_group  # the name restore and supervisor import

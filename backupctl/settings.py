@@ -318,10 +318,10 @@ def load_settings(
         else:
             endpoint = f"https://{account}.r2.cloudflarestorage.com"
             origins["endpoint"] = Origin(origins["r2_account_id"].variable, "derived")
-    if endpoint and any(k in kinds for k in ("s3", "r2")) and not re.match(r"^https?://[^\s/]+", endpoint):
+    if endpoint and any(k in kinds for k in ("s3", "r2")) and not _valid_endpoint(endpoint):
         errors.add(
             origins["endpoint"].variable or "BACKUP_ENDPOINT",
-            f"{endpoint!r} is not an http(s) URL",
+            f"{endpoint!r} is not an http(s) URL with a host (and a port from 1 to 65535, if any)",
             "write it like https://<account>.r2.cloudflarestorage.com or http://127.0.0.1:9000",
         )
     values["endpoint"] = endpoint
@@ -435,6 +435,18 @@ def load_settings(
     )
 
 
+def _valid_endpoint(endpoint: str) -> bool:
+    from urllib.parse import urlsplit
+
+    if not re.match(r"^https?://[^\s/]+", endpoint):
+        return False
+    try:
+        parts = urlsplit(endpoint)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+
+
 def _has_surrogates(value: str) -> bool:
     try:
         value.encode("utf-8")
@@ -494,7 +506,7 @@ def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> l
             continue
         path = _resolve(item, project_dir)
         if glob.has_magic(item):
-            matches = sorted(Path(m).absolute() for m in glob.glob(str(path)) if Path(m).is_file())
+            matches = sorted(Path(m).resolve() for m in glob.glob(str(path)) if Path(m).is_file())
             if not matches:
                 errors.add("BACKUP_DATABASES", f"{item!r} matches no file", "check the pattern, or name the database file")
             paths.extend(m for m in matches if m not in paths)
@@ -503,8 +515,9 @@ def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> l
             errors.add("BACKUP_DATABASES", f"{item!r} is a folder", "name the SQLite file inside it")
         elif not path.parent.is_dir():
             errors.add("BACKUP_DATABASES", f"the folder of {item!r} ({path.parent}) does not exist", "create it, or fix the path")
-        elif path not in paths:
-            paths.append(path)
+        elif path.resolve() not in paths:
+            # Resolved (symlinks, ..): one database has one name for locks and "is this the live file?".
+            paths.append(path.resolve())
     return paths
 
 

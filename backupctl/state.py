@@ -62,10 +62,12 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """A state document, or None when it is missing, unreadable or not a JSON object."""
     try:
-        return json.loads(path.read_text("utf-8"))
+        document = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return None
+    return document if isinstance(document, dict) else None
 
 
 def write_supervisor_state(state_dir: Path, state: SupervisorState) -> None:

@@ -48,7 +48,12 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
             monkeypatch.delenv(var, raising=False)
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("BACKUPCTL_LITESTREAM_BIN", raising=False)
+    # Nothing of the developer's own setup leaks in (AWS_CA_BUNDLE stays on purpose: this machine sets
+    # it, and backupctl must cope with it).
+    for var in ("BACKUPCTL_LITESTREAM_BIN", "BACKUPCTL_HOME", "BACKUPCTL_ALLOW_VERSION_MISMATCH",
+                "GOOGLE_APPLICATION_CREDENTIALS", "BACKUPCTL_DEBUG", "BACKUPCTL_LITESTREAM_BASE_URL",
+                "BACKUPCTL_CA_BUNDLE", "BACKUPCTL_PRICES"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
     return home
 
 

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         report_error(exc, json_mode)
         return int(exc.exit_code)
     except Interrupted:
-        print("interrupted", file=sys.stderr)
+        stopped = BackupctlError("interrupted", "")
+        stopped.exit_code = ExitCode.INTERRUPTED
+        report_error(stopped, json_mode)
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # `backupctl logs | head`: the reader left; not an error worth a message.
