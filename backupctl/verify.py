@@ -1,7 +1,8 @@
 """`verify`: prove end to end that the replica restores, with a sentinel row.
 
 1. Write a sentinel row (a random token) into the dedicated table ``_backupctl_verify`` of the
-   live database. The table is created on first use and stays (empty) afterwards.
+   live database. The table is created for the run and dropped in the cleanup (step 4), so the
+   schema after a verify is exactly what it was (no stray table in schema.rb / introspection).
 2. Make sure something replicates it:
    - backupctl's replicator holds the database lock: rely on it;
    - a litestream not started by backupctl has the database open: rely on it (a second
@@ -13,7 +14,9 @@
 3. Restore the replica into a temp folder under the project's state folder, repeatedly until
    the sentinel shows up or the deadline passes (sync interval x 2 + margin), checking
    ``PRAGMA integrity_check`` each time.
-4. Always: delete every sentinel row, stop the temporary replicator, remove every temp file.
+4. Always: drop the sentinel table, stop the temporary replicator, remove every temp file.
+   A cleanup that fails (database locked) never hides the error that ended the verify; with no
+   such error it is raised itself (ConflictError), after the temporary replicator is stopped.
 
 Outcome: ``verified`` (sentinel restored, integrity ok), ``failed`` (the replica does not
 restore, the restored copy is damaged, the temporary replicator died, or the replica refuses new
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import locks, paths, state
-from backupctl.errors import BackupctlError, ConflictError, ExitCode
+from backupctl.errors import BackupctlError, ConfigError, ConflictError, ExitCode
 from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, open_holders, staged_restore, stop_request
 from backupctl.runner import Litestream, scrub, tail
 from backupctl.settings import Database, Settings, parse_duration
@@ -148,6 +151,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
     ls = litestream_for(settings, binary_path)
     temporary: _TemporaryReplicator | None = None
     replicator = _running_replicator(db)
+    failure: BaseException | None = None
     try:
         if replicator is None:
             if on_step:
@@ -235,9 +239,18 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
             replicator=replicator,
             attempts=attempts,
         )
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         try:
             _clear_sentinels(db.path)
+        except BackupctlError as exc:
+            if failure is None:
+                raise
+            # Never mask the error that ended the verify; keep the cleanup's as a detail.
+            if isinstance(failure, BackupctlError):
+                failure.details.append(f"cleanup: {exc.message}")
         finally:
             if temporary is not None:
                 t = time.monotonic()
@@ -261,7 +274,30 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+def _sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> BackupctlError:
+    """sqlite3's error as backupctl's: locked/busy is a conflict, anything else a database problem."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return ConflictError(
+            f"{path} stayed locked for {BUSY_TIMEOUT_MS // 1000}s while {doing} ({text})",
+            "a long write transaction holds it; run verify again when the application is quieter",
+            details=[f"sqlite3.{type(exc).__name__}: {text}"],
+        )
+    return ConfigError(
+        f"{path} could not be written while {doing}: {text}",
+        "check that it is an SQLite database this user can write (`backupctl doctor` checks it)",
+        details=[f"sqlite3.{type(exc).__name__}: {text}"],
+    )
+
+
 def _write_sentinel(path: Path, token: str) -> None:
+    try:
+        _insert_sentinel(path, token)
+    except sqlite3.Error as exc:
+        raise _sqlite_error(exc, path, "writing the verify sentinel row") from exc
+
+
+def _insert_sentinel(path: Path, token: str) -> None:
     con = _connect(path)
     try:
         with con:
@@ -278,17 +314,21 @@ def _write_sentinel(path: Path, token: str) -> None:
 
 
 def _clear_sentinels(path: Path) -> None:
-    """Remove every sentinel row (the verify lock guarantees no other verify is using one)."""
+    """Drop the sentinel table, rows and all (the verify lock guarantees no other verify is using
+    it), so the live database's schema is what it was before the verify."""
     if not path.exists():
         return
-    con = _connect(path)
     try:
-        exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SENTINEL_TABLE,)).fetchone()
-        if exists:
-            with con:
-                con.execute(f"DELETE FROM {SENTINEL_TABLE}")  # noqa: S608
-    finally:
-        con.close()
+        con = _connect(path)
+        try:
+            exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SENTINEL_TABLE,)).fetchone()
+            if exists:
+                with con:
+                    con.execute(f"DROP TABLE IF EXISTS {SENTINEL_TABLE}")
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise _sqlite_error(exc, path, f"dropping the verify table {SENTINEL_TABLE} (it is left behind)") from exc
 
 
 def _has_sentinel(staged: Staged, token: str) -> bool:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import paths, state
+from backupctl import paths, state, verify
+from backupctl.errors import ConfigError, ConflictError
 from backupctl.verify import SENTINEL_TABLE, VERIFIED, verify_database
 from tests.conftest import S3_RO_KEY, S3_RO_SECRET, Project, count_rows, run_cli
 from tests.test_restore import cli_json, configure, insert, replicating, settings_of, wait_replicated
@@ -17,12 +18,22 @@ from tests.test_restore import cli_json, configure, insert, replicating, setting
 pytestmark = pytest.mark.timeout(240)
 
 
-def sentinel_rows(db: Path) -> int:
+def schema(db: Path) -> list[tuple[str, ...]]:
+    """sqlite_master, less litestream's own bookkeeping tables (_litestream_seq/_lock, made by replicate)."""
     con = sqlite3.connect(db)
     try:
-        return con.execute(f"SELECT count(*) FROM {SENTINEL_TABLE}").fetchone()[0]
+        return con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' "
+            "ORDER BY type, name"
+        ).fetchall()
     finally:
         con.close()
+
+
+def sentinel_rows(db: Path) -> int:
+    """Sentinel rows left behind; the table itself must be gone too (verify drops it)."""
+    assert SENTINEL_TABLE not in [row[1] for row in schema(db)], f"{SENTINEL_TABLE} left in {db}"
+    return 0
 
 
 def temp_files(project: Project) -> list[str]:
@@ -63,6 +74,7 @@ def test_twenty_verifies_leave_nothing_behind(project: Project, version: str, li
     configure(project, version, "file")
     settings = settings_of(project)
     db = settings.databases[0]
+    before = schema(project.db)
     with replicating(settings, litestream_bins[version]) as proc:
         insert(project.db, 2)
         for _ in range(20):
@@ -73,6 +85,7 @@ def test_twenty_verifies_leave_nothing_behind(project: Project, version: str, li
         wait_replicated(project, 2)
     assert temp_files(project) == []
     assert sentinel_rows(project.db) == 0 and count_rows(project.db) == 2
+    assert schema(project.db) == before  # sqlite_master exactly as before: no stray table
 
 
 @pytest.mark.parametrize("replica", ["file", "s3"])
@@ -120,3 +133,39 @@ def test_verify_fails_when_the_replica_objects_are_deleted(
     print("verify failed after", result["seconds"], "s:", result["reason"])
     assert S3_RO_SECRET not in proc.stdout + proc.stderr
     assert sentinel_rows(project.db) == 0 and temp_files(project) == []
+
+
+def test_locked_or_foreign_database_is_a_clean_error_and_cleanup_never_masks_it(
+    project: Project, litestream_bins: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'database is locked' is a ConflictError (exit 6), 'not a database' a ConfigError (exit 3),
+    never an internal error; and a cleanup that fails too does not replace the first error."""
+    configure(project, "0.5.17", "file")
+    settings = settings_of(project)
+    db = settings.databases[0]
+    monkeypatch.setattr(verify, "BUSY_TIMEOUT_MS", 200)
+    # an old verify's leftover table, so the cleanup has something to drop (and fails on the lock)
+    con = sqlite3.connect(project.db)
+    con.execute(f"CREATE TABLE {SENTINEL_TABLE} (id INTEGER PRIMARY KEY, token TEXT, created_at TEXT)")
+    con.commit()
+    holder = sqlite3.connect(project.db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(ConflictError, match="locked"):
+            verify._write_sentinel(project.db, "t")
+        with pytest.raises(ConflictError, match="locked"):
+            verify._clear_sentinels(project.db)
+        # end to end (a replicator "is running", so none is started): the write's error wins
+        monkeypatch.setattr(verify, "_running_replicator", lambda db: "a replicator")
+        with pytest.raises(ConflictError, match="writing the verify sentinel") as caught:
+            verify_database(settings, litestream_bins["0.5.17"], db)
+        assert any(d.startswith("cleanup:") for d in caught.value.details), caught.value.details
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    verify._clear_sentinels(project.db)  # once the lock is gone, the leftover table is dropped
+    assert sentinel_rows(project.db) == 0
+    not_db = project.dir / "not.db"
+    not_db.write_bytes(b"this is not an SQLite database, just text long enough" * 100)
+    with pytest.raises(ConfigError, match="not a database"):
+        verify._write_sentinel(not_db, "t")
