@@ -114,6 +114,7 @@ def render_service(kind: str, settings: Settings, image: str = "backupctl:latest
     """Render one service definition for the project's settings."""
     import jinja2
 
+    from backupctl.paths import project_state_dir
     from backupctl.render import default_templates_dir
     from backupctl.supervisor import stop_timeout_seconds
 
@@ -145,7 +146,7 @@ def render_service(kind: str, settings: Settings, image: str = "backupctl:latest
         "status_argv": ["CMD", "backupctl", "status", *argv[len(backupctl_command()) + 1 :]],
         "stop_timeout": int(stop_timeout),
         "manager_timeout": int(stop_timeout + STOP_MARGIN),
-        "log_path": str(settings.project_dir / ".backupctl" / "launchd.log"),
+        "log_path": str(project_state_dir(settings.project_dir) / "launchd.log"),
         "mounts": mounts,
         "image": image,
         "home": str(Path.home()),

@@ -88,3 +88,11 @@ def test_service_cli_prints_and_installs_a_user_unit(project, isolated_home: Pat
     assert len(units) == 1 and "ExecStart=" in units[0].read_text()
     refused = run_cli("service", "compose", "--install", cwd=project.dir, env=env)
     assert refused.returncode == 7
+
+
+def test_launchd_log_goes_to_the_state_dir_override(hostile_project, tmp_path: Path, monkeypatch) -> None:
+    default = plistlib.loads(render_service("launchd", hostile_project).text.encode())
+    assert default["StandardOutPath"] == str(hostile_project.project_dir / ".backupctl" / "launchd.log")
+    monkeypatch.setenv("BACKUPCTL_STATE_DIR", str(tmp_path / "state"))
+    plist = plistlib.loads(render_service("launchd", hostile_project).text.encode())
+    assert plist["StandardOutPath"] == plist["StandardErrorPath"] == str((tmp_path / "state" / "launchd.log").resolve())
