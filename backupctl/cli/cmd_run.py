@@ -20,15 +20,25 @@ def _stderr_log(line: str) -> None:
 
 
 def _prepare(settings, config: Path | None, log):  # -> Litestream
-    """Render litestream.yml when needed, make sure the pinned binary is there, pass on notices."""
+    """Keep the default litestream.yml in sync with the settings (an explicit --config is used as it
+    is, never rendered over), make sure the pinned binary is there, pass on notices."""
     from backupctl.binary import ensure_binary
+    from backupctl.errors import ConfigError
     from backupctl.render import sync_config
     from backupctl.runner import Litestream
 
-    config_path = config.expanduser().absolute() if config else settings.config_path
-    synced = sync_config(settings, config_path)
-    if synced.action != "unchanged":
-        log(f"backupctl: {synced.action} {synced.path} from the settings")
+    if config is not None:
+        config_path = config.expanduser().absolute()
+        if not config_path.is_file():
+            raise ConfigError(
+                f"--config {config}: no such file",
+                "pass the litestream.yml to run with, or drop --config to use the one rendered from the .env",
+            )
+    else:
+        synced = sync_config(settings)
+        config_path = synced.path
+        if synced.action != "unchanged":
+            log(f"backupctl: {synced.action} {synced.path} from the settings")
     binary = ensure_binary(settings.version, notify=lambda m: log(f"backupctl: {m}"))
     litestream = Litestream(binary.path, settings, config_path)
     for message in litestream.environment.notices:
