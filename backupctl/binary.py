@@ -116,18 +116,19 @@ def _platform_or_unknown() -> str:
 
 def reported_version(exe: Path) -> str:
     """What `litestream version` prints (``v0.3.13`` or ``0.5.17``)."""
+    from backupctl.errors import LitestreamError
+    from backupctl.runner import run_command
+
+    # Our environment minus AWS_CA_BUNDLE (0.5.17 fails at start with it); `version` needs no credentials.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     try:
-        proc = subprocess.run(
-            [str(exe), "version"],
-            capture_output=True,
-            text=True,
-            timeout=VERSION_CHECK_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BinaryError(f"{exe} does not run: {exc}", "reinstall it with `backupctl install --force`") from None
-    return proc.stdout.strip().splitlines()[0].strip() if proc.stdout.strip() else ""
+        result = run_command([str(exe), "version"], env, timeout=VERSION_CHECK_TIMEOUT, check=False)
+    except LitestreamError as exc:
+        raise BinaryError(
+            f"{exe} does not run: {exc.message}", "reinstall it with `backupctl install --force`", details=exc.details
+        ) from None
+    out = result.stdout.strip()
+    return out.splitlines()[0].strip() if out else ""
 
 
 @contextmanager
