@@ -562,6 +562,29 @@ def test_user_binary_version_is_checked(litestream_bins: dict[str, Path], tmp_pa
     assert doc["source"] == "user" and doc["verified"] and doc["path"] == str(litestream_bins[V5])
 
 
+def test_version_setting_comes_from_the_environment_before_the_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"LITESTREAM_VERSION={V5}\n")
+    env = {CACHE_ENV: str(tmp_path / "empty")}
+    doc = json.loads(run_cli("version", "--json", cwd=tmp_path, env=env).stdout)
+    assert doc["litestream_pinned"] == V5
+    doc = json.loads(run_cli("version", "--json", cwd=tmp_path, env={**env, "LITESTREAM_VERSION": V3}).stdout)
+    assert doc["litestream_pinned"] == V3
+
+
+def test_reported_version_drops_aws_ca_bundle_and_maps_failures(tmp_path: Path, monkeypatch) -> None:
+    # A fake binary only to see the environment `litestream version` gets and to drive the failure path.
+    fake = tmp_path / "litestream"
+    fake.write_text('#!/bin/sh\necho "v9.9.9 bundle=${AWS_CA_BUNDLE:-unset}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    assert binary.reported_version(fake) == "v9.9.9 bundle=unset"
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00\x01 not an executable format")
+    junk.chmod(0o755)
+    with pytest.raises(BinaryError, match="does not run"):
+        binary.reported_version(junk)
+
+
 @pytest.mark.parametrize(("bad", "reason"), [("0.5.3", "#1083"), ("0.5.9", "runaway replication")])
 def test_known_bad_versions_refused_by_name(tmp_path: Path, bad: str, reason: str) -> None:
     proc = run_cli("install", bad, cwd=tmp_path)
@@ -590,6 +613,15 @@ def test_setup_check_installs_on_first_use_and_says_so(project, mirror: Mirror, 
     proc = run_cli("setup", "--check", "--print", cwd=project.dir)
     assert proc.returncode == 0, proc.stderr
     assert "not installed yet; installing" in proc.stderr and "accepts" in proc.stderr
+
+
+def test_setup_print_check_validates_the_printed_text_not_an_old_file(project, litestream_bins) -> None:
+    old = project.dir / "litestream.yml"
+    old.write_text("dbs: [\n")  # an old, broken litestream.yml that --print must not be judged by
+    proc = run_cli("setup", "--print", "--check", cwd=project.dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "accepts the rendered config" in proc.stderr and f"{project.db} -> " in proc.stderr
+    assert str(project.db) in proc.stdout and old.read_text() == "dbs: [\n"
 
 
 def test_check_config_catches_a_shape_the_version_ignores(project, litestream_bins, tmp_path: Path) -> None:

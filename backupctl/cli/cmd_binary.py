@@ -34,23 +34,30 @@ class Source(StrEnum):
 def project_version(env_file: Path | None) -> str:
     """The project's pinned Litestream version without loading (and validating) all settings.
 
-    LITESTREAM_VERSION from the environment, else from the .env if one is readable, else the
-    default pin. Commands about the binary must work before the project is configured.
+    The "version" setting's variables (``settings.CHAINS``), each from the environment, then the
+    .env if one is readable, as ``load_settings`` resolves them; else the default pin. Commands
+    about the binary must work before the project is configured.
     """
     from backupctl.errors import ConfigError
-    from backupctl.settings import find_env_file, read_env_file
+    from backupctl.settings import CHAINS, find_env_file, read_env_file
     from backupctl.versions import DEFAULT_VERSION, check_version
 
-    raw = os.environ.get("LITESTREAM_VERSION")
-    if not raw:
-        found = find_env_file(env_file, Path.cwd())  # a named --env-file that is missing is an error
-        if found is not None:
-            try:
-                raw = read_env_file(found).get("LITESTREAM_VERSION")
-            except ConfigError:
-                if env_file is not None:
-                    raise
-                raw = None  # an unreadable ./.env: the default pin, as if there were none
+    file_values: dict[str, str] | None = None
+
+    def from_file(variable: str) -> str | None:
+        nonlocal file_values
+        if file_values is None:
+            file_values = {}
+            found = find_env_file(env_file, Path.cwd())  # a named --env-file that is missing is an error
+            if found is not None:
+                try:
+                    file_values = read_env_file(found)
+                except ConfigError:  # an unreadable ./.env counts as none; a named --env-file must be readable
+                    if env_file is not None:
+                        raise
+        return file_values.get(variable)
+
+    raw = next((value for v in CHAINS["version"] if (value := os.environ.get(v) or from_file(v))), None)
     return check_version(raw or DEFAULT_VERSION)
 
 
@@ -191,10 +198,12 @@ def version_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     return 0
 
 
-def check_config(settings: Settings, config_path: Path | None) -> None:
-    """Validate the rendered config with the pinned litestream; list what it will replicate.
+def check_config(settings: Settings, config_path: Path | None, *, text: str | None = None) -> None:
+    """Validate a config with the pinned litestream; list what it will replicate.
 
-    ``litestream databases`` parses the file exactly as `start` would. Every configured
+    ``text`` (what `setup --print` printed) is written to a temporary file and checked, whatever
+    is on disk; else ``config_path``, else the project's litestream.yml (rendered to a temporary
+    file if there is none). ``litestream databases`` parses the file exactly as `start` would. Every configured
     database must be listed with as many replicas as configured: a config shape the pinned
     version silently ignores (``replica:`` under 0.3) shows up here as a missing replica.
     """
@@ -209,9 +218,13 @@ def check_config(settings: Settings, config_path: Path | None) -> None:
     binary = ensure_binary(settings.version, notify=notice)
     with tempfile.TemporaryDirectory(prefix="backupctl-check-") as tmp:
         path = config_path.expanduser().absolute() if config_path else settings.config_path
-        if config_path is None and not path.is_file():
-            path = Path(tmp) / "litestream.yml"  # `setup --print` wrote nothing: check what it printed
-            write_atomic(path, render(settings).text)
+        if text is None and config_path is None and not path.is_file():
+            text = render(settings).text  # nothing on disk yet: check what setup would write
+        label = str(path)
+        if text is not None:
+            path = Path(tmp) / "litestream.yml"
+            write_atomic(path, text)
+            label = "the rendered config"
         runner = Litestream(binary.path, settings, path)
         args = ("-json",) if runner.caps.has_json else ()
         result = runner.run("databases", *args, timeout=CHECK_TIMEOUT_SECONDS, what="litestream databases")
@@ -220,16 +233,16 @@ def check_config(settings: Settings, config_path: Path | None) -> None:
     for db in settings.databases:
         kinds = seen.get(str(db.path))
         if kinds is None:
-            problems.append(f"{db.path}: not in litestream's view of {path}")
+            problems.append(f"{db.path}: not in litestream's view of {label}")
         elif len(kinds) < len(db.replicas):
             problems.append(f"{db.path}: litestream sees {len(kinds)} replica(s), {len(db.replicas)} configured")
     if problems:
         raise LitestreamError(
-            f"Litestream {settings.version} does not read {path} the way backupctl wrote it",
+            f"Litestream {settings.version} does not read {label} the way backupctl wrote it",
             "rerun `backupctl setup`; if you edited the templates, check the config shape for this version",
             details=problems + ["litestream databases said:"] + result.stdout.strip().splitlines()[-12:],
         )
-    success(f"Litestream {settings.version} accepts {path}; it will replicate:")
+    success(f"Litestream {settings.version} accepts {label}; it will replicate:")
     for db in settings.databases:
         for replica in db.replicas:
             say(f"  {db.path} -> {replica.destination}")

@@ -47,7 +47,10 @@ def setup(
     if check:
         from backupctl.cli.cmd_binary import check_config
 
-        check_config(settings, output if not print_ else None)
+        if print_:  # check exactly what was printed, never an older litestream.yml on disk
+            check_config(settings, None, text=rendered.text)
+        else:
+            check_config(settings, target)
     return 0
 
 
