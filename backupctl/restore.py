@@ -31,7 +31,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 from backupctl import locks
 from backupctl.errors import ConfigError, ConflictError, LitestreamError, NotFoundError, RefusedError
 from backupctl.runner import Litestream, Result
+from backupctl.runner import _kill_group as runner_kill_group
 from backupctl.settings import Database, Settings
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
 
@@ -133,12 +133,9 @@ class StopRequest:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.returncode is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    # Only a child not yet reaped: once reaped, its pid (= its group id) may belong to someone else.
+    if proc.returncode is None:
+        runner_kill_group(proc)
 
 
 # The one stop request of this process: the CLI's SIGTERM/SIGINT handlers feed it during
@@ -224,9 +221,7 @@ def _present(path: Path) -> list[Path]:
     return [p for p in (path, *(Path(f"{path}{s}") for s in SIDE_FILES)) if p.exists() or p.is_symlink()]
 
 
-def resolve_output(
-    db: Database, output: Path | None, now: datetime | None = None, *, force: bool = False
-) -> tuple[Path, str]:
+def resolve_output(db: Database, output: Path | None, now: datetime | None = None, *, force: bool = False) -> tuple[Path, str]:
     """The output path and why it was chosen. With ``force`` and no path, the live database's path."""
     if output is not None:
         out = Path(output).expanduser()
