@@ -217,6 +217,14 @@ def occupied(path: Path) -> bool:
     return False
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name the same file, also through symlinks and ``..`` (by inode when both exist)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _present(path: Path) -> list[Path]:
     return [p for p in (path, *(Path(f"{path}{s}") for s in SIDE_FILES)) if p.exists() or p.is_symlink()]
 
@@ -437,7 +445,9 @@ def plan_restore(
             )
 
     out, reason = resolve_output(db, output, now, force=force)
-    live = out == db.path
+    live = same_file(out, db.path)
+    if live:
+        out = db.path  # the live database however it was spelled: replace the file, never a symlink to it
     notes: list[str] = []
     replaces = _present(out)
     keep: Path | None = None

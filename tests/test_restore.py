@@ -167,6 +167,12 @@ def test_open_database_is_refused_and_force_keeps_the_old_copy(
         refused = run_cli("restore", "app.db", "--force", cwd=project.dir)
         assert refused.returncode == 6, refused.stderr
         assert f"pid {proc.pid}" in refused.stderr
+        # the live database spelled through a symlink or `..` is still the live database
+        (project.dir / "link").symlink_to(project.db.parent)
+        for spelled in (project.dir / "link" / project.db.name, project.db.parent / ".." / "db" / project.db.name):
+            refused = run_cli("restore", "-o", str(spelled), "--force", cwd=project.dir)
+            assert refused.returncode == 6 and "backupctl is replicating" in refused.stderr, refused.stderr
+            assert f"pid {proc.pid}" in refused.stderr
     insert(project.db, 2, "local only")  # the live database now differs from the replica
 
     # without --force the live path is never the output
