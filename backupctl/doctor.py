@@ -288,7 +288,7 @@ def _check_database(settings: Settings, db: Database, report: Report) -> None:
             )
         )
         return
-    report.checks.append(Check("database", OK, f"SQLite database, {_size(db.path.stat().st_size)}", subject=subject))
+    report.checks.append(Check("database", OK, f"SQLite database, {human_size(db.path.stat().st_size)}", subject=subject))
     # Header bytes 18 and 19 (file format write/read version) are 2 in WAL mode, 1 in rollback mode:
     # read without opening a connection, so doctor never takes a lock on a live database.
     if header[18] == 2 and header[19] == 2:
@@ -471,9 +471,9 @@ def _check_disk(db: Database) -> Check:
         folder = places[labels[0]]
         free = shutil.disk_usage(folder).free
         needed = size * len(labels)  # a snapshot beside the database, a restore in the temp folder
-        notes.append(f"{_size(free)} free in {' and '.join(labels)}")
+        notes.append(f"{human_size(free)} free in {' and '.join(labels)}")
         if free < needed:
-            problems.append(f"{_size(free)} free in {' and '.join(labels)} ({folder}), about {_size(needed)} needed")
+            problems.append(f"{human_size(free)} free in {' and '.join(labels)} ({folder}), about {human_size(needed)} needed")
     if problems:
         return Check(
             "free disk",
@@ -483,7 +483,7 @@ def _check_disk(db: Database) -> Check:
             subject=subject,
             finding="disk-low",
         )
-    return Check("free disk", OK, f"database {_size(size)}; " + ", ".join(notes), subject=subject)
+    return Check("free disk", OK, f"database {human_size(size)}; " + ", ".join(notes), subject=subject)
 
 
 # --- replicas ---------------------------------------------------------------------------------
@@ -823,7 +823,8 @@ def _check_clock(server_dates: Iterable[tuple[float, float]]) -> Check:
     return Check("clock", OK, f"within {max(abs(skew), 1):.0f}s of the S3 server's clock")
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """1536 -> "1.5 KB": the one size formatter (doctor, and the CLI through cli.common.human_size)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -219,3 +219,13 @@ def test_parsers_are_robust() -> None:
     assert errs == [{"time": "2026", "level": "ERROR", "msg": "cannot list generations", "db": "/x", "replica": "s3",
                      "error": "RequestError: send caused by"}]  # fmt: skip
     assert inspect._table("name  generation\nfile  abc\n", "name") == [["file", "abc"]]
+
+
+def test_sizes_have_one_formatter() -> None:
+    """The CLI's sizes (status, databases, listings, restore) and doctor's come from one function."""
+    from backupctl import doctor
+    from backupctl.cli.common import human_size
+
+    assert human_size(None) == "-"
+    for n, text in [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KB"), (5 * 1024**3, "5.0 GB"), (3 * 1024**4, "3.0 TB")]:
+        assert human_size(n) == doctor.human_size(n) == text

@@ -10,29 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
 
 DbArg = Annotated[str | None, typer.Argument(help="A database by path or file name (default: every database in the config).")]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a live view (Ctrl-C to leave).")]
 IntervalOpt = Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.", min=0.5)]
 LevelOpt = Annotated[str, typer.Option("--level", help="LTX level: 0-9 or all (9 = snapshots, 0 = incremental).")]
-
-
-def _binary(settings: Any) -> Path:
-    from backupctl.binary import ensure_binary
-
-    return ensure_binary(settings.version).path
-
-
-def _human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _ago(value: datetime | str | None, now: datetime | None = None) -> str:
@@ -106,7 +89,7 @@ def _status_table(report: Any) -> Any:
         t.add_row(
             d.name,
             Text(d.verdict, style=styles.get(d.verdict, "")),
-            f"{_human_size(d.size)}+{_human_size(d.wal_size)}",
+            f"{human_size(d.size)}+{human_size(d.wal_size)}",
             position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
             _ago(d.newest_backup),
             "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
@@ -146,7 +129,7 @@ def status(
     from backupctl.status import collect_status
 
     settings = load(env_file)
-    binary = _binary(settings)
+    binary = binary_for(settings)
     if watch and not json_:
         import time
 
@@ -181,7 +164,7 @@ def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
 
     settings = load(env_file)
     config = sync_config(settings).path
-    native = {d.path: d for d in configured_databases(settings, _binary(settings), config_path=config)}
+    native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config)}
     rows = []
     for db in settings.databases:
         size = db.path.stat().st_size if db.path.exists() else None
@@ -208,7 +191,7 @@ def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
     for col in ("name", "path", "size", "replica"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["name"], r["path"], _human_size(r["size"]) if r["exists"] else "missing", "\n".join(r["replicas"]))
+        t.add_row(r["name"], r["path"], human_size(r["size"]) if r["exists"] else "missing", "\n".join(r["replicas"]))
     table(t)
 
 
@@ -222,7 +205,7 @@ def _listing(
     note: str | None = None,
 ) -> None:
     settings = load(env_file)
-    binary = _binary(settings)
+    binary = binary_for(settings)
     results = _per_database(settings, database, lambda db: fetch(settings, binary, db))
     if json_:
         from backupctl.cli.output import emit_json
@@ -264,7 +247,7 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
 
     _listing(env_file, json_, database, "snapshots", fetch, [
         ("created", lambda s: _stamp(s.created)),
-        ("size", lambda s: _human_size(s.size)),
+        ("size", lambda s: human_size(s.size)),
         ("generation / txid", lambda s: f"{s.generation} #{s.index}" if s.generation else str(txid_hex(s.max_txid))),
         ("replica", lambda s: s.replica),
     ])  # fmt: skip
@@ -277,7 +260,7 @@ def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
 
     _listing(env_file, json_, database, "wal", wal_segments, [
         ("created", lambda s: _stamp(s.created)),
-        ("size", lambda s: _human_size(s.size)),
+        ("size", lambda s: human_size(s.size)),
         ("position", lambda s: f"{s.generation} {s.index}/{s.offset}" if s.generation
             else f"{txid_hex(s.min_txid)}-{txid_hex(s.max_txid)}"),
         ("replica", lambda s: s.replica),
@@ -296,7 +279,7 @@ def ltx(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
     _listing(env_file, json_, database, "ltx", lambda s, b, db: ltx_files(s, b, db, lvl), [
         ("level", lambda f: str(f.level)),
         ("txids", lambda f: f"{txid_hex(f.min_txid)}-{txid_hex(f.max_txid)}"),
-        ("size", lambda f: _human_size(f.size)),
+        ("size", lambda f: human_size(f.size)),
         ("timestamp", lambda f: _stamp(f.timestamp)),
     ])  # fmt: skip
 

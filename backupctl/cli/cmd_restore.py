@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
 from backupctl.errors import BackupctlError, ExitCode
 
 
@@ -57,22 +57,6 @@ def _status(message: str, json_mode: bool):  # -> a context manager with .update
     from rich.console import Console
 
     return Console(stderr=True).status(message)
-
-
-def _binary(settings) -> Path:  # noqa: ANN001
-    from backupctl.binary import ensure_binary
-    from backupctl.cli.output import notice
-
-    return ensure_binary(settings.version, notify=notice).path
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 @app.command()
@@ -121,7 +105,7 @@ def restore(
 
     settings = load(env_file)
     targets = core.select_targets(settings, db, output)
-    binary = _binary(settings)
+    binary = binary_for(settings)
     plans = [
         core.plan_restore(settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force)
         for database, out in targets
@@ -164,7 +148,7 @@ def restore(
             if json_out:
                 continue
             success(f"restored {p.database.name} to {result.output}")
-            say(f"  size: {_human_size(result.size)}   integrity: ok   time: {result.seconds:.2f}s")
+            say(f"  size: {human_size(result.size)}   integrity: ok   time: {result.seconds:.2f}s")
             position = ", ".join(f"{k} {v}" for k, v in result.position.items() if v is not None and k != "replica")
             say(f"  position: {position or 'unknown'}   point in time: {result.point_in_time or 'latest'}")
             say(f"  from: {', '.join(result.source)}")
@@ -208,7 +192,7 @@ def verify(
     from backupctl.cli.output import emit_json, say, success
 
     settings = load(env_file)
-    binary = _binary(settings)
+    binary = binary_for(settings)
     results = []
     with _signals_stop("verify"):
         for database in settings.database(db):

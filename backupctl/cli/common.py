@@ -27,3 +27,20 @@ def load(env_file: Path | None, *, force_local: bool = False):  # -> Settings
     from backupctl.settings import load_settings
 
     return load_settings(env_file, force_local=force_local)
+
+
+def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
+    """The pinned litestream binary for these settings, installed on first use (a note on stderr says so)."""
+    from backupctl.binary import ensure_binary
+    from backupctl.cli.output import notice
+
+    return ensure_binary(settings.version, notify=notice).path
+
+
+def human_size(n: float | None) -> str:
+    """1536 -> "1.5 KB"; None -> "-"."""
+    if n is None:
+        return "-"
+    from backupctl.doctor import human_size as size
+
+    return size(n)
