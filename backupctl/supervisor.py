@@ -50,7 +50,7 @@ from typing import IO, Any, Protocol
 
 from backupctl import locks, state
 from backupctl.errors import ConflictError, ExitCode, LitestreamError, SupervisorError
-from backupctl.runner import Litestream, scrub
+from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
 
 Log = Callable[[str], None]
@@ -66,7 +66,7 @@ LITESTREAM_PIDFILE = "litestream.pid"
 # line up to 1 s when idle, so an idle supervisor wakes about once a second.
 IDLE_POLL_MIN = 0.1
 IDLE_POLL_MAX = 1.0
-LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw output, relayed line by line into the log
+LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw (unmasked) output, mode 0600, relayed line by line into the log
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
 NO_PDEATHSIG_ENV = "BACKUPCTL_NO_PDEATHSIG"  # testing knob: exercise the orphan watchdog on Linux
@@ -214,15 +214,24 @@ def use_parent_death_signal() -> bool:
     return sys.platform.startswith("linux") and not os.environ.get(NO_PDEATHSIG_ENV)
 
 
+def _fresh_private_file(path: Path) -> None:
+    """Create (or empty) ``path`` with mode 0600, never readable by others even for an instant:
+    it receives litestream's raw, unmasked output."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file may have been created with a looser mode
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
 def _default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildProcess]:
     """litestream writes to a file, not a pipe: a Go program dies of SIGPIPE when it logs to a
     closed pipe, so a pipe would kill it (without its final sync) right after its supervisor died."""
 
     def spawn() -> ChildProcess:
         output.parent.mkdir(parents=True, exist_ok=True)
-        with open(output, "wb"):
-            pass
-        os.chmod(output, 0o600)
+        _fresh_private_file(output)
         with open(output, "ab") as handle:  # O_APPEND: the reader may truncate it when it grows
             kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": handle, "stderr": subprocess.STDOUT}
             if use_parent_death_signal():
@@ -716,13 +725,6 @@ def _signal(proc: ChildProcess, signum: int) -> None:
         pass
 
 
-def _kill_group(proc: ChildProcess) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        _signal(proc, signal.SIGKILL)
-
-
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "unknown"
@@ -801,45 +803,17 @@ def restore_missing_database(settings: Settings, litestream: Litestream, db: Dat
 
     Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
     """
+    from backupctl.restore import restore_if_missing
+
     if db.path.exists():
         return False
-    try:
-        from backupctl import restore as restore_module
-
-        helper = getattr(restore_module, "restore_if_missing", None)
-    except ImportError:
-        helper = None
-    if helper is not None:
-        result = helper(settings, litestream.binary, db)
-        restored = bool(getattr(result, "restored", result))
-        log(f"backupctl: {db.path} was missing; " + ("restored it from the replica" if restored else "no backup to restore"))
-        return restored
-    return _restore_minimal(litestream, db, log)
-
-
-def _restore_minimal(litestream: Litestream, db: Database, log: Log) -> bool:
-    import tempfile
-
-    db.path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{db.path.name}.restore-", dir=db.path.parent))
-    target = tmpdir / db.path.name
-    try:
-        log(f"backupctl: {db.path} is missing; restoring it from the replica if it has a backup")
-        litestream.run("restore", "-if-replica-exists", "-o", str(target), str(db.path), timeout=600)
-        if not target.exists() or target.stat().st_size == 0:
-            log(f"backupctl: no backup of {db.path} in the replica; starting fresh")
-            return False
-        try:
-            os.link(target, db.path)  # fails if the database appeared meanwhile: never overwrite
-        except FileExistsError:
-            log(f"backupctl: {db.path} appeared during the restore; kept it and discarded the restored copy")
-            return False
-        log(f"backupctl: restored {db.path} from the replica")
-        return True
-    finally:
-        import shutil
-
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    log(f"backupctl: {db.path} is missing; restoring it from the replica if it has a backup")
+    restored = restore_if_missing(settings, litestream.binary, db)
+    if restored is None:
+        log(f"backupctl: no backup of {db.path} in the replica (or the database appeared meanwhile); starting fresh")
+        return False
+    log(f"backupctl: restored {db.path} from the replica")
+    return True
 
 
 # -- background mode, stop, logs ----------------------------------------------------------

@@ -306,6 +306,25 @@ def test_kill9_of_litestream_is_restarted_and_no_committed_row_is_lost(project, 
 
 
 @pytest.mark.slow
+def test_a_config_given_with_config_is_used_as_is_never_rendered_over(project, tmp_path) -> None:
+    from backupctl.render import render
+
+    user_config = tmp_path / "mine.yml"
+    user_config.write_bytes(b"# my own litestream config, hands off\n" + render(load_settings(project.env_file)).text.encode())
+    before = user_config.read_bytes()
+    running = _start_bg(project, "--config", str(user_config))
+    try:
+        assert _state(project).config_path == str(user_config)
+        output = project.dir / ".backupctl" / supervisor.LITESTREAM_OUTPUT
+        assert output.stat().st_mode & 0o777 == 0o600  # litestream's raw output is private
+        assert run_cli("stop", cwd=project.dir, env=_env(project)).returncode == 0
+    finally:
+        _kill(running.pid, running.litestream_pid)
+    assert user_config.read_bytes() == before
+    assert not (project.dir / "litestream.yml").exists()  # nothing rendered beside the .env either
+
+
+@pytest.mark.slow
 def test_stale_pidfile_of_an_unrelated_process_is_never_signalled(project) -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
