@@ -242,7 +242,7 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    force_local: bool = False,
+    force_local: bool | None = None,
 ) -> Settings:
     """Read and validate the settings. Every problem is reported together in one ConfigError."""
     environ = os.environ if environ is None else environ
@@ -296,7 +296,11 @@ def load_settings(
         if seconds <= 0:
             errors.add(var, f"{value!r} is not positive", "use a duration above zero, like 10s")
 
-    kinds = _replica_kinds(values, origins, errors, force_local)
+    # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
+    local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local
+    kinds = _replica_kinds(values, origins, errors, local_mode)
+    if local_mode and force_local is None:
+        origins["replica"] = Origin(None, "backupctl setup --local (run `backupctl setup` to use the .env's replica)")
     if len(kinds) > 1 and not caps.multiple_replicas:
         errors.add(
             "BACKUP_REPLICA",
@@ -433,6 +437,17 @@ def load_settings(
         values=values,
         origins=origins,
     )
+
+
+LOCAL_MODE_MARKER = "local-mode"
+
+
+def local_mode_marker(project_dir: Path) -> Path:
+    """Present while the project uses `setup --local` (chora's backup-local), so that start,
+    status and restore all agree on the local-folder replica until a plain `setup`."""
+    from backupctl.paths import project_state_dir
+
+    return project_state_dir(project_dir) / LOCAL_MODE_MARKER
 
 
 def _valid_endpoint(endpoint: str) -> bool:

@@ -40,3 +40,36 @@ def test_an_endpoint_with_a_bad_port_is_a_settings_error(project) -> None:
     result = run_cli("status", cwd=project.dir)
     assert result.returncode == ExitCode.CONFIG
     assert "BACKUP_ENDPOINT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_setup_refuses_a_hand_written_config_and_force_keeps_a_copy(project) -> None:
+    mine = project.dir / "litestream.yml"
+    mine.write_text("# mine\ndbs: []\n")
+    refused = run_cli("setup", cwd=project.dir)
+    assert refused.returncode == ExitCode.REFUSED and mine.read_text() == "# mine\ndbs: []\n"
+    forced = run_cli("setup", "--force", cwd=project.dir)
+    assert forced.returncode == 0, forced.stderr
+    (kept,) = project.dir.glob("litestream.yml.bak-*")
+    assert kept.read_text() == "# mine\ndbs: []\n"
+    assert mine.read_text().startswith("# Written by `backupctl setup`")
+    again = run_cli("setup", cwd=project.dir)  # our own file is simply re-rendered
+    assert again.returncode == 0 and len(list(project.dir.glob("litestream.yml.bak-*"))) == 1
+
+
+def test_setup_local_is_remembered_until_a_plain_setup(project) -> None:
+    import json
+
+    project.write_env(R2_ACCOUNT_ID="acc", R2_BUCKET="b", R2_ACCESS_KEY_ID="k", R2_SECRET_ACCESS_KEY="secret-1234",
+                      BACKUP_DATABASES="db/app.db", BACKUP_LOCAL_DIR=str(project.replica_dir))  # fmt: skip
+
+    def replica() -> str:
+        doc = json.loads(run_cli("env", "--json", cwd=project.dir).stdout)
+        return next(r for r in doc["settings"] if r["setting"] == "replica")["value"]
+
+    assert replica() == "r2"
+    assert run_cli("setup", "--local", cwd=project.dir).returncode == 0
+    assert replica() == "file"  # every command now agrees on the local folder
+    assert 'type: "file"' in (project.dir / "litestream.yml").read_text()
+    assert run_cli("setup", cwd=project.dir).returncode == 0
+    assert replica() == "r2"
+    assert 'type: "s3"' in (project.dir / "litestream.yml").read_text()

@@ -27,8 +27,16 @@ def setup(
     check: Annotated[
         bool, typer.Option("--check", help="Also validate the config with the pinned litestream and list what it replicates.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace a litestream.yml backupctl did not write (a copy is kept beside it)."),
+    ] = False,
 ) -> int:
-    """Render litestream.yml from .env (atomically, mode 0600, no secrets in it)."""
+    """Render litestream.yml from .env (atomically, mode 0600, no secrets in it).
+
+    --local switches the project to a local-folder replica until the next plain `setup`:
+    start, status and restore then all use it.
+    """
     from backupctl.cli.output import out, say, success
     from backupctl.render import render, write_atomic
 
@@ -38,7 +46,9 @@ def setup(
         out(rendered.text)
     else:
         target = (output or settings.config_path).expanduser().absolute()
+        _keep_a_foreign_config(settings, target, force)
         write_atomic(target, rendered.text)
+        _set_local_mode(settings, local)
         origin = "your templates" if rendered.user_templates else "the default templates"
         success(f"wrote {target} for Litestream {settings.version} from {origin}")
         for db in settings.databases:
@@ -52,6 +62,43 @@ def setup(
         else:
             check_config(settings, target)
     return 0
+
+
+def _keep_a_foreign_config(settings, target: Path, force: bool) -> None:  # noqa: ANN001 - Settings, imported lazily
+    """A litestream.yml backupctl did not write is refused, or with --force kept as a copy first."""
+    import shutil
+    import time
+
+    from backupctl.cli.output import notice
+    from backupctl.render import guard_foreign_config
+
+    try:
+        current = target.read_bytes()
+    except FileNotFoundError:
+        return
+    if not force:
+        guard_foreign_config(settings, target, current)
+        return
+    from backupctl.render import written_by_backupctl
+
+    if not written_by_backupctl(settings, target, current):
+        kept = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        shutil.copy2(target, kept)
+        notice(f"kept your previous {target.name} as {kept}")
+
+
+def _set_local_mode(settings, local: bool) -> None:  # noqa: ANN001 - Settings, imported lazily
+    from backupctl.cli.output import notice
+    from backupctl.settings import local_mode_marker
+
+    marker = local_mode_marker(settings.project_dir)
+    if local:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("set by `backupctl setup --local`; removed by a plain `backupctl setup`\n", "utf-8")
+        notice("local mode: start, status and restore use the local folder until you run `backupctl setup` again")
+    elif marker.exists():
+        marker.unlink()
+        notice("left local mode: the .env's replica is used again")
 
 
 @app.command("env")

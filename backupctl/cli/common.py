@@ -23,7 +23,7 @@ ConfigOpt = Annotated[
 ]
 
 
-def load(env_file: Path | None, *, force_local: bool = False):  # -> Settings
+def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
     from backupctl.settings import load_settings
 
     return load_settings(env_file, force_local=force_local)
