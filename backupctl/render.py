@@ -14,13 +14,12 @@ so that secrets never land in the file.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from backupctl.atomic import write_atomic
 from backupctl.errors import ConfigError
 from backupctl.settings import Settings
 from backupctl.versions import capabilities
@@ -173,22 +172,6 @@ def render(settings: Settings) -> Rendered:
     filename = Path(template.filename or "")
     user_dir = user_templates_dir(settings)
     return Rendered(text=text, template_dir=filename.parent, user_templates=user_dir in filename.parents)
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def eject_templates(project_dir: Path, force: bool = False) -> Path:

@@ -15,12 +15,12 @@ Writes are atomic (temp file + rename), so readers never see half a document.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from backupctl.atomic import write_atomic
 
 PIDFILE = "supervisor.pid"
 STATEFILE = "supervisor.json"
@@ -50,15 +50,7 @@ class SupervisorState:
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(document, indent=2))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

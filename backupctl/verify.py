@@ -350,7 +350,8 @@ class _TemporaryReplicator:
 
     @classmethod
     def start(cls, settings: Settings, binary_path: Path, db: Database, tmp_root: Path) -> _TemporaryReplicator | None:
-        from backupctl.render import render, write_atomic
+        from backupctl.atomic import write_atomic
+        from backupctl.render import render
 
         held: list[locks.HeldLock] = []
         try:

@@ -209,10 +209,11 @@ def check_config(settings: Settings, config_path: Path | None, *, text: str | No
     """
     import tempfile
 
+    from backupctl.atomic import write_atomic
     from backupctl.binary import ensure_binary
     from backupctl.cli.output import notice, say, success
     from backupctl.errors import LitestreamError
-    from backupctl.render import render, write_atomic
+    from backupctl.render import render
     from backupctl.runner import Litestream
 
     binary = ensure_binary(settings.version, notify=notice)

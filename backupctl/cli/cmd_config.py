@@ -37,8 +37,9 @@ def setup(
     --local switches the project to a local-folder replica until the next plain `setup`:
     start, status and restore then all use it.
     """
+    from backupctl.atomic import write_atomic
     from backupctl.cli.output import out, say, success
-    from backupctl.render import render, write_atomic
+    from backupctl.render import render
 
     settings = load(env_file, force_local=local)
     rendered = render(settings)
