@@ -113,6 +113,12 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
     clean = _cleaner(settings)
     binary_path = _check_binary(settings, report)
     _check_config(settings, binary_path, report, clean)
+    from backupctl.verify import clean_up_after_killed_verify
+
+    cleaned: list[str] = []
+    clean_up_after_killed_verify(settings, cleaned.append)
+    for line in cleaned:
+        report.checks.append(Check("leftovers", INFO, line.removeprefix("backupctl: ")))
     for db in settings.databases:
         _check_database(settings, db, report)
     server_dates: list[tuple[float, float]] = []
@@ -319,134 +325,34 @@ def _check_database(settings: Settings, db: Database, report: Report) -> None:
     report.checks.append(_check_disk(db))
 
 
-@dataclass(frozen=True)
-class Replicator:
-    pid: int
-    how: str  # what makes it a replicator of this database
-
-
-def find_replicators(db_path: Path) -> tuple[int | None, list[Replicator]]:
-    """The pid holding backupctl's lock on this database (-1: held, pid unknown), and every `litestream replicate` process
-    whose command line or config file names it."""
-    import psutil
-
-    from backupctl import locks
-
-    holder = locks.holder(locks.database_lock_path(db_path))
-    target = _resolved(db_path)
-    found: list[Replicator] = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            argv = proc.info["cmdline"] or []
-            if not _is_litestream_replicate(argv):
-                continue
-            try:
-                cwd: Path | None = Path(proc.cwd())
-            except (psutil.AccessDenied, OSError):
-                cwd = None  # another user's process: absolute paths can still be compared
-            if any(_resolved(path, cwd) == target for path in _replicated_paths(argv, cwd, proc)):
-                config = _config_arg(argv)
-                found.append(Replicator(proc.pid, f"litestream replicate -config {config}" if config else "litestream replicate"))
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
-            continue
-    return holder, found
-
-
-def _is_litestream_replicate(argv: list[str]) -> bool:
-    return len(argv) >= 2 and Path(argv[0]).name.startswith("litestream") and argv[1] == "replicate"
-
-
-def _config_arg(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg in ("-config", "--config") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(("-config=", "--config=")):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _replicated_paths(argv: list[str], cwd: Path | None, proc: Any) -> list[str]:
-    config = _config_arg(argv)
-    positional = [a for a in argv[2:] if not a.startswith("-")]
-    if config is None and positional and not any(a.startswith("-exec") for a in argv):
-        return positional[:1]  # `litestream replicate DB REPLICA_URL`
-    if config is None:
-        try:
-            config = proc.environ().get("LITESTREAM_CONFIG") or "/etc/litestream.yml"
-        except Exception:
-            config = "/etc/litestream.yml"
-    try:
-        text = _resolved(config, cwd).read_text("utf-8", errors="replace")
-    except OSError:
-        return []
-    return config_database_paths(text)
-
-
-def config_database_paths(text: str) -> list[str]:
-    """Every `path:` value in a litestream.yml (database and replica paths alike; callers compare)."""
-    import json
-    import re
-
-    paths = []
-    for match in re.finditer(r"^\s*-?\s*path:\s*(.+?)\s*$", text, re.MULTILINE):
-        raw = match.group(1)
-        if raw.startswith('"'):
-            try:
-                raw = json.loads(raw.replace("\\x24", "$"))
-            except ValueError:
-                raw = raw.strip('"')
-        elif raw.startswith("'"):
-            raw = raw.strip("'")
-        else:
-            raw = raw.split(" #", 1)[0].strip()
-        paths.append(raw)
-    return paths
-
-
-def _resolved(path: Path | str, cwd: Path | None = None) -> Path:
-    p = Path(os.path.expanduser(str(path)))
-    if not p.is_absolute() and cwd is not None:
-        p = cwd / p
-    try:
-        return p.resolve()
-    except OSError:
-        return p.absolute()
-
-
-def _family(pid: int) -> set[int]:
-    """A process, its ancestors and its descendants: a supervisor and its litestream are one replicator."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return {pid} | {p.pid for p in proc.parents()} | {p.pid for p in proc.children(recursive=True)}
-    except psutil.Error:
-        return {pid}
-
-
 def _check_replicators(settings: Settings, db: Database) -> Check:
+    from backupctl import processes
+
     subject = str(db.path)
-    holder, procs = find_replicators(db.path)
-    family = _family(holder) if holder and holder > 0 else set()
-    outsiders = [p for p in procs if p.pid not in family]
-    if not outsiders:
-        if holder:
-            return Check(
-                "replicators", OK, f"backupctl (pid {holder}) holds its lock on it; no other replicator", subject=subject
-            )
+    found = processes.replicators_of(db.path)
+    ours = [r for r in found if r.ours]
+    outsiders = [r for r in found if not r.ours]
+    supervisors = {r.pid for r in ours if r.record and r.record.role == processes.SUPERVISOR}
+    # A supervisor and its litestream are one replicator; anything beyond that is a second one.
+    replicating = [r for r in ours if not (r.record and r.record.parent_pid in supervisors)]
+    if not outsiders and len(replicating) <= 1:
+        if replicating:
+            return Check("replicators", OK, f"{replicating[0].describe()}; no other replicator", subject=subject)
         return Check("replicators", OK, "no replicator is running on it right now", subject=subject)
-    pids = ", ".join(str(p.pid) for p in outsiders)
-    if holder:
-        found = f"backupctl (pid {holder}) replicates it, and so does litestream pid {pids} outside backupctl"
-    else:
-        found = (
+    pids = ", ".join(str(r.pid) for r in outsiders) or ", ".join(str(r.pid) for r in replicating[1:])
+    if outsiders and replicating:
+        text = f"{replicating[0].describe()} replicates it, and so does litestream pid {pids} outside backupctl"
+    elif outsiders:
+        text = (
             f"litestream pid {pids} (not started by backupctl) already replicates it; "
             "starting backupctl would make two replicators"
         )
+    else:
+        text = "; ".join(r.describe() for r in replicating) + " all replicate it"
     return Check(
         "replicators",
         FAIL,
-        found + " (two replicators on one database corrupt the replica chain)",
+        text + " (two replicators on one database corrupt the replica chain)",
         f"keep one: stop pid {pids} (and remove it from your Procfile, systemd unit or sidecar), then let backupctl replicate",
         subject=subject,
         finding="second-replicator",

@@ -215,9 +215,9 @@ def parse_time(text: str) -> datetime:
 
 def _runner(settings: Settings, binary_path: Path, config_path: Path | None) -> Litestream:
     if config_path is None:
-        from backupctl.render import sync_config
+        from backupctl.render import config_for_reading
 
-        config_path = sync_config(settings).path
+        config_path = config_for_reading(settings)
     return Litestream(binary_path, settings, config_path)
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from backupctl import paths
 from backupctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from backupctl.settings import Database, Replica
 
 # try_lock's retries: holder() probes hold the lock for microseconds, 5 x 20 ms is plenty.
 LOCK_RETRIES = 5
@@ -96,8 +100,37 @@ def try_lock_probe(path: Path) -> bool:
 
 
 def database_lock_path(db_path: Path) -> Path:
-    return paths.lock_path("db", str(db_path))
+    """The lock of one database, keyed by its real path (a symlink or `..` spelling gets the same lock)."""
+    return paths.lock_path("db", os.path.realpath(db_path))
 
 
-def replica_lock_path(destination: str) -> Path:
-    return paths.lock_path("replica", destination)
+def replica_lock_path(replica: Replica) -> Path:
+    """The lock of one replica location, keyed by its normalised form (settings.Replica.lock_key)."""
+    return paths.lock_path("replica", replica.lock_key)
+
+
+def replication_lock_paths(databases: Iterable[Database]) -> list[tuple[Path, str]]:
+    """Every lock a replicator of these databases holds: one per database and one per replica."""
+    wanted: list[tuple[Path, str]] = []
+    for db in databases:
+        wanted.append((database_lock_path(db.path), f"database {db.path}"))
+        wanted += [(replica_lock_path(r), f"replica {r.destination}") for r in db.replicas]
+    return wanted
+
+
+def take_replication_locks(databases: Iterable[Database], owner_pid: int | None = None) -> list[HeldLock] | None:
+    """All of them or none: None when another process holds any (what it holds is released again)."""
+    held: list[HeldLock] = []
+    try:
+        for path, _ in replication_lock_paths(databases):
+            lock = try_lock(path, owner_pid)
+            if lock is None:
+                for h in held:
+                    h.release()
+                return None
+            held.append(lock)
+    except BaseException:
+        for h in held:
+            h.release()
+        raise
+    return held

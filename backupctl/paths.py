@@ -39,7 +39,13 @@ def project_state_dir(project_dir: Path, environ: os._Environ[str] | dict[str, s
     """
     env = os.environ if environ is None else environ
     if env.get(STATE_ENV):
-        return Path(env[STATE_ENV]).expanduser().resolve()
+        # One folder for every project is a mistake that would let them read and stop each
+        # other's supervisor: the first project to use it owns it (state.claim refuses others).
+        from backupctl.state import claim
+
+        folder = Path(env[STATE_ENV]).expanduser().resolve()
+        claim(folder, project_dir)
+        return folder
     return project_dir / ".backupctl"
 
 

@@ -247,11 +247,71 @@ def _stamp_path(settings: Settings) -> Path:
     return project_state_dir(settings.project_dir) / "config.stamp"
 
 
+def _stamp_matches(settings: Settings, path: Path, current: bytes, key: str) -> bool:
+    import hashlib
+    import json
+
+    try:
+        stamp = json.loads(_stamp_path(settings).read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return stamp == {"path": str(path), "input": key, "sha256": hashlib.sha256(current).hexdigest()}
+
+
+def fingerprint(settings: Settings, config_path: Path) -> str:
+    """What a supervisor's config was made from: the settings and templates (the default
+    litestream.yml), or the bytes of a user's own --config file. Compared by `status` to say
+    "settings changed since this supervisor started"."""
+    import hashlib
+
+    if config_path == settings.config_path:
+        return "settings:" + _input_key(settings)
+    try:
+        return "file:" + hashlib.sha256(config_path.read_bytes()).hexdigest()
+    except OSError:
+        return "file:?"
+
+
+def config_for_reading(settings: Settings, *, prefer_running: bool = True) -> Path:
+    """The config a read-only command (status, listings, restore, verify) hands litestream.
+
+    It never writes litestream.yml (only `setup` and `start` do): a running supervisor's private
+    copy when one runs (what really replicates), else litestream.yml when it is current or was
+    written by hand, else the settings rendered into the state folder. ``prefer_running=False``
+    (restore) always follows the current settings.
+    """
+    from backupctl import processes, state
+    from backupctl.paths import project_state_dir
+
+    state_dir = project_state_dir(settings.project_dir)
+    running = processes.supervisor_of(settings.project_dir) if prefer_running else None
+    if running is not None:
+        doc = state.read_supervisor_state_of(state_dir, running.pid, running.create_time)
+        if doc is not None and doc.config_path and Path(doc.config_path).is_file():
+            return Path(doc.config_path)
+    path = settings.config_path
+    try:
+        current: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        current = None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
+    if current is not None:
+        if _stamp_matches(settings, path, current, _input_key(settings)):
+            return path
+        guard_foreign_config(settings, path, current)
+        if current == render(settings).text.encode("utf-8"):
+            return path
+    preview = state_dir / "preview.yml"
+    write_atomic(preview, render(settings).text)
+    return preview
+
+
 def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
     """Make litestream.yml match the settings, so "no replicas configured" never reaches a user.
 
-    A stamp (inputs digest + the file's own digest) lets the common case, nothing changed,
-    skip loading Jinja: every status or listing call goes through here.
+    Only `setup` and `start` call this: read-only commands use ``config_for_reading``. A stamp
+    (inputs digest + the file's own digest) lets the common case, nothing changed, skip Jinja.
     """
     import hashlib
     import json
@@ -265,13 +325,8 @@ def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
     key = _input_key(settings)
     stamp_path = _stamp_path(settings)
-    if current_bytes is not None:
-        try:
-            stamp = json.loads(stamp_path.read_text("utf-8"))
-        except (OSError, ValueError):
-            stamp = {}
-        if stamp == {"path": str(path), "input": key, "sha256": hashlib.sha256(current_bytes).hexdigest()}:
-            return ConfigSync(path, "unchanged")
+    if current_bytes is not None and _stamp_matches(settings, path, current_bytes, key):
+        return ConfigSync(path, "unchanged")
     text = render(settings).text
     action = "unchanged"
     if current_bytes is None or current_bytes != text.encode("utf-8"):

@@ -43,7 +43,6 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
-from backupctl import locks
 from backupctl.errors import ConfigError, ConflictError, LitestreamError, NotFoundError, RefusedError
 from backupctl.runner import Litestream, Result
 from backupctl.runner import _kill_group as runner_kill_group
@@ -303,11 +302,12 @@ def _comm(entry: Path) -> str:
 def check_not_in_use(db: Database | None, path: Path) -> None:
     """Raise ConflictError if backupctl replicates this database or any process has the file open."""
     if db is not None:
-        pid = locks.holder(locks.database_lock_path(db.path))
-        if pid is not None and pid != os.getpid():
-            who = f"pid {pid}" if pid > 0 else "another process"
+        from backupctl import processes
+
+        ours = [r for r in processes.replicators_of(db.path, scan=False) if r.pid != os.getpid()]
+        if ours:
             raise ConflictError(
-                f"backupctl is replicating {db.path} ({who}); restoring over it would fork the replica",
+                f"{ours[0].describe()} replicates {db.path}; restoring over it would fork the replica",
                 "stop replication first (`backupctl stop`), restore, then start it again",
             )
     holders = open_holders([path, *(Path(f"{path}{s}") for s in SIDE_FILES)])
@@ -574,11 +574,10 @@ class RestoreResult:
 
 
 def litestream_for(settings: Settings, binary_path: Path) -> Litestream:
-    """A Litestream bound to an up-to-date litestream.yml (rendered if missing or stale)."""
-    from backupctl.render import sync_config
+    """A Litestream bound to a config that follows the current settings (litestream.yml is never written)."""
+    from backupctl.render import config_for_reading
 
-    sync_config(settings)
-    return Litestream(binary_path, settings)
+    return Litestream(binary_path, settings, config_for_reading(settings, prefer_running=False))
 
 
 def sweep_stale_temp(folder: Path) -> list[Path]:

@@ -145,6 +145,41 @@ class Replica:
             return f"gs://{self.bucket}/{self.path}"
         return f"abs://{self.abs_account_name}@{self.bucket}/{self.path}"
 
+    @property
+    def lock_key(self) -> str:
+        """The replica's location normalised, so two spellings of one place get one key (and one lock).
+
+        A folder is its real path (``..`` and symlinks resolved); an S3-style endpoint has its scheme
+        and host in lower case, default ports and trailing slashes dropped; paths lose empty segments.
+        """
+        if self.kind == "file":
+            return "file://" + os.path.realpath(os.path.expanduser(self.path))
+        clean = "/".join(part for part in self.path.split("/") if part and part != ".")
+        if self.kind in ("s3", "r2"):
+            endpoint = self.endpoint or "s3.{}.amazonaws.com".format(self.region or "us-east-1")
+            return f"s3://{_normal_endpoint(endpoint)}/{self.bucket}/{clean}"
+        if self.kind == "sftp":
+            return f"sftp://{self.sftp_user or ''}@{(self.sftp_host or '').lower()}/{clean}"
+        if self.kind == "gs":
+            return f"gs://{self.bucket}/{clean}"
+        return f"abs://{(self.abs_account_name or '').lower()}/{self.bucket}/{clean}"
+
+
+def _normal_endpoint(endpoint: str) -> str:
+    """`HTTPS://Host:443/` and `https://host` alike: host[:port] in lower case, default ports dropped."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    scheme = (parts.scheme or "https").lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None or (scheme, port) in (("https", 443), ("http", 80)):
+        return host
+    return f"{host}:{port}"
+
 
 @dataclass(frozen=True)
 class Database:

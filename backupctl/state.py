@@ -2,12 +2,15 @@
 
 All live in the project's state folder (``paths.project_state_dir``):
 
-- ``supervisor.pid``: JSON ``{pid, create_time, argv}`` of the running supervisor. A pid is
-  only trusted if a process with that pid exists *and* its start time matches
-  ``create_time`` (so a reused pid is never signalled).
-- ``supervisor.json``: what the supervisor is doing, for `status` (see ``SupervisorState``).
-- ``verify.json``: the last verify result per database path.
+- ``supervisor.json``: what the supervisor is doing, for `status` (see ``SupervisorState``). It
+  names the supervisor by pid *and* start time: readers trust it only for the supervisor that
+  ``processes.supervisor_of`` finds alive (the process records are the one answer to "who runs").
+- ``supervisor.yml``: the running supervisor's private copy of its litestream config, taken when
+  it started, so a later `setup` or `.env` change never alters what it replicates.
+- ``verify.json``: the last verify result per database path (one ``VerifyRecord`` each).
 - ``supervisor.log``: the supervisor's log (rotated by size).
+- ``project.json``: which project owns this folder, so two projects never share one state folder
+  (``BACKUPCTL_STATE_DIR`` set for both): see ``claim``.
 
 Writes are atomic (temp file + rename), so readers never see half a document.
 """
@@ -22,8 +25,9 @@ from typing import Any
 
 from backupctl.atomic import write_atomic
 
-PIDFILE = "supervisor.pid"
 STATEFILE = "supervisor.json"
+PRIVATE_CONFIG = "supervisor.yml"
+OWNERFILE = "project.json"
 VERIFYFILE = "verify.json"
 LOGFILE = "supervisor.log"
 
@@ -35,6 +39,9 @@ STARTING, RUNNING, BACKOFF, FATAL, STOPPING, STOPPED = "starting", "running", "b
 class SupervisorState:
     state: str = STOPPED
     pid: int | None = None  # the supervisor
+    create_time: float | None = None  # the supervisor's process start time (with pid: which process)
+    project: str | None = None
+    background: bool = False
     litestream_pid: int | None = None
     started_at: float | None = None  # supervisor start (epoch seconds)
     child_started_at: float | None = None
@@ -43,7 +50,10 @@ class SupervisorState:
     last_error: str | None = None
     last_error_lines: list[str] = field(default_factory=list)
     final_sync: bool | None = None  # did the last stop complete litestream's final sync
-    config_path: str | None = None
+    config_path: str | None = None  # the private copy litestream runs with
+    config_source: str | None = None  # the litestream.yml it was copied from
+    config_input: str | None = None  # digest of the settings and templates it was rendered from
+    confirmed_at: float | None = None  # when the running litestream was confirmed by position
     databases: list[str] = field(default_factory=list)
     version: str | None = None
     updated_at: float = field(default_factory=time.time)
@@ -75,44 +85,65 @@ def read_supervisor_state(state_dir: Path) -> SupervisorState | None:
     return SupervisorState(**known)
 
 
-def record_verify(state_dir: Path, database: str, result: dict[str, Any]) -> None:
+def read_supervisor_state_of(state_dir: Path, pid: int, create_time: float) -> SupervisorState | None:
+    """supervisor.json, but only when it is the document of that exact supervisor process."""
+    current = read_supervisor_state(state_dir)
+    if current is None or current.pid != pid or current.create_time is None:
+        return None
+    return current if abs(current.create_time - create_time) <= 0.01 else None
+
+
+@dataclass
+class VerifyRecord:
+    """The last verify of one database: the one shape `verify`, the supervisor and `status` share."""
+
+    database: str
+    name: str
+    status: str  # verified, failed, inconclusive
+    reason: str
+    checked_at: float  # epoch seconds
+    details: dict[str, Any] = field(default_factory=dict)  # timings, replicator, attempts, position
+
+    @classmethod
+    def failure(cls, database: str, name: str, reason: str) -> VerifyRecord:
+        return cls(database, name, "failed", reason, time.time())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.details, "database": self.database, "name": self.name, "status": self.status,
+                "reason": self.reason, "checked_at": self.checked_at}  # fmt: skip
+
+
+def record_verify(state_dir: Path, database: str, record: VerifyRecord) -> None:
     current = read_json(state_dir / VERIFYFILE) or {}
-    current[database] = result
+    current[database] = record.to_json()
     write_json(state_dir / VERIFYFILE, current)
 
 
 def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
-    return (read_json(state_dir / VERIFYFILE) or {}).get(database)
+    """The last verify of a database as recorded (VerifyRecord.to_json), or None."""
+    found = (read_json(state_dir / VERIFYFILE) or {}).get(database)
+    return found if isinstance(found, dict) and isinstance(found.get("status"), str) else None
 
 
-def live_record(path: Path) -> dict[str, Any] | None:
-    """A pid record ({pid, create_time, ...}) if that exact process is still alive, else None.
+def claim(state_dir: Path, project_dir: Path) -> None:
+    """Make sure this state folder belongs to this project; the first project to use it owns it.
 
-    "Exact" means same pid and same start time: a pid reused by an unrelated process
-    after a crash is recognised as stale and never signalled.
+    Two projects given one ``BACKUPCTL_STATE_DIR`` would otherwise read (and `stop`) each other's
+    supervisor. A folder whose owner no longer exists is taken over.
     """
-    record = read_json(path)
-    if not record or not isinstance(record.get("pid"), int):
-        return None
-    import psutil
+    from backupctl.errors import ConfigError
 
-    try:
-        proc = psutil.Process(record["pid"])
-        if abs(proc.create_time() - float(record.get("create_time", -1))) > 0.01:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except (psutil.Error, ValueError, TypeError):
-        return None
-    return record
-
-
-def live_pidfile(state_dir: Path) -> dict[str, Any] | None:
-    """The supervisor's pidfile record if that exact process is still alive, else None."""
-    return live_record(state_dir / PIDFILE)
-
-
-def write_pidfile(state_dir: Path, pid: int, argv: list[str]) -> None:
-    import psutil
-
-    write_json(state_dir / PIDFILE, {"pid": pid, "create_time": psutil.Process(pid).create_time(), "argv": argv})
+    mine = str(project_dir.resolve())
+    owner = read_json(state_dir / OWNERFILE)
+    theirs = owner.get("project") if owner else None
+    if theirs and theirs != mine and Path(theirs).is_dir():
+        raise ConfigError(
+            f"the state folder {state_dir} belongs to the project {theirs}, not to {mine}",
+            "give each project its own state folder: unset BACKUPCTL_STATE_DIR (the default is .backupctl/ "
+            "beside each .env), or set it to a different folder per project",
+        )
+    if theirs != mine:
+        try:
+            write_json(state_dir / OWNERFILE, {"project": mine})
+        except OSError:
+            pass  # a read-only state folder: nothing to protect it from either

@@ -6,17 +6,16 @@ Per database the verdict is one of:
   the stale threshold), and replication is running;
 - ``stale``: the replica has been behind the local database for longer than the stale
   threshold, or could not be read for longer than that;
-- ``down``: the supervisor is not running (stopped, fatal, crashed, backing off);
+- ``down``: the supervisor is not running (stopped, fatal, crashed, backing off), or the
+  running one does not replicate this database (added to the settings after it started);
 - ``not-initialized``: litestream has never replicated this database;
 - ``error``: the database is missing, litestream reports an error for it, or the replica
   cannot be read and no earlier reading exists.
 
 "Stale" is about the replica being *behind the local database*, not about its age: an idle
-database produces no new backup files and stays ``ok``. The local position is the 0.5
-txid (``status -json``) or, on 0.3, the time of the last local write (database and -wal
-mtime). A replica covers that position when its newest txid reaches it (0.5), or when its
-newest file is no older than the last write minus ``SLACK_03`` (0.3; litestream lists
-times truncated to the second). Since when the replica has been behind is remembered in
+database produces no new backup files and stays ``ok``. Positions and "does the replica
+cover the local position" come from ``backupctl.positions`` (the same answer the supervisor
+uses to confirm a start). Since when the replica has been behind is remembered in
 ``status.json`` in the project's state folder across calls, so a monitor calling `status`
 repeatedly sees "behind since" grow even while the database keeps being written.
 
@@ -33,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backupctl import inspect, state
-from backupctl.errors import BackupctlError, ExitCode, LitestreamError
+from backupctl import inspect, positions, state
+from backupctl.errors import BackupctlError, ExitCode
 from backupctl.paths import project_state_dir
 from backupctl.runner import Litestream
 from backupctl.settings import Database, Settings, parse_duration
@@ -47,7 +46,6 @@ VERDICT_EXIT = {
     NOT_INITIALIZED: ExitCode.STATUS_DOWN,
     ERROR: ExitCode.STATUS_ERROR,
 }
-SLACK_03 = 2.0  # seconds: listed times are truncated to the second, plus litestream's own write
 STATUS_CACHE = "status.json"
 MAX_WORKERS = 8
 
@@ -68,6 +66,10 @@ class SupervisorInfo:
     uptime_seconds: float | None
     restarts: int
     last_error: str | None
+    mode: str | None = None  # foreground or background
+    manager: str | None = None  # the service manager running a foreground supervisor
+    databases: list[str] = field(default_factory=list)  # what it replicates
+    settings_changed: str | None = None  # the .env or templates differ from what it runs
 
 
 @dataclass
@@ -131,27 +133,44 @@ class StatusReport:
 
 
 def supervisor_info(settings: Settings, now: float | None = None) -> SupervisorInfo:
-    """The supervisor's state, trusting its pidfile only if that exact process is alive."""
+    """The project's supervisor, foreground or background, as its process record and state say.
+
+    The process record (``processes.supervisor_of``: pid + start time + argv) decides whether
+    one runs; ``supervisor.json`` is trusted only when it is that process's own document.
+    """
+    from backupctl import processes
+
     now = time.time() if now is None else now
     state_dir = project_state_dir(settings.project_dir)
-    sup = state.read_supervisor_state(state_dir)
-    live = state.live_pidfile(state_dir)
+    live = processes.supervisor_of(settings.project_dir)
     if live is None:
+        sup = state.read_supervisor_state(state_dir)
         name = state.FATAL if sup is not None and sup.state == state.FATAL else state.STOPPED
         last_error = sup.last_error if sup else None
         if sup is not None and sup.state not in (state.STOPPED, state.FATAL) and not last_error:
             last_error = f"the supervisor (pid {sup.pid}) is gone without stopping cleanly"
         return SupervisorInfo(name, False, None, None, None, sup.restarts if sup else 0, last_error)
-    name = sup.state if sup else state.RUNNING
+    sup = state.read_supervisor_state_of(state_dir, live.pid, live.create_time)
+    name = sup.state if sup else state.STARTING
     started = (sup.child_started_at or sup.started_at) if sup else None
+    changed = None
+    if sup is not None and sup.config_input and sup.config_source:
+        from backupctl.render import fingerprint
+
+        if fingerprint(settings, Path(sup.config_source)) != sup.config_input:
+            changed = "settings changed since this supervisor started; restart it to apply them (`backupctl stop`, then start)"
     return SupervisorInfo(
         state=name,
         running=name in (state.RUNNING, state.STARTING),
-        pid=int(live["pid"]),
+        pid=live.pid,
         litestream_pid=sup.litestream_pid if sup else None,
         uptime_seconds=round(now - started, 1) if started else None,
         restarts=sup.restarts if sup else 0,
         last_error=sup.last_error if sup else None,
+        mode="background" if live.background else "foreground",
+        manager=live.manager,
+        databases=list(sup.databases) if sup else list(live.databases),
+        settings_changed=changed,
     )
 
 
@@ -163,11 +182,16 @@ class _Local:
     exists: bool
     size: int | None
     wal_size: int | None
-    updated_at: float | None
-    position: int | None  # 0.5 txid
-    generation: str | None  # 0.3
-    initialized: bool
-    litestream_status: str | None  # 0.5: ok, not initialized, no database, error
+    updated_at: float | None  # the last write to the database or its -wal (shown)
+    position: positions.LocalPosition
+
+    @property
+    def initialized(self) -> bool:
+        return self.position.initialized
+
+    @property
+    def litestream_status(self) -> str | None:
+        return self.position.status
 
 
 def _stat(path: Path) -> tuple[int | None, float | None]:
@@ -178,35 +202,11 @@ def _stat(path: Path) -> tuple[int | None, float | None]:
     return st.st_size, st.st_mtime
 
 
-def _local_05(settings: Settings, binary_path: Path, config_path: Path) -> dict[str, dict[str, Any]]:
-    """One `status -json` call for every database (0.5)."""
-    import json
-
-    ls = Litestream(binary_path, settings, config_path)
-    result = ls.run("status", "-json", timeout=inspect.LISTING_TIMEOUT)
-    try:
-        return {str(Path(item["database"])): item for item in json.loads(result.stdout or "[]") or []}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LitestreamError(f"cannot parse `litestream status -json`: {exc}", "report it") from None
-
-
-def _local(db: Database, version_has_ltx: bool, native: dict[str, Any] | None) -> _Local:
+def _local(db: Database, position: positions.LocalPosition) -> _Local:
     size, db_mtime = _stat(db.path)
     wal_size, wal_mtime = _stat(db.path.with_name(db.path.name + "-wal"))
     mtimes = [m for m in (db_mtime, wal_mtime) if m is not None]
-    updated = max(mtimes) if mtimes else None
-    if version_has_ltx:
-        raw = (native or {}).get("local_txid")
-        position = int(raw, 16) if isinstance(raw, str) and raw.strip("-") else None
-        status = (native or {}).get("status")
-        initialized = position is not None and status != "not initialized"
-        return _Local(size is not None, size, wal_size or 0, updated, position, None, initialized, status)
-    meta = db.path.with_name(f".{db.path.name}-litestream")
-    try:
-        generation = (meta / "generation").read_text().strip() or None
-    except OSError:
-        generation = None
-    return _Local(size is not None, size, wal_size or 0, updated, None, generation, generation is not None, None)
+    return _Local(size is not None, size, wal_size or 0, max(mtimes) if mtimes else None, position)
 
 
 # --------------------------------------------------------------------------- verdict
@@ -214,17 +214,6 @@ def _local(db: Database, version_has_ltx: bool, native: dict[str, Any] | None) -
 
 def _iso(epoch: float | None) -> str | None:
     return inspect.iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
-
-
-def _covers(version_has_ltx: bool, replica_pos: float | None, local_pos: float | None) -> bool:
-    """Does the replica position include the local position?"""
-    if local_pos is None:
-        return True
-    if replica_pos is None:
-        return False
-    if version_has_ltx:
-        return replica_pos >= local_pos
-    return replica_pos + SLACK_03 >= local_pos
 
 
 def database_status(
@@ -238,14 +227,13 @@ def database_status(
     threshold: float,
     now: float,
     has_ltx: bool,
+    unserved: bool = False,
 ) -> DatabaseStatus:
     """The verdict for one database. Updates ``cache`` (this database's entry) in place."""
     entry = cache.setdefault(str(db.path), {})
-    local_pos = (float(local.position) if local.position is not None else None) if has_ltx else local.updated_at
+    local_pos = positions.local_key(local.position, has_ltx)
     if window is not None:
-        replica_pos = float(window.max_txid) if has_ltx and window.max_txid is not None else None
-        if not has_ltx and window.newest is not None:
-            replica_pos = window.newest.timestamp()
+        replica_pos = positions.replica_key(positions.replica_position(window), local.position, has_ltx)
         entry.update(
             replica_pos=replica_pos,
             read_at=now,
@@ -262,10 +250,10 @@ def database_status(
     behind: bool | None = None
     behind_since: float | None = None
     if has_reading and local.exists and local.initialized:
-        behind = not _covers(has_ltx, replica_pos, local_pos)
+        behind = not positions.covers_key(has_ltx, replica_pos, local_pos)
         if behind:
             pending = entry.get("pending")
-            if pending and not _covers(has_ltx, replica_pos, pending.get("position")):
+            if pending and not positions.covers_key(has_ltx, replica_pos, pending.get("position")):
                 behind_since = float(pending["since"])
             else:
                 # No earlier observation: the last local write is the latest the gap can have opened.
@@ -282,6 +270,12 @@ def database_status(
     verdict, reason = OK, "the replica holds everything the local database has"
     if not local.exists:
         verdict, reason = ERROR, f"the database file {db.path} does not exist"
+    elif unserved:
+        verdict = DOWN
+        reason = (
+            f"the running supervisor (pid {supervisor.pid}) does not replicate it: settings changed since it "
+            "started; restart it to apply them (`backupctl stop`, then start)"
+        )
     elif local.litestream_status == "error":
         verdict, reason = ERROR, "litestream reports an error for this database"
     elif not local.initialized:
@@ -314,7 +308,7 @@ def database_status(
         destinations=[r.destination for r in db.replicas],
         size=local.size,
         wal_size=local.wal_size if local.exists else None,
-        local_position=inspect.txid_hex(local.position) if has_ltx else local.generation,
+        local_position=inspect.txid_hex(local.position.txid) if has_ltx else local.position.generation,
         local_updated_at=_iso(local.updated_at),
         replica_position=entry.get("replica_position"),
         newest_backup=newest,
@@ -349,18 +343,24 @@ def collect_status(
     themselves (0.3); replicas are read in parallel (``MAX_WORKERS`` threads), each with
     ``timeout``. The exit code to use is ``report.exit_code``.
     """
-    from backupctl.render import sync_config
+    from backupctl.render import config_for_reading
 
     now = time.time() if now is None else now
     dbs = settings.database(database)
-    config_path = config_path or sync_config(settings).path
+    supervisor = supervisor_info(settings, now)
+    config_path = config_path or config_for_reading(settings)
     ls = Litestream(binary_path, settings, config_path)
     has_ltx = ls.caps.has_ltx
     threshold = stale_after_seconds(settings)
-    supervisor = supervisor_info(settings, now)
-    native = _local_05(settings, binary_path, config_path) if has_ltx and dbs else {}
+    # A running supervisor replicates what its private config held when it started: a database
+    # added to the .env since then is not replicated (and not in that config to ask about).
+    unserved = {str(db.path) for db in dbs if supervisor.pid is not None and str(db.path) not in supervisor.databases}
+    served = [db for db in dbs if str(db.path) not in unserved]
+    local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
 
     def read(db: Database) -> tuple[inspect.Window | None, BackupctlError | None]:
+        if str(db.path) in unserved:
+            return None, None
         try:
             return inspect.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
         except BackupctlError as exc:
@@ -378,8 +378,13 @@ def collect_status(
         supervisor=supervisor,
     )
     for db, (window, error) in zip(dbs, readings, strict=True):
-        local = _local(db, has_ltx, native.get(str(db.path)))
-        report.databases.append(database_status(settings, db, local, window, error, supervisor, cache, threshold, now, has_ltx))
+        position = local_positions.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
+        local = _local(db, position)
+        report.databases.append(
+            database_status(
+                settings, db, local, window, error, supervisor, cache, threshold, now, has_ltx, str(db.path) in unserved
+            )
+        )
     try:
         state.write_json(state_dir / STATUS_CACHE, cache)
     except OSError:

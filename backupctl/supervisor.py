@@ -39,7 +39,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -48,8 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from backupctl import locks, state
-from backupctl.errors import ConflictError, ExitCode, LitestreamError, SupervisorError
+from backupctl import locks, positions, processes, state
+from backupctl.errors import BackupctlError, ConflictError, ExitCode, LitestreamError, SupervisorError
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
 
@@ -61,7 +60,7 @@ STABLE_AFTER = 30.0  # a run this long resets the failure count
 MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
-LITESTREAM_PIDFILE = "litestream.pid"
+POSITION_TIMEOUT = 10.0  # one position reading (a litestream listing) while supervising
 # How often the main loop looks at litestream's output when it is quiet: from 0.1 s after a
 # line up to 1 s when idle, so an idle supervisor wakes about once a second.
 IDLE_POLL_MIN = 0.1
@@ -69,10 +68,7 @@ IDLE_POLL_MAX = 1.0
 LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw (unmasked) output, mode 0600, relayed line by line into the log
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
-NO_PDEATHSIG_ENV = "BACKUPCTL_NO_PDEATHSIG"  # testing knob: exercise the orphan watchdog on Linux
 
-# INFO lines that only appear after a sync actually reached the replica (0.5 / 0.3).
-_SYNC_MARKERS = ("snapshot complete", "compaction complete", "ltx file uploaded", "snapshot written", "wal segment written")
 # WARN lines (0.5) saying the shutdown sync did not run.
 _SHUTDOWN_SYNC_SKIPPED = ("shutdown sync skipped", "shutdown sync interrupted", "shutdown sync failed")
 # Errors no retry fixes: fail the start at once instead of waiting for the deadline.
@@ -195,25 +191,6 @@ class ChildProcess(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
 
-def _parent_death_preexec(parent_pid: int) -> Callable[[], None]:
-    """Linux: the kernel sends SIGTERM to litestream when the supervisor dies, even by SIGKILL."""
-
-    def preexec() -> None:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
-def use_parent_death_signal() -> bool:
-    return sys.platform.startswith("linux") and not os.environ.get(NO_PDEATHSIG_ENV)
-
-
 def _fresh_private_file(path: Path) -> None:
     """Create (or empty) ``path`` with mode 0600, never readable by others even for an instant:
     it receives litestream's raw, unmasked output."""
@@ -234,8 +211,7 @@ def _default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildPr
         _fresh_private_file(output)
         with open(output, "ab") as handle:  # O_APPEND: the reader may truncate it when it grows
             kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": handle, "stderr": subprocess.STDOUT}
-            if use_parent_death_signal():
-                kwargs["preexec_fn"] = _parent_death_preexec(os.getpid())
+            kwargs.update(processes.child_kwargs())  # PR_SET_PDEATHSIG on Linux
             try:
                 return litestream.popen("replicate", **kwargs)
             except OSError as exc:
@@ -275,8 +251,13 @@ class Supervisor:
     stable_after: float = STABLE_AFTER
     start_deadline: float = START_DEADLINE
     restore_if_missing: bool = False
-    write_pidfile: bool = False  # background mode: claim supervisor.pid while running
+    background: bool = False  # started by `start --background` (a detached process of its own)
     take_locks: bool = True
+    source_config: Path | None = None  # the litestream.yml the private copy was taken from
+    config_input: str | None = None  # render.input_key of the settings the copy was rendered from
+    # Which databases' replicas cover their local position now (paths as str). Injectable for tests;
+    # the default reads positions through litestream (backupctl.positions).
+    position_check: Callable[[list[Database]], set[str]] | None = None
     handle_signals: bool = True
 
     stop_signal: int | None = field(default=None, init=False)
@@ -286,6 +267,7 @@ class Supervisor:
     _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
     _verify_pid: int | None = field(default=None, init=False)
     _next_verify: float | None = field(default=None, init=False)
+    _last_position_error: str | None = field(default=None, init=False)
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -297,21 +279,45 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until stopped: returns 0, 130 or 143; raises SupervisorError on FATAL."""
         if self.take_locks:
+            # Orphans of ours are stopped, then anything else replicating these databases or
+            # replicas refuses the start (exit 6, naming it); the locks close the race.
+            processes.check_free(self.settings, project=self.settings.project_dir, allow_pids={os.getpid()}, log=self.log)
             self._take_locks()  # before touching any state file: those belong to the lock holder
+            from backupctl.verify import clean_up_after_killed_verify
+
+            clean_up_after_killed_verify(self.settings, self.log)
+        if self.source_config is not None:
+            try:
+                self._use_private_config()
+            except BaseException:
+                self._release()
+                raise
         previous = self._install_signal_handlers() if self.handle_signals else {}
+        me = processes.register(
+            processes.SUPERVISOR,
+            os.getpid(),
+            project=self.settings.project_dir,
+            databases=[db.path for db in self.settings.databases],
+            replicas=[r.lock_key for db in self.settings.databases for r in db.replicas],
+            background=self.background,
+            manager=None if self.background else processes.service_manager(),
+            state_dir=self.state_dir,
+        )
         self.status = state.SupervisorState(
             state=state.STARTING,
             pid=os.getpid(),
+            create_time=me.create_time if me else None,
+            project=str(self.settings.project_dir),
+            background=self.background,
             started_at=time.time(),
             config_path=str(self.litestream.config_path),
+            config_source=str(self.source_config or self.litestream.config_path),
+            config_input=self.config_input,
             databases=[str(db.path) for db in self.settings.databases],
             version=self.settings.version,
         )
         try:
-            if self.write_pidfile:
-                state.write_pidfile(self.state_dir, os.getpid(), _safe_argv())
             self._save()
-            reap_orphan(self.state_dir, self.stop_timeout, self.log)
             if self.restore_if_missing:
                 for db in self.settings.databases:
                     restore_missing_database(self.settings, self.litestream, db, self.log)
@@ -322,8 +328,7 @@ class Supervisor:
                 self.status.state = state.STOPPED
             self.status.litestream_pid = None
             self._save()
-            if self.write_pidfile:
-                _remove_own_pidfile(self.state_dir)
+            processes.unregister(me)
             self._release()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -381,7 +386,7 @@ class Supervisor:
         self.status.litestream_pid = proc.pid
         self.status.child_started_at = time.time()
         self._save()
-        _record_litestream(self.state_dir, proc.pid)
+        child = self._register_child(proc.pid)
         self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
 
         lines: queue.Queue[str | None] = queue.Queue()
@@ -393,9 +398,11 @@ class Supervisor:
         else:  # the default: a file, tailed here in the main thread (see "SINGLE-THREADED" above)
             tail = OutputTail(self.state_dir / LITESTREAM_OUTPUT)
 
-        # 0.5 names a database by its file name (db=app.db), 0.3 by its path: compare file names.
-        wanted = {db.path.name for db in self.settings.databases}
-        snapshotted: set[str] = set()
+        # Confirmation by position: each database's replica must cover the local position,
+        # first checked once litestream had one sync interval to ship what is pending.
+        pending = {str(db.path) for db in self.settings.databases}
+        first_check = min(max(self.settings.sync_seconds, 1.0), 10.0)
+        next_check = started + first_check
         confirmed = False
         errors_seen = 0
         failed_start: str | None = None
@@ -439,13 +446,14 @@ class Supervisor:
                         failed_start = f"litestream cannot replicate: {line.error_text}"
                 if term_sent_at is not None and any(m in line.message for m in _SHUTDOWN_SYNC_SKIPPED):
                     sync_skipped = True
-                if not confirmed and line.level == "INFO" and any(m in line.message for m in _SYNC_MARKERS):
-                    snapshotted.add(Path(line.fields.get("db", "")).name or "?")
-                    if snapshotted >= wanted or "?" in snapshotted:
-                        # Every replica holds a first snapshot: a stop's final sync now has a base to extend.
-                        confirmed = self._confirm(proc, "first snapshot is in the replica")
 
             now = self.clock()
+            running = proc.poll() is None
+            if not confirmed and failed_start is None and term_sent_at is None and running and now >= next_check:
+                pending -= self._covered([db for db in self.settings.databases if str(db.path) in pending])
+                next_check = self.clock() + min(5.0, 1.0 + (now - started) / 10)
+                if not pending:
+                    confirmed = self._confirm(proc, "the replica holds the database's current position")
             if not confirmed and failed_start is None and errors_seen and now - started >= self.start_deadline:
                 failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
 
@@ -479,7 +487,7 @@ class Supervisor:
         if tail is not None:
             tail.close()
         runtime = self.clock() - started
-        _clear_litestream(self.state_dir, proc.pid)
+        processes.unregister(child)
         self.status.litestream_pid = None
         self.status.last_exit_code = returncode
         stopped = self.stop_signal is not None and failed_start is None
@@ -487,21 +495,19 @@ class Supervisor:
             stopped = True  # it exited on its own while we were asked to stop
         final_sync: bool | None = None
         if stopped:
-            final_sync = (
-                confirmed  # before its first snapshot, 0.5.17 exits 0 on SIGTERM with nothing in the replica
-                and returncode == 0
-                and not killed
-                and not sync_skipped
-                and errors_after_term == 0
-                and term_sent_at is not None
-            )
+            clean = returncode == 0 and not killed and not sync_skipped and term_sent_at is not None
+            # The final sync is judged by position: after litestream exited, does every replica
+            # hold what litestream had of its database? (0.5.17 stopped before its first snapshot
+            # exits 0 with an empty replica; an error while stopping may or may not have lost data.)
+            uncovered = {str(db.path) for db in self.settings.databases} - self._covered(list(self.settings.databases))
+            final_sync = clean and not uncovered
             self.status.final_sync = final_sync
             if final_sync:
-                self.log("backupctl: litestream stopped; final sync completed")
-            elif not confirmed:
+                self.log("backupctl: litestream stopped; final sync completed: the replica holds every database's position")
+            elif self._replicas_empty(uncovered):
                 self.log(
                     f"backupctl: litestream stopped (code {_describe_exit(returncode)}) before its first snapshot "
-                    "reached the replica: there may be NO backup yet; start again and let it confirm"
+                    "reached the replica: there is NO backup yet; start again and let it confirm"
                 )
             else:
                 self.log(
@@ -509,13 +515,88 @@ class Supervisor:
                     + (f", {errors_after_term} error(s) while stopping" if errors_after_term else "")
                     + ("; killed after the stop timeout" if killed else "")
                     + ("; litestream skipped its shutdown sync" if sync_skipped else "")
-                    + "); the final sync was NOT confirmed: the newest writes may not be in the replica"
+                    + "); the final sync was NOT confirmed: the replica holds an earlier backup, "
+                    + "the newest writes may be missing from it"
+                    + (f" ({', '.join(sorted(Path(p).name for p in uncovered))})" if uncovered else "")
                 )
         self._save()
         return ChildOutcome(returncode, runtime, confirmed, stopped, failed_start, final_sync, killed)
 
+    def _use_private_config(self) -> None:
+        """Run litestream with a copy of its config taken now (mode 0600): a later `setup`, or a
+        changed .env or template, never alters what this supervisor replicates (status says so)."""
+        from backupctl.atomic import write_atomic
+
+        private = self.state_dir / state.PRIVATE_CONFIG
+        try:
+            text = Path(self.source_config).read_text("utf-8")  # type: ignore[arg-type]
+        except OSError as exc:
+            raise LitestreamError(f"cannot read {self.source_config}: {exc.strerror}", "check its permissions") from None
+        write_atomic(private, text)
+        self.litestream = Litestream(self.litestream.binary, self.settings, private)
+
+    def _register_child(self, pid: int) -> processes.ProcessRecord | None:
+        try:  # None when the pid is already gone (or not a real process: an injected spawn)
+            return processes.register(
+                processes.LITESTREAM,
+                pid,
+                project=self.settings.project_dir,
+                databases=[db.path for db in self.settings.databases],
+                replicas=[r.lock_key for db in self.settings.databases for r in db.replicas],
+                parent_pid=os.getpid(),
+                pdeathsig=self.spawn is None and processes.use_parent_death_signal(),
+                state_dir=self.state_dir,
+            )
+        except OSError as exc:
+            self.log(f"backupctl: cannot record litestream pid {pid}: {exc.strerror}")
+            return None
+
+    def _covered(self, databases: list[Database]) -> set[str]:
+        """The databases (paths as str) whose replica holds their local position now."""
+        if not databases:
+            return set()
+        if self.position_check is not None:
+            return self.position_check(databases)
+        has_ltx = self.litestream.caps.has_ltx
+        try:
+            local = positions.local_positions(self.litestream, databases, timeout=POSITION_TIMEOUT)
+        except BackupctlError as exc:
+            self._position_error(exc)
+            return set()
+        covered: set[str] = set()
+        for db in databases:
+            try:
+                replica = positions.read_replica(self.litestream, db, timeout=POSITION_TIMEOUT)
+            except BackupctlError as exc:
+                self._position_error(exc)
+                continue
+            if positions.covers(replica, local[str(db.path)], has_ltx):
+                covered.add(str(db.path))
+        return covered
+
+    def _replicas_empty(self, databases: set[str]) -> bool:
+        """True only when some replica is really empty (so "NO backup yet" is the truth)."""
+        if not databases or self.position_check is not None:
+            return False
+        for db in self.settings.databases:
+            if str(db.path) not in databases:
+                continue
+            try:
+                if positions.read_replica(self.litestream, db, timeout=POSITION_TIMEOUT).empty:
+                    return True
+            except BackupctlError:
+                continue
+        return False
+
+    def _position_error(self, exc: BackupctlError) -> None:
+        text = scrub(exc.message, self.settings)
+        if text != self._last_position_error:
+            self._last_position_error = text
+            self.log(f"backupctl: cannot read the replica's position yet: {text}")
+
     def _confirm(self, proc: ChildProcess, why: str) -> bool:
         self.status.state = state.RUNNING
+        self.status.confirmed_at = time.time()
         self._save()
         self.log(f"backupctl: replication running ({why}); litestream pid {proc.pid}")
         return True
@@ -575,31 +656,19 @@ class Supervisor:
             self._verify_pid = None
 
     def _verify_all(self) -> None:
-        try:
-            from backupctl import verify  # written separately; optional at run time
-        except ImportError:
-            self.log("backupctl: periodic verify skipped: this backupctl has no verify module")
-            return
-        func = getattr(verify, "verify_database", None)
-        if func is None:
-            self.log("backupctl: periodic verify skipped: verify.verify_database is missing")
-            return
+        from backupctl import verify
+
         for db in self.settings.databases:
             if self.stop_signal is not None:
                 return
-            before = state.last_verify(self.state_dir, str(db.path))
             try:
-                result = func(self.settings, self.litestream.binary, db)
+                result = verify.verify_database(self.settings, self.litestream.binary, db)
             except Exception as exc:  # a failed verify must never take replication down
                 message = scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__, self.settings)
                 self.log(f"backupctl: verify of {db.name} failed: {message}")
-                state.record_verify(self.state_dir, str(db.path), {"ok": False, "error": message, "at": time.time()})
+                state.record_verify(self.state_dir, str(db.path), state.VerifyRecord.failure(str(db.path), db.name, message))
                 continue
-            self.log(f"backupctl: verify of {db.name}: {_summary(result)}")
-            if state.last_verify(self.state_dir, str(db.path)) == before:  # it did not record itself
-                document = _as_dict(result)
-                if document is not None:
-                    state.record_verify(self.state_dir, str(db.path), document)
+            self.log(f"backupctl: verify of {db.name}: {result.status} ({result.reason})")
 
     # -- plumbing -----------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -618,23 +687,14 @@ class Supervisor:
         return previous
 
     def _take_locks(self) -> None:
-        wanted: list[tuple[Path, str]] = []
-        for db in self.settings.databases:
-            wanted.append((locks.database_lock_path(db.path), f"database {db.path}"))
-            for replica in db.replicas:
-                wanted.append((locks.replica_lock_path(replica.destination), f"replica {replica.destination}"))
-        for path, what in wanted:
-            held = locks.try_lock(path, os.getpid())
-            if held is None:
-                self._release()
-                pid = locks.holder(path)
-                who = f"pid {pid}" if pid and pid > 0 else "another process"
-                raise ConflictError(
-                    f"{what} is already being replicated by {who}",
-                    "two litestreams on one database or replica corrupt the backup; "
-                    "stop the running one first (`backupctl stop`, or Ctrl-C where it runs)",
-                )
-            self._held.append(held)
+        held = locks.take_replication_locks(self.settings.databases, os.getpid())
+        if held is None:  # lost a race with another replicator that check_free did not see yet
+            raise ConflictError(
+                "another process started replicating these databases at the same moment",
+                "two litestreams on one database or replica corrupt the backup; "
+                "see who runs with `backupctl status`, and stop it first (`backupctl stop`)",
+            )
+        self._held = held
 
     def _release(self) -> None:
         while self._held:
@@ -645,23 +705,6 @@ class Supervisor:
             state.write_supervisor_state(self.state_dir, self.status)
         except OSError as exc:
             self.log(f"backupctl: cannot write {self.state_dir / state.STATEFILE}: {exc.strerror}")
-
-
-def _as_dict(result: object) -> dict[str, Any] | None:
-    import dataclasses
-
-    if isinstance(result, dict):
-        return result
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return dataclasses.asdict(result)
-    return None
-
-
-def _summary(result: object) -> str:
-    if isinstance(result, dict):
-        return "ok" if result.get("ok") else f"FAILED {result.get('error') or ''}".strip()
-    ok = getattr(result, "ok", None)
-    return "ok" if ok else ("FAILED" if ok is False else "done")
 
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
@@ -734,67 +777,6 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return str(code)
     return str(code)
-
-
-def _safe_argv() -> list[str]:
-    """Our own argv (it never holds a secret: secrets come from .env or the environment)."""
-    return [sys.executable, *sys.argv]
-
-
-def _remove_own_pidfile(state_dir: Path) -> None:
-    record = state.read_json(state_dir / state.PIDFILE)
-    if record and record.get("pid") == os.getpid():
-        (state_dir / state.PIDFILE).unlink(missing_ok=True)
-
-
-# -- the orphan watchdog ------------------------------------------------------------------
-def _record_litestream(state_dir: Path, pid: int) -> None:
-    import psutil
-
-    try:
-        created = psutil.Process(pid).create_time()
-    except psutil.Error:
-        return
-    state.write_json(state_dir / LITESTREAM_PIDFILE, {"pid": pid, "create_time": created, "supervisor": os.getpid()})
-
-
-def _clear_litestream(state_dir: Path, pid: int) -> None:
-    record = state.read_json(state_dir / LITESTREAM_PIDFILE)
-    if record and record.get("pid") == pid:
-        (state_dir / LITESTREAM_PIDFILE).unlink(missing_ok=True)
-
-
-def live_orphan(state_dir: Path) -> int | None:
-    """The pid of a litestream a previous supervisor started and left running, if that exact process lives."""
-    record = state.live_record(state_dir / LITESTREAM_PIDFILE)
-    return record["pid"] if record else None
-
-
-def reap_orphan(state_dir: Path, timeout: float, log: Log) -> bool:
-    """Stop a litestream left behind by a supervisor that died (SIGTERM: it does its final sync)."""
-    import psutil
-
-    pid = live_orphan(state_dir)
-    if pid is None:
-        (state_dir / LITESTREAM_PIDFILE).unlink(missing_ok=True)
-        return False
-    log(f"backupctl: found litestream pid {pid} left running by a supervisor that died; stopping it (final sync)")
-    try:
-        proc = psutil.Process(pid)
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            log(f"backupctl: litestream pid {pid} did not exit within {timeout:g}s; killing it")
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                proc.kill()
-            proc.wait(10)
-    except psutil.NoSuchProcess:
-        pass
-    (state_dir / LITESTREAM_PIDFILE).unlink(missing_ok=True)
-    return True
 
 
 # -- restore before replicating -----------------------------------------------------------
@@ -892,23 +874,22 @@ class StopResult:
     stopped: bool = True
 
 
-def stop_background(state_dir: Path, timeout: float) -> StopResult:
-    """SIGTERM the supervisor named by a live pidfile and wait until it and its litestream are gone.
+def stop_supervisor(record: processes.ProcessRecord | None, state_dir: Path, timeout: float) -> StopResult:
+    """SIGTERM the supervisor of this record and wait until it and its litestream are gone.
 
-    A pidfile whose pid is dead or belongs to another process (start time differs) is stale:
-    nothing is signalled.
+    The record is re-checked (pid + start time + argv) right before the signal, so a pid reused
+    by another process is never signalled; the final sync is read from that process's own state
+    document (supervisor.json naming the same pid and start time), never from an older one.
     """
     import psutil
 
-    record = state.live_pidfile(state_dir)
-    if record is None:
+    if record is None or not record.alive():
         return StopResult(was_running=False)
-    pid = int(record["pid"])
-    before = state.read_supervisor_state(state_dir)
-    child = before.litestream_pid if before and before.pid == pid else None
+    before = state.read_supervisor_state_of(state_dir, record.pid, record.create_time)
+    children = [r for r in processes.records(role=processes.LITESTREAM) if r.parent_pid == record.pid]
     try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - float(record["create_time"])) > 0.01:  # re-check right before signalling
+        proc = psutil.Process(record.pid)
+        if not record.alive():
             return StopResult(was_running=False)
         proc.terminate()
         proc.wait(timeout)
@@ -916,13 +897,15 @@ def stop_background(state_dir: Path, timeout: float) -> StopResult:
         pass
     except psutil.TimeoutExpired:
         raise SupervisorError(
-            f"the supervisor (pid {pid}) did not stop within {timeout:g}s",
+            f"the supervisor (pid {record.pid}) did not stop within {timeout:g}s",
             "it may still be waiting for litestream's final sync; run `backupctl stop` again or check `backupctl logs`",
         ) from None
-    if child:
-        _wait_gone(child, 10.0)
-    after = state.read_supervisor_state(state_dir)
-    return StopResult(was_running=True, pid=pid, final_sync=after.final_sync if after else None)
+    for child in children:
+        _wait_gone(child.pid, 10.0)
+    if before is not None and before.litestream_pid:
+        _wait_gone(before.litestream_pid, 10.0)
+    after = state.read_supervisor_state_of(state_dir, record.pid, record.create_time)
+    return StopResult(was_running=True, pid=record.pid, final_sync=after.final_sync if after else None)
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

@@ -10,7 +10,9 @@
    - nothing replicates it: take the database and replica locks (so `start` cannot race us)
      and run a temporary ``litestream replicate`` for this database only, with a config of its
      own; it is stopped with SIGTERM at the end, whose final sync also carries the removal of
-     the sentinel row.
+     the sentinel row. It is recorded (``processes``, role verify-replicator) and dies with
+     verify (PR_SET_PDEATHSIG); one left by a SIGKILLed verify elsewhere is stopped by the next
+     start, verify or doctor (``clean_up_after_killed_verify``), which also drop its table.
 3. Restore the replica into a temp folder under the project's state folder, repeatedly until
    the sentinel shows up or the deadline passes (sync interval x 2 + margin), checking
    ``PRAGMA integrity_check`` each time.
@@ -45,9 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import locks, paths, state
+from backupctl import locks, paths, processes, state
 from backupctl.errors import BackupctlError, ConfigError, ConflictError, ExitCode
-from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, open_holders, staged_restore, stop_request
+from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, staged_restore, stop_request
 from backupctl.runner import Litestream, scrub, tail
 from backupctl.settings import Database, Settings, parse_duration
 
@@ -85,6 +87,10 @@ class VerifyResult:
     @property
     def exit_code(self) -> ExitCode:
         return {VERIFIED: ExitCode.OK, FAILED: ExitCode.VERIFY_FAILED}.get(self.status, ExitCode.VERIFY_INCONCLUSIVE)
+
+    def to_record(self) -> state.VerifyRecord:
+        details = {k: v for k, v in self.to_json().items() if k not in ("database", "name", "status", "reason", "checked_at")}
+        return state.VerifyRecord(self.database, self.name, self.status, self.reason, self.checked_at, details)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,7 +132,7 @@ def verify_database(
         result = _verify(settings, binary_path, db, timeout, on_step)
     finally:
         lock.release()
-    state.record_verify(paths.project_state_dir(settings.project_dir), str(db.path), result.to_json())
+    state.record_verify(paths.project_state_dir(settings.project_dir), str(db.path), result.to_record())
     return result
 
 
@@ -150,6 +156,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
     tmp_root.mkdir(parents=True, exist_ok=True)
     ls = litestream_for(settings, binary_path)
     temporary: _TemporaryReplicator | None = None
+    processes.reap_orphans(databases=[db.path], replicas=[r.lock_key for r in db.replicas])  # a killed verify's
     replicator = _running_replicator(db)
     failure: BaseException | None = None
     try:
@@ -259,13 +266,31 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
 
 
 def _running_replicator(db: Database) -> str | None:
-    pid = locks.holder(locks.database_lock_path(db.path))
-    if pid is not None:
-        return f"backupctl replicator (pid {pid})" if pid > 0 else "backupctl replicator"
-    for pid, name in open_holders([db.path, Path(f"{db.path}-wal")]):
-        if "litestream" in name:
-            return f"litestream not started by backupctl (pid {pid})"
-    return None
+    """Who replicates this database now (backupctl's supervisor, or a litestream outside backupctl)."""
+    found = processes.replicators_of(db.path)
+    return found[0].describe() if found else None
+
+
+def clean_up_after_killed_verify(settings: Settings, log: Callable[[str], None] | None = None) -> None:
+    """What a SIGKILLed verify leaves: its temporary litestream (stopped, with its final sync) and
+    its sentinel table (dropped), for every database no verify is running on right now.
+    Called by `start`, `verify` and `doctor`."""
+    dbs = list(settings.databases)
+    processes.reap_orphans(databases=[db.path for db in dbs], replicas=[r.lock_key for db in dbs for r in db.replicas], log=log)
+    for db in dbs:
+        if not db.path.exists():
+            continue
+        lock = locks.try_lock(verify_lock_path(db))
+        if lock is None:
+            continue  # a verify runs: the table is in use
+        try:
+            if _clear_sentinels(db.path) and log:
+                log(f"backupctl: dropped the table {SENTINEL_TABLE} a killed verify left in {db.path}")
+        except BackupctlError as exc:
+            if log:
+                log(f"backupctl: could not drop {SENTINEL_TABLE} from {db.path}: {exc.message}")
+        finally:
+            lock.release()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -313,11 +338,11 @@ def _insert_sentinel(path: Path, token: str) -> None:
         con.close()
 
 
-def _clear_sentinels(path: Path) -> None:
+def _clear_sentinels(path: Path) -> bool:
     """Drop the sentinel table, rows and all (the verify lock guarantees no other verify is using
-    it), so the live database's schema is what it was before the verify."""
+    it), so the live database's schema is what it was before the verify. True if there was one."""
     if not path.exists():
-        return
+        return False
     try:
         con = _connect(path)
         try:
@@ -325,6 +350,7 @@ def _clear_sentinels(path: Path) -> None:
             if exists:
                 with con:
                     con.execute(f"DROP TABLE IF EXISTS {SENTINEL_TABLE}")
+            return bool(exists)
         finally:
             con.close()
     except sqlite3.Error as exc:
@@ -347,36 +373,44 @@ class _TemporaryReplicator:
     held: list[locks.HeldLock]
     config: Path
     log: Path
+    record: processes.ProcessRecord | None = None
 
     @classmethod
     def start(cls, settings: Settings, binary_path: Path, db: Database, tmp_root: Path) -> _TemporaryReplicator | None:
+        """A `litestream replicate` of this database alone. It holds the database and replica locks,
+        is recorded (role verify-replicator), and dies with this process (PR_SET_PDEATHSIG on Linux;
+        elsewhere the next start/verify/doctor stops it as an orphan)."""
         from backupctl.atomic import write_atomic
         from backupctl.render import render
 
-        held: list[locks.HeldLock] = []
+        held = locks.take_replication_locks([db])
+        if held is None:
+            return None
         try:
-            for lock_path in (
-                locks.database_lock_path(db.path),
-                *(locks.replica_lock_path(r.destination) for r in db.replicas),
-            ):
-                lock = locks.try_lock(lock_path)
-                if lock is None:
-                    for h in held:
-                        h.release()
-                    return None
-                held.append(lock)
             only = dataclasses.replace(settings, databases=(db,))
             config = tmp_root / f"verify-{os.getpid()}-{db.name}.yml"
             log = tmp_root / f"verify-{os.getpid()}-{db.name}.log"
             write_atomic(config, render(only).text)
             ls = Litestream(binary_path, only, config_path=config)
-            with open(log, "wb") as out:
-                proc = ls.popen("replicate", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as out:
+                proc = ls.popen(
+                    "replicate", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **processes.child_kwargs()
+                )
+            record = processes.register(
+                processes.VERIFY_REPLICATOR,
+                proc.pid,
+                project=settings.project_dir,
+                databases=[db.path],
+                replicas=[r.lock_key for r in db.replicas],
+                parent_pid=os.getpid(),
+                pdeathsig=processes.use_parent_death_signal(),
+            )
         except BaseException:
             for h in held:
                 h.release()
             raise
-        return cls(proc, held, config, log)
+        return cls(proc, held, config, log, record)
 
     def write_refusal(self, settings: Settings) -> str | None:
         """The first line of the replicator's log saying the replica refused a write, if any."""
@@ -421,6 +455,7 @@ class _TemporaryReplicator:
             self.proc.wait()
             raise
         finally:
+            processes.unregister(self.record)
             for h in self.held:
                 h.release()
             self.config.unlink(missing_ok=True)

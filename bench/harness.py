@@ -158,12 +158,12 @@ class Project:
         self.started = False
 
     def supervisor_pid(self) -> int:
-        from backupctl import state
+        from backupctl import processes
 
-        record = state.live_pidfile(self.dir / ".backupctl")
+        record = processes.supervisor_of(self.dir)
         if record is None:
-            raise RuntimeError("no live supervisor pidfile")
-        return int(record["pid"])
+            raise RuntimeError("no live supervisor")
+        return record.pid
 
     def litestream_pid(self) -> int:
         from backupctl import state
@@ -177,9 +177,8 @@ class Project:
 def kill_recorded(state_dir: Path) -> None:
     from backupctl import state
 
-    record = state.live_pidfile(state_dir)
     child = state.read_supervisor_state(state_dir)
-    for pid in (record or {}).get("pid"), child.litestream_pid if child else None:
+    for pid in (child.pid if child else None), child.litestream_pid if child else None:
         if pid:
             try:
                 os.kill(int(pid), signal.SIGKILL)

@@ -155,9 +155,11 @@ class App:
         return [" ".join(p.info["cmdline"]) for p in processes_mentioning(str(self.dir))]
 
     def recorded_pids(self) -> tuple[int | None, int | None]:
-        record = state.live_pidfile(self.state_dir)
+        from backupctl import processes
+
+        record = processes.supervisor_of(self.dir)
         doc = state.read_supervisor_state(self.state_dir)
-        return (record or {}).get("pid"), doc.litestream_pid if doc else None
+        return (record.pid if record else None), doc.litestream_pid if doc else None
 
     def assert_truthful_running(self) -> dict:
         """status says ok and names the supervisor and litestream that are really running."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import state
+from backupctl import processes, state
 from backupctl.paths import project_state_dir
 from backupctl.render import sync_config
 from backupctl.runner import Litestream
@@ -28,7 +28,8 @@ DB_KEYS = {
     "lag_txids", "oldest_restorable", "newest_snapshot", "snapshot_count", "replica_error", "replica_read_at",
     "last_verify",
 }  # fmt: skip
-SUPERVISOR_KEYS = {"state", "running", "pid", "litestream_pid", "uptime_seconds", "restarts", "last_error"}
+SUPERVISOR_KEYS = {"state", "running", "pid", "litestream_pid", "uptime_seconds", "restarts", "last_error", "mode",
+                   "manager", "databases", "settings_changed"}  # fmt: skip
 TOP_KEYS = {"ok", "exit_code", "checked_at", "litestream_version", "stale_after_seconds", "supervisor", "databases"}
 
 
@@ -55,12 +56,13 @@ def start_replication(proj: Path, binary: Path) -> subprocess.Popen:
     config = sync_config(settings).path
     proc = Litestream(binary, settings, config).popen("replicate", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_dir = project_state_dir(proj)
-    state.write_pidfile(state_dir, proc.pid, ["litestream", "replicate"])
+    record = processes.register(processes.SUPERVISOR, proc.pid, project=proj, databases=[d.path for d in settings.databases])
     now = time.time()
     state.write_supervisor_state(
         state_dir,
-        state.SupervisorState(state=state.RUNNING, pid=proc.pid, litestream_pid=proc.pid, started_at=now,
-                              child_started_at=now, config_path=str(config), version=settings.version),
+        state.SupervisorState(state=state.RUNNING, pid=proc.pid, create_time=record.create_time, litestream_pid=proc.pid,
+                              started_at=now, child_started_at=now, config_path=str(config), version=settings.version,
+                              databases=[str(d.path) for d in settings.databases]),
     )  # fmt: skip
     return proc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -102,6 +103,8 @@ def _fake_supervisor(project, script, **kwargs):
         sleep=sleep,
         rng=lambda: 0.5,
         handle_signals=False,
+        # confirmation is by position (backupctl.positions); a fake litestream's replica always covers it
+        position_check=lambda dbs: {str(db.path) for db in dbs},
         **kwargs,
     )
     return sup, slept
@@ -314,7 +317,9 @@ def test_a_config_given_with_config_is_used_as_is_never_rendered_over(project, t
     before = user_config.read_bytes()
     running = _start_bg(project, "--config", str(user_config))
     try:
-        assert _state(project).config_path == str(user_config)
+        current = _state(project)
+        assert current.config_source == str(user_config)  # litestream runs a private copy taken at start
+        assert Path(current.config_path).read_bytes() == before and Path(current.config_path).stat().st_mode & 0o777 == 0o600
         output = project.dir / ".backupctl" / supervisor.LITESTREAM_OUTPUT
         assert output.stat().st_mode & 0o777 == 0o600  # litestream's raw output is private
         assert run_cli("stop", cwd=project.dir, env=_env(project)).returncode == 0
@@ -325,17 +330,21 @@ def test_a_config_given_with_config_is_used_as_is_never_rendered_over(project, t
 
 
 @pytest.mark.slow
-def test_stale_pidfile_of_an_unrelated_process_is_never_signalled(project) -> None:
+def test_a_record_naming_an_unrelated_process_is_never_signalled(project) -> None:
+    from backupctl import processes
+
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         created = psutil.Process(sleeper.pid).create_time()
-        state.write_json(
-            project.dir / ".backupctl" / state.PIDFILE,
-            {"pid": sleeper.pid, "create_time": created - 1000, "argv": ["backupctl", "start"]},  # a reused pid
-        )
-        result = run_cli("stop", cwd=project.dir, env=_env(project))
-        assert result.returncode == 0 and "nothing to stop" in result.stderr
-        assert sleeper.poll() is None  # still alive: no signal reached it
+        for create_time in (created - 1000, created):  # a reused pid; then even a matching start time
+            record = processes.ProcessRecord(
+                role=processes.SUPERVISOR, pid=sleeper.pid, create_time=create_time, argv=["backupctl", "start"],
+                project=str(project.dir.resolve()), background=True,
+            )  # fmt: skip
+            state.write_json(record.file, dataclasses.asdict(record))
+            result = run_cli("stop", cwd=project.dir, env=_env(project))
+            assert result.returncode == 0 and "nothing to stop" in result.stderr
+            assert sleeper.poll() is None  # still alive: no signal reached it
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -419,16 +428,20 @@ def test_periodic_verify_runs_in_a_child_process_and_keeps_the_supervisor_single
 
 @pytest.mark.slow
 def test_orphaned_litestream_is_stopped_by_the_next_start(project) -> None:
-    env = {supervisor.NO_PDEATHSIG_ENV: "1"}  # what macOS does: no parent-death signal
+    from backupctl import processes
+
+    env = {processes.NO_PDEATHSIG_ENV: "1"}  # what macOS does: no parent-death signal
     first = _start_bg(project, env=env)
     second = None
     try:
         os.kill(first.pid, signal.SIGKILL)
         time.sleep(0.5)
         assert not _gone(first.litestream_pid)  # unsupervised, until the next start
-        second = _start_bg(project, env=env)
+        started = run_cli("start", "--background", cwd=project.dir, env={**_env(project), **env})
+        assert started.returncode == 0, started.stderr
+        second = _state(project)
         assert _gone(first.litestream_pid)
-        assert "left running by a supervisor that died" in (project.dir / ".backupctl" / "supervisor.log").read_text()
+        assert "the process that started it is gone" in started.stderr
         assert run_cli("stop", cwd=project.dir, env=_env(project)).returncode == 0
     finally:
         _kill(first.pid, first.litestream_pid, second and second.pid, second and second.litestream_pid)
@@ -501,9 +514,12 @@ def test_s3_secret_is_in_no_argv_log_or_pidfile(project, s3_server, s3_bucket, t
     finally:
         _kill(running.pid, running.litestream_pid)
     state_dir = project.dir / ".backupctl"
-    for name in (state.LOGFILE, state.PIDFILE, state.STATEFILE, supervisor.LITESTREAM_PIDFILE, supervisor.LITESTREAM_OUTPUT):
-        if (state_dir / name).exists():
-            assert S3_SECRET not in (state_dir / name).read_text(), name
+    from backupctl import processes
+
+    files = [state_dir / name for name in (state.LOGFILE, state.STATEFILE, state.PRIVATE_CONFIG, supervisor.LITESTREAM_OUTPUT)]
+    for path in [*files, *processes.registry_dir().glob("*.json")]:
+        if path.exists():
+            assert S3_SECRET not in path.read_text(), path
     assert S3_SECRET not in (project.dir / "litestream.yml").read_text()
     assert _restored_rows(project, tmp_path) == 5
 

@@ -107,13 +107,11 @@ def _status_table(report: Any) -> Any:
 def _verify_text(verify: dict[str, Any] | None) -> str:
     if not verify:
         return "-"
-    text = "ok" if verify.get("ok") else "FAILED"
-    when = verify.get("at") or verify.get("checked_at") or verify.get("finished_at")
-    if isinstance(when, str):
-        try:
-            text += " " + _ago(when)
-        except ValueError:
-            pass
+    status = verify.get("status")
+    text = {"verified": "verified", "failed": "FAILED"}.get(status, str(status))
+    when = verify.get("checked_at")
+    if isinstance(when, int | float):
+        text += " " + _ago(datetime.fromtimestamp(when, UTC))
     return text
 
 
@@ -160,10 +158,10 @@ def status(
 def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
     from backupctl.inspect import configured_databases
-    from backupctl.render import sync_config
+    from backupctl.render import config_for_reading
 
     settings = load(env_file)
-    config = sync_config(settings).path
+    config = config_for_reading(settings)
     native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config)}
     rows = []
     for db in settings.databases:

@@ -46,29 +46,6 @@ def _prepare(settings, config: Path | None, log):  # -> Litestream
     return litestream
 
 
-def _refuse_if_running(settings, state_dir: Path) -> None:
-    from backupctl import locks, state
-    from backupctl.errors import ConflictError
-
-    record = state.live_pidfile(state_dir)
-    if record:
-        raise ConflictError(
-            f"replication is already running in the background (supervisor pid {record['pid']})",
-            "`backupctl stop` stops it; `backupctl logs` shows what it does",
-        )
-    for db in settings.databases:
-        keys = [("database", locks.database_lock_path(db.path), str(db.path))]
-        keys += [("replica", locks.replica_lock_path(r.destination), r.destination) for r in db.replicas]
-        for what, path, name in keys:
-            pid = locks.holder(path)
-            if pid:
-                who = f"pid {pid}" if pid > 0 else "another process"
-                raise ConflictError(
-                    f"{what} {name} is already being replicated by {who}",
-                    "stop that supervisor first (`backupctl stop` in its project, or Ctrl-C where it runs)",
-                )
-
-
 @app.command()
 def start(
     env_file: EnvFileOpt = None,
@@ -89,6 +66,8 @@ def start(
     """
     from backupctl import paths, state
     from backupctl.cli.output import say, success
+    from backupctl.processes import check_free
+    from backupctl.render import fingerprint
     from backupctl.supervisor import (
         RotatingLog,
         Supervisor,
@@ -100,7 +79,7 @@ def start(
     state_dir = paths.project_state_dir(settings.project_dir)
 
     if background and not foreground_child:
-        _refuse_if_running(settings, state_dir)
+        check_free(settings, project=settings.project_dir, log=say)  # early and clear; the child's locks decide
         _prepare(settings, config, say)
         argv = [sys.executable, "-m", "backupctl", "start", "--foreground-child"]
         if settings.env_file:
@@ -120,7 +99,7 @@ def start(
         return 0
 
     if not foreground_child:
-        _refuse_if_running(settings, state_dir)  # early and friendly; the locks below are what decide
+        check_free(settings, project=settings.project_dir, log=_stderr_log)  # early and clear; the locks decide
     log = RotatingLog(state_dir / state.LOGFILE, redirect_std=True) if foreground_child else _stderr_log
     litestream = _prepare(settings, config, log)
     supervisor = Supervisor(
@@ -130,7 +109,9 @@ def start(
         log=log,
         stop_timeout=stop_timeout_seconds(settings),
         restore_if_missing=restore_if_missing,
-        write_pidfile=foreground_child,
+        background=foreground_child,
+        source_config=litestream.config_path,
+        config_input=fingerprint(settings, litestream.config_path),
     )
     code = supervisor.run()
     if code:
@@ -145,26 +126,38 @@ def stop(
         float | None,
         typer.Option("--timeout", help="Seconds to wait for the final sync (default: BACKUP_STOP_TIMEOUT + 15s)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also stop a foreground supervisor that a service manager (systemd, launchd) runs."),
+    ] = False,
     json_: JsonOpt = False,
 ) -> int:
-    """Stop the background replication gracefully (litestream's final sync); says so if nothing runs."""
-    from backupctl import locks, paths
+    """Stop this project's supervisor gracefully (litestream's final sync); says so if nothing runs.
+
+    Stops a background supervisor, or a foreground one started in a terminal. One run by a service
+    manager (systemd, launchd, a container) is stopped there; `stop` names the command (or --force).
+    """
+    from backupctl import paths, processes
     from backupctl.cli.output import emit_json, notice, say, success
-    from backupctl.supervisor import stop_background, stop_timeout_seconds
+    from backupctl.errors import RefusedError
+    from backupctl.supervisor import stop_supervisor, stop_timeout_seconds
 
     settings = load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
     wait = timeout if timeout is not None else stop_timeout_seconds(settings) + 15
-    result = stop_background(state_dir, wait)
+    record = processes.supervisor_of(settings.project_dir)
+    if record is not None and record.manager and not force:
+        raise RefusedError(
+            f"the supervisor (pid {record.pid}) runs under {record.manager}, which would start it again or "
+            "consider it failed",
+            f"stop it there: {processes.manager_stop_hint(record.manager)} (or `backupctl stop --force`)",
+        )
+    result = stop_supervisor(record, state_dir, wait)
     if json_:
         emit_json({"was_running": result.was_running, "pid": result.pid, "final_sync": result.final_sync})
         return 0
     if not result.was_running:
-        say("nothing to stop: no background supervisor is running for this project")
-        for db in settings.databases:
-            pid = locks.holder(locks.database_lock_path(db.path))
-            if pid:
-                notice(f"{db.path} is replicated by a foreground supervisor (pid {pid}); stop it where it runs")
+        say("nothing to stop: no supervisor is running for this project")
         return 0
     if result.final_sync:
         success(f"stopped (supervisor pid {result.pid}); final sync completed: the replica has every committed write")

@@ -1,0 +1,518 @@
+"""Who replicates this database: the one record of every process backupctl starts.
+
+Every long-lived process backupctl starts registers here: the supervisor (foreground or
+background), its litestream child, verify's temporary replicator and restore's litestream.
+A record is one JSON file in the machine-wide registry (``paths.state_home()/procs``), named
+after the role and pid, holding pid, start time, argv, project, role, the databases and
+replica keys it touches, and its parent.
+
+A record is trusted only through :func:`is_alive`, the one liveness test: a process with that
+pid exists, started at the recorded time, and runs the recorded argv. A pid reused by an
+unrelated program (even one started in the same second) never passes, so it is never
+signalled. Records of dead processes are pruned as they are read.
+
+One question, :func:`replicators_of`, answers "which processes replicate or hold this
+database?" for `start`, `stop`, `status`, `verify`, `restore` and `doctor`: backupctl's own
+(from the records) and foreign ones (a `litestream replicate` whose command line or config
+names the database, or any litestream with the database open). :func:`check_free` turns the
+answer into the refusal every replicating command gives, and :func:`reap_orphans` stops a
+litestream whose backupctl parent died (a SIGKILLed supervisor or verify).
+
+Flock locks (``locks.py``) stay the race-free guard that two replicators never start at once;
+the records say *who* holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backupctl import paths
+from backupctl.atomic import write_atomic
+from backupctl.errors import ConflictError
+
+SUPERVISOR = "supervisor"
+LITESTREAM = "litestream"  # the supervisor's `litestream replicate`
+VERIFY_REPLICATOR = "verify-replicator"  # verify's temporary `litestream replicate`
+RESTORE = "restore"  # restore's `litestream restore`
+REPLICATING_ROLES = (SUPERVISOR, LITESTREAM, VERIFY_REPLICATOR)
+CHILD_ROLES = (LITESTREAM, VERIFY_REPLICATOR, RESTORE)
+
+NO_PDEATHSIG_ENV = "BACKUPCTL_NO_PDEATHSIG"  # testing knob: exercise the orphan path on Linux
+START_TIME_TOLERANCE = 0.01  # seconds: psutil's create_time is stable to well below this
+
+Log = Callable[[str], None]
+
+
+def registry_dir() -> Path:
+    return paths.state_home() / "procs"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    role: str
+    pid: int
+    create_time: float
+    argv: list[str]
+    project: str  # the project folder (resolved) it works for
+    databases: list[str] = field(default_factory=list)  # resolved database paths it replicates or holds
+    replicas: list[str] = field(default_factory=list)  # replica lock keys (settings.Replica.lock_key)
+    parent_pid: int | None = None
+    parent_create_time: float | None = None
+    pdeathsig: bool = False  # the kernel sends it SIGTERM when its parent dies
+    background: bool = False  # supervisor: started by `start --background`
+    manager: str | None = None  # supervisor: the service manager running it (see service_manager)
+    state_dir: str | None = None
+    started_at: float = 0.0
+
+    @property
+    def file(self) -> Path:
+        return registry_dir() / f"{self.role}-{self.pid}.json"
+
+    @property
+    def command_line(self) -> str:
+        return " ".join(self.argv)
+
+    def alive(self) -> bool:
+        return is_alive(self.pid, self.create_time, self.argv)
+
+    def parent_alive(self) -> bool:
+        if self.parent_pid is None or self.parent_create_time is None:
+            return True
+        return is_alive(self.parent_pid, self.parent_create_time)
+
+    def describe(self) -> str:
+        what = {
+            SUPERVISOR: "backupctl supervisor" + (" (background)" if self.background else " (foreground)"),
+            LITESTREAM: "litestream started by the backupctl supervisor",
+            VERIFY_REPLICATOR: "the temporary litestream of `backupctl verify`",
+            RESTORE: "the litestream of `backupctl restore`",
+        }.get(self.role, self.role)
+        return f"{what}, pid {self.pid}, project {self.project}"
+
+
+def is_alive(pid: int, create_time: float, argv: list[str] | None = None) -> bool:
+    """The one liveness test: pid exists, started at ``create_time``, runs ``argv`` (when given), not a zombie."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - float(create_time)) > START_TIME_TOLERANCE:
+            return False
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if argv is not None and proc.cmdline() != list(argv):
+            return False
+    except (psutil.Error, ValueError, TypeError, OSError):
+        return False
+    return True
+
+
+def register(
+    role: str,
+    pid: int,
+    *,
+    project: Path,
+    databases: Iterable[Path | str] = (),
+    replicas: Iterable[str] = (),
+    parent_pid: int | None = None,
+    pdeathsig: bool = False,
+    background: bool = False,
+    manager: str | None = None,
+    state_dir: Path | None = None,
+) -> ProcessRecord | None:
+    """Record a process backupctl just started (or itself). None if it is already gone."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        create_time, argv = proc.create_time(), proc.cmdline()
+        parent_create_time = psutil.Process(parent_pid).create_time() if parent_pid else None
+    except psutil.Error:
+        return None
+    record = ProcessRecord(
+        role=role,
+        pid=pid,
+        create_time=create_time,
+        argv=argv,
+        project=str(Path(project).resolve()),
+        databases=[os.path.realpath(d) for d in databases],
+        replicas=list(replicas),
+        parent_pid=parent_pid,
+        parent_create_time=parent_create_time,
+        pdeathsig=pdeathsig,
+        background=background,
+        manager=manager,
+        state_dir=str(state_dir) if state_dir else None,
+        started_at=time.time(),
+    )
+    write_atomic(record.file, json.dumps(asdict(record), indent=2))
+    return record
+
+
+def unregister(record: ProcessRecord | None) -> None:
+    """Remove a record (only the file of that exact process)."""
+    if record is None:
+        return
+    current = _read(record.file)
+    same = current is not None and current.pid == record.pid
+    if same and abs(current.create_time - record.create_time) <= START_TIME_TOLERANCE:
+        record.file.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> ProcessRecord | None:
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        known = {k: v for k, v in raw.items() if k in ProcessRecord.__dataclass_fields__}
+        return ProcessRecord(**known)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def records(*, role: str | Iterable[str] | None = None, project: Path | None = None) -> list[ProcessRecord]:
+    """Every live record (of a role, of a project); files of dead processes are removed on the way."""
+    folder = registry_dir()
+    roles = {role} if isinstance(role, str) else (set(role) if role is not None else None)
+    wanted_project = str(Path(project).resolve()) if project is not None else None
+    found: list[ProcessRecord] = []
+    try:
+        files = sorted(folder.glob("*.json"))
+    except OSError:
+        return []
+    for file in files:
+        if roles is not None and file.name.rsplit("-", 1)[0] not in roles:
+            continue
+        record = _read(file)
+        if record is None:
+            continue
+        if not record.alive():
+            file.unlink(missing_ok=True)
+            continue
+        if wanted_project is not None and record.project != wanted_project:
+            continue
+        found.append(record)
+    return found
+
+
+def supervisor_of(project: Path) -> ProcessRecord | None:
+    """The live supervisor (foreground or background) of this project, if any."""
+    found = records(role=SUPERVISOR, project=project)
+    return found[0] if found else None
+
+
+def record_of(pid: int) -> ProcessRecord | None:
+    """The live record of a pid (any role), e.g. the pid written in a lock file."""
+    for record in records():
+        if record.pid == pid:
+            return record
+    return None
+
+
+# --------------------------------------------------------------------------- who replicates a database
+
+
+@dataclass(frozen=True)
+class Replicator:
+    pid: int
+    command_line: str
+    record: ProcessRecord | None  # None: a litestream backupctl did not start
+
+    @property
+    def ours(self) -> bool:
+        return self.record is not None
+
+    def describe(self) -> str:
+        if self.record is not None:
+            return self.record.describe()
+        return f"litestream not started by backupctl, pid {self.pid}: {self.command_line}"
+
+
+def replicators_of(db_path: Path, *, scan: bool = True) -> list[Replicator]:
+    """Every process that replicates ``db_path``: backupctl's (records) first, then foreign litestreams.
+
+    ``scan`` looks at every process of this user (litestream command lines, their configs and
+    open files): a few tens of milliseconds; without it only backupctl's records are asked.
+    """
+    target = os.path.realpath(db_path)
+    ours = [r for r in records(role=REPLICATING_ROLES) if target in r.databases]
+    found = [Replicator(r.pid, r.command_line, r) for r in ours]
+    if scan:
+        known = {r.pid for r in records()}
+        found += [r for r in _foreign_litestreams(Path(target)) if r.pid not in known]
+    return found
+
+
+def _foreign_litestreams(target: Path) -> list[Replicator]:
+    import psutil
+
+    found: list[Replicator] = []
+    me = os.getpid()
+    opened = {str(target), f"{target}-wal"}
+    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        try:
+            argv = proc.info["cmdline"] or []
+            name = proc.info["name"] or ""
+            if proc.info["pid"] == me or not (argv and Path(argv[0]).name.startswith("litestream")) and "litestream" not in name:
+                continue
+            if _is_replicate(argv):
+                try:
+                    cwd: Path | None = Path(proc.cwd())
+                except (psutil.AccessDenied, OSError):
+                    cwd = None  # another user's process: absolute paths can still be compared
+                if any(_resolved(p, cwd) == target for p in _replicated_paths(argv, cwd, proc)):
+                    found.append(Replicator(proc.pid, " ".join(argv), None))
+                    continue
+            if any(f.path in opened for f in proc.open_files()):
+                found.append(Replicator(proc.pid, " ".join(argv) or name, None))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def _is_replicate(argv: list[str]) -> bool:
+    return len(argv) >= 2 and Path(argv[0]).name.startswith("litestream") and argv[1] == "replicate"
+
+
+def config_arg(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg in ("-config", "--config") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(("-config=", "--config=")):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _replicated_paths(argv: list[str], cwd: Path | None, proc: Any) -> list[str]:
+    config = config_arg(argv)
+    positional = [a for a in argv[2:] if not a.startswith("-")]
+    if config is None and positional and not any(a.startswith("-exec") for a in argv):
+        return positional[:1]  # `litestream replicate DB REPLICA_URL`
+    if config is None:
+        try:
+            config = proc.environ().get("LITESTREAM_CONFIG") or "/etc/litestream.yml"
+        except Exception:
+            config = "/etc/litestream.yml"
+    try:
+        text = _resolved(config, cwd).read_text("utf-8", errors="replace")
+    except OSError:
+        return []
+    return config_database_paths(text)
+
+
+def config_database_paths(text: str) -> list[str]:
+    """Every `path:` value in a litestream.yml (database and replica paths alike; callers compare)."""
+    import re
+
+    found = []
+    for match in re.finditer(r"^\s*-?\s*path:\s*(.+?)\s*$", text, re.MULTILINE):
+        raw = match.group(1)
+        if raw.startswith('"'):
+            try:
+                raw = json.loads(raw.replace("\\x24", "$"))
+            except ValueError:
+                raw = raw.strip('"')
+        elif raw.startswith("'"):
+            raw = raw.strip("'")
+        else:
+            raw = raw.split(" #", 1)[0].strip()
+        found.append(raw)
+    return found
+
+
+def _resolved(path: Path | str, cwd: Path | None = None) -> Path:
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and cwd is not None:
+        p = cwd / p
+    return Path(os.path.realpath(p))
+
+
+def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), log: Log | None = None) -> None:
+    """Refuse (ConflictError, exit 6) when anything else replicates one of these databases or replicas.
+
+    Orphans of backupctl's own (a litestream whose supervisor or verify died) are stopped first.
+    Called by `start` (both modes) before it takes its locks, and by verify before it starts its
+    temporary replicator.
+    """
+    from backupctl import locks
+
+    allowed = set(allow_pids)
+    dbs = list(settings.databases)
+    reap_orphans(databases=[db.path for db in dbs], replicas=[r.lock_key for db in dbs for r in db.replicas], log=log)
+    running = supervisor_of(project)
+    if running is not None and running.pid not in allowed:
+        raise ConflictError(
+            f"replication is already running for this project: {running.describe()}",
+            _how_to_stop(running),
+        )
+    live = [r for r in records(role=REPLICATING_ROLES) if r.pid not in allowed]
+    for db in dbs:
+        for other in replicators_of(db.path):
+            if other.pid in allowed or (other.record and other.record.parent_pid in allowed):
+                continue
+            raise ConflictError(
+                f"{db.path} is already replicated by {other.describe()}",
+                "two replicators on one database break the replica chain; "
+                + (_how_to_stop(other.record) if other.record else f"stop pid {other.pid} first (and remove it from "
+                   "your Procfile, systemd unit or sidecar), then let backupctl replicate"),
+            )
+        for replica in db.replicas:
+            key = replica.lock_key
+            for other in live:
+                clash = next((k for k in other.replicas if _overlaps(k, key)), None)
+                if clash is not None:
+                    raise ConflictError(
+                        f"replica {replica.destination} is already written by {other.describe()}",
+                        "two projects must never share one replica location: give this one its own "
+                        "(BACKUP_LOCAL_DIR, BACKUP_BUCKET or BACKUP_PATH)",
+                    )
+            holder = locks.holder(locks.replica_lock_path(replica))
+            if holder and holder not in allowed:
+                raise ConflictError(
+                    f"replica {replica.destination} is already written by pid {holder}",
+                    "two projects must never share one replica location: give this one its own",
+                )
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Two replica keys name the same place, or one lies inside the other."""
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def _how_to_stop(record: ProcessRecord | None) -> str:
+    if record is None:
+        return "stop it first"
+    if record.role != SUPERVISOR:
+        return f"wait for it to finish, or stop pid {record.pid}"
+    if record.manager:
+        return f"it runs under {record.manager}: stop it there ({manager_stop_hint(record.manager)})"
+    if record.background:
+        return f"`backupctl stop` in {record.project} stops it"
+    return f"Ctrl-C where it runs, or `backupctl stop` in {record.project}"
+
+
+# --------------------------------------------------------------------------- orphans
+
+
+def reap_orphans(
+    *, databases: Iterable[Path] = (), replicas: Iterable[str] = (), timeout: float = 45.0, log: Log | None = None
+) -> list[int]:
+    """Stop every litestream backupctl started whose parent died, if it touches these databases/replicas.
+
+    Such a process got SIGTERM from the kernel when its parent died (PR_SET_PDEATHSIG, Linux) and
+    is doing its final sync: wait for it. Without that signal (macOS), send it one SIGTERM (its
+    final sync) and wait. A second SIGTERM would make litestream 0.5 skip its final sync, so none
+    is ever sent; past ``timeout`` its process group is SIGKILLed.
+    """
+    import psutil
+
+    wanted_dbs = {os.path.realpath(d) for d in databases}
+    wanted_replicas = set(replicas)
+    stopped: list[int] = []
+    for record in records(role=CHILD_ROLES):
+        if record.parent_alive():
+            continue
+        touches = wanted_dbs & set(record.databases) or any(_overlaps(a, b) for a in record.replicas for b in wanted_replicas)
+        if not touches:
+            continue
+        if log:
+            log(f"backupctl: stopping {record.describe()}: the process that started it is gone (final sync first)")
+        try:
+            proc = psutil.Process(record.pid)
+            if not (record.pdeathsig and sys.platform.startswith("linux")):
+                proc.terminate()
+            try:
+                proc.wait(timeout)
+            except psutil.TimeoutExpired:
+                if log:
+                    log(f"backupctl: pid {record.pid} did not exit within {timeout:g}s; killing it")
+                try:
+                    os.killpg(record.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    proc.kill()
+                proc.wait(10)
+        except psutil.Error:
+            pass
+        record.file.unlink(missing_ok=True)
+        stopped.append(record.pid)
+    return stopped
+
+
+# --------------------------------------------------------------------------- starting children
+
+
+def use_parent_death_signal() -> bool:
+    return sys.platform.startswith("linux") and not os.environ.get(NO_PDEATHSIG_ENV)
+
+
+def parent_death_preexec(parent_pid: int) -> Callable[[], None]:
+    """Linux: the kernel sends SIGTERM to the child when its parent dies, even by SIGKILL."""
+
+    def preexec() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def child_kwargs() -> dict[str, Any]:
+    """Popen keyword arguments for a litestream that must die with this process (where the OS allows)."""
+    if use_parent_death_signal():
+        return {"preexec_fn": parent_death_preexec(os.getpid())}
+    return {}
+
+
+# --------------------------------------------------------------------------- service managers
+
+
+def service_manager(environ: dict[str, str] | None = None, pid: int | None = None) -> str | None:
+    """Which service manager runs this process, as a name `stop` can point at (None: a terminal or a script)."""
+    env = os.environ if environ is None else environ
+    if env.get("INVOCATION_ID"):
+        unit = _systemd_unit(pid or os.getpid())
+        user = "--user " if "/user@" in _cgroup(pid or os.getpid()) else ""
+        return f"systemd unit {unit}" if unit else "systemd" if not user else f"systemd user unit {unit}"
+    if env.get("XPC_SERVICE_NAME") and env.get("XPC_SERVICE_NAME") != "0":
+        return f"launchd job {env['XPC_SERVICE_NAME']}"
+    in_container = Path("/.dockerenv").exists() or bool(env.get("container"))
+    if in_container and 1 in (os.getpid(), os.getppid()):  # the container's main process (or under its init)
+        return "a container"
+    return None
+
+
+def manager_stop_hint(manager: str) -> str:
+    if manager.startswith("systemd user unit "):
+        return f"systemctl --user stop {manager.removeprefix('systemd user unit ')}"
+    if manager.startswith("systemd unit "):
+        return f"systemctl stop {manager.removeprefix('systemd unit ')}"
+    if manager.startswith("launchd job "):
+        return f"launchctl stop {manager.removeprefix('launchd job ')}"
+    if manager == "a container":
+        return "docker compose stop, or stop the container"
+    return f"stop it through {manager}"
+
+
+def _cgroup(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text("utf-8")
+    except OSError:
+        return ""
+
+
+def _systemd_unit(pid: int) -> str | None:
+    for line in _cgroup(pid).splitlines():
+        for part in reversed(line.rsplit(":", 1)[-1].split("/")):
+            if part.endswith(".service"):
+                return part
+    return None
