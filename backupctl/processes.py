@@ -486,9 +486,19 @@ def service_manager(environ: dict[str, str] | None = None, pid: int | None = Non
     if env.get("XPC_SERVICE_NAME") and env.get("XPC_SERVICE_NAME") != "0":
         return f"launchd job {env['XPC_SERVICE_NAME']}"
     in_container = Path("/.dockerenv").exists() or bool(env.get("container"))
-    if in_container and 1 in (os.getpid(), os.getppid()):  # the container's main process (or under its init)
-        return "a container"
+    if in_container and (os.getpid() == 1 or (os.getppid() == 1 and _name(1) in CONTAINER_INITS)):
+        return "a container"  # its main process (or right under its init): the container's restart policy rules
     return None
+
+
+CONTAINER_INITS = ("tini", "docker-init", "dumb-init", "catatonit")
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text("utf-8").strip()
+    except OSError:
+        return ""
 
 
 def manager_stop_hint(manager: str) -> str:

@@ -307,7 +307,7 @@ def check_not_in_use(db: Database | None, path: Path) -> None:
         ours = [r for r in processes.replicators_of(db.path, scan=False) if r.pid != os.getpid()]
         if ours:
             raise ConflictError(
-                f"{ours[0].describe()} replicates {db.path}; restoring over it would fork the replica",
+                f"backupctl is replicating {db.path} ({ours[0].describe()}); restoring over it would fork the replica",
                 "stop replication first (`backupctl stop`), restore, then start it again",
             )
     holders = open_holders([path, *(Path(f"{path}{s}") for s in SIDE_FILES)])

@@ -892,10 +892,9 @@ def stop_supervisor(record: processes.ProcessRecord | None, state_dir: Path, tim
         if not record.alive():
             return StopResult(was_running=False)
         proc.terminate()
-        proc.wait(timeout)
     except psutil.NoSuchProcess:
         pass
-    except psutil.TimeoutExpired:
+    if not _wait_gone(record.pid, timeout):
         raise SupervisorError(
             f"the supervisor (pid {record.pid}) did not stop within {timeout:g}s",
             "it may still be waiting for litestream's final sync; run `backupctl stop` again or check `backupctl logs`",
@@ -908,13 +907,23 @@ def stop_supervisor(record: processes.ProcessRecord | None, state_dir: Path, tim
     return StopResult(was_running=True, pid=record.pid, final_sync=after.final_sync if after else None)
 
 
-def _wait_gone(pid: int, timeout: float) -> None:
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until pid has exited: gone, or a zombie (a foreground supervisor's parent, a shell or a
+    service manager, reaps it whenever it likes). False on timeout."""
     import psutil
 
-    try:
-        psutil.Process(pid).wait(timeout)
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-        pass
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def log_tail(path: Path, lines: int, since: int = 0) -> list[str]:

@@ -4,6 +4,7 @@ SQLite databases, the real pinned litestream, the real CLI in a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -243,15 +244,17 @@ def test_second_replicator_on_the_same_database(project, s3_server, s3_bucket, l
 
 def test_backupctl_lock_holder_counts_as_one_replicator(project, litestream_bins):
     """backupctl's own lock on the database is the one allowed replicator, not a second."""
-    from backupctl import locks
+    from backupctl import locks, processes
 
     held = locks.try_lock(locks.database_lock_path(project.db))
     assert held is not None
+    record = processes.register(processes.SUPERVISOR, os.getpid(), project=project.dir, databases=[project.db])
     try:
         report = run_doctor(project.env_file)
         (check,) = [c for c in report.checks if c.name == "replicators"]
         assert check.status == "ok" and "backupctl" in check.found
     finally:
+        processes.unregister(record)
         held.release()
 
 

@@ -149,7 +149,8 @@ class App:
         """litestream processes whose command line names this project's config."""
         # p.info["cmdline"], read while listing: calling p.cmdline() again races the process exiting
         # (a dead litestream is a zombie until init reaps it, and psutil raises ZombieProcess then).
-        return [p for p in processes_mentioning(self.config) if "litestream" in os.path.basename(p.info["cmdline"][0])]
+        # The supervisor runs litestream with its private copy of the config (.backupctl/supervisor.yml).
+        return [p for p in processes_mentioning(str(self.dir)) if "litestream" in os.path.basename(p.info["cmdline"][0])]
 
     def leftovers(self) -> list[str]:
         return [" ".join(p.info["cmdline"]) for p in processes_mentioning(str(self.dir))]

@@ -61,8 +61,14 @@ def replicating(settings: Settings, binary: Path, *, hold_lock: bool = True) -> 
     log = open(settings.project_dir / "replicate.log", "ab")  # noqa: SIM115
     proc = Litestream(binary, settings).popen("replicate", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     held = []
+    record = None
     try:
         if hold_lock:
+            from backupctl import processes
+
+            record = processes.register(
+                processes.SUPERVISOR, proc.pid, project=settings.project_dir, databases=[d.path for d in settings.databases]
+            )
             for db in settings.databases:
                 lock = locks.try_lock(locks.database_lock_path(db.path), owner_pid=proc.pid)
                 assert lock is not None
@@ -78,6 +84,8 @@ def replicating(settings: Settings, binary: Path, *, hold_lock: bool = True) -> 
                 proc.wait()
         for lock in held:
             lock.release()
+        if record is not None:
+            processes.unregister(record)
         log.close()
 
 
