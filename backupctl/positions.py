@@ -1,8 +1,9 @@
 """Where a database stands, locally and in its replica, and whether the replica covers it.
 
 The one answer to "does the replica hold everything this database has?", asked by the
-supervisor (a start or a restarted litestream is confirmed when it does; a stop's final sync
-is checked with it) and by `status` (ok or behind).
+supervisor (a start or a restarted litestream is confirmed when the replica holds the position
+litestream had just before it started; a stop's final sync is checked against the position
+after it exited) and by `status` (ok or behind).
 
 - **0.5**: positions are TXIDs. The local one is what ``litestream status -json`` calls
   ``local_txid`` (one call for every database); the replica's is the highest TXID of its LTX
@@ -57,10 +58,16 @@ class ReplicaPosition:
     newest: float | None = None  # the newest file's time (epoch seconds)
 
 
-def local_positions(ls: Litestream, databases: list[Database], *, timeout: float = 30.0) -> dict[str, LocalPosition]:
-    """The local position of each database, by str(path): one litestream call on 0.5, files on 0.3."""
+def local_positions(
+    ls: Litestream, databases: list[Database], *, timeout: float = 30.0, shipped_only: bool = False
+) -> dict[str, LocalPosition]:
+    """The local position of each database, by str(path): one litestream call on 0.5, files on 0.3.
+
+    ``shipped_only`` (0.3): what litestream itself holds (its shadow WAL), leaving out writes to the
+    ``-wal`` it has not picked up yet; 0.5's TXID is always litestream's own.
+    """
     if not ls.caps.has_ltx:
-        return {str(db.path): _local_03(db.path) for db in databases}
+        return {str(db.path): _local_03(db.path, shipped_only) for db in databases}
     result = ls.run("status", "-json", timeout=timeout)
     try:
         native = {str(Path(item["database"])): item for item in json.loads(result.stdout or "[]") or []}
@@ -75,13 +82,13 @@ def local_positions(ls: Litestream, databases: list[Database], *, timeout: float
     return found
 
 
-def _local_03(path: Path) -> LocalPosition:
+def _local_03(path: Path, shipped_only: bool = False) -> LocalPosition:
     meta = path.with_name(f".{path.name}-litestream")
     try:
         generation = (meta / "generation").read_text("utf-8").strip() or None
     except OSError:
         generation = None
-    times = [_mtime(path.with_name(path.name + "-wal"))]
+    times = [] if shipped_only else [_mtime(path.with_name(path.name + "-wal"))]
     if generation:
         try:
             times += [f.stat().st_mtime for f in (meta / "generations" / generation / "wal").iterdir()]

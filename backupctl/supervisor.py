@@ -61,6 +61,7 @@ MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
 POSITION_TIMEOUT = 10.0  # one position reading (a litestream listing) while supervising
+FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, slowing to 5 s
 # How often the main loop looks at litestream's output when it is quiet: from 0.1 s after a
 # line up to 1 s when idle, so an idle supervisor wakes about once a second.
 IDLE_POLL_MIN = 0.1
@@ -381,6 +382,11 @@ class Supervisor:
     def _run_child(self, spawn: Callable[[], ChildProcess]) -> ChildOutcome:
         self.status.state = state.STARTING
         self._save()
+        # What litestream has of each database before it starts (0.5: its TXID; 0.3: generation and
+        # shadow WAL): once every replica holds that, this start is confirmed. At start 0.5 may cut a
+        # new TXID from its own shutdown checkpoint, shipped only at the next sync (10 s by default):
+        # waiting for it would make every idle restart wait a sync interval for no new data.
+        targets = self._local_positions(list(self.settings.databases))
         proc = spawn()
         started = self.clock()
         self.status.litestream_pid = proc.pid
@@ -398,11 +404,11 @@ class Supervisor:
         else:  # the default: a file, tailed here in the main thread (see "SINGLE-THREADED" above)
             tail = OutputTail(self.state_dir / LITESTREAM_OUTPUT)
 
-        # Confirmation by position: each database's replica must cover the local position,
-        # first checked once litestream had one sync interval to ship what is pending.
+        # Confirmation by position: each database's replica must cover the local position litestream
+        # keeps (what it had shipped or was about to ship when it started). First checked once
+        # litestream had a moment to open its databases (a bad config or database ends it at once).
         pending = {str(db.path) for db in self.settings.databases}
-        first_check = min(max(self.settings.sync_seconds, 1.0), 10.0)
-        next_check = started + first_check
+        next_check = started + FIRST_POSITION_CHECK
         confirmed = False
         errors_seen = 0
         failed_start: str | None = None
@@ -450,7 +456,7 @@ class Supervisor:
             now = self.clock()
             running = proc.poll() is None
             if not confirmed and failed_start is None and term_sent_at is None and running and now >= next_check:
-                pending -= self._covered([db for db in self.settings.databases if str(db.path) in pending])
+                pending -= self._covered([db for db in self.settings.databases if str(db.path) in pending], targets)
                 next_check = self.clock() + min(5.0, 1.0 + (now - started) / 10)
                 if not pending:
                     confirmed = self._confirm(proc, "the replica holds the database's current position")
@@ -551,20 +557,30 @@ class Supervisor:
             self.log(f"backupctl: cannot record litestream pid {pid}: {exc.strerror}")
             return None
 
-    def _covered(self, databases: list[Database]) -> set[str]:
-        """The databases (paths as str) whose replica holds their local position now."""
+    def _local_positions(self, databases: list[Database]) -> dict[str, positions.LocalPosition]:
+        if self.position_check is not None or not databases:
+            return {}
+        try:
+            return positions.local_positions(self.litestream, databases, timeout=POSITION_TIMEOUT, shipped_only=True)
+        except BackupctlError as exc:
+            self._position_error(exc)
+            return {}
+
+    def _covered(self, databases: list[Database], targets: dict[str, positions.LocalPosition] | None = None) -> set[str]:
+        """The databases (paths as str) whose replica holds their local position: the one in ``targets``
+        when litestream had one for it, else the one it has now (a database it never replicated)."""
         if not databases:
             return set()
         if self.position_check is not None:
             return self.position_check(databases)
         has_ltx = self.litestream.caps.has_ltx
-        try:
-            local = positions.local_positions(self.litestream, databases, timeout=POSITION_TIMEOUT)
-        except BackupctlError as exc:
-            self._position_error(exc)
-            return set()
+        wanted = {k: v for k, v in (targets or {}).items() if v.initialized}
+        fresh = [db for db in databases if str(db.path) not in wanted]
+        local = {**self._local_positions(fresh), **wanted} if fresh else wanted
         covered: set[str] = set()
         for db in databases:
+            if str(db.path) not in local:
+                continue
             try:
                 replica = positions.read_replica(self.litestream, db, timeout=POSITION_TIMEOUT)
             except BackupctlError as exc:
