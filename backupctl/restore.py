@@ -110,23 +110,38 @@ class StopRequest:
 
     def run(self, ls: Litestream, command: str, *args: str, timeout: float, what: str) -> Result:
         """``ls.run`` whose child a stop request kills at once (and which is always reaped)."""
+        from backupctl import processes
+
         self.check()
         spawned: list[int] = []
+        recorded: list[processes.ProcessRecord | None] = []
 
         def register(proc: subprocess.Popen[bytes]) -> None:
             self._children[proc.pid] = proc
             spawned.append(proc.pid)
             if self.requested:  # the signal came while it was starting
                 _kill_group(proc)
+                return
+            try:
+                recorded.append(
+                    processes.register(
+                        processes.RESTORE, proc.pid, project=ls.settings.project_dir, databases=[args[-1]] if args else [],
+                        parent_pid=os.getpid(), pdeathsig=processes.use_parent_death_signal(),
+                    )  # fmt: skip
+                )
+            except OSError:
+                pass  # the record only helps other commands describe it; the restore itself goes on
 
         try:
-            result = ls.run(command, *args, timeout=timeout, what=what, on_spawn=register)
+            result = ls.run(command, *args, timeout=timeout, what=what, on_spawn=register, die_with_parent=True)
         except LitestreamError:
             self.check()  # killed by a stop request: say so, not "litestream failed"
             raise
         finally:
             for pid in spawned:
                 self._children.pop(pid, None)
+            for record in recorded:
+                processes.unregister(record)
         self.check()
         return result
 

@@ -124,12 +124,14 @@ class Litestream:
         config: bool = True,
         what: str | None = None,
         on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
+        die_with_parent: bool = False,
     ) -> Result:
         """Run a one-shot litestream command; raise LitestreamError on failure or timeout."""
         argv = self.argv(command, *args, config=config)
         return run_command(
-            argv, self.environment.env, timeout=timeout, check=check, settings=self.settings, what=what, on_spawn=on_spawn
-        )
+            argv, self.environment.env, timeout=timeout, check=check, settings=self.settings, what=what, on_spawn=on_spawn,
+            die_with_parent=die_with_parent,
+        )  # fmt: skip
 
     def popen(self, command: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
         """Start a long-running litestream in its own process group (for the supervisor)."""
@@ -158,12 +160,16 @@ def run_command(
     what: str | None = None,
     cwd: Path | None = None,
     on_spawn: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    die_with_parent: bool = False,
 ) -> Result:
     """Run argv with a hard timeout that kills the whole process group.
 
     ``on_spawn`` sees the child as soon as it exists (so a signal handler can kill it); the
-    child is always reaped, whatever interrupts the wait.
+    child is always reaped, whatever interrupts the wait. ``die_with_parent``: the kernel ends
+    the child if this process is SIGKILLed (Linux; see processes.child_kwargs).
     """
+    from backupctl.processes import child_kwargs
+
     started = time.monotonic()
     label = what or (f"litestream {argv[1]}" if len(argv) > 1 else str(argv[0]))
     try:
@@ -175,6 +181,7 @@ def run_command(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            **(child_kwargs() if die_with_parent else {}),
         )
     except OSError as exc:
         raise LitestreamError(
