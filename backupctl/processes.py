@@ -42,6 +42,10 @@ SUPERVISOR = "supervisor"
 LITESTREAM = "litestream"  # the supervisor's `litestream replicate`
 VERIFY_REPLICATOR = "verify-replicator"  # verify's temporary `litestream replicate`
 RESTORE = "restore"  # restore's `litestream restore`
+VERIFY = "verify"  # a verify run (its sentinel table is in the database while it runs)
+# Roles whose record outlives a killed process, so the next command can clean up after it
+# (``leftovers``); every other dead record is simply removed when read.
+KEPT_WHEN_DEAD = (VERIFY,)
 REPLICATING_ROLES = (SUPERVISOR, LITESTREAM, VERIFY_REPLICATOR)
 CHILD_ROLES = (LITESTREAM, VERIFY_REPLICATOR, RESTORE)
 
@@ -108,8 +112,12 @@ def is_alive(pid: int, create_time: float, argv: list[str] | None = None) -> boo
             return False
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        if argv is not None and proc.cmdline() != list(argv):
-            return False
+        if argv is not None:
+            current = proc.cmdline()
+            # An empty command line is the kernel not answering for a moment (a process being
+            # exec'd or swapped out under load): only a different one means another program.
+            if current and current != list(argv):
+                return False
     except (psutil.Error, ValueError, TypeError, OSError):
         return False
     return True
@@ -193,10 +201,25 @@ def records(*, role: str | Iterable[str] | None = None, project: Path | None = N
         if record is None:
             continue
         if not record.alive():
-            file.unlink(missing_ok=True)
+            if record.role not in KEPT_WHEN_DEAD:
+                file.unlink(missing_ok=True)
             continue
         if wanted_project is not None and record.project != wanted_project:
             continue
+        found.append(record)
+    return found
+
+
+def leftovers(role: str, project: Path) -> list[ProcessRecord]:
+    """Records of this project's processes of ``role`` that died without removing them (SIGKILL).
+    Their files are removed: the caller cleans up after them now."""
+    wanted = str(Path(project).resolve())
+    found = []
+    for file in sorted(registry_dir().glob(f"{role}-*.json")):
+        record = _read(file)
+        if record is None or record.project != wanted or record.alive():
+            continue
+        file.unlink(missing_ok=True)
         found.append(record)
     return found
 

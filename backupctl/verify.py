@@ -128,9 +128,11 @@ def verify_database(
             f"another verify of {db.name} is running (pid {pid})",
             "wait for it to finish; `backupctl status` shows the last result",
         )
+    me = processes.register(processes.VERIFY, os.getpid(), project=settings.project_dir, databases=[db.path])
     try:
         result = _verify(settings, binary_path, db, timeout, on_step)
     finally:
+        processes.unregister(me)
         lock.release()
     state.record_verify(paths.project_state_dir(settings.project_dir), str(db.path), result.to_record())
     return result
@@ -272,25 +274,33 @@ def _running_replicator(db: Database) -> str | None:
 
 
 def clean_up_after_killed_verify(settings: Settings, log: Callable[[str], None] | None = None) -> None:
-    """What a SIGKILLed verify leaves: its temporary litestream (stopped, with its final sync) and
-    its sentinel table (dropped), for every database no verify is running on right now.
-    Called by `start`, `verify` and `doctor`."""
+    """What a SIGKILLed verify leaves: its temporary litestream (stopped, with its final sync), its
+    sentinel table (dropped) and its temporary files. Called by `start`, `verify` and `doctor`.
+
+    Only a verify that really died is cleaned up after (its process record says so): opening the
+    database otherwise would be harmless for the data, but closing the last connection of a WAL
+    database deletes its -wal, which litestream 0.3 starting right then trips over.
+    """
     dbs = list(settings.databases)
     processes.reap_orphans(databases=[db.path for db in dbs], replicas=[r.lock_key for db in dbs for r in db.replicas], log=log)
-    for db in dbs:
-        if not db.path.exists():
-            continue
-        lock = locks.try_lock(verify_lock_path(db))
-        if lock is None:
-            continue  # a verify runs: the table is in use
-        try:
-            if _clear_sentinels(db.path) and log:
-                log(f"backupctl: dropped the table {SENTINEL_TABLE} a killed verify left in {db.path}")
-        except BackupctlError as exc:
-            if log:
-                log(f"backupctl: could not drop {SENTINEL_TABLE} from {db.path}: {exc.message}")
-        finally:
-            lock.release()
+    tmp_root = paths.project_state_dir(settings.project_dir) / "tmp"
+    for dead in processes.leftovers(processes.VERIFY, settings.project_dir):
+        for leftover in tmp_root.glob(f"verify-{dead.pid}-*"):
+            leftover.unlink(missing_ok=True)
+        for db in dbs:
+            if os.path.realpath(db.path) not in dead.databases or not db.path.exists():
+                continue
+            lock = locks.try_lock(verify_lock_path(db))
+            if lock is None:
+                continue  # another verify runs on it now: the table is in use
+            try:
+                if _clear_sentinels(db.path) and log:
+                    log(f"backupctl: dropped the table {SENTINEL_TABLE} a killed verify (pid {dead.pid}) left in {db.path}")
+            except BackupctlError as exc:
+                if log:
+                    log(f"backupctl: could not drop {SENTINEL_TABLE} from {db.path}: {exc.message}")
+            finally:
+                lock.release()
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -27,6 +27,13 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_running(tmp_path: Path):
+    """Whatever a failed step left running (a start that timed out, say) dies with the test."""
+    yield
+    kill_pids(*(p.pid for p in processes_mentioning(str(tmp_path))))
+
+
 def insert(db: Path, n: int) -> None:
     con = sqlite3.connect(db, timeout=10)
     with con:
