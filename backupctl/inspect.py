@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from backupctl.errors import LitestreamError
+from backupctl.litestream_log import logfmt
 from backupctl.runner import Litestream, Result, scrub
 from backupctl.settings import Database, Replica, Settings
 
@@ -258,25 +259,13 @@ def _probe_target(replica: Replica) -> tuple[str, int] | None:
     return None
 
 
-_LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
-
-
-def _logfmt(line: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for key, value in _LOGFMT.findall(line):
-        if value.startswith('"'):
-            value = value[1:-1].replace('\\"', '"').replace("\\n", " ").replace("\\\\", "\\")
-        fields[key] = value
-    return fields
-
-
 def _error_lines(text: str) -> list[dict[str, str]]:
     """0.3 logs failures on stdout (and exits 0); 0.5 prints `Error: ...` on stderr."""
     errors = []
     for line in text.splitlines():
         stripped = line.strip()
         if "level=ERROR" in stripped or "level=WARN" in stripped:
-            errors.append(_logfmt(stripped))
+            errors.append(logfmt(stripped))
         elif stripped.startswith("Error:"):
             errors.append({"msg": stripped.removeprefix("Error:").strip()})
     return errors
