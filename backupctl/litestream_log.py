@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# WARN lines (0.5) saying the shutdown sync did not run.
-SHUTDOWN_SYNC_SKIPPED = ("shutdown sync skipped", "shutdown sync interrupted", "shutdown sync failed")
 # Errors no retry fixes: a start fails at once instead of waiting for its deadline.
 PERMANENT_ERRORS = re.compile(
     r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|NoSuchBucket|InvalidBucketName|"

@@ -55,14 +55,14 @@ from typing import Any, Protocol
 
 from backupctl import locks, positions, processes, state
 from backupctl.errors import BackupctlError, ConflictError, ExitCode, LitestreamError, SupervisorError
-from backupctl.litestream_log import PERMANENT_ERRORS, SHUTDOWN_SYNC_SKIPPED, LogLine, parse_log_line
+from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.logfiles import OutputTail, fresh_private_file
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
 
 Log = Callable[[str], None]
 
-DEFAULT_STOP_TIMEOUT = 45.0  # above litestream 0.5's 30 s shutdown-sync-timeout
+DEFAULT_STOP_TIMEOUT = 45.0  # the default Capabilities.stop_timeout: above 0.5's 30 s shutdown-sync-timeout
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 STABLE_AFTER = 30.0  # a run this long resets the failure count
 MAX_QUICK_FAILURES = 5
@@ -78,7 +78,9 @@ LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw (unmasked) output, mode
 
 def stop_timeout_seconds(settings: Settings) -> float:
     """BACKUP_STOP_TIMEOUT in seconds, or the default (longer than litestream's own)."""
-    return parse_duration(settings.stop_timeout) if settings.stop_timeout else DEFAULT_STOP_TIMEOUT
+    from backupctl.versions import capabilities
+
+    return parse_duration(settings.stop_timeout) if settings.stop_timeout else capabilities(settings.version).stop_timeout
 
 
 def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> float:
@@ -367,7 +369,7 @@ class Supervisor:
                 run.errors_after_term += 1
             elif not run.confirmed and PERMANENT_ERRORS.search(line.raw):
                 run.failed_start = f"litestream cannot replicate: {line.error_text}"
-        if run.term_sent_at is not None and any(m in line.message for m in SHUTDOWN_SYNC_SKIPPED):
+        if run.term_sent_at is not None and any(m in line.message for m in self.litestream.caps.shutdown_skipped_markers):
             run.sync_skipped = True
 
     def _check_confirmation(self, run: _ChildRun, now: float) -> None:
