@@ -26,7 +26,7 @@ from pathlib import Path
 
 from backupctl import paths
 from backupctl.errors import BinaryError
-from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, platform_pin
+from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
 
 USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
 ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
@@ -119,8 +119,10 @@ def reported_version(exe: Path) -> str:
     from backupctl.errors import LitestreamError
     from backupctl.runner import run_command
 
-    # Our environment minus AWS_CA_BUNDLE (0.5.17 fails at start with it); `version` needs no credentials.
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    # Our environment as litestream can run with it (`version` needs no credentials).
+    env = dict(os.environ)
+    for caps in (capabilities(v) for v in pinned_versions()):
+        caps.clean_environment(env)
     try:
         result = run_command([str(exe), "version"], env, timeout=VERSION_CHECK_TIMEOUT, check=False)
     except LitestreamError as exc:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl.errors import BackupctlError, ExitCode
+from backupctl.errors import DOCTOR_EXIT, BackupctlError, ExitCode
 from backupctl.settings import Database, Replica, Settings, mask
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -65,7 +65,7 @@ class Report:
 
     @property
     def exit_code(self) -> ExitCode:
-        return {FAIL: ExitCode.DOCTOR_FAIL, WARN: ExitCode.DOCTOR_WARN}.get(self.worst, ExitCode.OK)
+        return DOCTOR_EXIT.get(self.worst, ExitCode.OK)
 
     def counts(self) -> dict[str, int]:
         counts = {OK: 0, INFO: 0, WARN: 0, FAIL: 0}
@@ -182,6 +182,7 @@ def _check_binary(settings: Settings, report: Report) -> Path | None:
 
 
 def _check_config(settings: Settings, binary_path: Path | None, report: Report, clean: Callable[[str], str]) -> None:
+    from backupctl.inspect import configured_databases
     from backupctl.render import render
     from backupctl.runner import Litestream
 
@@ -199,7 +200,7 @@ def _check_config(settings: Settings, binary_path: Path | None, report: Report, 
             result = Litestream(binary_path, settings, config_path=tmp).run(
                 "databases", timeout=CONFIG_CHECK_TIMEOUT, check=False
             )
-            listed = result.stdout
+            listed = {d.path for d in configured_databases(settings, binary_path, config_path=tmp, check=False)}
             missing = [db.name for db in settings.databases if str(db.path) not in listed]
             if result.returncode != 0 or missing:
                 lines = [clean(ln) for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()][-4:]

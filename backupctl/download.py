@@ -364,7 +364,7 @@ def fetch_release(
         notify(f"downloading {_display(url)}")
     archive = download(url, staging / pin.archive, notify=notify, progress=progress)
     try:
-        if capabilities(pin.version).series == "0.5" and check_against_checksums(pin, archive, base, notify) and notify:
+        if capabilities(pin.version).checksums_file and check_against_checksums(pin, archive, base, notify) and notify:
             notify(f"{pin.archive} matches the release's {CHECKSUMS_NAME}")
         target = staging / "litestream"
         try:

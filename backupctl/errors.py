@@ -34,6 +34,32 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM
 
 
+# Which outcome gets which code: decided here and nowhere else (status, verify, doctor, drill).
+VERDICT_EXIT = {
+    "ok": ExitCode.OK,
+    "stale": ExitCode.STATUS_STALE,
+    "down": ExitCode.STATUS_DOWN,
+    "not-initialized": ExitCode.STATUS_DOWN,
+    "error": ExitCode.STATUS_ERROR,
+}
+VERIFY_EXIT = {"verified": ExitCode.OK, "failed": ExitCode.VERIFY_FAILED, "inconclusive": ExitCode.VERIFY_INCONCLUSIVE}
+DOCTOR_EXIT = {"fail": ExitCode.DOCTOR_FAIL, "warn": ExitCode.DOCTOR_WARN}
+# Worst first: several outcomes in one run exit with the worst of them.
+SEVERITY = (
+    ExitCode.STATUS_ERROR, ExitCode.STATUS_DOWN, ExitCode.STATUS_STALE,
+    ExitCode.VERIFY_FAILED, ExitCode.VERIFY_INCONCLUSIVE,
+    ExitCode.DOCTOR_FAIL, ExitCode.DOCTOR_WARN,
+)  # fmt: skip
+
+
+def worst_exit(codes: list[ExitCode]) -> ExitCode:
+    """The exit code for several outcomes: the most severe one, else OK."""
+    for code in SEVERITY:
+        if code in codes:
+            return code
+    return ExitCode.OK
+
+
 class BackupctlError(Exception):
     """A failure the user can act on. ``hint`` says what to do next, in one line."""
 

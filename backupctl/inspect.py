@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from backupctl.errors import LitestreamError
+from backupctl.litestream_log import logfmt
 from backupctl.runner import Litestream, Result, scrub
 from backupctl.settings import Database, Replica, Settings
 
@@ -258,25 +259,13 @@ def _probe_target(replica: Replica) -> tuple[str, int] | None:
     return None
 
 
-_LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
-
-
-def _logfmt(line: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for key, value in _LOGFMT.findall(line):
-        if value.startswith('"'):
-            value = value[1:-1].replace('\\"', '"').replace("\\n", " ").replace("\\\\", "\\")
-        fields[key] = value
-    return fields
-
-
 def _error_lines(text: str) -> list[dict[str, str]]:
     """0.3 logs failures on stdout (and exits 0); 0.5 prints `Error: ...` on stderr."""
     errors = []
     for line in text.splitlines():
         stripped = line.strip()
         if "level=ERROR" in stripped or "level=WARN" in stripped:
-            errors.append(_logfmt(stripped))
+            errors.append(logfmt(stripped))
         elif stripped.startswith("Error:"):
             errors.append({"msg": stripped.removeprefix("Error:").strip()})
     return errors
@@ -492,25 +481,44 @@ def wal_segments(
 
 
 def configured_databases(
-    settings: Settings, binary_path: Path, *, config_path: Path | None = None, timeout: float = LISTING_TIMEOUT
+    settings: Settings,
+    binary_path: Path,
+    *,
+    config_path: Path | None = None,
+    timeout: float = LISTING_TIMEOUT,
+    check: bool = True,
 ) -> list[ConfiguredDatabase]:
-    """What litestream itself reads from litestream.yml (`databases`; -json on 0.5)."""
+    """What litestream itself reads from a config (`litestream databases`; -json on 0.5).
+
+    The one parser of that listing (setup --check and doctor use it too). 0.3 prints a text table
+    whose paths may hold spaces: the configured paths are matched as line prefixes, never split.
+    ``check=False`` returns what could be read even when litestream exits non-zero.
+    """
     import json
 
     ls = _runner(settings, binary_path, config_path)
     if ls.caps.has_json:
-        result = ls.run("databases", "-json", timeout=timeout)
+        result = ls.run("databases", "-json", timeout=timeout, check=check, what="litestream databases")
         try:
             raw = json.loads(result.stdout or "[]") or []
-            return [ConfiguredDatabase(str(d["path"]), _names(d.get("replica"))) for d in raw]
+            return [ConfiguredDatabase(str(d["path"]), _names(d.get("replica"))) for d in raw if isinstance(d, dict)]
         except (ValueError, KeyError, TypeError) as exc:
+            if not check:
+                return []
             raise LitestreamError(f"cannot parse `litestream databases -json`: {exc}", "report it") from None
-    result = ls.run("databases", timeout=timeout)
+    result = ls.run("databases", timeout=timeout, check=check, what="litestream databases")
     errors = _error_lines(result.stdout)
-    if errors:
+    if errors and check:
         raise LitestreamError(f"litestream databases: {errors[0].get('error') or errors[0].get('msg')}", "check litestream.yml")
-    rows = _table(result.stdout, "path")
-    return [ConfiguredDatabase(cells[0], _names(cells[1] if len(cells) > 1 else None)) for cells in rows]
+    lines = result.stdout.splitlines()[1:]
+    found = []
+    for db in settings.databases:
+        prefix = str(db.path)
+        for line in lines:
+            if line == prefix or line.startswith((prefix + " ", prefix + "\t")):
+                found.append(ConfiguredDatabase(prefix, _names(line[len(prefix) :].strip())))
+                break
+    return found
 
 
 def _names(text: object) -> tuple[str, ...]:
@@ -579,11 +587,3 @@ def restorable_window(
         file_count=0,
         generations=tuple(gens),
     )
-
-
-@dataclass
-class Listing:
-    """A listing for several databases: per database either records or an error."""
-
-    items: dict[str, list] = field(default_factory=dict)
-    errors: dict[str, LitestreamError] = field(default_factory=dict)

@@ -385,6 +385,13 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
                 + (_how_to_stop(other.record) if other.record else f"stop pid {other.pid} first (and remove it from "
                    "your Procfile, systemd unit or sidecar), then let backupctl replicate"),
             )
+        holder = locks.holder(locks.database_lock_path(db.path))
+        if holder and holder not in allowed:
+            who = record_of(holder) if holder > 0 else None
+            raise ConflictError(
+                f"{db.path} is already being replicated by " + (who.describe() if who else f"pid {holder}"),
+                _how_to_stop(who) if who else "stop that supervisor first (`backupctl stop` in its project)",
+            )
         for replica in db.replicas:
             key = replica.lock_key
             for other in live:

@@ -49,13 +49,7 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
             notices.append(f"not passing {name} to litestream: {why}")
     for name in _NOT_FOR_CHILD:
         env.pop(name, None)
-    if caps.drop_aws_ca_bundle and "AWS_CA_BUNDLE" in env:
-        bundle = env.pop("AWS_CA_BUNDLE")
-        msg = f"not passing AWS_CA_BUNDLE to litestream: Litestream {caps.version}'s S3 client fails at start with it"
-        if bundle and "SSL_CERT_FILE" not in env and Path(bundle).is_file():
-            env["SSL_CERT_FILE"] = bundle
-            msg += " (using it as SSL_CERT_FILE instead)"
-        notices.append(msg)
+    notices += caps.clean_environment(env)
     creds = settings.credentials
     if creds.access_key_id:
         env["AWS_ACCESS_KEY_ID"] = creds.access_key_id

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupctl.errors import ConfigError
-from backupctl.versions import DEFAULT_VERSION, capabilities, check_version
+from backupctl.versions import capabilities, check_version, default_version
 
 REPLICA_KINDS = ("file", "s3", "r2", "sftp", "gs", "abs")
 
@@ -70,7 +70,6 @@ DEFAULTS: dict[str, str] = {
     "sync_interval": "10s",
     "snapshot_interval": "24h",
     "retention": "168h",
-    "version": DEFAULT_VERSION,
 }
 
 KNOWN_VARIABLES = frozenset(v for chain in CHAINS.values() for v in chain)
@@ -299,8 +298,9 @@ def load_settings(
                 values[setting], origins[setting] = file_values[variable], Origin(variable, source_name)
                 break
         else:
-            if setting in DEFAULTS:
-                values[setting], origins[setting] = DEFAULTS[setting], Origin(None, "default")
+            default = default_version() if setting == "version" else DEFAULTS.get(setting)  # pins.json's default
+            if default is not None:
+                values[setting], origins[setting] = default, Origin(None, "default")
 
     errors = _Collector()
     for setting, value in values.items():
@@ -308,12 +308,12 @@ def load_settings(
             errors.add(origins[setting].variable or setting, "contains a NUL byte or invalid UTF-8", "remove it")
             values[setting] = None
 
-    version = values["version"] or DEFAULT_VERSION
+    version = values["version"] or default_version()
     try:
         version = check_version(version)
     except ConfigError as exc:
         errors.problems.append(f"{exc.message}; {exc.hint}")
-        version = DEFAULT_VERSION
+        version = default_version()
     caps = capabilities(version)
 
     for setting in ("sync_interval", "snapshot_interval", "retention", "verify_interval", "stale_after", "stop_timeout"):

@@ -33,19 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import inspect, positions, state
-from backupctl.errors import BackupctlError, ExitCode
+from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.paths import project_state_dir
 from backupctl.runner import Litestream
 from backupctl.settings import Database, Settings, parse_duration
 
 OK, STALE, DOWN, NOT_INITIALIZED, ERROR = "ok", "stale", "down", "not-initialized", "error"
-VERDICT_EXIT = {
-    OK: ExitCode.OK,
-    STALE: ExitCode.STATUS_STALE,
-    DOWN: ExitCode.STATUS_DOWN,
-    NOT_INITIALIZED: ExitCode.STATUS_DOWN,
-    ERROR: ExitCode.STATUS_ERROR,
-}
 STATUS_CACHE = "status.json"
 MAX_WORKERS = 8
 
@@ -109,13 +102,9 @@ class StatusReport:
     @property
     def exit_code(self) -> ExitCode:
         """12 if any error, else 11 if any down/not-initialized, else 10 if any stale, else 0."""
-        codes = [VERDICT_EXIT[d.verdict] for d in self.databases]
-        for code in (ExitCode.STATUS_ERROR, ExitCode.STATUS_DOWN, ExitCode.STATUS_STALE):
-            if code in codes:
-                return code
         if not self.supervisor.running and not self.databases:
             return ExitCode.STATUS_DOWN
-        return ExitCode.OK
+        return worst_exit([VERDICT_EXIT[d.verdict] for d in self.databases])
 
     def to_json(self) -> dict[str, Any]:
         return {

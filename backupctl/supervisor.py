@@ -3,23 +3,29 @@
 The core never prints: every line meant for people goes to a ``log`` callback (stderr in the
 foreground, the rotating ``supervisor.log`` in the background).
 
-Behaviour, in short (docs/supervision.md has the long version):
+The supervisor is a small state machine (after Supervisor's ``process.py``): STARTING ->
+RUNNING -> STOPPING -> STOPPED, BACKOFF between restarts, FATAL at the end of a crash loop.
+Every change goes through ``_transition``, which allows only the edges in ``TRANSITIONS``;
+each litestream run keeps what it tracks in one ``_ChildRun``. Behaviour, in short
+(docs/supervision.md has the long version):
 
-- Locks per database and per replica destination (flock) keep a second supervisor out.
-- litestream runs in its own session, so a terminal hangup or Ctrl-C never reaches it
-  directly; the supervisor relays exactly one SIGTERM (litestream's final sync), waits up
-  to the stop timeout, then SIGKILLs its process group.
-- A start counts as *confirmed* only once litestream logged that a first snapshot / sync
-  reached the replica ("snapshot complete" in 0.5, "snapshot written" in 0.3): never on
-  timing alone. litestream 0.5.17 stopped before its first snapshot exits 0 and leaves the
-  replica empty, so "it ran a few seconds without errors" proves nothing. Errors that no
-  retry can fix (bad credentials, missing bucket) fail the start at once.
+- Before it starts, anything else replicating these databases or replicas is refused
+  (``processes.check_free``) and orphans of a killed supervisor or verify are stopped; then
+  locks per database and per replica (flock) close the race.
+- litestream runs with a private copy of the config (``supervisor.yml``), in its own session,
+  so a terminal hangup or Ctrl-C never reaches it directly; the supervisor relays exactly one
+  SIGTERM (litestream's final sync), waits up to the stop timeout, then SIGKILLs its group.
+- A start (and a restart after a crash) is *confirmed* once every replica holds the position
+  litestream had of its database when it started (``backupctl.positions``): an idle database
+  logs nothing, and 0.5.17 stopped before its first snapshot exits 0 with an empty replica, so
+  neither log lines nor timing can confirm anything. Errors that no retry can fix (bad
+  credentials, missing bucket) fail the start at once. The final sync is judged the same way.
 - An unexpected exit is restarted after an exponential, jittered backoff (1 s .. 60 s); a run
   that lasted ``stable_after`` seconds resets the count; ``max_quick_failures`` failures in a
   row end in FATAL (SupervisorError, exit code 9) with litestream's last error lines.
 - If the supervisor itself is SIGKILLed: on Linux litestream gets SIGTERM from the kernel
-  (PR_SET_PDEATHSIG) and does its final sync; everywhere, the next start finds a litestream
-  recorded in ``litestream.pid`` (pid + start time) still running and stops it first.
+  (PR_SET_PDEATHSIG) and does its final sync; everywhere, the next start finds the litestream
+  through its process record and stops it first.
 - The supervisor stays SINGLE-THREADED while litestream runs (output is tailed in the main
   loop, a periodic verify runs in a forked child process). PR_SET_PDEATHSIG fires when the
   *thread* that forked litestream dies, and again each time litestream is reparented to
@@ -27,8 +33,9 @@ Behaviour, in short (docs/supervision.md has the long version):
   to N SIGTERMs, and litestream 0.5 takes the second one as "skip the shutdown sync"
   (`shutdown sync skipped, interrupted by signal`), losing the newest writes.
 
-Clock, sleep, spawn and the random source are injectable, so the restart logic is tested
-without waiting.
+Clock, sleep, spawn, the random source and the position check are injectable, so the restart
+logic is tested without waiting. Log lines are read by ``litestream_log``, log files kept by
+``logfiles``, and the background launcher and `stop` live in ``background``.
 """
 
 from __future__ import annotations
@@ -36,25 +43,26 @@ from __future__ import annotations
 import os
 import queue
 import random
-import re
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from backupctl import locks, positions, processes, state
 from backupctl.errors import BackupctlError, ConflictError, ExitCode, LitestreamError, SupervisorError
+from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
+from backupctl.logfiles import OutputTail, fresh_private_file
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
 
 Log = Callable[[str], None]
 
-DEFAULT_STOP_TIMEOUT = 45.0  # above litestream 0.5's 30 s shutdown-sync-timeout
+DEFAULT_STOP_TIMEOUT = 45.0  # the default Capabilities.stop_timeout: above 0.5's 30 s shutdown-sync-timeout
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 STABLE_AFTER = 30.0  # a run this long resets the failure count
 MAX_QUICK_FAILURES = 5
@@ -67,118 +75,18 @@ FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, 
 IDLE_POLL_MIN = 0.1
 IDLE_POLL_MAX = 1.0
 LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw (unmasked) output, mode 0600, relayed line by line into the log
-LOG_MAX_BYTES = 5 * 1024 * 1024
-LOG_BACKUPS = 3
-
-# WARN lines (0.5) saying the shutdown sync did not run.
-_SHUTDOWN_SYNC_SKIPPED = ("shutdown sync skipped", "shutdown sync interrupted", "shutdown sync failed")
-# Errors no retry fixes: fail the start at once instead of waiting for the deadline.
-_PERMANENT_ERRORS = re.compile(
-    r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|NoSuchBucket|InvalidBucketName|"
-    r"no replicas configured|multiple replicas on a single database|AuthorizationHeaderMalformed|"
-    r"AuthenticationFailed|permission denied",
-    re.IGNORECASE,
-)
-_LOGFMT = re.compile(r'(\w[\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)')
-
 
 def stop_timeout_seconds(settings: Settings) -> float:
     """BACKUP_STOP_TIMEOUT in seconds, or the default (longer than litestream's own)."""
-    return parse_duration(settings.stop_timeout) if settings.stop_timeout else DEFAULT_STOP_TIMEOUT
+    from backupctl.versions import capabilities
+
+    return parse_duration(settings.stop_timeout) if settings.stop_timeout else capabilities(settings.version).stop_timeout
 
 
 def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> float:
     """Seconds to wait before restart number ``failures`` (1-based): 1, 2, 4 ... 60, +-20 % jitter."""
     base = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** max(0, failures - 1))
     return max(BACKOFF_MIN, min(BACKOFF_MAX, base * (0.8 + 0.4 * rng())))
-
-
-@dataclass(frozen=True)
-class LogLine:
-    level: str  # INFO, ERROR, ... ("" when litestream printed something else)
-    message: str
-    fields: dict[str, str]
-    raw: str
-
-    @property
-    def readable(self) -> str:
-        if not self.level:
-            return self.raw
-        extra = " ".join(f"{k}={v}" for k, v in self.fields.items())
-        return f"{self.level} {self.message}" + (f" ({extra})" if extra else "")
-
-    @property
-    def error_text(self) -> str:
-        detail = self.fields.get("error")
-        return f"{self.message}: {detail}" if detail else self.message
-
-
-def parse_log_line(raw: str) -> LogLine:
-    """litestream's logfmt line (`time=... level=INFO msg="..." k=v`) made readable."""
-    raw = raw.rstrip("\r\n")
-    if raw.startswith("Error: "):  # 0.5 prints fatal errors like this
-        return LogLine("ERROR", raw[len("Error: ") :], {}, raw)
-    head: dict[str, str] = {}
-    found: dict[str, str] = {}
-    for key, value in _LOGFMT.findall(raw):
-        target = head if key in ("time", "level", "msg") and key not in head else found
-        target[key] = _unquote(value)
-    if "level" not in head or "msg" not in head:
-        # 0.3 before its config is loaded: "2026/01/01 00:00:00 ERROR failed to run error=..."
-        m = re.match(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (ERROR|WARN|INFO|DEBUG) (.*)$", raw)
-        if m:
-            return LogLine(m.group(1), m.group(2), {}, raw)
-        return LogLine("", raw, {}, raw)
-    return LogLine(head["level"].upper(), head["msg"], found, raw)
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\n", " ").replace("\\t", " ").replace("\\\\", "\\")
-    return value
-
-
-class RotatingLog:
-    """Append-only log file rotated by size (`supervisor.log.1` .. `.N`), one timestamped line per call."""
-
-    def __init__(
-        self, path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS, redirect_std: bool = False
-    ) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        self.redirect_std = redirect_std  # keep fd 1/2 (tracebacks) pointing at the current file
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self._open()
-
-    def _open(self) -> IO[str]:
-        handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - long-lived
-        os.chmod(self.path, 0o600)
-        if self.redirect_std:
-            for fd in (1, 2):
-                os.dup2(handle.fileno(), fd)
-        return handle
-
-    def __call__(self, line: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with self._lock:
-            self._handle.write(f"{stamp} {line}\n")
-            self._handle.flush()
-            if self._handle.tell() >= self.max_bytes:
-                self._rotate()
-
-    def _rotate(self) -> None:
-        self._handle.close()
-        for n in range(self.backups, 0, -1):
-            src = self.path if n == 1 else self.path.with_name(f"{self.path.name}.{n - 1}")
-            if src.exists():
-                os.replace(src, self.path.with_name(f"{self.path.name}.{n}"))
-        self._handle = self._open()
-
-    def close(self) -> None:
-        with self._lock:
-            self._handle.close()
 
 
 class ChildProcess(Protocol):
@@ -192,24 +100,13 @@ class ChildProcess(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
 
-def _fresh_private_file(path: Path) -> None:
-    """Create (or empty) ``path`` with mode 0600, never readable by others even for an instant:
-    it receives litestream's raw, unmasked output."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an older file may have been created with a looser mode
-        os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)
-
-
 def _default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildProcess]:
     """litestream writes to a file, not a pipe: a Go program dies of SIGPIPE when it logs to a
     closed pipe, so a pipe would kill it (without its final sync) right after its supervisor died."""
 
     def spawn() -> ChildProcess:
         output.parent.mkdir(parents=True, exist_ok=True)
-        _fresh_private_file(output)
+        fresh_private_file(output)
         with open(output, "ab") as handle:  # O_APPEND: the reader may truncate it when it grows
             kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": handle, "stderr": subprocess.STDOUT}
             kwargs.update(processes.child_kwargs())  # PR_SET_PDEATHSIG on Linux
@@ -222,6 +119,38 @@ def _default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildPr
                 ) from None
 
     return spawn
+
+
+# The supervisor's states (after Supervisor's process.py) and the only moves between them.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    state.STOPPED: frozenset({state.STARTING}),
+    state.STARTING: frozenset({state.RUNNING, state.STOPPING, state.BACKOFF, state.FATAL, state.STOPPED}),
+    state.RUNNING: frozenset({state.STOPPING, state.BACKOFF, state.FATAL, state.STOPPED}),
+    state.STOPPING: frozenset({state.STOPPED, state.BACKOFF, state.FATAL}),
+    state.BACKOFF: frozenset({state.STARTING, state.FATAL, state.STOPPED}),
+    state.FATAL: frozenset(),
+}
+
+
+@dataclass
+class _ChildRun:
+    """Everything one litestream run tracks, in one place."""
+
+    proc: ChildProcess
+    started: float
+    targets: dict[str, positions.LocalPosition]
+    pending: set[str]  # databases whose replica does not hold the target position yet
+    next_check: float = 0.0
+    confirmed: bool = False
+    errors_seen: int = 0
+    failed_start: str | None = None
+    term_sent_at: float | None = None
+    kill_at: float | None = None
+    killed: bool = False
+    errors_after_term: int = 0
+    sync_skipped: bool = False
+    eof: bool = False
+    exited_at: float | None = None
 
 
 @dataclass
@@ -325,14 +254,22 @@ class Supervisor:
             return self._loop()
         finally:
             self._end_verify()
-            if self.status.state != state.FATAL:
-                self.status.state = state.STOPPED
             self.status.litestream_pid = None
-            self._save()
+            if self.status.state != state.FATAL:
+                self._transition(state.STOPPED)
             processes.unregister(me)
             self._release()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    # -- states -------------------------------------------------------------------------
+    def _transition(self, new: str) -> None:
+        """Move to state ``new``; every change goes through here and must be an allowed edge."""
+        current = self.status.state
+        if new != current and new not in TRANSITIONS[current]:
+            raise AssertionError(f"supervisor state {current} -> {new} is not allowed")
+        self.status.state = new
+        self._save()
 
     # -- loop ---------------------------------------------------------------------------
     def _loop(self) -> int:
@@ -349,10 +286,9 @@ class Supervisor:
             self.status.last_exit_code = outcome.returncode
             why = outcome.failed_start or f"litestream exited unexpectedly (code {_describe_exit(outcome.returncode)})"
             if failures >= self.max_quick_failures:
-                self.status.state = state.FATAL
                 self.status.last_error = self.status.last_error or why
                 self.status.last_error_lines = list(self._error_lines)
-                self._save()
+                self._transition(state.FATAL)
                 self.log(f"backupctl: FATAL: {why}; {failures} failed starts in a row, giving up")
                 for line in self._error_lines:
                     self.log(f"backupctl:   {line}")
@@ -362,8 +298,7 @@ class Supervisor:
                     details=[why, *self._error_lines],
                 )
             delay = backoff_delay(failures, self.rng)
-            self.status.state = state.BACKOFF
-            self._save()
+            self._transition(state.BACKOFF)
             self.log(f"backupctl: {why} after {outcome.runtime:.1f}s; restarting in {delay:.1f}s")
             self._sleep(delay)
         signum = self.stop_signal
@@ -380,153 +315,133 @@ class Supervisor:
             self._wake.wait(seconds)
 
     def _run_child(self, spawn: Callable[[], ChildProcess]) -> ChildOutcome:
-        self.status.state = state.STARTING
-        self._save()
+        """One litestream, from spawn to exit: STARTING, RUNNING once confirmed, STOPPING on request."""
+        self._transition(state.STARTING)
         # What litestream has of each database before it starts (0.5: its TXID; 0.3: generation and
         # shadow WAL): once every replica holds that, this start is confirmed. At start 0.5 may cut a
         # new TXID from its own shutdown checkpoint, shipped only at the next sync (10 s by default):
         # waiting for it would make every idle restart wait a sync interval for no new data.
         targets = self._local_positions(list(self.settings.databases))
         proc = spawn()
-        started = self.clock()
+        run = _ChildRun(
+            proc=proc,
+            started=self.clock(),
+            targets=targets,
+            pending={str(db.path) for db in self.settings.databases},
+        )
+        run.next_check = run.started + FIRST_POSITION_CHECK
         self.status.litestream_pid = proc.pid
         self.status.child_started_at = time.time()
         self._save()
         child = self._register_child(proc.pid)
         self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
-
-        lines: queue.Queue[str | None] = queue.Queue()
-        reader: threading.Thread | None = None
-        tail: OutputTail | None = None
-        if proc.stdout is not None:  # an injected spawn with a pipe (tests): no parent-death signal there
-            reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-            reader.start()
-        else:  # the default: a file, tailed here in the main thread (see "SINGLE-THREADED" above)
-            tail = OutputTail(self.state_dir / LITESTREAM_OUTPUT)
-
-        # Confirmation by position: each database's replica must cover the local position litestream
-        # keeps (what it had shipped or was about to ship when it started). First checked once
-        # litestream had a moment to open its databases (a bad config or database ends it at once).
-        pending = {str(db.path) for db in self.settings.databases}
-        next_check = started + FIRST_POSITION_CHECK
-        confirmed = False
-        errors_seen = 0
-        failed_start: str | None = None
-        term_sent_at: float | None = None
-        kill_at: float | None = None
-        killed = False
-        errors_after_term = 0
-        sync_skipped = False
-        eof = False
-        exited_at: float | None = None
-
-        idle = IDLE_POLL_MIN
-        while True:
-            if tail is not None:
-                raw = tail.next_line(finished=proc.poll() is not None)
-                if raw == "":
-                    # Back off while litestream is quiet (idle CPU), but stay quick while stopping.
-                    time.sleep(IDLE_POLL_MIN if term_sent_at is not None or self.stop_signal is not None else idle)
-                    idle = min(idle * 2, IDLE_POLL_MAX)
-                else:
-                    idle = IDLE_POLL_MIN
-            else:
-                try:
-                    raw = lines.get(timeout=0.2)
-                except queue.Empty:
-                    raw = ""
-            if raw is None:
-                eof = True
-            elif raw:
-                line = parse_log_line(scrub(raw, self.settings))
-                self.log(f"litestream: {line.readable}")
-                if line.level == "ERROR":
-                    errors_seen += 1
-                    self._error_lines.append(line.readable)
-                    self.status.last_error = line.error_text
-                    self.status.last_error_lines = list(self._error_lines)
-                    self._save()
-                    if term_sent_at is not None:
-                        errors_after_term += 1
-                    elif not confirmed and _PERMANENT_ERRORS.search(line.raw):
-                        failed_start = f"litestream cannot replicate: {line.error_text}"
-                if term_sent_at is not None and any(m in line.message for m in _SHUTDOWN_SYNC_SKIPPED):
-                    sync_skipped = True
-
-            now = self.clock()
-            running = proc.poll() is None
-            if not confirmed and failed_start is None and term_sent_at is None and running and now >= next_check:
-                pending -= self._covered([db for db in self.settings.databases if str(db.path) in pending], targets)
-                next_check = self.clock() + min(5.0, 1.0 + (now - started) / 10)
-                if not pending:
-                    confirmed = self._confirm(proc, "the replica holds the database's current position")
-            if not confirmed and failed_start is None and errors_seen and now - started >= self.start_deadline:
-                failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
-
-            if term_sent_at is None and proc.poll() is None:
-                if self.stop_signal is not None:
-                    term_sent_at = now
-                    kill_at = now + self.stop_timeout
-                    self.status.state = state.STOPPING
-                    self._save()
-                    self.log(f"backupctl: stopping litestream (final sync, up to {self.stop_timeout:g}s)")
-                    _signal(proc, signal.SIGTERM)
-                elif failed_start is not None:
-                    term_sent_at = now
-                    kill_at = now + FAILED_START_GRACE
-                    _signal(proc, signal.SIGTERM)
-            if kill_at is not None and not killed and now >= kill_at and proc.poll() is None:
-                self.log("backupctl: litestream did not exit in time; killing its process group")
-                _kill_group(proc)
-                killed = True
-
-            if proc.poll() is not None:
-                exited_at = exited_at if exited_at is not None else now
-                reader_done = reader is not None and not reader.is_alive()
-                if eof or reader_done or now - exited_at > 5:  # a stray grandchild may hold the pipe
-                    break
-            self._maybe_verify(confirmed)
-
-        returncode = proc.wait()
-        if reader is not None:
-            reader.join(timeout=1)
-        if tail is not None:
-            tail.close()
-        runtime = self.clock() - started
+        output = _Output(proc, self.state_dir / LITESTREAM_OUTPUT)
+        try:
+            while True:
+                raw = output.next_line(quick=run.term_sent_at is not None or self.stop_signal is not None)
+                if raw is None:
+                    run.eof = True
+                elif raw:
+                    self._on_line(run, parse_log_line(scrub(raw, self.settings)))
+                now = self.clock()
+                self._check_confirmation(run, now)
+                self._drive_stop(run, now)
+                if proc.poll() is not None:
+                    run.exited_at = run.exited_at if run.exited_at is not None else now
+                    if run.eof or output.reader_done() or now - run.exited_at > 5:  # a grandchild may hold the pipe
+                        break
+                self._maybe_verify(run.confirmed)
+            returncode = proc.wait()
+        finally:
+            output.close()
         processes.unregister(child)
+        return self._finish(run, returncode)
+
+    def _on_line(self, run: _ChildRun, line: LogLine) -> None:
+        self.log(f"litestream: {line.readable}")
+        if line.level == "ERROR":
+            run.errors_seen += 1
+            self._error_lines.append(line.readable)
+            self.status.last_error = line.error_text
+            self.status.last_error_lines = list(self._error_lines)
+            self._save()
+            if run.term_sent_at is not None:
+                run.errors_after_term += 1
+            elif not run.confirmed and PERMANENT_ERRORS.search(line.raw):
+                run.failed_start = f"litestream cannot replicate: {line.error_text}"
+        if run.term_sent_at is not None and any(m in line.message for m in self.litestream.caps.shutdown_skipped_markers):
+            run.sync_skipped = True
+
+    def _check_confirmation(self, run: _ChildRun, now: float) -> None:
+        if run.confirmed or run.failed_start is not None or run.term_sent_at is not None:
+            return
+        if now >= run.next_check and run.proc.poll() is None:
+            run.pending -= self._covered([db for db in self.settings.databases if str(db.path) in run.pending], run.targets)
+            run.next_check = self.clock() + min(5.0, 1.0 + (now - run.started) / 10)
+            if not run.pending:
+                run.confirmed = True
+                self.status.confirmed_at = time.time()
+                self._transition(state.RUNNING)
+                pid = run.proc.pid
+                self.log(f"backupctl: replication running (every replica holds its database's position); litestream pid {pid}")
+                return
+        if run.errors_seen and now - run.started >= self.start_deadline:
+            run.failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
+
+    def _drive_stop(self, run: _ChildRun, now: float) -> None:
+        """One SIGTERM on a stop request (or a failed start), then SIGKILL of the group past its deadline."""
+        proc = run.proc
+        if run.term_sent_at is None and proc.poll() is None:
+            if self.stop_signal is not None:
+                run.term_sent_at, run.kill_at = now, now + self.stop_timeout
+                self._transition(state.STOPPING)
+                self.log(f"backupctl: stopping litestream (final sync, up to {self.stop_timeout:g}s)")
+                _signal(proc, signal.SIGTERM)
+            elif run.failed_start is not None:
+                run.term_sent_at, run.kill_at = now, now + FAILED_START_GRACE
+                _signal(proc, signal.SIGTERM)
+        if run.kill_at is not None and not run.killed and now >= run.kill_at and proc.poll() is None:
+            self.log("backupctl: litestream did not exit in time; killing its process group")
+            _kill_group(proc)
+            run.killed = True
+
+    def _finish(self, run: _ChildRun, returncode: int) -> ChildOutcome:
+        runtime = self.clock() - run.started
         self.status.litestream_pid = None
         self.status.last_exit_code = returncode
-        stopped = self.stop_signal is not None and failed_start is None
-        if self.stop_signal is not None and term_sent_at is None:
-            stopped = True  # it exited on its own while we were asked to stop
+        stopped = self.stop_signal is not None and (run.failed_start is None or run.term_sent_at is None)
         final_sync: bool | None = None
         if stopped:
-            clean = returncode == 0 and not killed and not sync_skipped and term_sent_at is not None
+            clean = returncode == 0 and not run.killed and not run.sync_skipped and run.term_sent_at is not None
             # The final sync is judged by position: after litestream exited, does every replica
             # hold what litestream had of its database? (0.5.17 stopped before its first snapshot
             # exits 0 with an empty replica; an error while stopping may or may not have lost data.)
             uncovered = {str(db.path) for db in self.settings.databases} - self._covered(list(self.settings.databases))
             final_sync = clean and not uncovered
             self.status.final_sync = final_sync
-            if final_sync:
-                self.log("backupctl: litestream stopped; final sync completed: the replica holds every database's position")
-            elif self._replicas_empty(uncovered):
-                self.log(
-                    f"backupctl: litestream stopped (code {_describe_exit(returncode)}) before its first snapshot "
-                    "reached the replica: there is NO backup yet; start again and let it confirm"
-                )
-            else:
-                self.log(
-                    f"backupctl: litestream stopped (code {_describe_exit(returncode)}"
-                    + (f", {errors_after_term} error(s) while stopping" if errors_after_term else "")
-                    + ("; killed after the stop timeout" if killed else "")
-                    + ("; litestream skipped its shutdown sync" if sync_skipped else "")
-                    + "); the final sync was NOT confirmed: the replica holds an earlier backup, "
-                    + "the newest writes may be missing from it"
-                    + (f" ({', '.join(sorted(Path(p).name for p in uncovered))})" if uncovered else "")
-                )
+            self._log_final_sync(run, returncode, final_sync, uncovered)
         self._save()
-        return ChildOutcome(returncode, runtime, confirmed, stopped, failed_start, final_sync, killed)
+        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed)
+
+    def _log_final_sync(self, run: _ChildRun, returncode: int, final_sync: bool, uncovered: set[str]) -> None:
+        code = _describe_exit(returncode)
+        if final_sync:
+            self.log("backupctl: litestream stopped; final sync completed: the replica holds every database's position")
+        elif self._replicas_empty(uncovered):
+            self.log(
+                f"backupctl: litestream stopped (code {code}) before its first snapshot "
+                "reached the replica: there is NO backup yet; start again and let it confirm"
+            )
+        else:
+            self.log(
+                f"backupctl: litestream stopped (code {code}"
+                + (f", {run.errors_after_term} error(s) while stopping" if run.errors_after_term else "")
+                + ("; killed after the stop timeout" if run.killed else "")
+                + ("; litestream skipped its shutdown sync" if run.sync_skipped else "")
+                + "); the final sync was NOT confirmed: the replica holds an earlier backup, "
+                + "the newest writes may be missing from it"
+                + (f" ({', '.join(sorted(Path(p).name for p in uncovered))})" if uncovered else "")
+            )
 
     def _use_private_config(self) -> None:
         """Run litestream with a copy of its config taken now (mode 0600): a later `setup`, or a
@@ -609,13 +524,6 @@ class Supervisor:
         if text != self._last_position_error:
             self._last_position_error = text
             self.log(f"backupctl: cannot read the replica's position yet: {text}")
-
-    def _confirm(self, proc: ChildProcess, why: str) -> bool:
-        self.status.state = state.RUNNING
-        self.status.confirmed_at = time.time()
-        self._save()
-        self.log(f"backupctl: replication running ({why}); litestream pid {proc.pid}")
-        return True
 
     # -- periodic verify ----------------------------------------------------------------
     def _maybe_verify(self, confirmed: bool) -> None:
@@ -733,48 +641,46 @@ def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
         lines.put(None)
 
 
-class OutputTail:
-    """Follows litestream's output file from the supervisor's main thread (no reader thread: see the
-    module docstring on PR_SET_PDEATHSIG). Reading a regular file never blocks; keeps the file small."""
+class _Output:
+    """litestream's output, line by line: the output file tailed in this (the only) thread, or,
+    for an injected spawn with a pipe (tests), a reader thread (no parent-death signal there)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.partial = b""
-        try:
-            self.handle: IO[bytes] | None = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except OSError:
-            self.handle = None
+    def __init__(self, proc: ChildProcess, path: Path) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.reader: threading.Thread | None = None
+        self.tail: OutputTail | None = None
+        self.idle = IDLE_POLL_MIN
+        if proc.stdout is not None:
+            self.reader = threading.Thread(target=_pump, args=(proc.stdout, self.lines), daemon=True)
+            self.reader.start()
+        else:
+            self.tail = OutputTail(path)
 
-    def next_line(self, finished: bool) -> str | None:
-        """The next complete line; "" when none is there yet; None once ``finished`` and all was read."""
-        if self.handle is None:
-            return None if finished else ""
-        chunk = self.handle.readline()
-        if chunk:
-            if not chunk.endswith(b"\n"):
-                self.partial += chunk
-                return self.next_line(finished) if finished else ""
-            line, self.partial = (self.partial + chunk).decode("utf-8", "replace"), b""
-            return line
-        if finished:
-            if self.partial:
-                line, self.partial = self.partial.decode("utf-8", "replace"), b""
-                return line
-            return None
-        try:
-            size = os.stat(self.path).st_size
-            if size >= LOG_MAX_BYTES:  # everything up to here is relayed: start the file over
-                os.truncate(self.path, 0)
-                size = 0
-            if size < self.handle.tell():
-                self.handle.seek(0)
-        except OSError:
-            pass
-        return ""
+    def next_line(self, quick: bool) -> str | None:
+        """A line; "" when none came (after a short wait); None at the end of the output."""
+        if self.tail is None:
+            try:
+                return self.lines.get(timeout=0.2)
+            except queue.Empty:
+                return ""
+        raw = self.tail.next_line(finished=self.proc.poll() is not None)
+        if raw == "":
+            # Back off while litestream is quiet (idle CPU), but stay quick while stopping.
+            time.sleep(IDLE_POLL_MIN if quick else self.idle)
+            self.idle = min(self.idle * 2, IDLE_POLL_MAX)
+        else:
+            self.idle = IDLE_POLL_MIN
+        return raw
+
+    def reader_done(self) -> bool:
+        return self.reader is not None and not self.reader.is_alive()
 
     def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
+        if self.reader is not None:
+            self.reader.join(timeout=1)
+        if self.tail is not None:
+            self.tail.close()
 
 
 def _signal(proc: ChildProcess, signum: int) -> None:
@@ -814,180 +720,3 @@ def restore_missing_database(settings: Settings, litestream: Litestream, db: Dat
     return True
 
 
-# -- background mode, stop, logs ----------------------------------------------------------
-@dataclass(frozen=True)
-class BackgroundStart:
-    pid: int
-    log_path: Path
-    litestream_pid: int | None
-
-
-def start_background(
-    argv: list[str], state_dir: Path, *, cwd: Path | None = None, timeout: float = 120.0, poll: float = 0.2
-) -> BackgroundStart:
-    """Launch ``argv`` (a `start --foreground-child`) detached; return once it confirms replication.
-
-    Fails fast, with the log's tail, when the supervisor exits or goes FATAL first.
-    """
-    log_path = state_dir / state.LOGFILE
-    state_dir.mkdir(parents=True, exist_ok=True)
-    offset = log_path.stat().st_size if log_path.exists() else 0
-    with open(log_path, "ab") as log_handle:
-        os.chmod(log_path, 0o600)
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log_handle,
-            stderr=log_handle,
-            start_new_session=True,
-            close_fds=True,
-        )
-    deadline = time.monotonic() + timeout
-    while True:
-        code = proc.poll()
-        current = state.read_supervisor_state(state_dir)
-        if code is None and current and current.pid == proc.pid and current.state == state.RUNNING:
-            return BackgroundStart(proc.pid, log_path, current.litestream_pid)
-        if code == ExitCode.CONFLICT:
-            # Lost a race with another start: say who won, not the winner's log lines (shared log).
-            own = [line for line in log_tail(log_path, 40, since=offset) if line.startswith(("error: ", "hint: "))]
-            message = next((x for x in own if x.startswith("error: ")), "error: another supervisor runs these databases")
-            raise ConflictError(
-                message.removeprefix("error: "),
-                "stop it first (`backupctl stop`), or look at it with `backupctl status`",
-            )
-        if code is not None:
-            raise SupervisorError(
-                f"the background supervisor exited (code {code}) before replication started",
-                f"see the log: backupctl logs ({log_path})",
-                details=log_tail(log_path, 15, since=offset),
-            )
-        if time.monotonic() > deadline:
-            _terminate_quietly(proc)
-            raise SupervisorError(
-                f"replication was not confirmed within {timeout:g}s; stopped the background supervisor",
-                f"see the log: backupctl logs ({log_path}); `backupctl doctor` checks the replica",
-                details=log_tail(log_path, 15, since=offset),
-            )
-        time.sleep(poll)
-
-
-def _terminate_quietly(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(DEFAULT_STOP_TIMEOUT + 15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@dataclass(frozen=True)
-class StopResult:
-    was_running: bool
-    pid: int | None = None
-    final_sync: bool | None = None
-    stopped: bool = True
-
-
-def stop_supervisor(record: processes.ProcessRecord | None, state_dir: Path, timeout: float) -> StopResult:
-    """SIGTERM the supervisor of this record and wait until it and its litestream are gone.
-
-    The record is re-checked (pid + start time + argv) right before the signal, so a pid reused
-    by another process is never signalled; the final sync is read from that process's own state
-    document (supervisor.json naming the same pid and start time), never from an older one.
-    """
-    import psutil
-
-    if record is None or not record.alive():
-        return StopResult(was_running=False)
-    before = state.read_supervisor_state_of(state_dir, record.pid, record.create_time)
-    children = [r for r in processes.records(role=processes.LITESTREAM) if r.parent_pid == record.pid]
-    try:
-        proc = psutil.Process(record.pid)
-        if not record.alive():
-            return StopResult(was_running=False)
-        proc.terminate()
-    except psutil.NoSuchProcess:
-        pass
-    if not _wait_gone(record.pid, timeout):
-        raise SupervisorError(
-            f"the supervisor (pid {record.pid}) did not stop within {timeout:g}s",
-            "it may still be waiting for litestream's final sync; run `backupctl stop` again or check `backupctl logs`",
-        ) from None
-    for child in children:
-        _wait_gone(child.pid, 10.0)
-    if before is not None and before.litestream_pid:
-        _wait_gone(before.litestream_pid, 10.0)
-    after = state.read_supervisor_state_of(state_dir, record.pid, record.create_time)
-    return StopResult(was_running=True, pid=record.pid, final_sync=after.final_sync if after else None)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait until pid has exited: gone, or a zombie (a foreground supervisor's parent, a shell or a
-    service manager, reaps it whenever it likes). False on timeout."""
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
-def log_tail(path: Path, lines: int, since: int = 0) -> list[str]:
-    """The last ``lines`` lines of a log (only what was written after byte ``since``)."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            start = max(since, size - 256 * 1024)
-            handle.seek(start)
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line.strip()][-lines:] if lines > 0 else []
-
-
-def follow(path: Path, lines: int, poll: float = 0.25, stop: Callable[[], bool] | None = None) -> Iterator[str]:
-    """The last ``lines`` lines, then every new line as it is written, across rotation (like tail -F)."""
-    yield from log_tail(path, lines)
-    handle = None
-    inode = None
-    try:
-        while stop is None or not stop():
-            if handle is None:
-                try:
-                    handle = open(path, "rb")  # noqa: SIM115 - closed in finally / on rotation
-                    inode = os.fstat(handle.fileno()).st_ino
-                    if lines >= 0:
-                        handle.seek(0, os.SEEK_END)
-                    lines = -1  # only the first open skips what was already shown
-                except FileNotFoundError:
-                    time.sleep(poll)
-                    continue
-            chunk = handle.readline()
-            if chunk:
-                yield chunk.decode("utf-8", "replace").rstrip("\n")
-                continue
-            try:
-                current = os.stat(path)
-                rotated = current.st_ino != inode or current.st_size < handle.tell()
-            except FileNotFoundError:
-                rotated = True
-            if rotated:
-                rest = handle.read()
-                yield from rest.decode("utf-8", "replace").splitlines()
-                handle.close()
-                handle = None
-                continue
-            time.sleep(poll)
-    finally:
-        if handle is not None:
-            handle.close()

@@ -48,15 +48,15 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import locks, paths, processes, state
-from backupctl.errors import BackupctlError, ConfigError, ConflictError, ExitCode
+from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError, ExitCode
 from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, staged_restore, stop_request
 from backupctl.runner import Litestream, scrub, tail
 from backupctl.settings import Database, Settings, parse_duration
+from backupctl.versions import capabilities
 
 VERIFIED, FAILED, INCONCLUSIVE = "verified", "failed", "inconclusive"
 SENTINEL_TABLE = "_backupctl_verify"
 MARGIN_SECONDS = 10.0  # on top of two sync intervals: upload time, litestream's own tick
-STOP_GRACE_SECONDS = 40.0  # 0.5 retries a failing final sync for 30 s (shutdown-sync-timeout)
 BUSY_TIMEOUT_MS = 30_000
 # What a replicator logs when the replica refuses writes (S3/R2 auth and policy errors, a
 # read-only or non-folder file replica, a full disk): the replica cannot be kept up to date.
@@ -86,7 +86,7 @@ class VerifyResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return {VERIFIED: ExitCode.OK, FAILED: ExitCode.VERIFY_FAILED}.get(self.status, ExitCode.VERIFY_INCONCLUSIVE)
+        return VERIFY_EXIT[self.status]
 
     def to_record(self) -> state.VerifyRecord:
         details = {k: v for k, v in self.to_json().items() if k not in ("database", "name", "status", "reason", "checked_at")}
@@ -446,7 +446,8 @@ class _TemporaryReplicator:
         ``hurry``: the replica is already known broken, so do not wait long for the final sync.
         Always releases the locks and removes the temporary config and log.
         """
-        first_wait = 2.0 if hurry else STOP_GRACE_SECONDS
+        # litestream's own final-sync retries (0.5: 30 s), plus room for the upload
+        first_wait = 2.0 if hurry else capabilities(settings.version).shutdown_sync_timeout + 10.0
         if settings.stop_timeout:
             first_wait = min(first_wait, parse_duration(settings.stop_timeout))
         try:

@@ -12,11 +12,9 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from backupctl.errors import BinaryError, ConfigError
-
-DEFAULT_VERSION = "0.5.17"
-LEGACY_VERSION = "0.3.13"
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,6 @@ class Capabilities:
     series: str  # "0.5" or "0.3"
     config_shape: str  # "replica" (one map per db) or "replicas" (a list)
     multiple_replicas: bool
-    replica_types: frozenset[str]  # backupctl replica kinds this version can write
     gs_type_name: str  # what the config calls Google Cloud Storage
     per_replica_retention: bool  # 0.3: retention/snapshot-interval live on each replica
     has_generations: bool  # generations/snapshots/wal commands exist
@@ -35,10 +32,29 @@ class Capabilities:
     has_json: bool  # listings and restore take -json
     restore_by_txid: bool
     restore_by_generation: bool
-    restore_leaves_tmp_files: bool  # 0.3 leaves <out>.tmp-wal / .tmp-shm behind
     version_output: str  # what `litestream version` prints
     drop_aws_ca_bundle: bool  # AWS_CA_BUNDLE makes its S3 client fail at start
-    help_exit_code: int
+    shutdown_sync_timeout: float  # seconds litestream retries a failing final sync on SIGTERM (0: no retry)
+    shutdown_skipped_markers: tuple[str, ...]  # log messages saying the final sync did not run
+    checksums_file: bool  # its releases publish a checksums.txt to check a download against
+
+    @property
+    def stop_timeout(self) -> float:
+        """How long a stop waits for litestream by default: its own final-sync retries plus room
+        for the upload, never under 45 s."""
+        return max(45.0, self.shutdown_sync_timeout + 15.0)
+
+    def clean_environment(self, env: dict[str, str]) -> list[str]:
+        """Drop from ``env`` what this version cannot run with; say what was dropped and why."""
+        notices: list[str] = []
+        if self.drop_aws_ca_bundle and "AWS_CA_BUNDLE" in env:
+            bundle = env.pop("AWS_CA_BUNDLE")
+            msg = f"not passing AWS_CA_BUNDLE to litestream: Litestream {self.version}'s S3 client fails at start with it"
+            if bundle and "SSL_CERT_FILE" not in env and Path(bundle).is_file():
+                env["SSL_CERT_FILE"] = bundle
+                msg += " (using it as SSL_CERT_FILE instead)"
+            notices.append(msg)
+        return notices
 
 
 _CAPS = {
@@ -47,7 +63,6 @@ _CAPS = {
         series="0.5",
         config_shape="replica",
         multiple_replicas=False,
-        replica_types=frozenset({"file", "s3", "r2", "sftp", "gs", "abs"}),
         gs_type_name="gs",
         per_replica_retention=False,
         has_generations=False,
@@ -55,17 +70,17 @@ _CAPS = {
         has_json=True,
         restore_by_txid=True,
         restore_by_generation=False,
-        restore_leaves_tmp_files=False,
         version_output="0.5.17",
         drop_aws_ca_bundle=True,
-        help_exit_code=0,
+        shutdown_sync_timeout=30.0,
+        shutdown_skipped_markers=("shutdown sync skipped", "shutdown sync interrupted", "shutdown sync failed"),
+        checksums_file=True,
     ),
     "0.3.13": Capabilities(
         version="0.3.13",
         series="0.3",
         config_shape="replicas",
         multiple_replicas=True,
-        replica_types=frozenset({"file", "s3", "r2", "sftp", "gs", "abs"}),
         gs_type_name="gcs",
         per_replica_retention=True,
         has_generations=True,
@@ -73,10 +88,11 @@ _CAPS = {
         has_json=False,
         restore_by_txid=False,
         restore_by_generation=True,
-        restore_leaves_tmp_files=True,
         version_output="v0.3.13",
         drop_aws_ca_bundle=False,
-        help_exit_code=1,
+        shutdown_sync_timeout=0.0,
+        shutdown_skipped_markers=(),
+        checksums_file=False,
     ),
 }
 
@@ -95,6 +111,11 @@ class PlatformPin:
 @cache
 def _pins() -> dict:
     return json.loads(resources.files("backupctl").joinpath("pins.json").read_text("utf-8"))
+
+
+def default_version() -> str:
+    """The version used when LITESTREAM_VERSION is not set (pins.json's ``default``)."""
+    return str(_pins()["default"])
 
 
 def pinned_versions() -> list[str]:

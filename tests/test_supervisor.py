@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backupctl import state, supervisor
+from backupctl import litestream_log, logfiles, state, supervisor
 from backupctl.errors import ExitCode, SupervisorError
 from backupctl.runner import Litestream
 from backupctl.settings import load_settings
@@ -37,15 +37,15 @@ def test_backoff_is_exponential_jittered_and_bounded() -> None:
 
 
 def test_log_lines_are_made_readable() -> None:
-    line = supervisor.parse_log_line(
+    line = litestream_log.parse_log_line(
         'time=2026-01-01T00:00:00Z level=INFO msg="compaction complete" system=store db=app.db level=1 size=598'
     )
     assert (line.level, line.message) == ("INFO", "compaction complete")
     assert line.fields["level"] == "1" and "time" not in line.fields
-    err = supervisor.parse_log_line('time=x level=ERROR msg="monitor error" error="SignatureDoesNotMatch: nope"')
+    err = litestream_log.parse_log_line('time=x level=ERROR msg="monitor error" error="SignatureDoesNotMatch: nope"')
     assert err.error_text == "monitor error: SignatureDoesNotMatch: nope"
-    assert supervisor.parse_log_line("Error: no such file").level == "ERROR"
-    assert supervisor.parse_log_line("plain text").readable == "plain text"
+    assert litestream_log.parse_log_line("Error: no such file").level == "ERROR"
+    assert litestream_log.parse_log_line("plain text").readable == "plain text"
 
 
 class FakeClock:
@@ -142,14 +142,14 @@ def test_stop_requested_during_backoff_ends_cleanly(project) -> None:
 
 def test_rotating_log_and_follow_across_rotation(tmp_path: Path) -> None:
     path = tmp_path / "supervisor.log"
-    log = supervisor.RotatingLog(path, max_bytes=200, backups=2)
+    log = logfiles.RotatingLog(path, max_bytes=200, backups=2)
     for i in range(3):
         log(f"early {i}")
     seen: list[str] = []
     done = threading.Event()
 
     def reader() -> None:
-        for line in supervisor.follow(path, 2, poll=0.02, stop=done.is_set):
+        for line in logfiles.follow(path, 2, poll=0.02, stop=done.is_set):
             seen.append(line)
 
     thread = threading.Thread(target=reader)

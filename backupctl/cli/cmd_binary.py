@@ -40,7 +40,7 @@ def project_version(env_file: Path | None) -> str:
     """
     from backupctl.errors import ConfigError
     from backupctl.settings import CHAINS, find_env_file, read_env_file
-    from backupctl.versions import DEFAULT_VERSION, check_version
+    from backupctl.versions import check_version, default_version
 
     file_values: dict[str, str] | None = None
 
@@ -58,7 +58,7 @@ def project_version(env_file: Path | None) -> str:
         return file_values.get(variable)
 
     raw = next((value for v in CHAINS["version"] if (value := os.environ.get(v) or from_file(v))), None)
-    return check_version(raw or DEFAULT_VERSION)
+    return check_version(raw or default_version())
 
 
 @contextmanager
@@ -213,6 +213,7 @@ def check_config(settings: Settings, config_path: Path | None, *, text: str | No
     from backupctl.binary import ensure_binary
     from backupctl.cli.output import notice, say, success
     from backupctl.errors import LitestreamError
+    from backupctl.inspect import configured_databases
     from backupctl.render import render
     from backupctl.runner import Litestream
 
@@ -227,9 +228,8 @@ def check_config(settings: Settings, config_path: Path | None, *, text: str | No
             write_atomic(path, text)
             label = "the rendered config"
         runner = Litestream(binary.path, settings, path)
-        args = ("-json",) if runner.caps.has_json else ()
-        result = runner.run("databases", *args, timeout=CHECK_TIMEOUT_SECONDS, what="litestream databases")
-    seen = _parse_databases(result.stdout, settings, runner.caps.has_json)
+        listed = configured_databases(settings, binary.path, config_path=path, timeout=CHECK_TIMEOUT_SECONDS)
+    seen = {d.path: list(d.replicas) for d in listed}
     problems = []
     for db in settings.databases:
         kinds = seen.get(str(db.path))
@@ -241,7 +241,7 @@ def check_config(settings: Settings, config_path: Path | None, *, text: str | No
         raise LitestreamError(
             f"Litestream {settings.version} does not read {label} the way backupctl wrote it",
             "rerun `backupctl setup`; if you edited the templates, check the config shape for this version",
-            details=problems + ["litestream databases said:"] + result.stdout.strip().splitlines()[-12:],
+            details=problems + ["litestream databases listed:"] + [f"{d.path} {','.join(d.replicas)}" for d in listed][-12:],
         )
     success(f"Litestream {settings.version} accepts {label}; it will replicate:")
     for db in settings.databases:
@@ -249,31 +249,3 @@ def check_config(settings: Settings, config_path: Path | None, *, text: str | No
             say(f"  {db.path} -> {replica.destination}")
     for line in runner.environment.notices:
         notice(line)
-
-
-def _parse_databases(stdout: str, settings: Settings, has_json: bool) -> dict[str, list[str]]:
-    """{database path: replica types} from `litestream databases` (JSON on 0.5, a text table on 0.3)."""
-    import json
-
-    found: dict[str, list[str]] = {}
-    if has_json:
-        try:
-            rows = json.loads(stdout or "[]")
-        except ValueError:
-            rows = []
-        for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, dict) and row.get("path"):
-                replica = row.get("replica") or ""
-                found[str(row["path"])] = [r for r in str(replica).split(",") if r]
-        return found
-    # 0.3: "path<padding>replicas" where replicas is "file,s3" or empty. Paths may hold spaces,
-    # so match the configured paths as line prefixes instead of splitting on whitespace.
-    lines = stdout.splitlines()[1:]
-    for db in settings.databases:
-        prefix = str(db.path)
-        for line in lines:
-            if line == prefix or line.startswith(prefix + " ") or line.startswith(prefix + "\t"):
-                rest = line[len(prefix) :].strip()
-                found[prefix] = [r for r in rest.split(",") if r]
-                break
-    return found

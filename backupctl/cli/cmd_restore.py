@@ -13,7 +13,7 @@ import typer
 
 from backupctl.cli.app import app
 from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
-from backupctl.errors import BackupctlError, ExitCode
+from backupctl.errors import BackupctlError, ExitCode, worst_exit
 
 
 class Terminated(BackupctlError):
@@ -200,7 +200,7 @@ def verify(
                 step = (lambda msg, s=status: s.update(msg)) if status is not None else None
                 results.append(core.verify_database(settings, binary, database, timeout=timeout, on_step=step))
     codes = [r.exit_code for r in results]
-    code = max(codes, key=lambda c: (c == ExitCode.VERIFY_FAILED, c == ExitCode.VERIFY_INCONCLUSIVE)) if codes else 0
+    code = worst_exit(codes)
     if json_out:
         emit_json({"ok": code == 0, "results": [r.to_json() for r in results]})
     else:

@@ -65,15 +65,12 @@ def start(
     SIGTERM, and refuses to run twice on one database.
     """
     from backupctl import paths, state
+    from backupctl.background import start_background
     from backupctl.cli.output import say, success
+    from backupctl.logfiles import RotatingLog
     from backupctl.processes import check_free
     from backupctl.render import fingerprint
-    from backupctl.supervisor import (
-        RotatingLog,
-        Supervisor,
-        start_background,
-        stop_timeout_seconds,
-    )
+    from backupctl.supervisor import Supervisor, stop_timeout_seconds
 
     settings = load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
@@ -89,7 +86,7 @@ def start(
         if restore_if_missing:
             argv.append("--restore-if-missing")
         say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
-        started = start_background(argv, state_dir, cwd=Path.cwd())
+        started = start_background(argv, state_dir, settings, cwd=Path.cwd())
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
@@ -138,9 +135,10 @@ def stop(
     manager (systemd, launchd, a container) is stopped there; `stop` names the command (or --force).
     """
     from backupctl import paths, processes
+    from backupctl.background import stop_supervisor
     from backupctl.cli.output import emit_json, notice, say, success
     from backupctl.errors import RefusedError
-    from backupctl.supervisor import stop_supervisor, stop_timeout_seconds
+    from backupctl.supervisor import stop_timeout_seconds
 
     settings = load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
@@ -179,8 +177,8 @@ def logs(
     from backupctl import paths, state
     from backupctl.cli import Interrupted
     from backupctl.cli.output import out, say
-    from backupctl.supervisor import follow as follow_log
-    from backupctl.supervisor import log_tail
+    from backupctl.logfiles import follow as follow_log
+    from backupctl.logfiles import log_tail
 
     settings = load(env_file)
     path = paths.project_state_dir(settings.project_dir) / state.LOGFILE
