@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import EnvFileOpt, JsonOpt, SkipChecksOpt, load, preflight
 
 templates_app = typer.Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
@@ -31,6 +31,7 @@ def setup(
         bool,
         typer.Option("--force", help="Replace a litestream.yml backupctl did not write (a copy is kept beside it)."),
     ] = False,
+    skip_checks: SkipChecksOpt = False,
 ) -> int:
     """Render litestream.yml from .env (atomically, mode 0600, no secrets in it).
 
@@ -47,7 +48,17 @@ def setup(
         out(rendered.text)
     else:
         target = (output or settings.config_path).expanduser().absolute()
+        if not skip_checks:
+            # Before writing: a database that is not SQLite fails here, in a second, not after minutes of start.
+            preflight(settings, missing_database="note", unreachable_is_error=False)
         _keep_a_foreign_config(settings, target, force)
+    if check:
+        from backupctl.cli.cmd_binary import check_config
+
+        # Check exactly the rendered text before anything is written: a failed check leaves an existing
+        # litestream.yml byte-identical (and --print is never judged by an older file on disk).
+        check_config(settings, None, text=rendered.text)
+    if not print_:
         write_atomic(target, rendered.text)
         _set_local_mode(settings, local)
         origin = "your templates" if rendered.user_templates else "the default templates"
@@ -55,13 +66,6 @@ def setup(
         for db in settings.databases:
             for replica in db.replicas:
                 say(f"  {db.path} -> {replica.destination}")
-    if check:
-        from backupctl.cli.cmd_binary import check_config
-
-        if print_:  # check exactly what was printed, never an older litestream.yml on disk
-            check_config(settings, None, text=rendered.text)
-        else:
-            check_config(settings, target)
     return 0
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, SkipChecksOpt, explain_failed_start, load, preflight
 
 
 def _stderr_log(line: str) -> None:
@@ -80,6 +80,7 @@ def start(
         bool,
         typer.Option("--restore-if-missing", help="Restore a missing database from its replica before replicating."),
     ] = False,
+    skip_checks: SkipChecksOpt = False,
     foreground_child: Annotated[bool, typer.Option("--foreground-child", hidden=True)] = False,
 ) -> int:
     """Replicate continuously: run litestream under supervision (foreground unless --background).
@@ -89,6 +90,7 @@ def start(
     """
     from backupctl import paths, state
     from backupctl.cli.output import say, success
+    from backupctl.errors import SupervisorError
     from backupctl.supervisor import (
         RotatingLog,
         Supervisor,
@@ -98,6 +100,8 @@ def start(
 
     settings = load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
+    if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
+        preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
 
     if background and not foreground_child:
         _refuse_if_running(settings, state_dir)
@@ -110,7 +114,11 @@ def start(
         if restore_if_missing:
             argv.append("--restore-if-missing")
         say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
-        started = start_background(argv, state_dir, cwd=Path.cwd())
+        launched_at = time.time()
+        try:
+            started = start_background(argv, state_dir, cwd=Path.cwd())
+        except SupervisorError as exc:
+            raise explain_failed_start(exc, state_dir, launched_at) from None
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
