@@ -74,6 +74,18 @@ DEFAULTS: dict[str, str] = {
 }
 
 KNOWN_VARIABLES = frozenset(v for chain in CHAINS.values() for v in chain)
+# Read elsewhere (by backupctl or by litestream): not settings, but not typos either.
+OTHER_KNOWN_VARIABLES = frozenset(
+    {
+        "BACKUPCTL_ENV_FILE", "BACKUPCTL_STATE_DIR", "BACKUPCTL_CACHE_DIR", "BACKUPCTL_HOME", "BACKUPCTL_DEBUG",
+        "BACKUPCTL_LITESTREAM_BIN", "BACKUPCTL_ALLOW_VERSION_MISMATCH", "BACKUPCTL_LITESTREAM_BASE_URL",
+        "BACKUPCTL_CA_BUNDLE", "BACKUPCTL_PRICES", "BACKUPCTL_NO_PDEATHSIG", "BACKUPCTL_SFTP_PASSWORD",
+        "BACKUPCTL_TEST_CACHE",  # backupctl's own test suite
+        "LITESTREAM_CONFIG",  # litestream's; backupctl drops it and passes -config (and says so)
+    }
+)  # fmt: skip
+# Names in these families that are neither of the above are most likely typos: warn, with "did you mean".
+WATCHED_PREFIXES = ("BACKUP_", "BACKUPCTL_", "R2_", "LITESTREAM_")
 
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -173,6 +185,7 @@ class Settings:
     stop_timeout: str | None
     values: dict[str, str | None] = field(repr=False)
     origins: dict[str, Origin] = field(repr=False)
+    warnings: tuple[str, ...] = ()  # worth saying, not failing for (unknown variable names)
 
     @property
     def config_path(self) -> Path:
@@ -214,7 +227,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
-    """The .env to read: the one named, else `.env` in the current folder if there is one."""
+    """The .env to read: the one named, else the nearest `.env` in the current folder or above it
+    (as git finds `.git`), so a command run from a project's subfolder reads the project's settings."""
     if env_file is not None:
         path = env_file.expanduser()
         if not path.is_absolute():
@@ -222,11 +236,19 @@ def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
         if not path.is_file():
             raise ConfigError(
                 f"--env-file {env_file}: no such file",
-                "create it from .env.example, or drop --env-file to use ./.env",
+                "create it (README, \"Settings\", lists every variable), or drop --env-file to use the project's .env",
             )
         return path.resolve()
-    candidate = cwd / ".env"
-    return candidate.resolve() if candidate.is_file() else None
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / ".env"
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def env_search_note(cwd: Path) -> str:
+    """Where find_env_file looked when it found nothing, in words."""
+    return f"no .env found in {cwd} or any folder above it, so only the process environment was read"
 
 
 class _Collector:
@@ -396,12 +418,15 @@ def load_settings(
                 "include {name} in it, like backups/{name}, so each database gets its own",
             )
 
+    warnings = unknown_variables(file_values, environ, source_name)
     if errors.problems:
         raise ConfigError(
             f"{len(errors.problems)} problem{'s' if len(errors.problems) > 1 else ''} in the settings"
             + (f" ({path})" if path else ""),
-            "fix the variables named above (see .env.example), then run the command again",
-            details=errors.problems,
+            "fix the variables named above (README, \"Settings\", lists them all), then run the command again"
+            if path
+            else "run backupctl from your project's folder (or below it), or name the file with --env-file PATH",
+            details=errors.problems + warnings + ([] if path else [env_search_note(cwd)]),
         )
 
     databases = tuple(
@@ -436,7 +461,26 @@ def load_settings(
         stop_timeout=values["stop_timeout"],
         values=values,
         origins=origins,
+        warnings=tuple(warnings),
     )
+
+
+def unknown_variables(file_values: Mapping[str, str], environ: Mapping[str, str], file_name: str) -> list[str]:
+    """One warning per BACKUP_/BACKUPCTL_/R2_/LITESTREAM_ name that backupctl does not read (a typo
+    like BACKUP_DATABASE is otherwise silently ignored), with the closest known name."""
+    import difflib
+
+    known = sorted(KNOWN_VARIABLES | OTHER_KNOWN_VARIABLES)
+    found = [(name, file_name) for name in file_values]
+    found += [(name, "environment") for name in environ if name not in file_values]
+    warnings = []
+    for name, where in found:
+        if not name.startswith(WATCHED_PREFIXES) or name in KNOWN_VARIABLES or name in OTHER_KNOWN_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else " (README, \"Settings\", lists the variables)"
+        warnings.append(f"{name} (in {where}) is not a variable backupctl reads, so it is ignored{hint}")
+    return warnings
 
 
 LOCAL_MODE_MARKER = "local-mode"

@@ -26,7 +26,13 @@ ConfigOpt = Annotated[
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
     from backupctl.settings import load_settings
 
-    return load_settings(env_file, force_local=force_local)
+    settings = load_settings(env_file, force_local=force_local)
+    if settings.warnings:
+        from backupctl.cli.output import notice
+
+        for warning in settings.warnings:
+            notice(warning)
+    return settings
 
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
