@@ -102,6 +102,30 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+GO_DURATION_MAX_NS = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds (about 292 years)
+
+
+def duration_problem(value: str) -> str | None:
+    """Why litestream could not use ``value`` as a duration setting, or None. Checked as litestream's
+    YAML parser and Go's time.ParseDuration would: no surrounding spaces, a unit, int64 nanoseconds,
+    and not truncated to zero."""
+    if value != value.strip():
+        return f"{value!r} has a leading or trailing space, which litestream's parser refuses"
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            return f"{value!r} has no unit: litestream would read a bare number as nanoseconds"
+        return f"{value!r} is not a duration"
+    if seconds * 1e9 > GO_DURATION_MAX_NS:
+        return f"{value!r} is longer than litestream can hold (Go durations end at about 292 years, 2562047h)"
+    if seconds <= 0:
+        return f"{value!r} is not positive"
+    if seconds * 1e9 < 1:
+        return f"{value!r} is below one nanosecond, which litestream reads as 0"
+    return None
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where a setting's value came from."""
@@ -308,15 +332,9 @@ def load_settings(
         if value is None:
             continue
         var = origins[setting].variable or setting
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            bare = re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
-            why = "a bare number would be read by litestream as nanoseconds" if bare else "not a duration"
-            errors.add(var, f"{value!r} is {why}", "write a Go duration with a unit, like 10s, 5m or 24h")
-            continue
-        if seconds <= 0:
-            errors.add(var, f"{value!r} is not positive", "use a duration above zero, like 10s")
+        problem = duration_problem(value)
+        if problem:
+            errors.add(var, problem, "write a Go duration with a unit and nothing around it, like 10s, 5m or 24h")
 
     # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
     local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local
@@ -406,11 +424,26 @@ def load_settings(
         errors.add(
             "BACKUP_DATABASES", f"two databases are both named {name!r}", "rename one: replica paths are derived from file names"
         )
+    if caps.database_path_is_uri:
+        for p in db_paths:
+            if "#" in str(p) or "?" in str(p):
+                errors.add(
+                    "BACKUP_DATABASES",
+                    f"{p} contains '#' or '?': Litestream {version} opens the database as a SQLite URI and cuts the "
+                    "path there, so it would never find the real file and replicate nothing",
+                    "rename the file or its folder without '#' and '?' (Litestream 0.3.13 takes such paths as they are)",
+                )
     prefix = values["path"]
     if prefix is not None:
         prefix = prefix.strip("/")
         if not prefix:
             errors.add("BACKUP_PATH", "is only slashes", "write a prefix like backups/{name}, or leave it unset")
+        elif any(part in (".", "..") for part in prefix.split("/")):
+            errors.add(
+                "BACKUP_PATH",
+                f"{prefix!r} has a '.' or '..' segment: object stores take it literally or reject every upload (400)",
+                "write a plain prefix like backups/{name}",
+            )
         elif len(db_paths) > 1 and "{name}" not in prefix:
             errors.add(
                 "BACKUP_PATH",

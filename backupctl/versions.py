@@ -39,6 +39,7 @@ class Capabilities:
     version_output: str  # what `litestream version` prints
     drop_aws_ca_bundle: bool  # AWS_CA_BUNDLE makes its S3 client fail at start
     help_exit_code: int
+    database_path_is_uri: bool = False  # opens the database as a SQLite URI: a path is cut at '#' or '?'
 
 
 _CAPS = {
@@ -59,6 +60,7 @@ _CAPS = {
         version_output="0.5.17",
         drop_aws_ca_bundle=True,
         help_exit_code=0,
+        database_path_is_uri=True,
     ),
     "0.3.13": Capabilities(
         version="0.3.13",
