@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import time
@@ -636,7 +637,7 @@ def staged_restore(
                 at = next((args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("-")), None)
                 raise NotFoundError(
                     f"the replica has no backup of {db.name}" + (f" matching {at}" if at else ""),
-                    "check the replica settings (`backupctl config show`) and that replication ran (`backupctl status`)",
+                    "check the replica settings (`backupctl env`) and that replication ran (`backupctl status`)",
                     details=exc.details,
                 ) from None
             raise
@@ -720,6 +721,35 @@ def _position(ls: Litestream, output: str) -> dict[str, Any]:
     return position
 
 
+def mode_and_owner_source(out: Path, live: Path) -> Path:
+    """Whose mode and owner a restored file takes: the file it replaces, else the live database
+    (restoring a copy of it elsewhere), else the folder it lands in."""
+    if out.is_file():
+        return out
+    if live.is_file():
+        return live
+    return out.parent
+
+
+def take_mode_and_owner(path: Path, like: Path) -> None:
+    """Give ``path`` the permission bits and owner of ``like`` (a folder: its bits minus execute).
+
+    A `restore --force` run as root must not turn an app's `0600 app:app` database into a
+    `0644 root` one the app cannot write and others can read. Changing the owner needs root (or
+    the same owner); without it the mode is still copied."""
+    st = os.stat(like)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        mode &= 0o666
+    os.chmod(path, mode & 0o7777)
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.chown(path, st.st_uid, st.st_gid)
+        except PermissionError:
+            pass
+        os.chmod(path, mode & 0o7777)  # chown clears setuid/setgid bits
+
+
 def _move_aside(files: list[Path], keep: Path) -> list[tuple[Path, Path]]:
     moved: list[tuple[Path, Path]] = []
     main = files[0].name if files else ""
@@ -775,6 +805,8 @@ def execute_restore(
             if on_step:
                 on_step(f"moving the restored database to {out}")
             present = _present(out)
+            # Before the rename, so the restored file is never visible with litestream's 0644 / our owner.
+            take_mode_and_owner(staged.path, mode_and_owner_source(out, plan.database.path))
             moved: list[tuple[Path, Path]] = []
             if present:
                 if occupied(out) and plan.keep_path is None:

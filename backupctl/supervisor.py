@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from backupctl import locks, state
+from backupctl.atomic import open_private
 from backupctl.errors import ConflictError, ExitCode, LitestreamError, SupervisorError
+from backupctl.paths import private_dir
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
 
@@ -152,12 +154,12 @@ class RotatingLog:
         self.backups = backups
         self.redirect_std = redirect_std  # keep fd 1/2 (tracebacks) pointing at the current file
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self._handle = self._open()
 
     def _open(self) -> IO[str]:
-        handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - long-lived
-        os.chmod(self.path, 0o600)
+        # 0600, never through a symlink (its target would be appended to)
+        handle = os.fdopen(open_private(self.path), "a", encoding="utf-8", errors="replace")
         if self.redirect_std:
             for fd in (1, 2):
                 os.dup2(handle.fileno(), fd)
@@ -832,10 +834,9 @@ def start_background(
     Fails fast, with the log's tail, when the supervisor exits or goes FATAL first.
     """
     log_path = state_dir / state.LOGFILE
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     offset = log_path.stat().st_size if log_path.exists() else 0
-    with open(log_path, "ab") as log_handle:
-        os.chmod(log_path, 0o600)
+    with os.fdopen(open_private(log_path), "ab") as log_handle:  # 0600, never through a symlink
         proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
             cwd=cwd,

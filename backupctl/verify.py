@@ -350,7 +350,7 @@ class _TemporaryReplicator:
 
     @classmethod
     def start(cls, settings: Settings, binary_path: Path, db: Database, tmp_root: Path) -> _TemporaryReplicator | None:
-        from backupctl.atomic import write_atomic
+        from backupctl.atomic import open_private, write_atomic
         from backupctl.render import render
 
         held: list[locks.HeldLock] = []
@@ -370,7 +370,7 @@ class _TemporaryReplicator:
             log = tmp_root / f"verify-{os.getpid()}-{db.name}.log"
             write_atomic(config, render(only).text)
             ls = Litestream(binary_path, only, config_path=config)
-            with open(log, "wb") as out:
+            with os.fdopen(open_private(log, append=False, truncate=True), "wb") as out:  # 0600: raw output
                 proc = ls.popen("replicate", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         except BaseException:
             for h in held:

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from backupctl.cli.app import app
-    from backupctl.cli.output import report_error, report_internal_error
+    from backupctl.cli.output import os_error, report_error, report_internal_error
     from backupctl.errors import BackupctlError, ExitCode
 
     json_mode = "--json" in args
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as exc:
+        # The machine said no (a file, a limit): say what and where, never a traceback.
+        report_error(os_error(exc), json_mode)
+        return int(ExitCode.CONFIG)
     except Exception as exc:  # the one place a bug turns into exit 1
         report_internal_error(exc, json_mode)
         return int(ExitCode.INTERNAL)

@@ -98,7 +98,9 @@ def _set_local_mode(settings, local: bool) -> None:  # noqa: ANN001 - Settings, 
 
     marker = local_mode_marker(settings.project_dir)
     if local:
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        from backupctl.paths import private_dir
+
+        private_dir(marker.parent)
         marker.write_text("set by `backupctl setup --local`; removed by a plain `backupctl setup`\n", "utf-8")
         notice("local mode: start, status and restore use the local folder until you run `backupctl setup` again")
     elif marker.exists():

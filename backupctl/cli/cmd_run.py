@@ -102,6 +102,7 @@ def start(
     state_dir = paths.project_state_dir(settings.project_dir)
     if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
+    paths.private_dir(state_dir)  # 0700: its logs hold litestream's raw output
 
     if background and not foreground_child:
         _refuse_if_running(settings, state_dir)

@@ -59,6 +59,29 @@ def report_error(exc: BackupctlError, json_mode: bool) -> None:
         console.print(f"hint: {exc.hint}", style="cyan", markup=False)
 
 
+def os_error(exc: OSError) -> BackupctlError:
+    """An OSError the commands did not expect, as a plain error naming the file and a fix."""
+    import errno
+
+    where = f": {exc.filename}" if exc.filename else ""
+    hints = {
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n 4096) or back up fewer databases per project",
+        errno.ENFILE: "the system is out of file descriptors: close other programs, or raise fs.file-max",
+        errno.ELOOP: "that path is a symbolic link; backupctl never writes its state through one: remove the link",
+        errno.EACCES: "check the permissions of that path for this user",
+        errno.EPERM: "check the permissions of that path for this user",
+        errno.ENOSPC: "the disk is full: free some space",
+        errno.EROFS: "that file system is read-only",
+    }
+    error = BackupctlError(
+        f"{exc.strerror or type(exc).__name__}{where}",
+        hints.get(exc.errno or 0, "check that path and the machine's limits, then run the command again"),
+    )
+    error.exit_code = ExitCode.CONFIG
+    error.kind = "os"
+    return error
+
+
 def report_internal_error(exc: Exception, json_mode: bool) -> None:
     if os.environ.get("BACKUPCTL_DEBUG"):
         import traceback
