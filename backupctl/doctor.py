@@ -159,6 +159,18 @@ def _check_binary(settings: Settings, report: Report) -> Path | None:
             )
         )
         return None
+    if not found.verified and found.source != "user":
+        report.checks.append(
+            Check(
+                "binary",
+                FAIL,
+                f"{found.path} does not match the pinned sha256 of Litestream {settings.version} (tampered or corrupted); "
+                "backupctl refuses to run it",
+                "reinstall it: backupctl install --force",
+                finding="binary-tampered",
+            )
+        )
+        return None
     if not found.verified:
         report.checks.append(
             Check(
