@@ -51,7 +51,13 @@ def report_error(exc: BackupctlError, json_mode: bool) -> None:
     if json_mode:
         emit_json({"ok": False, "error": exc.to_json()})
         return
-    console = _console()
+    try:
+        console = _console()
+    except Exception:  # rich cannot even be imported (out of file descriptors): plain text still works
+        sys.stderr.write(f"error: {exc.message}\n" + "".join(f"  {line}\n" for line in exc.details))
+        sys.stderr.write(f"hint: {exc.hint}\n" if exc.hint else "")
+        sys.stderr.flush()
+        return
     console.print(f"error: {exc.message}", style="bold red", markup=False)
     for line in exc.details:
         console.print(f"  {line}", markup=False)
