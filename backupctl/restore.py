@@ -352,6 +352,14 @@ class RestorePlan:
     window: Window | None = None
     notes: list[str] = field(default_factory=list)
 
+    def point_in_time(self) -> str | None:
+        """What state is restored, in words (None: the latest): a timestamp, or up to a txid."""
+        if self.timestamp:
+            return self.timestamp
+        if self.txid:
+            return f"txid {self.txid} (the state right after that transaction id)"
+        return None
+
     def restore_args(self) -> list[str]:
         args: list[str] = []
         if self.timestamp:
@@ -521,6 +529,22 @@ def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Wi
     if window.empty:
         return None
     return Window(window.oldest, window.newest)
+
+
+def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -> None:
+    """Raise NotFoundError (exit 8, as the restore itself would) when the replica holds no backup.
+
+    Used by `restore --dry-run`, which downloads nothing. A plan with a timestamp has checked it
+    already; with --txid/--generation litestream is the judge at restore time."""
+    if plan.timestamp or plan.txid or plan.generation or plan.window is not None:
+        return
+    if restorable_window(settings, binary_path, plan.database) is None:  # raises when unreachable
+        db = plan.database
+        raise NotFoundError(
+            f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
+            "start replication (`backupctl start`) and let it sync once; if Litestream 0.3 wrote this replica, "
+            "set LITESTREAM_VERSION=0.3.13 (0.5 cannot list 0.3 backups)",
+        )
 
 
 def _window_or_none(settings: Settings, binary_path: Path, db: Database) -> Window | None:
@@ -833,7 +857,7 @@ def execute_restore(
         output=out,
         size=staged.size,
         position=staged.position,
-        point_in_time=plan.timestamp,
+        point_in_time=plan.point_in_time(),
         tables=staged.tables,
         seconds=time.monotonic() - started,
         kept=kept,

@@ -55,7 +55,8 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
         if bundle and "SSL_CERT_FILE" not in env and Path(bundle).is_file():
             env["SSL_CERT_FILE"] = bundle
             msg += " (using it as SSL_CERT_FILE instead)"
-        notices.append(msg)
+        if any(r.kind in ("s3", "r2") for db in settings.databases for r in db.replicas):
+            notices.append(msg)  # only worth saying where an S3 client runs (not for a local folder)
     creds = settings.credentials
     if creds.access_key_id:
         env["AWS_ACCESS_KEY_ID"] = creds.access_key_id

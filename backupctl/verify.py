@@ -169,6 +169,8 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         timings["write"] = time.monotonic() - t
         deadline = time.monotonic() + wait
         interval = max(0.25, min(settings.sync_seconds / 2, 5.0))
+        if on_step:
+            on_step(f"sentinel written; waiting for litestream to replicate it (sync interval {settings.sync_interval})")
         stop_request.sleep(min(interval, settings.sync_seconds))
         attempts = 0
         last_error: BackupctlError | None = None
@@ -176,7 +178,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         while True:
             attempts += 1
             if on_step:
-                on_step(f"restoring the replica (attempt {attempts})")
+                on_step(f"restoring the replica to look for the sentinel (attempt {attempts})")
             t = time.monotonic()
             try:
                 with staged_restore(ls, db, tmp_root, [], timeout=min(RESTORE_TIMEOUT, wait + 60)) as staged:
@@ -215,6 +217,8 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                 )
             if time.monotonic() + max(interval, restore_seconds) > deadline:
                 break
+            if on_step:
+                on_step(f"the sentinel is not in the replica yet (attempt {attempts}); waiting for the next sync")
             stop_request.sleep(max(interval, restore_seconds))
         timings["restore"] = restore_seconds
         if last_error is not None:

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import typer
+import typer.core
 
 from backupctl import __version__
+
+
+def _unescaped_help(cls: type) -> None:
+    """typer escapes `[env var: X]` / `[default: Y]` for rich even when rich help is off
+    (rich_markup_mode=None), so plain --help showed `\\[env var: ...]`: undo that escape."""
+    original = cls.get_help_record
+
+    def get_help_record(self, ctx):  # noqa: ANN001, ANN202 - click's signature
+        record = original(self, ctx)
+        if record is None:
+            return None
+        name, help_text = record
+        return name, help_text.replace("\\[", "[")
+
+    cls.get_help_record = get_help_record
+
+
+_unescaped_help(typer.core.TyperOption)
+_unescaped_help(typer.core.TyperArgument)
 
 app = typer.Typer(
     name="backupctl",
     help="Continuous SQLite backup with a pinned, verified Litestream.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,  # our locals hold secrets; and the error boundary is in main()
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -10,11 +10,13 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
+from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, human_size, load
 
 DbArg = Annotated[str | None, typer.Argument(help="A database by path or file name (default: every database in the config).")]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a live view (Ctrl-C to leave).")]
-IntervalOpt = Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.", min=0.5)]
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", click_type=DURATION, help="Time between refreshes with --watch: 3s, 1m (or seconds).")
+]
 LevelOpt = Annotated[str, typer.Option("--level", help="LTX level: 0-9 or all (9 = snapshots, 0 = incremental).")]
 
 
@@ -105,16 +107,43 @@ def _status_table(report: Any) -> Any:
 
 
 def _verify_text(verify: dict[str, Any] | None) -> str:
+    """DatabaseStatus.last_verify (`status`: verified/failed/inconclusive, `checked_at`: epoch seconds)
+    as `verified 3m ago`, `FAILED 2h ago` or `inconclusive`."""
     if not verify:
         return "-"
-    text = "ok" if verify.get("ok") else "FAILED"
-    when = verify.get("at") or verify.get("checked_at") or verify.get("finished_at")
-    if isinstance(when, str):
-        try:
-            text += " " + _ago(when)
-        except ValueError:
-            pass
+    status = str(verify.get("status") or ("failed" if verify.get("ok") is False else "-"))
+    text = {"verified": "verified", "failed": "FAILED"}.get(status, status)
+    when = verify.get("checked_at", verify.get("at"))
+    if status != "inconclusive" and isinstance(when, int | float):
+        text += " " + _ago(datetime.fromtimestamp(when, UTC))
     return text
+
+
+def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
+    """Refresh until Ctrl-C: a live table on a terminal; piped, a table per refresh (plain text); with
+    --json, one JSON document per line (JSON Lines), flushed at once, for `jq` or a monitor."""
+    import sys
+    import time
+
+    from backupctl.cli.output import emit_json_line, table
+
+    if json_:
+        while True:
+            emit_json_line(collect().to_json())
+            time.sleep(interval)
+    if not sys.stdout.isatty():
+        while True:
+            table(_status_table(collect()))
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            time.sleep(interval)
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(console=Console(), refresh_per_second=4, screen=False) as live:
+        while True:
+            live.update(_status_table(collect()))
+            time.sleep(interval)
 
 
 @app.command()
@@ -124,24 +153,22 @@ def status(
     watch: WatchOpt = False,
     interval: IntervalOpt = 3.0,
     database: DbArg = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error)."""
     from backupctl.status import collect_status
 
     settings = load(env_file)
+    config_path = explicit_config(config)
     binary = binary_for(settings)
-    if watch and not json_:
-        import time
+    if watch:
+        from backupctl.cli import Interrupted
 
-        from rich.console import Console
-        from rich.live import Live
-
-        with Live(console=Console(), refresh_per_second=4, screen=False) as live:
-            while True:
-                report = collect_status(settings, binary, database)
-                live.update(_status_table(report))
-                time.sleep(interval)
-    report = collect_status(settings, binary, database)
+        try:
+            _watch(lambda: collect_status(settings, binary, database, config_path=config_path), interval, json_)
+        except Interrupted:  # Ctrl-C is how a watch ends: quietly
+            raise typer.Exit(0) from None
+    report = collect_status(settings, binary, database, config_path=config_path)
     if json_:
         from backupctl.cli.output import emit_json
 
@@ -157,13 +184,13 @@ def status(
 
 
 @app.command()
-def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
+def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
     from backupctl.inspect import configured_databases
     from backupctl.render import sync_config
 
     settings = load(env_file)
-    config = sync_config(settings).path
+    config = explicit_config(config) or sync_config(settings).path
     native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config)}
     rows = []
     for db in settings.databases:
@@ -200,13 +227,15 @@ def _listing(
     json_: bool,
     database: str | None,
     kind: str,
-    fetch: Callable[[Any, Path, Any], list[Any]],
+    fetch: Callable[..., list[Any]],
     columns: list[tuple[str, Callable[[Any], str]]],
     note: str | None = None,
+    config: Path | None = None,
 ) -> None:
     settings = load(env_file)
+    config_path = explicit_config(config)
     binary = binary_for(settings)
-    results = _per_database(settings, database, lambda db: fetch(settings, binary, db))
+    results = _per_database(settings, database, lambda db: fetch(settings, binary, db, config_path=config_path))
     if json_:
         from backupctl.cli.output import emit_json
 
@@ -240,7 +269,7 @@ def _listing(
 
 
 @app.command()
-def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
     from backupctl.inspect import snapshots as fetch
     from backupctl.inspect import txid_hex
@@ -250,11 +279,11 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
         ("size", lambda s: human_size(s.size)),
         ("generation / txid", lambda s: f"{s.generation} #{s.index}" if s.generation else str(txid_hex(s.max_txid))),
         ("replica", lambda s: s.replica),
-    ])  # fmt: skip
+    ], config=config)  # fmt: skip
 
 
 @app.command()
-def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
     from backupctl.inspect import txid_hex, wal_segments
 
@@ -264,11 +293,13 @@ def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
         ("position", lambda s: f"{s.generation} {s.index}/{s.offset}" if s.generation
             else f"{txid_hex(s.min_txid)}-{txid_hex(s.max_txid)}"),
         ("replica", lambda s: s.replica),
-    ])  # fmt: skip
+    ], config=config)  # fmt: skip
 
 
 @app.command()
-def ltx(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all") -> None:
+def ltx(
+    env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all", config: ConfigOpt = None
+) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
     from backupctl.errors import ConfigError
     from backupctl.inspect import ltx_files, txid_hex
@@ -276,18 +307,24 @@ def ltx(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
     if level != "all" and not (level.isdigit() and 0 <= int(level) <= 9):
         raise ConfigError(f"--level {level!r} is not a level", "use 0-9 or all")
     lvl: int | str = int(level) if level.isdigit() else "all"
-    _listing(env_file, json_, database, "ltx", lambda s, b, db: ltx_files(s, b, db, lvl), [
+    _listing(env_file, json_, database, "ltx", lambda s, b, db, config_path: ltx_files(s, b, db, lvl, config_path=config_path), [
         ("level", lambda f: str(f.level)),
         ("txids", lambda f: f"{txid_hex(f.min_txid)}-{txid_hex(f.max_txid)}"),
         ("size", lambda f: human_size(f.size)),
         ("timestamp", lambda f: _stamp(f.timestamp)),
-    ])  # fmt: skip
+    ], config=config)  # fmt: skip
+
+
+def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
+    from backupctl.inspect import restorable_window
+
+    return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
 
 @app.command()
-def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
-    from backupctl.inspect import GENERATIONS_NOTE, restorable_window
+    from backupctl.inspect import GENERATIONS_NOTE
     from backupctl.inspect import generations as fetch
     from backupctl.versions import capabilities
 
@@ -299,12 +336,12 @@ def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: D
             ("end", lambda g: _stamp(g.end)),
             ("lag", lambda g: g.lag or "-"),
             ("replica", lambda g: g.replica),
-        ])  # fmt: skip
+        ], config=config)  # fmt: skip
         return
-    _listing(env_file, json_, database, "window", lambda s, b, db: [w for w in [restorable_window(s, b, db)] if not w.empty], [
+    _listing(env_file, json_, database, "window", _window_rows, [
         ("oldest", lambda w: _stamp(w.oldest)),
         ("newest", lambda w: _stamp(w.newest)),
         ("txids", lambda w: f"{w.min_txid:016x}-{w.max_txid:016x}" if w.max_txid is not None else "-"),
         ("snapshots", lambda w: str(w.snapshot_count)),
         ("files", lambda w: str(w.file_count)),
-    ], note=GENERATIONS_NOTE)  # fmt: skip
+    ], note=GENERATIONS_NOTE, config=config)  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load
 from backupctl.errors import BackupctlError, ExitCode
 
 
@@ -89,7 +89,9 @@ def restore(
         typer.Option("--force", help="Replace an existing database; the old copy is moved aside and kept."),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; write nothing.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Give up on the download after this many seconds.")] = 1800.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", click_type=DURATION, help="Give up on the download after this long: 30m, 90s.")
+    ] = 1800.0,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -111,13 +113,15 @@ def restore(
         for database, out in targets
     ]
     if dry_run:
+        for p in plans:  # an empty replica fails the dry run as it would fail the restore (exit 8)
+            core.require_a_backup(settings, binary, p)
         if json_out:
             emit_json({"ok": True, "dry_run": True, "plans": [p.to_json() for p in plans]})
             return 0
         for p in plans:
             say(f"would restore {p.database.name} from {', '.join(p.source)}")
             say(f"  to {p.output} ({p.reason})")
-            say(f"  point in time: {p.timestamp or (f'txid {p.txid}' if p.txid else 'latest')}")
+            say(f"  point in time: {p.point_in_time() or 'latest'}")
             if p.generation:
                 say(f"  generation: {p.generation}")
             if p.window is not None:
@@ -179,7 +183,10 @@ def verify(
     db: Annotated[str | None, typer.Argument(help="Database (name or path); default all.", show_default=False)] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Seconds to wait for the sentinel to reach the replica.", show_default=False),
+        typer.Option(
+            "--timeout", click_type=DURATION, help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
+            show_default=False,
+        ),
     ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,

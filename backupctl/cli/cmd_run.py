@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, SkipChecksOpt, explain_failed_start, load, preflight
+from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, SkipChecksOpt, explain_failed_start, load, preflight
 
 
 def _stderr_log(line: str) -> None:
@@ -65,7 +65,10 @@ def _refuse_if_running(settings, state_dir: Path) -> None:
                 who = f"pid {pid}" if pid > 0 else "another process"
                 raise ConflictError(
                     f"{what} {name} is already being replicated by {who}",
-                    "stop that supervisor first (`backupctl stop` in its project, or Ctrl-C where it runs)",
+                    f"stop it first: Ctrl-C where a foreground `backupctl start` runs (or kill -TERM {pid}); "
+                    "`backupctl stop` in its project folder for a background one"
+                    if pid > 0
+                    else "stop the other supervisor first (`backupctl status` in its project shows it)",
                 )
 
 
@@ -152,7 +155,11 @@ def stop(
     env_file: EnvFileOpt = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Seconds to wait for the final sync (default: BACKUP_STOP_TIMEOUT + 15s)."),
+        typer.Option(
+            "--timeout",
+            click_type=DURATION,
+            help="How long to wait for the final sync: 30s, 2m (default: BACKUP_STOP_TIMEOUT + 15s).",
+        ),
     ] = None,
     json_: JsonOpt = False,
 ) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 EnvFileOpt = Annotated[
@@ -12,15 +13,32 @@ EnvFileOpt = Annotated[
     typer.Option(
         "--env-file",
         envvar="BACKUPCTL_ENV_FILE",
-        help="The .env to read (default: ./.env). The process environment overrides it.",
+        help="The .env to read (default: the nearest .env in this folder or above). The process environment overrides it.",
         show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="litestream.yml to use (default: beside the .env).", show_default=False),
+    typer.Option(
+        "--config", "-c", help="A litestream.yml to use as it is (default: the one rendered beside the .env).", show_default=False
+    ),
 ]
+
+
+def explicit_config(config: Path | None) -> Path | None:
+    """The --config file to use as it is (never rendered over), or None for the one rendered from the .env."""
+    if config is None:
+        return None
+    from backupctl.errors import ConfigError
+
+    path = config.expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(
+            f"--config {config}: no such file",
+            "pass the litestream.yml to use, or drop --config to use the one rendered from the .env",
+        )
+    return path
 
 
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
@@ -97,3 +115,29 @@ def explain_failed_start(exc, state_dir: Path, since: float):  # noqa: ANN001, A
     if cause:
         exc.message = f"{exc.message}: litestream said: {cause}"
     return exc
+
+
+class _Duration(click.ParamType):
+    """A duration flag: a Go duration like the .env's (`30s`, `5m`, `1h30m`), or plain seconds (`30`)."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, int | float):
+            return float(value)
+        from backupctl.settings import parse_duration
+
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                seconds = parse_duration(text)
+            except ValueError:
+                self.fail(f"{value!r} is not a duration: write 30s, 5m or 1h30m (or plain seconds)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} is not positive", param, ctx)
+        return seconds
+
+
+DURATION = _Duration()

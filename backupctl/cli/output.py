@@ -47,6 +47,13 @@ def emit_json(document: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def emit_json_line(document: dict[str, Any]) -> None:
+    """One compact JSON document on one line of stdout (a stream of them is JSON Lines)."""
+    body = {"ok": document.pop("ok", True), **document}
+    sys.stdout.write(json.dumps(body, separators=(",", ":"), default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def report_error(exc: BackupctlError, json_mode: bool) -> None:
     if json_mode:
         emit_json({"ok": False, "error": exc.to_json()})
