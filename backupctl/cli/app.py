@@ -25,6 +25,19 @@ def _unescaped_help(cls: type) -> None:
 
 _unescaped_help(typer.core.TyperOption)
 _unescaped_help(typer.core.TyperArgument)
+_argument_init = typer.core.TyperArgument.__init__
+
+
+def _keep_argument_help(self, *args, help=None, **kwargs):  # noqa: A002, ANN001, ANN002, ANN003, ANN202
+    """Click 8.5 resets ``help`` after typer set it, so arguments showed no help at all."""
+    _argument_init(self, *args, help=help, **kwargs)
+    self.help = help
+
+
+typer.core.TyperArgument.__init__ = _keep_argument_help
+# ... and Click 8.5 then lists them a second time ("Positional arguments") next to typer's "Arguments".
+if hasattr(typer.core.TyperCommand, "format_arguments"):
+    typer.core.TyperCommand.format_arguments = lambda self, ctx, formatter: None
 
 app = typer.Typer(
     name="backupctl",

@@ -37,6 +37,13 @@ def setup(
 
     --local switches the project to a local-folder replica until the next plain `setup`:
     start, status and restore then all use it.
+
+    \b
+    Examples:
+      backupctl setup                 # litestream.yml beside the project's .env
+      backupctl setup --check         # and prove the pinned litestream reads it as meant
+      backupctl setup --print         # show it, write nothing
+      backupctl setup --local         # replicate to BACKUP_LOCAL_DIR until a plain setup
     """
     from backupctl.atomic import write_atomic
     from backupctl.cli.output import out, say, success
@@ -111,7 +118,7 @@ def _set_local_mode(settings, local: bool) -> None:  # noqa: ANN001 - Settings, 
 @app.command("env")
 def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show the effective settings, where each came from, secrets masked."""
-    from backupctl.cli.output import emit_json, table
+    from backupctl.cli.output import emit_json
     from backupctl.settings import CHAINS, MASKED_SETTINGS, mask
 
     settings = load(env_file)
@@ -139,19 +146,19 @@ def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
             }
         )
         return 0
-    from rich.table import Table
+    from backupctl.cli.output import print_table, say
 
-    t = Table(title=f"backupctl settings ({settings.env_file or 'environment only'})")
-    for col in ("setting", "value", "from"):
-        t.add_column(col)
-    for row in rows:
-        if row["value"] is None:
-            continue
-        src = row["source"] if row["variable"] is None else f"{row['variable']} ({row['source']})"
-        t.add_row(row["setting"], str(row["value"]), src)
-    table(t)
+    shown = [r for r in rows if r["value"] is not None]
+    print_table(
+        ["setting", "value", "from"],
+        [
+            [r["setting"], str(r["value"]), r["source"] if r["variable"] is None else f"{r['variable']} ({r['source']})"]
+            for r in shown
+        ],
+        title=f"backupctl settings ({settings.env_file or 'environment only'})",
+    )
     for db in databases:
-        table(f"{db['path']} -> {', '.join(db['replicas'])}")
+        say(f"{db['path']} -> {', '.join(db['replicas'])}")
     return 0
 
 

@@ -12,7 +12,10 @@ import typer
 from backupctl.cli.app import app
 from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, human_size, load
 
-DbArg = Annotated[str | None, typer.Argument(help="A database by path or file name (default: every database in the config).")]
+DbArg = Annotated[
+    str | None,
+    typer.Argument(metavar="[DB]", help="A database by path or file name (default: every database in the config).", show_default=False),  # noqa: E501
+]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a live view (Ctrl-C to leave).")]
 IntervalOpt = Annotated[
     float, typer.Option("--interval", click_type=DURATION, help="Time between refreshes with --watch: 3s, 1m (or seconds).")
@@ -61,49 +64,83 @@ def _per_database(settings: Any, database: str | None, fetch: Callable[[Any], li
 # --------------------------------------------------------------------------- status
 
 
-def _status_table(report: Any) -> Any:
-    from rich.console import Group
-    from rich.table import Table
+_STATUS_STYLES = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
+
+
+def _status_columns(report: Any) -> tuple[list[str], list[list[Any]]]:
+    """The status table's columns and rows (the reason last: the TTY view prints it under the table)."""
+    from rich.text import Text
+
+    with_verify = any(d.last_verify for d in report.databases)
+    columns = ["database", "verdict", "lag", "newest backup", "restorable since", "snapshot", "size+wal", "position"]
+    columns += ["verify"] if with_verify else []
+    rows = []
+    for d in report.databases:
+        position = d.local_position or "-"
+        rows.append([
+            d.name,
+            Text(d.verdict, style=_STATUS_STYLES.get(d.verdict, "")),
+            "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
+            _ago(d.newest_backup),
+            _ago(d.oldest_restorable),
+            _ago(d.newest_snapshot),
+            f"{human_size(d.size)}+{human_size(d.wal_size)}",
+            position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
+            *([_verify_text(d.last_verify)] if with_verify else []),
+            d.reason,
+        ])  # fmt: skip
+    return columns, rows
+
+
+# Dropped first when the terminal is narrow: the rest answers "is it backed up, and how far back?".
+_STATUS_OPTIONAL = ("size+wal", "position", "snapshot", "restorable since")
+
+
+def _supervisor_line(report: Any) -> Any:
     from rich.text import Text
 
     sup = report.supervisor
     colour = {"running": "green", "starting": "yellow", "backoff": "yellow"}.get(sup.state, "red")
-    head = Text.assemble(
+    return Text.assemble(
         ("supervisor: ", "bold"),
         (sup.state, colour),
         f"  pid {sup.pid or '-'}  uptime {_duration(sup.uptime_seconds)}  restarts {sup.restarts}",
     )
-    parts: list[Any] = [head]
-    if sup.last_error:
-        parts.append(Text(f"last error: {sup.last_error}", style="red"))
-    t = Table(title=f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s")
-    width = max([len(d.name) for d in report.databases] + [8])
-    t.add_column("database", no_wrap=True, min_width=min(width, 40))
-    t.add_column("verdict", no_wrap=True)
-    with_verify = any(d.last_verify for d in report.databases)
-    for col in ("size+wal", "position", "newest backup", "lag", "restorable since", "snapshot"):
-        t.add_column(col)
-    if with_verify:
-        t.add_column("verify")
-    styles = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
-    for d in report.databases:
-        position = d.local_position or "-"
-        t.add_row(
-            d.name,
-            Text(d.verdict, style=styles.get(d.verdict, "")),
-            f"{human_size(d.size)}+{human_size(d.wal_size)}",
-            position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
-            _ago(d.newest_backup),
-            "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
-            _ago(d.oldest_restorable),
-            _ago(d.newest_snapshot),
-            *([_verify_text(d.last_verify)] if with_verify else []),
-        )
-    parts.append(t)
+
+
+def _status_table(report: Any, console: Any) -> Any:
+    """The terminal view: supervisor line, a table that fits ``console`` without cutting a name, reasons."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from backupctl.cli.output import fitted_table
+
+    parts: list[Any] = [_supervisor_line(report)]
+    if report.supervisor.last_error:
+        parts.append(Text(f"last error: {report.supervisor.last_error}", style="red"))
+    columns, rows = _status_columns(report)
+    title = f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s"
+    parts.append(fitted_table(console, columns, [r[:-1] for r in rows], title=title, optional=_STATUS_OPTIONAL))
     for d in report.databases:
         if d.verdict != "ok" or d.replica_error:
-            parts.append(Text(f"{d.name}: {d.reason}", style=styles.get(d.verdict, "yellow")))
+            parts.append(Text(f"{d.name}: {d.reason}", style=_STATUS_STYLES.get(d.verdict, "yellow")))
     return Group(*parts)
+
+
+def _print_status(report: Any) -> None:
+    """On a terminal the fitted view; piped, tab-separated rows with every column and the reason
+    (the supervisor line goes to stderr, so stdout is only data)."""
+    import sys
+
+    from backupctl.cli.output import _console, print_table, say
+
+    if sys.stdout.isatty():
+        console = _console(stderr=False)
+        console.print(_status_table(report, console))
+        return
+    say(_supervisor_line(report).plain)
+    columns, rows = _status_columns(report)
+    print_table([*columns, "reason"], rows)
 
 
 def _verify_text(verify: dict[str, Any] | None) -> str:
@@ -125,7 +162,7 @@ def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
     import sys
     import time
 
-    from backupctl.cli.output import emit_json_line, table
+    from backupctl.cli.output import emit_json_line
 
     if json_:
         while True:
@@ -133,16 +170,17 @@ def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
             time.sleep(interval)
     if not sys.stdout.isatty():
         while True:
-            table(_status_table(collect()))
+            _print_status(collect())
             sys.stdout.write("\n")
             sys.stdout.flush()
             time.sleep(interval)
     from rich.console import Console
     from rich.live import Live
 
-    with Live(console=Console(), refresh_per_second=4, screen=False) as live:
+    console = Console()
+    with Live(console=console, refresh_per_second=4, screen=False) as live:
         while True:
-            live.update(_status_table(collect()))
+            live.update(_status_table(collect(), console))
             time.sleep(interval)
 
 
@@ -155,7 +193,15 @@ def status(
     database: DbArg = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error)."""
+    """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).
+
+    \b
+    Examples:
+      backupctl status                          # a table that fits the terminal
+      backupctl status | cut -f1,2              # piped: tab-separated, every column, nothing cut
+      backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
+      backupctl status --watch --json | jq .ok  # one JSON document per line
+    """
     from backupctl.status import collect_status
 
     settings = load(env_file)
@@ -174,9 +220,7 @@ def status(
 
         emit_json(report.to_json())
     else:
-        from backupctl.cli.output import table
-
-        table(_status_table(report))
+        _print_status(report)
     raise typer.Exit(int(report.exit_code))
 
 
@@ -210,16 +254,13 @@ def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: Confi
 
         emit_json({"litestream_version": settings.version, "config": str(config), "databases": rows})
         return
-    from rich.table import Table
+    from backupctl.cli.output import print_table
 
-    from backupctl.cli.output import table
-
-    t = Table(title=f"databases ({config})")
-    for col in ("name", "path", "size", "replica"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["name"], r["path"], human_size(r["size"]) if r["exists"] else "missing", "\n".join(r["replicas"]))
-    table(t)
+    print_table(
+        ["name", "path", "size", "replica"],
+        [[r["name"], r["path"], human_size(r["size"]) if r["exists"] else "missing", ", ".join(r["replicas"])] for r in rows],
+        title=f"databases ({config})",
+    )
 
 
 def _listing(
@@ -231,6 +272,7 @@ def _listing(
     columns: list[tuple[str, Callable[[Any], str]]],
     note: str | None = None,
     config: Path | None = None,
+    optional: tuple[str, ...] = (),
 ) -> None:
     settings = load(env_file)
     config_path = explicit_config(config)
@@ -251,19 +293,26 @@ def _listing(
             doc["note"] = note
         emit_json(doc)
         return
-    from rich.table import Table
+    import sys
 
-    from backupctl.cli.output import say, table
+    from backupctl.cli.output import print_table, say
 
-    for db, items in results:
-        t = Table(title=f"{kind} of {db.name} ({', '.join(r.destination for r in db.replicas)})")
-        for name, _ in columns:
-            t.add_column(name)
-        for item in items:
-            t.add_row(*(render(item) for _, render in columns))
-        if not items:
-            t.caption = "the replica is empty"
-        table(t)
+    headers = [name for name, _ in columns]
+    if not sys.stdout.isatty():  # one tab-separated table for every database, complete
+        rows = [[db.name, *(render(item) for _, render in columns)] for db, items in results for item in items]
+        print_table(["database", *headers], rows)
+        for db, items in results:
+            if not items:
+                say(f"the replica of {db.name} is empty")
+    else:
+        for db, items in results:
+            print_table(
+                headers,
+                [[render(item) for _, render in columns] for item in items],
+                title=f"{kind} of {db.name} ({', '.join(r.destination for r in db.replicas)})",
+                caption=None if items else "the replica is empty",
+                optional=optional,
+            )
     if note:
         say(note)
 
@@ -279,7 +328,7 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
         ("size", lambda s: human_size(s.size)),
         ("generation / txid", lambda s: f"{s.generation} #{s.index}" if s.generation else str(txid_hex(s.max_txid))),
         ("replica", lambda s: s.replica),
-    ], config=config)  # fmt: skip
+    ], config=config, optional=("replica", "size"))  # fmt: skip
 
 
 @app.command()
@@ -293,7 +342,7 @@ def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
         ("position", lambda s: f"{s.generation} {s.index}/{s.offset}" if s.generation
             else f"{txid_hex(s.min_txid)}-{txid_hex(s.max_txid)}"),
         ("replica", lambda s: s.replica),
-    ], config=config)  # fmt: skip
+    ], config=config, optional=("replica", "size"))  # fmt: skip
 
 
 @app.command()
@@ -312,7 +361,7 @@ def ltx(
         ("txids", lambda f: f"{txid_hex(f.min_txid)}-{txid_hex(f.max_txid)}"),
         ("size", lambda f: human_size(f.size)),
         ("timestamp", lambda f: _stamp(f.timestamp)),
-    ], config=config)  # fmt: skip
+    ], config=config, optional=("size",))  # fmt: skip
 
 
 def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
@@ -336,7 +385,7 @@ def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: D
             ("end", lambda g: _stamp(g.end)),
             ("lag", lambda g: g.lag or "-"),
             ("replica", lambda g: g.replica),
-        ], config=config)  # fmt: skip
+        ], config=config, optional=("replica", "lag"))  # fmt: skip
         return
     _listing(env_file, json_, database, "window", _window_rows, [
         ("oldest", lambda w: _stamp(w.oldest)),
@@ -344,4 +393,4 @@ def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: D
         ("txids", lambda w: f"{w.min_txid:016x}-{w.max_txid:016x}" if w.max_txid is not None else "-"),
         ("snapshots", lambda w: str(w.snapshot_count)),
         ("files", lambda w: str(w.file_count)),
-    ], note=GENERATIONS_NOTE, config=config)  # fmt: skip
+    ], note=GENERATIONS_NOTE, config=config, optional=("files", "snapshots"))  # fmt: skip

@@ -64,8 +64,9 @@ def restore(
     db: Annotated[
         str | None,
         typer.Argument(
+            metavar="[DB|PATH]",
             help="Database (name or path) to restore; default all. A path that is not a configured "
-            "database is the output path (one database configured).",
+            "database is where to restore to (with one database configured).",
             show_default=False,
         ),
     ] = None,
@@ -100,6 +101,14 @@ def restore(
     Default output: the database's own path when no database is there (a new machine), else a
     side file next to it (app.db.restored-<UTC time>). The restore is written to a temp file,
     checked (PRAGMA integrity_check) and renamed into place; a failure leaves nothing behind.
+
+    \b
+    Examples:
+      backupctl restore --dry-run                # what would be restored, from where, the window
+      backupctl restore app.db --force           # onto the live path; the old file is kept aside
+      backupctl restore -o /tmp/check.db         # a copy to look at
+      backupctl restore --timestamp "30m ago"    # point in time
+      backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
     """
     from backupctl import restore as core
     from backupctl.cli import Interrupted
@@ -194,6 +203,11 @@ def verify(
     """Prove the replica restores: write a sentinel row, wait for it to replicate, restore, check.
 
     Exit 0 verified, 20 failed (restore broken or sentinel missing), 21 inconclusive (replica lagging).
+
+    \b
+    Examples:
+      backupctl verify                 # every database; exit 0 verified, 20 failed, 21 inconclusive
+      backupctl verify app.db --json   # one database, machine-readable
     """
     from backupctl import verify as core
     from backupctl.cli.output import emit_json, say, success

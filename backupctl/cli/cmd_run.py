@@ -89,7 +89,14 @@ def start(
     """Replicate continuously: run litestream under supervision (foreground unless --background).
 
     Restarts litestream with backoff if it dies, stops it gracefully (final sync) on Ctrl-C or
-    SIGTERM, and refuses to run twice on one database.
+    SIGTERM, and refuses to run twice on one database. Fast checks first (database file, replica
+    folder or endpoint): a mistake fails in seconds with its cause.
+
+    \b
+    Examples:
+      backupctl start                          # foreground (Procfile, systemd, Kamal, docker)
+      backupctl start --background             # returns once the first snapshot is in the replica
+      backupctl start -b --restore-if-missing  # a new machine: restore first, then replicate
     """
     from backupctl import paths, state
     from backupctl.cli.output import say, success
