@@ -172,3 +172,18 @@ def test_doctor_still_reports_a_missing_database(project) -> None:
     make_db(project.dir / "db" / "other.db")
     result = run_cli("doctor", "--json", cwd=project.dir)
     assert result.returncode == ExitCode.DOCTOR_FAIL and "db-missing" in result.stdout
+
+
+@pytest.mark.slow
+def test_background_restore_if_missing_says_it_restored(project, litestream_bins) -> None:
+    first = run_cli("start", "--background", cwd=project.dir)
+    assert first.returncode == 0, first.stderr
+    assert run_cli("stop", cwd=project.dir).returncode == 0
+    for suffix in ("", "-wal", "-shm"):
+        project.db.with_name(project.db.name + suffix).unlink(missing_ok=True)
+    again = run_cli("start", "--background", "--restore-if-missing", cwd=project.dir)
+    try:
+        assert again.returncode == 0, again.stderr
+        assert f"restored {project.db} from the replica before replicating" in again.stderr
+    finally:
+        assert run_cli("stop", cwd=project.dir).returncode == 0

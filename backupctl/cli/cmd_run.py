@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, SkipChecksOpt, explain_failed_start, load, preflight
+from backupctl.cli.common import (
+    DURATION,
+    ConfigOpt,
+    EnvFileOpt,
+    JsonOpt,
+    SkipChecksOpt,
+    explain_failed_start,
+    load,
+    log_size,
+    preflight,
+    restored_lines,
+)
 
 
 def _stderr_log(line: str) -> None:
@@ -126,10 +137,13 @@ def start(
             argv.append("--restore-if-missing")
         say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
         launched_at = time.time()
+        log_offset = log_size(state_dir)
         try:
             started = start_background(argv, state_dir, cwd=Path.cwd())
         except SupervisorError as exc:
             raise explain_failed_start(exc, state_dir, launched_at) from None
+        for line in restored_lines(started.log_path, log_offset):  # not only in the log
+            success(line)
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")

@@ -141,3 +141,26 @@ class _Duration(click.ParamType):
 
 
 DURATION = _Duration()
+
+
+def log_size(state_dir: Path) -> int:
+    """Where the supervisor log ends now: what a background start writes comes after."""
+    from backupctl import state
+
+    try:
+        return (state_dir / state.LOGFILE).stat().st_size
+    except OSError:
+        return 0
+
+
+def restored_lines(log_path: Path, since: int) -> list[str]:
+    """`start --background --restore-if-missing`: the supervisor's "restored ... from the replica"
+    lines of this start, to say on the terminal and not only in the log."""
+    from backupctl.supervisor import log_tail
+
+    found = []
+    for line in log_tail(log_path, 400, since=since):
+        _, sep, rest = line.partition("backupctl: restored ")
+        if sep and rest.endswith(" from the replica"):
+            found.append(f"restored {rest} before replicating")
+    return found
