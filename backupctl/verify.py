@@ -146,8 +146,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
 
     if not db.path.exists():
         return result(FAILED, f"{db.path} does not exist: there is nothing to verify")
-    tmp_root = paths.project_state_dir(settings.project_dir) / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp_root = paths.private_dir(paths.private_dir(paths.project_state_dir(settings.project_dir)) / "tmp")
     ls = litestream_for(settings, binary_path)
     temporary: _TemporaryReplicator | None = None
     replicator = _running_replicator(db)

@@ -91,3 +91,31 @@ def test_state_folder_is_private_after_a_start(project: Project, litestream_bins
         assert _mode(state_dir / "supervisor.log") == 0o600
     finally:
         assert run_cli("stop", cwd=project.dir).returncode == 0
+
+
+def test_verifys_temporary_litestream_log_is_private(project: Project, litestream_bins) -> None:
+    import subprocess
+    import sys
+    import time
+
+    tmp = project.dir / ".backupctl" / "tmp"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backupctl", "verify"], cwd=project.dir, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    modes: set[int] = set()
+    try:
+        while proc.poll() is None:
+            for log in tmp.glob("verify-*.log") if tmp.is_dir() else []:
+                try:
+                    modes.add(_mode(log))
+                except FileNotFoundError:
+                    pass
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(120)
+    assert proc.returncode == 0
+    assert modes == {0o600}
+    assert _mode(project.dir / ".backupctl") == 0o700 and _mode(tmp) == 0o700
