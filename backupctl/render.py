@@ -238,7 +238,8 @@ def guard_foreign_config(settings: Settings, path: Path, current: bytes) -> None
 
         raise RefusedError(
             f"{path} was not written by backupctl; refusing to replace it",
-            f"move it aside (backupctl then renders its own), or pass --config {path} to run with it as it is",
+            f"move it aside (backupctl then renders its own), or pass --config {path} to use it as it is "
+            "(start, status and the listings take --config)",
         )
 
 
