@@ -109,6 +109,10 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
             f" Litestream {settings.version}, from {settings.env_file or 'the environment'}",
         )
     )
+    for warning in settings.warnings:  # a misspelled name is silently ignored otherwise
+        report.checks.append(
+            Check("settings", WARN, warning, "rename it to the variable meant, or remove it", finding="unknown-variable")
+        )
     clean = _cleaner(settings)
     binary_path = _check_binary(settings, report)
     _check_config(settings, binary_path, report, clean)

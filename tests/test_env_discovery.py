@@ -56,3 +56,10 @@ def test_misspelled_variables_are_named_with_the_likely_meaning(project) -> None
     ok = run_cli("env", "--json", cwd=project.dir, env={"LITESTREAM_VERSON": "0.3.13"})
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
     assert "LITESTREAM_VERSON (in environment)" in ok.stderr and "did you mean LITESTREAM_VERSION?" in ok.stderr
+
+
+def test_doctor_warns_about_a_misspelled_name(project) -> None:
+    project.env_file.write_text(project.env_file.read_text() + "BACKUP_RETENTON=72h\n")
+    doc = json.loads(run_cli("doctor", "--json", cwd=project.dir).stdout)
+    (check,) = [c for c in doc["checks"] if c.get("finding") == "unknown-variable"]
+    assert check["status"] == "warn" and "did you mean BACKUP_RETENTION?" in check["found"]
