@@ -225,3 +225,34 @@ def test_no_aws_ca_bundle_note_for_a_local_folder_replica(project: Project, lite
         assert "AWS_CA_BUNDLE" not in started.stderr
     finally:
         assert run_cli("stop", cwd=project.dir).returncode == 0
+
+
+def test_verify_progress_names_the_replication_wait(project: Project, litestream_bins) -> None:
+    """The spinner said "writing the sentinel row" through the whole wait for replication."""
+    master, slave = pty.openpty()
+    env = dict(os.environ, COLUMNS="200", TERM="xterm")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backupctl", "verify"], cwd=project.dir, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+    finally:
+        proc.wait(120)
+        os.close(master)
+    text = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
+    assert proc.returncode == 0, text[-2000:]
+    assert "waiting for litestream to replicate it" in text
