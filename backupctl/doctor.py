@@ -36,7 +36,6 @@ S3_READ_TIMEOUT = 10.0
 CLOCK_WARN_SECONDS = 300.0  # a few minutes: logs and point-in-time restores start to mislead
 CLOCK_FAIL_SECONDS = 900.0  # SigV4 rejects requests more than 15 minutes off (RequestTimeTooSkewed)
 PROBE_PREFIX = ".backupctl-doctor-probe-"
-SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_ADVICE_MS = 5000
 
 
@@ -110,6 +109,10 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
             f" Litestream {settings.version}, from {settings.env_file or 'the environment'}",
         )
     )
+    for warning in settings.warnings:  # a misspelled name is silently ignored otherwise
+        report.checks.append(
+            Check("settings", WARN, warning, "rename it to the variable meant, or remove it", finding="unknown-variable")
+        )
     clean = _cleaner(settings)
     binary_path = _check_binary(settings, report)
     _check_config(settings, binary_path, report, clean)
@@ -163,6 +166,18 @@ def _check_binary(settings: Settings, report: Report) -> Path | None:
                 f"Litestream {settings.version} is not installed for this platform",
                 "run `backupctl install` (it downloads the pinned build and checks its sha256)",
                 finding="binary-missing",
+            )
+        )
+        return None
+    if not found.verified and found.source != "user":
+        report.checks.append(
+            Check(
+                "binary",
+                FAIL,
+                f"{found.path} does not match the pinned sha256 of Litestream {settings.version} (tampered or corrupted); "
+                "backupctl refuses to run it",
+                "reinstall it: backupctl install --force",
+                finding="binary-tampered",
             )
         )
         return None
@@ -255,11 +270,11 @@ def wal_command(path: Path) -> str:
 
 
 def _check_database(settings: Settings, db: Database, report: Report) -> None:
+    from backupctl.preflight import DB_MISSING, DB_OK, DB_UNREADABLE, read_database_file
+
     subject = str(db.path)
-    try:
-        with db.path.open("rb") as handle:
-            header = handle.read(100)
-    except FileNotFoundError:
+    found = read_database_file(db.path)
+    if found.kind == DB_MISSING:
         report.checks.append(
             Check(
                 "database",
@@ -271,19 +286,19 @@ def _check_database(settings: Settings, db: Database, report: Report) -> None:
             )
         )
         return
-    except OSError as exc:
+    if found.kind == DB_UNREADABLE:
         report.checks.append(
             Check(
                 "database",
                 FAIL,
-                f"cannot read it: {exc.strerror}",
+                f"cannot read it: {found.error}",
                 "check its permissions",
                 subject=subject,
                 finding="db-unreadable",
             )
         )
         return
-    if not header.startswith(SQLITE_MAGIC) or len(header) < 100:
+    if found.kind != DB_OK:  # not SQLite, or empty (doctor has always counted an empty file as not SQLite)
         report.checks.append(
             Check(
                 "database",
@@ -298,7 +313,7 @@ def _check_database(settings: Settings, db: Database, report: Report) -> None:
     report.checks.append(Check("database", OK, f"SQLite database, {human_size(db.path.stat().st_size)}", subject=subject))
     # Header bytes 18 and 19 (file format write/read version) are 2 in WAL mode, 1 in rollback mode:
     # read without opening a connection, so doctor never takes a lock on a live database.
-    if header[18] == 2 and header[19] == 2:
+    if found.wal_mode:
         report.checks.append(Check("wal mode", OK, "journal_mode is WAL", subject=subject))
     else:
         report.checks.append(
@@ -450,7 +465,7 @@ def check_replica(
     """Probe one replica: list, write, read and delete a probe object (file: a probe file)."""
     clean = clean or _cleaner(settings)
     if replica.kind == "file":
-        return _probe_folder(replica)
+        return check_replica_folder(replica)
     if replica.kind in ("s3", "r2"):
         return _probe_s3(settings, replica, server_dates if server_dates is not None else [], clean)
     return Check(
@@ -463,7 +478,8 @@ def check_replica(
     )
 
 
-def _probe_folder(replica: Replica) -> Check:
+def check_replica_folder(replica: Replica) -> Check:
+    """A local-folder replica: writable (writes, reads back and removes a probe file)."""
     folder = Path(replica.path)
     subject = replica.destination
     if not folder.exists():

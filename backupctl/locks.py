@@ -65,10 +65,13 @@ def try_lock(path: Path, owner_pid: int | None = None) -> HeldLock | None:
 
 
 def _unusable(path: Path, exc: OSError) -> ConfigError:
-    return ConfigError(
-        f"cannot use the lock file {path}: {exc.strerror}",
-        "make its folder writable, or point BACKUPCTL_HOME at a writable folder",
-    )
+    import errno
+
+    if exc.errno in (errno.EMFILE, errno.ENFILE):  # a lock per database and per replica: many databases, many files
+        hint = "raise the open-files limit (ulimit -n; the hard limit, e.g. LimitNOFILE= in systemd) above 2 per database"
+    else:
+        hint = "make its folder writable, or point BACKUPCTL_HOME at a writable folder"
+    return ConfigError(f"cannot use the lock file {path}: {exc.strerror}", hint)
 
 
 def holder(path: Path) -> int | None:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from backupctl.atomic import open_private
+from backupctl.paths import private_dir
+
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
 
@@ -28,12 +31,12 @@ class RotatingLog:
         self.backups = backups
         self.redirect_std = redirect_std  # keep fd 1/2 (tracebacks) pointing at the current file
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self._handle = self._open()
 
     def _open(self) -> IO[str]:
-        handle = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - long-lived
-        os.chmod(self.path, 0o600)
+        # 0600, never through a symlink (its target would be appended to)
+        handle = os.fdopen(open_private(self.path), "a", encoding="utf-8", errors="replace")
         if self.redirect_std:
             for fd in (1, 2):
                 os.dup2(handle.fileno(), fd)
@@ -63,12 +66,7 @@ class RotatingLog:
 def fresh_private_file(path: Path) -> None:
     """Create (or empty) ``path`` with mode 0600, never readable by others even for an instant:
     it receives litestream's raw, unmasked output."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an older file may have been created with a looser mode
-        os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)
+    os.close(open_private(path, append=False, truncate=True))
 
 
 class OutputTail:

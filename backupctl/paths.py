@@ -53,3 +53,15 @@ def lock_path(kind: str, key: str, environ: os._Environ[str] | dict[str, str] | 
     """A lock file for a database or replica destination, shared by all projects of this user."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return state_home(environ) / "locks" / f"{kind}-{digest}.lock"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) if needed, and make it 0700 when it is ours and not a link:
+    it holds logs with litestream's raw output, pidfiles and state that other users need not read."""
+    import stat
+
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backupctl.atomic import write_atomic
 from backupctl.errors import ConfigError
+from backupctl.paths import private_dir
 from backupctl.settings import Settings
 from backupctl.versions import capabilities
 
@@ -237,7 +238,8 @@ def guard_foreign_config(settings: Settings, path: Path, current: bytes) -> None
 
         raise RefusedError(
             f"{path} was not written by backupctl; refusing to replace it",
-            f"move it aside (backupctl then renders its own), or pass --config {path} to run with it as it is",
+            f"move it aside (backupctl then renders its own), or pass --config {path} to use it as it is "
+            "(start, status and the listings take --config)",
         )
 
 
@@ -335,7 +337,7 @@ def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
         write_atomic(path, text)
         action = "created" if current_bytes is None else "updated"
     try:
-        stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(stamp_path.parent)
         write_atomic(
             stamp_path,
             json.dumps({"path": str(path), "input": key, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}),

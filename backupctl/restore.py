@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import time
@@ -366,6 +367,14 @@ class RestorePlan:
     window: Window | None = None
     notes: list[str] = field(default_factory=list)
 
+    def point_in_time(self) -> str | None:
+        """What state is restored, in words (None: the latest): a timestamp, or up to a txid."""
+        if self.timestamp:
+            return self.timestamp
+        if self.txid:
+            return f"txid {self.txid} (the state right after that transaction id)"
+        return None
+
     def restore_args(self) -> list[str]:
         args: list[str] = []
         if self.timestamp:
@@ -537,6 +546,22 @@ def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Wi
     return Window(window.oldest, window.newest)
 
 
+def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -> None:
+    """Raise NotFoundError (exit 8, as the restore itself would) when the replica holds no backup.
+
+    Used by `restore --dry-run`, which downloads nothing. A plan with a timestamp has checked it
+    already; with --txid/--generation litestream is the judge at restore time."""
+    if plan.timestamp or plan.txid or plan.generation or plan.window is not None:
+        return
+    if restorable_window(settings, binary_path, plan.database) is None:  # raises when unreachable
+        db = plan.database
+        raise NotFoundError(
+            f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
+            "start replication (`backupctl start`) and let it sync once; if Litestream 0.3 wrote this replica, "
+            "set LITESTREAM_VERSION=0.3.13 (0.5 cannot list 0.3 backups)",
+        )
+
+
 def _window_or_none(settings: Settings, binary_path: Path, db: Database) -> Window | None:
     try:
         return restorable_window(settings, binary_path, db)
@@ -650,7 +675,7 @@ def staged_restore(
                 at = next((args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("-")), None)
                 raise NotFoundError(
                     f"the replica has no backup of {db.name}" + (f" matching {at}" if at else ""),
-                    "check the replica settings (`backupctl config show`) and that replication ran (`backupctl status`)",
+                    "check the replica settings (`backupctl env`) and that replication ran (`backupctl status`)",
                     details=exc.details,
                 ) from None
             raise
@@ -734,6 +759,35 @@ def _position(ls: Litestream, output: str) -> dict[str, Any]:
     return position
 
 
+def mode_and_owner_source(out: Path, live: Path) -> Path:
+    """Whose mode and owner a restored file takes: the file it replaces, else the live database
+    (restoring a copy of it elsewhere), else the folder it lands in."""
+    if out.is_file():
+        return out
+    if live.is_file():
+        return live
+    return out.parent
+
+
+def take_mode_and_owner(path: Path, like: Path) -> None:
+    """Give ``path`` the permission bits and owner of ``like`` (a folder: its bits minus execute).
+
+    A `restore --force` run as root must not turn an app's `0600 app:app` database into a
+    `0644 root` one the app cannot write and others can read. Changing the owner needs root (or
+    the same owner); without it the mode is still copied."""
+    st = os.stat(like)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        mode &= 0o666
+    os.chmod(path, mode & 0o7777)
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.chown(path, st.st_uid, st.st_gid)
+        except PermissionError:
+            pass
+        os.chmod(path, mode & 0o7777)  # chown clears setuid/setgid bits
+
+
 def _move_aside(files: list[Path], keep: Path) -> list[tuple[Path, Path]]:
     moved: list[tuple[Path, Path]] = []
     main = files[0].name if files else ""
@@ -789,6 +843,8 @@ def execute_restore(
             if on_step:
                 on_step(f"moving the restored database to {out}")
             present = _present(out)
+            # Before the rename, so the restored file is never visible with litestream's 0644 / our owner.
+            take_mode_and_owner(staged.path, mode_and_owner_source(out, plan.database.path))
             moved: list[tuple[Path, Path]] = []
             if present:
                 if occupied(out) and plan.keep_path is None:
@@ -815,7 +871,7 @@ def execute_restore(
         output=out,
         size=staged.size,
         position=staged.position,
-        point_in_time=plan.timestamp,
+        point_in_time=plan.point_in_time(),
         tables=staged.tables,
         seconds=time.monotonic() - started,
         kept=kept,

@@ -49,7 +49,9 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
             notices.append(f"not passing {name} to litestream: {why}")
     for name in _NOT_FOR_CHILD:
         env.pop(name, None)
-    notices += caps.clean_environment(env)
+    dropped = caps.clean_environment(env)
+    if any(r.kind in ("s3", "r2") for db in settings.databases for r in db.replicas):
+        notices += dropped  # only worth saying where an S3 client runs (not for a local folder)
     creds = settings.credentials
     if creds.access_key_id:
         env["AWS_ACCESS_KEY_ID"] = creds.access_key_id

@@ -73,6 +73,18 @@ DEFAULTS: dict[str, str] = {
 }
 
 KNOWN_VARIABLES = frozenset(v for chain in CHAINS.values() for v in chain)
+# Read elsewhere (by backupctl or by litestream): not settings, but not typos either.
+OTHER_KNOWN_VARIABLES = frozenset(
+    {
+        "BACKUPCTL_ENV_FILE", "BACKUPCTL_STATE_DIR", "BACKUPCTL_CACHE_DIR", "BACKUPCTL_HOME", "BACKUPCTL_DEBUG",
+        "BACKUPCTL_LITESTREAM_BIN", "BACKUPCTL_ALLOW_VERSION_MISMATCH", "BACKUPCTL_LITESTREAM_BASE_URL",
+        "BACKUPCTL_CA_BUNDLE", "BACKUPCTL_PRICES", "BACKUPCTL_NO_PDEATHSIG", "BACKUPCTL_SFTP_PASSWORD",
+        "BACKUPCTL_TEST_CACHE",  # backupctl's own test suite
+        "LITESTREAM_CONFIG",  # litestream's; backupctl drops it and passes -config (and says so)
+    }
+)  # fmt: skip
+# Names in these families that are neither of the above are most likely typos: warn, with "did you mean".
+WATCHED_PREFIXES = ("BACKUP_", "BACKUPCTL_", "R2_", "LITESTREAM_")
 
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -87,6 +99,30 @@ def parse_duration(text: str) -> float:
     if not _GO_DURATION.fullmatch(text):
         raise ValueError(text)
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+GO_DURATION_MAX_NS = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds (about 292 years)
+
+
+def duration_problem(value: str) -> str | None:
+    """Why litestream could not use ``value`` as a duration setting, or None. Checked as litestream's
+    YAML parser and Go's time.ParseDuration would: no surrounding spaces, a unit, int64 nanoseconds,
+    and not truncated to zero."""
+    if value != value.strip():
+        return f"{value!r} has a leading or trailing space, which litestream's parser refuses"
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            return f"{value!r} has no unit: litestream would read a bare number as nanoseconds"
+        return f"{value!r} is not a duration"
+    if seconds * 1e9 > GO_DURATION_MAX_NS:
+        return f"{value!r} is longer than litestream can hold (Go durations end at about 292 years, 2562047h)"
+    if seconds <= 0:
+        return f"{value!r} is not positive"
+    if seconds * 1e9 < 1:
+        return f"{value!r} is below one nanosecond, which litestream reads as 0"
+    return None
 
 
 @dataclass(frozen=True)
@@ -207,6 +243,7 @@ class Settings:
     stop_timeout: str | None
     values: dict[str, str | None] = field(repr=False)
     origins: dict[str, Origin] = field(repr=False)
+    warnings: tuple[str, ...] = ()  # worth saying, not failing for (unknown variable names)
 
     @property
     def config_path(self) -> Path:
@@ -248,7 +285,8 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
-    """The .env to read: the one named, else `.env` in the current folder if there is one."""
+    """The .env to read: the one named, else the nearest `.env` in the current folder or above it
+    (as git finds `.git`), so a command run from a project's subfolder reads the project's settings."""
     if env_file is not None:
         path = env_file.expanduser()
         if not path.is_absolute():
@@ -256,11 +294,19 @@ def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
         if not path.is_file():
             raise ConfigError(
                 f"--env-file {env_file}: no such file",
-                "create it from .env.example, or drop --env-file to use ./.env",
+                "create it (README, \"Settings\", lists every variable), or drop --env-file to use the project's .env",
             )
         return path.resolve()
-    candidate = cwd / ".env"
-    return candidate.resolve() if candidate.is_file() else None
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / ".env"
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def env_search_note(cwd: Path) -> str:
+    """Where find_env_file looked when it found nothing, in words."""
+    return f"no .env found in {cwd} or any folder above it, so only the process environment was read"
 
 
 class _Collector:
@@ -321,15 +367,9 @@ def load_settings(
         if value is None:
             continue
         var = origins[setting].variable or setting
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            bare = re.fullmatch(r"\s*\d+(\.\d+)?\s*", value)
-            why = "a bare number would be read by litestream as nanoseconds" if bare else "not a duration"
-            errors.add(var, f"{value!r} is {why}", "write a Go duration with a unit, like 10s, 5m or 24h")
-            continue
-        if seconds <= 0:
-            errors.add(var, f"{value!r} is not positive", "use a duration above zero, like 10s")
+        problem = duration_problem(value)
+        if problem:
+            errors.add(var, problem, "write a Go duration with a unit and nothing around it, like 10s, 5m or 24h")
 
     # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
     local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local
@@ -419,11 +459,26 @@ def load_settings(
         errors.add(
             "BACKUP_DATABASES", f"two databases are both named {name!r}", "rename one: replica paths are derived from file names"
         )
+    if caps.database_path_is_uri:
+        for p in db_paths:
+            if "#" in str(p) or "?" in str(p):
+                errors.add(
+                    "BACKUP_DATABASES",
+                    f"{p} contains '#' or '?': Litestream {version} opens the database as a SQLite URI and cuts the "
+                    "path there, so it would never find the real file and replicate nothing",
+                    "rename the file or its folder without '#' and '?' (Litestream 0.3.13 takes such paths as they are)",
+                )
     prefix = values["path"]
     if prefix is not None:
         prefix = prefix.strip("/")
         if not prefix:
             errors.add("BACKUP_PATH", "is only slashes", "write a prefix like backups/{name}, or leave it unset")
+        elif any(part in (".", "..") for part in prefix.split("/")):
+            errors.add(
+                "BACKUP_PATH",
+                f"{prefix!r} has a '.' or '..' segment: object stores take it literally or reject every upload (400)",
+                "write a plain prefix like backups/{name}",
+            )
         elif len(db_paths) > 1 and "{name}" not in prefix:
             errors.add(
                 "BACKUP_PATH",
@@ -431,12 +486,15 @@ def load_settings(
                 "include {name} in it, like backups/{name}, so each database gets its own",
             )
 
+    warnings = unknown_variables(file_values, environ, source_name)
     if errors.problems:
         raise ConfigError(
             f"{len(errors.problems)} problem{'s' if len(errors.problems) > 1 else ''} in the settings"
             + (f" ({path})" if path else ""),
-            "fix the variables named above (see .env.example), then run the command again",
-            details=errors.problems,
+            "fix the variables named above (README, \"Settings\", lists them all), then run the command again"
+            if path
+            else "run backupctl from your project's folder (or below it), or name the file with --env-file PATH",
+            details=errors.problems + warnings + ([] if path else [env_search_note(cwd)]),
         )
 
     databases = tuple(
@@ -471,7 +529,26 @@ def load_settings(
         stop_timeout=values["stop_timeout"],
         values=values,
         origins=origins,
+        warnings=tuple(warnings),
     )
+
+
+def unknown_variables(file_values: Mapping[str, str], environ: Mapping[str, str], file_name: str) -> list[str]:
+    """One warning per BACKUP_/BACKUPCTL_/R2_/LITESTREAM_ name that backupctl does not read (a typo
+    like BACKUP_DATABASE is otherwise silently ignored), with the closest known name."""
+    import difflib
+
+    known = sorted(KNOWN_VARIABLES | OTHER_KNOWN_VARIABLES)
+    found = [(name, file_name) for name in file_values]
+    found += [(name, "environment") for name in environ if name not in file_values]
+    warnings = []
+    for name, where in found:
+        if not name.startswith(WATCHED_PREFIXES) or name in KNOWN_VARIABLES or name in OTHER_KNOWN_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else " (README, \"Settings\", lists the variables)"
+        warnings.append(f"{name} (in {where}) is not a variable backupctl reads, so it is ignored{hint}")
+    return warnings
 
 
 LOCAL_MODE_MARKER = "local-mode"

@@ -267,6 +267,9 @@ def database_status(
         )
     elif local.litestream_status == "error":
         verdict, reason = ERROR, "litestream reports an error for this database"
+    elif not local.initialized and replica_error is not None:
+        # The unreachable replica is the cause to name, not "never replicated" (docs/status.md: error, exit 12).
+        verdict, reason = ERROR, f"cannot read the replica: {replica_error.message}"
     elif not local.initialized:
         verdict, reason = NOT_INITIALIZED, "litestream has never replicated this database (start replication)"
     elif not has_reading:

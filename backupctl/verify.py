@@ -154,8 +154,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
 
     if not db.path.exists():
         return result(FAILED, f"{db.path} does not exist: there is nothing to verify")
-    tmp_root = paths.project_state_dir(settings.project_dir) / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp_root = paths.private_dir(paths.private_dir(paths.project_state_dir(settings.project_dir)) / "tmp")
     ls = litestream_for(settings, binary_path)
     temporary: _TemporaryReplicator | None = None
     processes.reap_orphans(databases=[db.path], replicas=[r.lock_key for r in db.replicas])  # a killed verify's
@@ -178,6 +177,8 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         timings["write"] = time.monotonic() - t
         deadline = time.monotonic() + wait
         interval = max(0.25, min(settings.sync_seconds / 2, 5.0))
+        if on_step:
+            on_step(f"sentinel written; waiting for litestream to replicate it (sync interval {settings.sync_interval})")
         stop_request.sleep(min(interval, settings.sync_seconds))
         attempts = 0
         last_error: BackupctlError | None = None
@@ -185,7 +186,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         while True:
             attempts += 1
             if on_step:
-                on_step(f"restoring the replica (attempt {attempts})")
+                on_step(f"restoring the replica to look for the sentinel (attempt {attempts})")
             t = time.monotonic()
             try:
                 with staged_restore(ls, db, tmp_root, [], timeout=min(RESTORE_TIMEOUT, wait + 60)) as staged:
@@ -224,6 +225,8 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                 )
             if time.monotonic() + max(interval, restore_seconds) > deadline:
                 break
+            if on_step:
+                on_step(f"the sentinel is not in the replica yet (attempt {attempts}); waiting for the next sync")
             stop_request.sleep(max(interval, restore_seconds))
         timings["restore"] = restore_seconds
         if last_error is not None:
@@ -390,7 +393,7 @@ class _TemporaryReplicator:
         """A `litestream replicate` of this database alone. It holds the database and replica locks,
         is recorded (role verify-replicator), and dies with this process (PR_SET_PDEATHSIG on Linux;
         elsewhere the next start/verify/doctor stops it as an orphan)."""
-        from backupctl.atomic import write_atomic
+        from backupctl.atomic import open_private, write_atomic
         from backupctl.render import render
 
         held = locks.take_replication_locks([db])
@@ -402,8 +405,7 @@ class _TemporaryReplicator:
             log = tmp_root / f"verify-{os.getpid()}-{db.name}.log"
             write_atomic(config, render(only).text)
             ls = Litestream(binary_path, only, config_path=config)
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(open_private(log, append=False, truncate=True), "wb") as out:  # 0600: raw output
                 proc = ls.popen(
                     "replicate", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **processes.child_kwargs()
                 )

@@ -164,7 +164,9 @@ def test_listings_match_what_restore_returns(
     assert d["in_litestream_config"] is True and d["path"] == str(db)
     assert set(d) == {"name", "path", "exists", "size", "replicas", "in_litestream_config"}
     res = run_cli("snapshots", cwd=proj, env=env)
-    assert res.returncode == 0 and "snapshots of app.db" in res.stdout
+    assert res.returncode == 0, res.stderr
+    header, *rows = res.stdout.splitlines()  # piped: tab-separated with a header, like gh
+    assert header.split("\t")[:2] == ["database", "created"] and rows and rows[0].startswith("app.db\t")
 
 
 def test_unreachable_replica_is_an_error_not_an_empty_listing(

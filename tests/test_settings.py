@@ -116,7 +116,7 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
     for needle in (
         "BACKUP_DATABASES: the folder",
         "unknown replica type 'ftp'",
-        "BACKUP_SYNC_INTERVAL: '10' is a bare number would be read by litestream as nanoseconds",
+        "BACKUP_SYNC_INTERVAL: '10' has no unit: litestream would read a bare number as nanoseconds",
         "BACKUP_RETENTION: 'forever' is not a duration",
         "known-bad",
         "BACKUP_ENDPOINT: 'ftp://x' is not an http(s) URL",

@@ -20,6 +20,22 @@ def _on_sigint(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: a supervisor holds a lock per database and
+    per replica (600 databases under the common `ulimit -Sn 1024` ran out). Go programs, litestream
+    included, do the same at start. A hard limit too low is reported cleanly where it bites."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["-V"]):
@@ -29,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backupctl {__version__}")
         return 0
 
+    _raise_open_files_limit()
     from backupctl.cli.app import app
-    from backupctl.cli.output import report_error, report_internal_error
+    from backupctl.cli.output import os_error, report_error, report_internal_error
     from backupctl.errors import BackupctlError, ExitCode
 
     json_mode = "--json" in args
@@ -59,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as exc:
+        # The machine said no (a file, a limit): say what and where, never a traceback.
+        report_error(os_error(exc), json_mode)
+        return int(ExitCode.CONFIG)
     except Exception as exc:  # the one place a bug turns into exit 1
         report_internal_error(exc, json_mode)
         return int(ExitCode.INTERNAL)

@@ -131,7 +131,7 @@ def install(
     wanted = check_version(version, setting="VERSION") if version else project_version(env_file)
     pin = platform_pin(wanted)
     existing = None if force else cached(wanted)
-    if existing is not None:
+    if existing is not None and existing.verified:
         if json_:
             emit_json({"action": "already-installed", **_describe(existing)})
         else:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import EnvFileOpt, JsonOpt, SkipChecksOpt, load, preflight
 
 templates_app = typer.Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
@@ -31,11 +31,19 @@ def setup(
         bool,
         typer.Option("--force", help="Replace a litestream.yml backupctl did not write (a copy is kept beside it)."),
     ] = False,
+    skip_checks: SkipChecksOpt = False,
 ) -> int:
     """Render litestream.yml from .env (atomically, mode 0600, no secrets in it).
 
     --local switches the project to a local-folder replica until the next plain `setup`:
     start, status and restore then all use it.
+
+    \b
+    Examples:
+      backupctl setup                 # litestream.yml beside the project's .env
+      backupctl setup --check         # and prove the pinned litestream reads it as meant
+      backupctl setup --print         # show it, write nothing
+      backupctl setup --local         # replicate to BACKUP_LOCAL_DIR until a plain setup
     """
     from backupctl.atomic import write_atomic
     from backupctl.cli.output import out, say, success
@@ -47,7 +55,17 @@ def setup(
         out(rendered.text)
     else:
         target = (output or settings.config_path).expanduser().absolute()
+        if not skip_checks:
+            # Before writing: a database that is not SQLite fails here, in a second, not after minutes of start.
+            preflight(settings, missing_database="note", unreachable_is_error=False)
         _keep_a_foreign_config(settings, target, force)
+    if check:
+        from backupctl.cli.cmd_binary import check_config
+
+        # Check exactly the rendered text before anything is written: a failed check leaves an existing
+        # litestream.yml byte-identical (and --print is never judged by an older file on disk).
+        check_config(settings, None, text=rendered.text)
+    if not print_:
         write_atomic(target, rendered.text)
         _set_local_mode(settings, local)
         origin = "your templates" if rendered.user_templates else "the default templates"
@@ -55,13 +73,6 @@ def setup(
         for db in settings.databases:
             for replica in db.replicas:
                 say(f"  {db.path} -> {replica.destination}")
-    if check:
-        from backupctl.cli.cmd_binary import check_config
-
-        if print_:  # check exactly what was printed, never an older litestream.yml on disk
-            check_config(settings, None, text=rendered.text)
-        else:
-            check_config(settings, target)
     return 0
 
 
@@ -94,7 +105,9 @@ def _set_local_mode(settings, local: bool) -> None:  # noqa: ANN001 - Settings, 
 
     marker = local_mode_marker(settings.project_dir)
     if local:
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        from backupctl.paths import private_dir
+
+        private_dir(marker.parent)
         marker.write_text("set by `backupctl setup --local`; removed by a plain `backupctl setup`\n", "utf-8")
         notice("local mode: start, status and restore use the local folder until you run `backupctl setup` again")
     elif marker.exists():
@@ -105,7 +118,7 @@ def _set_local_mode(settings, local: bool) -> None:  # noqa: ANN001 - Settings, 
 @app.command("env")
 def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show the effective settings, where each came from, secrets masked."""
-    from backupctl.cli.output import emit_json, table
+    from backupctl.cli.output import emit_json
     from backupctl.settings import CHAINS, MASKED_SETTINGS, mask
 
     settings = load(env_file)
@@ -133,19 +146,19 @@ def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
             }
         )
         return 0
-    from rich.table import Table
+    from backupctl.cli.output import print_table, say
 
-    t = Table(title=f"backupctl settings ({settings.env_file or 'environment only'})")
-    for col in ("setting", "value", "from"):
-        t.add_column(col)
-    for row in rows:
-        if row["value"] is None:
-            continue
-        src = row["source"] if row["variable"] is None else f"{row['variable']} ({row['source']})"
-        t.add_row(row["setting"], str(row["value"]), src)
-    table(t)
+    shown = [r for r in rows if r["value"] is not None]
+    print_table(
+        ["setting", "value", "from"],
+        [
+            [r["setting"], str(r["value"]), r["source"] if r["variable"] is None else f"{r['variable']} ({r['source']})"]
+            for r in shown
+        ],
+        title=f"backupctl settings ({settings.env_file or 'environment only'})",
+    )
     for db in databases:
-        table(f"{db['path']} -> {', '.join(db['replicas'])}")
+        say(f"{db['path']} -> {', '.join(db['replicas'])}")
     return 0
 
 

@@ -10,11 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
+from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, human_size, load
 
-DbArg = Annotated[str | None, typer.Argument(help="A database by path or file name (default: every database in the config).")]
+DbArg = Annotated[
+    str | None,
+    typer.Argument(metavar="[DB]", help="A database by path or file name (default: every database in the config).", show_default=False),  # noqa: E501
+]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a live view (Ctrl-C to leave).")]
-IntervalOpt = Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.", min=0.5)]
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", click_type=DURATION, help="Time between refreshes with --watch: 3s, 1m (or seconds).")
+]
 LevelOpt = Annotated[str, typer.Option("--level", help="LTX level: 0-9 or all (9 = snapshots, 0 = incremental).")]
 
 
@@ -59,60 +64,124 @@ def _per_database(settings: Any, database: str | None, fetch: Callable[[Any], li
 # --------------------------------------------------------------------------- status
 
 
-def _status_table(report: Any) -> Any:
-    from rich.console import Group
-    from rich.table import Table
+_STATUS_STYLES = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
+
+
+def _status_columns(report: Any) -> tuple[list[str], list[list[Any]]]:
+    """The status table's columns and rows (the reason last: the TTY view prints it under the table)."""
+    from rich.text import Text
+
+    with_verify = any(d.last_verify for d in report.databases)
+    columns = ["database", "verdict", "lag", "newest backup", "restorable since", "snapshot", "size+wal", "position"]
+    columns += ["verify"] if with_verify else []
+    rows = []
+    for d in report.databases:
+        position = d.local_position or "-"
+        rows.append([
+            d.name,
+            Text(d.verdict, style=_STATUS_STYLES.get(d.verdict, "")),
+            "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
+            _ago(d.newest_backup),
+            _ago(d.oldest_restorable),
+            _ago(d.newest_snapshot),
+            f"{human_size(d.size)}+{human_size(d.wal_size)}",
+            position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
+            *([_verify_text(d.last_verify)] if with_verify else []),
+            d.reason,
+        ])  # fmt: skip
+    return columns, rows
+
+
+# Dropped first when the terminal is narrow: the rest answers "is it backed up, and how far back?".
+_STATUS_OPTIONAL = ("size+wal", "position", "snapshot", "restorable since")
+
+
+def _supervisor_line(report: Any) -> Any:
     from rich.text import Text
 
     sup = report.supervisor
     colour = {"running": "green", "starting": "yellow", "backoff": "yellow"}.get(sup.state, "red")
-    head = Text.assemble(
+    return Text.assemble(
         ("supervisor: ", "bold"),
         (sup.state, colour),
         f"  pid {sup.pid or '-'}  uptime {_duration(sup.uptime_seconds)}  restarts {sup.restarts}",
     )
-    parts: list[Any] = [head]
-    if sup.last_error:
-        parts.append(Text(f"last error: {sup.last_error}", style="red"))
-    t = Table(title=f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s")
-    width = max([len(d.name) for d in report.databases] + [8])
-    t.add_column("database", no_wrap=True, min_width=min(width, 40))
-    t.add_column("verdict", no_wrap=True)
-    with_verify = any(d.last_verify for d in report.databases)
-    for col in ("size+wal", "position", "newest backup", "lag", "restorable since", "snapshot"):
-        t.add_column(col)
-    if with_verify:
-        t.add_column("verify")
-    styles = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
-    for d in report.databases:
-        position = d.local_position or "-"
-        t.add_row(
-            d.name,
-            Text(d.verdict, style=styles.get(d.verdict, "")),
-            f"{human_size(d.size)}+{human_size(d.wal_size)}",
-            position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
-            _ago(d.newest_backup),
-            "-" if d.lag_seconds is None else _duration(d.lag_seconds) + (f" ({d.lag_txids} tx)" if d.lag_txids else ""),
-            _ago(d.oldest_restorable),
-            _ago(d.newest_snapshot),
-            *([_verify_text(d.last_verify)] if with_verify else []),
-        )
-    parts.append(t)
+
+
+def _status_table(report: Any, console: Any) -> Any:
+    """The terminal view: supervisor line, a table that fits ``console`` without cutting a name, reasons."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from backupctl.cli.output import fitted_table
+
+    parts: list[Any] = [_supervisor_line(report)]
+    if report.supervisor.last_error:
+        parts.append(Text(f"last error: {report.supervisor.last_error}", style="red"))
+    columns, rows = _status_columns(report)
+    title = f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s"
+    parts.append(fitted_table(console, columns, [r[:-1] for r in rows], title=title, optional=_STATUS_OPTIONAL))
     for d in report.databases:
         if d.verdict != "ok" or d.replica_error:
-            parts.append(Text(f"{d.name}: {d.reason}", style=styles.get(d.verdict, "yellow")))
+            parts.append(Text(f"{d.name}: {d.reason}", style=_STATUS_STYLES.get(d.verdict, "yellow")))
     return Group(*parts)
 
 
+def _print_status(report: Any) -> None:
+    """On a terminal the fitted view; piped, tab-separated rows with every column and the reason
+    (the supervisor line goes to stderr, so stdout is only data)."""
+    import sys
+
+    from backupctl.cli.output import _console, print_table, say
+
+    if sys.stdout.isatty():
+        console = _console(stderr=False)
+        console.print(_status_table(report, console))
+        return
+    say(_supervisor_line(report).plain)
+    columns, rows = _status_columns(report)
+    print_table([*columns, "reason"], rows)
+
+
 def _verify_text(verify: dict[str, Any] | None) -> str:
+    """DatabaseStatus.last_verify (`status`: verified/failed/inconclusive, `checked_at`: epoch seconds)
+    as `verified 3m ago`, `FAILED 2h ago` or `inconclusive`."""
     if not verify:
         return "-"
-    status = verify.get("status")
-    text = {"verified": "verified", "failed": "FAILED"}.get(status, str(status))
+    status = str(verify.get("status"))
+    text = {"verified": "verified", "failed": "FAILED"}.get(status, status)
     when = verify.get("checked_at")
-    if isinstance(when, int | float):
+    if status != "inconclusive" and isinstance(when, int | float):
         text += " " + _ago(datetime.fromtimestamp(when, UTC))
     return text
+
+
+def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
+    """Refresh until Ctrl-C: a live table on a terminal; piped, a table per refresh (plain text); with
+    --json, one JSON document per line (JSON Lines), flushed at once, for `jq` or a monitor."""
+    import sys
+    import time
+
+    from backupctl.cli.output import emit_json_line
+
+    if json_:
+        while True:
+            emit_json_line(collect().to_json())
+            time.sleep(interval)
+    if not sys.stdout.isatty():
+        while True:
+            _print_status(collect())
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            time.sleep(interval)
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    with Live(console=console, refresh_per_second=4, screen=False) as live:
+        while True:
+            live.update(_status_table(collect(), console))
+            time.sleep(interval)
 
 
 @app.command()
@@ -122,32 +191,36 @@ def status(
     watch: WatchOpt = False,
     interval: IntervalOpt = 3.0,
     database: DbArg = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error)."""
+    """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).
+
+    \b
+    Examples:
+      backupctl status                          # a table that fits the terminal
+      backupctl status | cut -f1,2              # piped: tab-separated, every column, nothing cut
+      backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
+      backupctl status --watch --json | jq .ok  # one JSON document per line
+    """
     from backupctl.status import collect_status
 
     settings = load(env_file)
+    config_path = explicit_config(config)
     binary = binary_for(settings)
-    if watch and not json_:
-        import time
+    if watch:
+        from backupctl.cli import Interrupted
 
-        from rich.console import Console
-        from rich.live import Live
-
-        with Live(console=Console(), refresh_per_second=4, screen=False) as live:
-            while True:
-                report = collect_status(settings, binary, database)
-                live.update(_status_table(report))
-                time.sleep(interval)
-    report = collect_status(settings, binary, database)
+        try:
+            _watch(lambda: collect_status(settings, binary, database, config_path=config_path), interval, json_)
+        except Interrupted:  # Ctrl-C is how a watch ends: quietly
+            raise typer.Exit(0) from None
+    report = collect_status(settings, binary, database, config_path=config_path)
     if json_:
         from backupctl.cli.output import emit_json
 
         emit_json(report.to_json())
     else:
-        from backupctl.cli.output import table
-
-        table(_status_table(report))
+        _print_status(report)
     raise typer.Exit(int(report.exit_code))
 
 
@@ -155,13 +228,13 @@ def status(
 
 
 @app.command()
-def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
+def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
     from backupctl.inspect import configured_databases
     from backupctl.render import config_for_reading
 
     settings = load(env_file)
-    config = config_for_reading(settings)
+    config = explicit_config(config) or config_for_reading(settings)
     native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config)}
     rows = []
     for db in settings.databases:
@@ -181,16 +254,13 @@ def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> None:
 
         emit_json({"litestream_version": settings.version, "config": str(config), "databases": rows})
         return
-    from rich.table import Table
+    from backupctl.cli.output import print_table
 
-    from backupctl.cli.output import table
-
-    t = Table(title=f"databases ({config})")
-    for col in ("name", "path", "size", "replica"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["name"], r["path"], human_size(r["size"]) if r["exists"] else "missing", "\n".join(r["replicas"]))
-    table(t)
+    print_table(
+        ["name", "path", "size", "replica"],
+        [[r["name"], r["path"], human_size(r["size"]) if r["exists"] else "missing", ", ".join(r["replicas"])] for r in rows],
+        title=f"databases ({config})",
+    )
 
 
 def _listing(
@@ -198,13 +268,16 @@ def _listing(
     json_: bool,
     database: str | None,
     kind: str,
-    fetch: Callable[[Any, Path, Any], list[Any]],
+    fetch: Callable[..., list[Any]],
     columns: list[tuple[str, Callable[[Any], str]]],
     note: str | None = None,
+    config: Path | None = None,
+    optional: tuple[str, ...] = (),
 ) -> None:
     settings = load(env_file)
+    config_path = explicit_config(config)
     binary = binary_for(settings)
-    results = _per_database(settings, database, lambda db: fetch(settings, binary, db))
+    results = _per_database(settings, database, lambda db: fetch(settings, binary, db, config_path=config_path))
     if json_:
         from backupctl.cli.output import emit_json
 
@@ -220,25 +293,32 @@ def _listing(
             doc["note"] = note
         emit_json(doc)
         return
-    from rich.table import Table
+    import sys
 
-    from backupctl.cli.output import say, table
+    from backupctl.cli.output import print_table, say
 
-    for db, items in results:
-        t = Table(title=f"{kind} of {db.name} ({', '.join(r.destination for r in db.replicas)})")
-        for name, _ in columns:
-            t.add_column(name)
-        for item in items:
-            t.add_row(*(render(item) for _, render in columns))
-        if not items:
-            t.caption = "the replica is empty"
-        table(t)
+    headers = [name for name, _ in columns]
+    if not sys.stdout.isatty():  # one tab-separated table for every database, complete
+        rows = [[db.name, *(render(item) for _, render in columns)] for db, items in results for item in items]
+        print_table(["database", *headers], rows)
+        for db, items in results:
+            if not items:
+                say(f"the replica of {db.name} is empty")
+    else:
+        for db, items in results:
+            print_table(
+                headers,
+                [[render(item) for _, render in columns] for item in items],
+                title=f"{kind} of {db.name} ({', '.join(r.destination for r in db.replicas)})",
+                caption=None if items else "the replica is empty",
+                optional=optional,
+            )
     if note:
         say(note)
 
 
 @app.command()
-def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
     from backupctl.inspect import snapshots as fetch
     from backupctl.inspect import txid_hex
@@ -248,11 +328,11 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
         ("size", lambda s: human_size(s.size)),
         ("generation / txid", lambda s: f"{s.generation} #{s.index}" if s.generation else str(txid_hex(s.max_txid))),
         ("replica", lambda s: s.replica),
-    ])  # fmt: skip
+    ], config=config, optional=("replica", "size"))  # fmt: skip
 
 
 @app.command()
-def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
     from backupctl.inspect import txid_hex, wal_segments
 
@@ -262,11 +342,13 @@ def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
         ("position", lambda s: f"{s.generation} {s.index}/{s.offset}" if s.generation
             else f"{txid_hex(s.min_txid)}-{txid_hex(s.max_txid)}"),
         ("replica", lambda s: s.replica),
-    ])  # fmt: skip
+    ], config=config, optional=("replica", "size"))  # fmt: skip
 
 
 @app.command()
-def ltx(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all") -> None:
+def ltx(
+    env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all", config: ConfigOpt = None
+) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
     from backupctl.errors import ConfigError
     from backupctl.inspect import ltx_files, txid_hex
@@ -274,18 +356,24 @@ def ltx(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
     if level != "all" and not (level.isdigit() and 0 <= int(level) <= 9):
         raise ConfigError(f"--level {level!r} is not a level", "use 0-9 or all")
     lvl: int | str = int(level) if level.isdigit() else "all"
-    _listing(env_file, json_, database, "ltx", lambda s, b, db: ltx_files(s, b, db, lvl), [
+    _listing(env_file, json_, database, "ltx", lambda s, b, db, config_path: ltx_files(s, b, db, lvl, config_path=config_path), [
         ("level", lambda f: str(f.level)),
         ("txids", lambda f: f"{txid_hex(f.min_txid)}-{txid_hex(f.max_txid)}"),
         ("size", lambda f: human_size(f.size)),
         ("timestamp", lambda f: _stamp(f.timestamp)),
-    ])  # fmt: skip
+    ], config=config, optional=("size",))  # fmt: skip
+
+
+def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
+    from backupctl.inspect import restorable_window
+
+    return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
 
 @app.command()
-def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None) -> None:
+def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
-    from backupctl.inspect import GENERATIONS_NOTE, restorable_window
+    from backupctl.inspect import GENERATIONS_NOTE
     from backupctl.inspect import generations as fetch
     from backupctl.versions import capabilities
 
@@ -297,12 +385,12 @@ def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: D
             ("end", lambda g: _stamp(g.end)),
             ("lag", lambda g: g.lag or "-"),
             ("replica", lambda g: g.replica),
-        ])  # fmt: skip
+        ], config=config, optional=("replica", "lag"))  # fmt: skip
         return
-    _listing(env_file, json_, database, "window", lambda s, b, db: [w for w in [restorable_window(s, b, db)] if not w.empty], [
+    _listing(env_file, json_, database, "window", _window_rows, [
         ("oldest", lambda w: _stamp(w.oldest)),
         ("newest", lambda w: _stamp(w.newest)),
         ("txids", lambda w: f"{w.min_txid:016x}-{w.max_txid:016x}" if w.max_txid is not None else "-"),
         ("snapshots", lambda w: str(w.snapshot_count)),
         ("files", lambda w: str(w.file_count)),
-    ], note=GENERATIONS_NOTE)  # fmt: skip
+    ], note=GENERATIONS_NOTE, config=config, optional=("files", "snapshots"))  # fmt: skip

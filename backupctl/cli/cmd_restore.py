@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load
 from backupctl.errors import BackupctlError, ExitCode, worst_exit
 
 
@@ -64,8 +64,9 @@ def restore(
     db: Annotated[
         str | None,
         typer.Argument(
+            metavar="[DB|PATH]",
             help="Database (name or path) to restore; default all. A path that is not a configured "
-            "database is the output path (one database configured).",
+            "database is where to restore to (with one database configured).",
             show_default=False,
         ),
     ] = None,
@@ -89,7 +90,9 @@ def restore(
         typer.Option("--force", help="Replace an existing database; the old copy is moved aside and kept."),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; write nothing.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Give up on the download after this many seconds.")] = 1800.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", click_type=DURATION, help="Give up on the download after this long: 30m, 90s.")
+    ] = 1800.0,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -98,6 +101,14 @@ def restore(
     Default output: the database's own path when no database is there (a new machine), else a
     side file next to it (app.db.restored-<UTC time>). The restore is written to a temp file,
     checked (PRAGMA integrity_check) and renamed into place; a failure leaves nothing behind.
+
+    \b
+    Examples:
+      backupctl restore --dry-run                # what would be restored, from where, the window
+      backupctl restore app.db --force           # onto the live path; the old file is kept aside
+      backupctl restore -o /tmp/check.db         # a copy to look at
+      backupctl restore --timestamp "30m ago"    # point in time
+      backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
     """
     from backupctl import restore as core
     from backupctl.cli import Interrupted
@@ -111,13 +122,15 @@ def restore(
         for database, out in targets
     ]
     if dry_run:
+        for p in plans:  # an empty replica fails the dry run as it would fail the restore (exit 8)
+            core.require_a_backup(settings, binary, p)
         if json_out:
             emit_json({"ok": True, "dry_run": True, "plans": [p.to_json() for p in plans]})
             return 0
         for p in plans:
             say(f"would restore {p.database.name} from {', '.join(p.source)}")
             say(f"  to {p.output} ({p.reason})")
-            say(f"  point in time: {p.timestamp or (f'txid {p.txid}' if p.txid else 'latest')}")
+            say(f"  point in time: {p.point_in_time() or 'latest'}")
             if p.generation:
                 say(f"  generation: {p.generation}")
             if p.window is not None:
@@ -179,7 +192,10 @@ def verify(
     db: Annotated[str | None, typer.Argument(help="Database (name or path); default all.", show_default=False)] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Seconds to wait for the sentinel to reach the replica.", show_default=False),
+        typer.Option(
+            "--timeout", click_type=DURATION, help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
+            show_default=False,
+        ),
     ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
@@ -187,6 +203,11 @@ def verify(
     """Prove the replica restores: write a sentinel row, wait for it to replicate, restore, check.
 
     Exit 0 verified, 20 failed (restore broken or sentinel missing), 21 inconclusive (replica lagging).
+
+    \b
+    Examples:
+      backupctl verify                 # every database; exit 0 verified, 20 failed, 21 inconclusive
+      backupctl verify app.db --json   # one database, machine-readable
     """
     from backupctl import verify as core
     from backupctl.cli.output import emit_json, say, success

@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import (
+    DURATION,
+    ConfigOpt,
+    EnvFileOpt,
+    JsonOpt,
+    SkipChecksOpt,
+    explain_failed_start,
+    load,
+    log_size,
+    preflight,
+    restored_lines,
+)
 
 
 def _stderr_log(line: str) -> None:
@@ -57,16 +68,25 @@ def start(
         bool,
         typer.Option("--restore-if-missing", help="Restore a missing database from its replica before replicating."),
     ] = False,
+    skip_checks: SkipChecksOpt = False,
     foreground_child: Annotated[bool, typer.Option("--foreground-child", hidden=True)] = False,
 ) -> int:
     """Replicate continuously: run litestream under supervision (foreground unless --background).
 
     Restarts litestream with backoff if it dies, stops it gracefully (final sync) on Ctrl-C or
-    SIGTERM, and refuses to run twice on one database.
+    SIGTERM, and refuses to run twice on one database. Fast checks first (database file, replica
+    folder or endpoint): a mistake fails in seconds with its cause.
+
+    \b
+    Examples:
+      backupctl start                          # foreground (Procfile, systemd, Kamal, docker)
+      backupctl start --background             # returns once the first snapshot is in the replica
+      backupctl start -b --restore-if-missing  # a new machine: restore first, then replicate
     """
     from backupctl import paths, state
     from backupctl.background import start_background
     from backupctl.cli.output import say, success
+    from backupctl.errors import SupervisorError
     from backupctl.logfiles import RotatingLog
     from backupctl.processes import check_free
     from backupctl.render import fingerprint
@@ -74,6 +94,9 @@ def start(
 
     settings = load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
+    if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
+        preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
+    paths.private_dir(state_dir)  # 0700: its logs hold litestream's raw output
 
     if background and not foreground_child:
         check_free(settings, project=settings.project_dir, log=say)  # early and clear; the child's locks decide
@@ -86,7 +109,14 @@ def start(
         if restore_if_missing:
             argv.append("--restore-if-missing")
         say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
-        started = start_background(argv, state_dir, settings, cwd=Path.cwd())
+        launched_at = time.time()
+        log_offset = log_size(state_dir)
+        try:
+            started = start_background(argv, state_dir, settings, cwd=Path.cwd())
+        except SupervisorError as exc:
+            raise explain_failed_start(exc, state_dir, launched_at) from None
+        for line in restored_lines(started.log_path, log_offset):  # not only in the log
+            success(line)
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
@@ -121,7 +151,11 @@ def stop(
     env_file: EnvFileOpt = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Seconds to wait for the final sync (default: BACKUP_STOP_TIMEOUT + 15s)."),
+        typer.Option(
+            "--timeout",
+            click_type=DURATION,
+            help="How long to wait for the final sync: 30s, 2m (default: BACKUP_STOP_TIMEOUT + 15s).",
+        ),
     ] = None,
     force: Annotated[
         bool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 EnvFileOpt = Annotated[
@@ -12,21 +13,44 @@ EnvFileOpt = Annotated[
     typer.Option(
         "--env-file",
         envvar="BACKUPCTL_ENV_FILE",
-        help="The .env to read (default: ./.env). The process environment overrides it.",
+        help="The .env to read (default: the nearest .env in this folder or above). The process environment overrides it.",
         show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="litestream.yml to use (default: beside the .env).", show_default=False),
+    typer.Option(
+        "--config", "-c", help="A litestream.yml to use as it is (default: the one rendered beside the .env).", show_default=False
+    ),
 ]
+
+
+def explicit_config(config: Path | None) -> Path | None:
+    """The --config file to use as it is (never rendered over), or None for the one rendered from the .env."""
+    if config is None:
+        return None
+    from backupctl.errors import ConfigError
+
+    path = config.expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(
+            f"--config {config}: no such file",
+            "pass the litestream.yml to use, or drop --config to use the one rendered from the .env",
+        )
+    return path
 
 
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
     from backupctl.settings import load_settings
 
-    return load_settings(env_file, force_local=force_local)
+    settings = load_settings(env_file, force_local=force_local)
+    if settings.warnings:
+        from backupctl.cli.output import notice
+
+        for warning in settings.warnings:
+            notice(warning)
+    return settings
 
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
@@ -44,3 +68,99 @@ def human_size(n: float | None) -> str:
     from backupctl.doctor import human_size as size
 
     return size(n)
+
+
+SkipChecksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-checks",
+        help="Skip the fast checks (database file, replica folder or endpoint) run before litestream.",
+    ),
+]
+
+
+def preflight(settings, *, missing_database: str, restore_if_missing: bool = False, unreachable_is_error: bool = True) -> None:  # noqa: ANN001
+    """Run the fast checks (backupctl.preflight), print their notes, raise their error.
+
+    ``unreachable_is_error=False`` (setup) reports an unreachable replica as a note: the file is
+    still right, and a build machine may have no network; start fails on it.
+    """
+    from backupctl.cli.output import notice
+    from backupctl.preflight import check
+
+    found = check(settings, missing_database=missing_database, restore_if_missing=restore_if_missing)
+    if not unreachable_is_error:
+        for problem in [p for p in found.problems if p.unreachable]:
+            found.problems.remove(problem)
+            found.notes.append(f"{problem.line()} (start fails until it is reachable)")
+    error = found.error()
+    if error is not None:
+        raise error
+    for note in found.notes:
+        notice(note)
+
+
+def explain_failed_start(exc, state_dir: Path, since: float):  # noqa: ANN001, ANN201 - SupervisorError in, the same error out
+    """Put litestream's own last error first in a failed background start, rather than backupctl's
+    restart lines: the supervisor records it in its state file; its log lines are the fallback."""
+    from backupctl import state
+    from backupctl.preflight import litestream_errors
+
+    recorded = state.read_supervisor_state(state_dir)
+    this_run = recorded is not None and (recorded.started_at or 0) >= since - 1  # never a previous run's error
+    cause = recorded.last_error if this_run and recorded.last_error else None
+    if cause is None:
+        errors = litestream_errors(exc.details)
+        cause = errors[-1] if errors else None
+    if cause:
+        exc.message = f"{exc.message}: litestream said: {cause}"
+    return exc
+
+
+class _Duration(click.ParamType):
+    """A duration flag: a Go duration like the .env's (`30s`, `5m`, `1h30m`), or plain seconds (`30`)."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, int | float):
+            return float(value)
+        from backupctl.settings import parse_duration
+
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                seconds = parse_duration(text)
+            except ValueError:
+                self.fail(f"{value!r} is not a duration: write 30s, 5m or 1h30m (or plain seconds)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} is not positive", param, ctx)
+        return seconds
+
+
+DURATION = _Duration()
+
+
+def log_size(state_dir: Path) -> int:
+    """Where the supervisor log ends now: what a background start writes comes after."""
+    from backupctl import state
+
+    try:
+        return (state_dir / state.LOGFILE).stat().st_size
+    except OSError:
+        return 0
+
+
+def restored_lines(log_path: Path, since: int) -> list[str]:
+    """`start --background --restore-if-missing`: the supervisor's "restored ... from the replica"
+    lines of this start, to say on the terminal and not only in the log."""
+    from backupctl.supervisor import log_tail
+
+    found = []
+    for line in log_tail(log_path, 400, since=since):
+        _, sep, rest = line.partition("backupctl: restored ")
+        if sep and rest.endswith(" from the replica"):
+            found.append(f"restored {rest} before replicating")
+    return found

@@ -47,16 +47,52 @@ def emit_json(document: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def emit_json_line(document: dict[str, Any]) -> None:
+    """One compact JSON document on one line of stdout (a stream of them is JSON Lines)."""
+    body = {"ok": document.pop("ok", True), **document}
+    sys.stdout.write(json.dumps(body, separators=(",", ":"), default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def report_error(exc: BackupctlError, json_mode: bool) -> None:
     if json_mode:
         emit_json({"ok": False, "error": exc.to_json()})
         return
-    console = _console()
+    try:
+        console = _console()
+    except Exception:  # rich cannot even be imported (out of file descriptors): plain text still works
+        sys.stderr.write(f"error: {exc.message}\n" + "".join(f"  {line}\n" for line in exc.details))
+        sys.stderr.write(f"hint: {exc.hint}\n" if exc.hint else "")
+        sys.stderr.flush()
+        return
     console.print(f"error: {exc.message}", style="bold red", markup=False)
     for line in exc.details:
         console.print(f"  {line}", markup=False)
     if exc.hint:
         console.print(f"hint: {exc.hint}", style="cyan", markup=False)
+
+
+def os_error(exc: OSError) -> BackupctlError:
+    """An OSError the commands did not expect, as a plain error naming the file and a fix."""
+    import errno
+
+    where = f": {exc.filename}" if exc.filename else ""
+    hints = {
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n 4096) or back up fewer databases per project",
+        errno.ENFILE: "the system is out of file descriptors: close other programs, or raise fs.file-max",
+        errno.ELOOP: "that path is a symbolic link; backupctl never writes its state through one: remove the link",
+        errno.EACCES: "check the permissions of that path for this user",
+        errno.EPERM: "check the permissions of that path for this user",
+        errno.ENOSPC: "the disk is full: free some space",
+        errno.EROFS: "that file system is read-only",
+    }
+    error = BackupctlError(
+        f"{exc.strerror or type(exc).__name__}{where}",
+        hints.get(exc.errno or 0, "check that path and the machine's limits, then run the command again"),
+    )
+    error.exit_code = ExitCode.CONFIG
+    error.kind = "os"
+    return error
 
 
 def report_internal_error(exc: Exception, json_mode: bool) -> None:
@@ -70,3 +106,93 @@ def report_internal_error(exc: Exception, json_mode: bool) -> None:
     )
     wrapped.exit_code = ExitCode.INTERNAL
     report_error(wrapped, json_mode)
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if hasattr(cell, "plain") else str(cell)
+
+
+def print_table(
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    optional: tuple[str, ...] = (),
+    right: tuple[str, ...] = (),
+) -> None:
+    """Data as a table on stdout; cells are strings or rich Text (for colour).
+
+    - Piped (stdout not a terminal): plain tab-separated lines, a header line first, every column,
+      nothing cut or wrapped, like `gh`. The title and caption go to stderr.
+    - On a terminal: see :func:`fitted_table`.
+    """
+    if not sys.stdout.isatty():
+        if title:
+            say(title)
+        out("\t".join(columns))
+        for row in rows:
+            out("\t".join(_plain(c).replace("\t", " ").replace("\n", " ") for c in row))
+        if caption:
+            say(caption)
+        return
+    console = _console(stderr=False)
+    console.print(fitted_table(console, columns, rows, title=title, caption=caption, optional=optional, right=right))
+
+
+def fitted_table(
+    console: Any,
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    optional: tuple[str, ...] = (),
+    right: tuple[str, ...] = (),
+) -> Any:
+    """A table that fits ``console``'s width without cutting a cell: the ``optional`` columns are
+    dropped first (in order); if it still does not fit, one block per row (`column  value` lines),
+    so an identifier (a TXID for `restore --txid`, a replica URL) is never cut."""
+    from rich import box
+    from rich.console import Group
+    from rich.measure import Measurement
+    from rich.table import Table
+    from rich.text import Text
+
+    keep = list(range(len(columns)))
+
+    def build(indexes: list[int]) -> Table:
+        t = Table(
+            title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left"
+        )
+        for i in indexes:
+            t.add_column(columns[i], no_wrap=True, justify="right" if columns[i] in right else "left")
+        for row in rows:
+            t.add_row(*(row[i] for i in indexes))
+        return t
+
+    unbounded = console.options.update(max_width=1 << 20)  # Measurement.get clamps to max_width
+
+    def fits(t: Table) -> bool:
+        return Measurement.get(console, unbounded, t).maximum <= console.width
+
+    table_ = build(keep)
+    for name in optional:
+        if fits(table_):
+            break
+        if name in columns and columns.index(name) in keep:
+            keep.remove(columns.index(name))
+            table_ = build(keep)
+    if fits(table_):
+        return table_
+    width = max(len(c) for c in columns)
+    blocks: list[Any] = [Text(title, style="italic")] if title else []
+    for row in rows:
+        for name, cell in zip(columns, row, strict=True):
+            line = Text(f"{name:<{width}}  ", style="bold")
+            line.append(cell if isinstance(cell, Text) else Text(str(cell)))
+            blocks.append(line)
+        blocks.append(Text(""))
+    if caption:
+        blocks.append(Text(caption, style="italic"))
+    return Group(*blocks)

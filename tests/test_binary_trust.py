@@ -1,0 +1,54 @@
+"""The binary that gets the credentials is the pinned one: sha256 checked in full, never size+mtime;
+a user's own binary that is not the pinned build is named on stderr every time it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from backupctl.errors import ExitCode
+from tests.conftest import run_cli
+
+V5 = "0.5.17"
+
+
+def _private_cache(litestream_bins: dict[str, Path], tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A copy of the good install in this test's own cache (the shared one is never touched)."""
+    cache = tmp_path / "cache"
+    src = litestream_bins[V5].parent
+    dst = cache / "litestream" / V5 / src.name
+    shutil.copytree(src, dst, copy_function=shutil.copy2, ignore=shutil.ignore_patterns("wheel"))
+    return {"BACKUPCTL_CACHE_DIR": str(cache)}, dst / "litestream"
+
+
+def test_a_flipped_byte_with_the_mtime_put_back_is_caught(project, litestream_bins, tmp_path) -> None:
+    env, exe = _private_cache(litestream_bins, tmp_path)
+    assert json.loads(run_cli("version", "--json", cwd=project.dir, env=env).stdout)["verified"] is True
+    st = exe.stat()
+    with open(exe, "r+b") as handle:
+        handle.seek(st.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(st.st_size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(exe, ns=(st.st_atime_ns, st.st_mtime_ns))  # size and mtime exactly as recorded
+    version = json.loads(run_cli("version", "--json", cwd=project.dir, env=env).stdout)
+    assert version["installed"] is True and version["verified"] is False
+    refused = run_cli("databases", cwd=project.dir, env=env)
+    assert refused.returncode == ExitCode.BINARY, refused.stderr
+    assert "does not match its pinned sha256" in refused.stderr and "install --force" in refused.stderr
+
+
+def test_a_user_binary_that_is_not_the_pinned_build_is_named_every_run(project, litestream_bins, tmp_path) -> None:
+    own = tmp_path / "my-litestream"
+    shutil.copy2(litestream_bins[V5], own)
+    with open(own, "ab") as handle:
+        handle.write(b"\0not the pinned build")  # still runs, still says 0.5.17; another sha256
+    env = {"BACKUPCTL_LITESTREAM_BIN": str(own)}
+    for _ in range(2):
+        result = run_cli("databases", cwd=project.dir, env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"BACKUPCTL_LITESTREAM_BIN={own} is not the pinned Litestream {V5} build" in result.stderr
+    pinned = run_cli("databases", cwd=project.dir, env={"BACKUPCTL_LITESTREAM_BIN": str(litestream_bins[V5])})
+    assert pinned.returncode == 0 and "not the pinned" not in pinned.stderr

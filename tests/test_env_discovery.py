@@ -1,0 +1,65 @@
+"""The project's .env is found from any subfolder (as git finds .git); unknown names are warned about."""
+
+from __future__ import annotations
+
+import json
+
+from backupctl.errors import ExitCode
+from tests.conftest import run_cli
+
+
+def test_commands_find_the_env_from_a_subfolder(project) -> None:
+    sub = project.dir / "app" / "models"
+    sub.mkdir(parents=True)
+    setup = run_cli("setup", cwd=sub)
+    assert setup.returncode == 0, setup.stderr
+    assert (project.dir / "litestream.yml").is_file() and not (sub / "litestream.yml").exists()
+    env = json.loads(run_cli("env", "--json", cwd=sub).stdout)
+    assert env["env_file"] == str(project.env_file) and env["databases"][0]["path"] == str(project.db)
+
+
+def test_templates_eject_from_a_subfolder_writes_where_setup_looks(project) -> None:
+    sub = project.dir / "config"
+    sub.mkdir()
+    assert run_cli("templates", "eject", cwd=sub).returncode == 0
+    assert (project.dir / "backupctl-templates").is_dir() and not (sub / "backupctl-templates").exists()
+    setup = run_cli("setup", cwd=sub)
+    assert setup.returncode == 0 and "from your templates" in setup.stderr
+
+
+def test_no_env_anywhere_says_where_it_looked(tmp_path) -> None:
+    lonely = tmp_path / "nowhere" / "deep"
+    lonely.mkdir(parents=True)
+    result = run_cli("status", cwd=lonely)
+    assert result.returncode == ExitCode.CONFIG
+    assert f"no .env found in {lonely} or any folder above it" in result.stderr
+    assert "--env-file" in result.stderr and ".env.example" not in result.stderr
+
+
+def test_misspelled_variables_are_named_with_the_likely_meaning(project) -> None:
+    project.env_file.write_text(
+        "BACKUP_DATABASE=db/app.db\nBACKUP_SYNC_INTERVALL=1s\nBACKUP_REPLCIA=file\nR2_BUKCET=b\nUNRELATED_THING=1\n"
+    )
+    failed = run_cli("setup", cwd=project.dir)
+    assert failed.returncode == ExitCode.CONFIG
+    for typo, meant in (
+        ("BACKUP_DATABASE", "BACKUP_DATABASES"),
+        ("BACKUP_SYNC_INTERVALL", "BACKUP_SYNC_INTERVAL"),
+        ("BACKUP_REPLCIA", "BACKUP_REPLICA"),
+        ("R2_BUKCET", "R2_BUCKET"),
+    ):
+        assert f"{typo} (in {project.env_file}) is not a variable backupctl reads" in failed.stderr
+        assert f"did you mean {meant}?" in failed.stderr
+    assert "UNRELATED_THING" not in failed.stderr
+    # with valid settings it is a warning on stderr, and --json stays clean JSON on stdout
+    project.env_file.write_text(f"BACKUP_DATABASES=db/app.db\nBACKUP_LOCAL_DIR={project.replica_dir}\n")
+    ok = run_cli("env", "--json", cwd=project.dir, env={"LITESTREAM_VERSON": "0.3.13"})
+    assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
+    assert "LITESTREAM_VERSON (in environment)" in ok.stderr and "did you mean LITESTREAM_VERSION?" in ok.stderr
+
+
+def test_doctor_warns_about_a_misspelled_name(project) -> None:
+    project.env_file.write_text(project.env_file.read_text() + "BACKUP_RETENTON=72h\n")
+    doc = json.loads(run_cli("doctor", "--json", cwd=project.dir).stdout)
+    (check,) = [c for c in doc["checks"] if c.get("finding") == "unknown-variable"]
+    assert check["status"] == "warn" and "did you mean BACKUP_RETENTION?" in check["found"]
