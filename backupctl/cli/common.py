@@ -156,7 +156,7 @@ def log_size(state_dir: Path) -> int:
 def restored_lines(log_path: Path, since: int) -> list[str]:
     """`start --background --restore-if-missing`: the supervisor's "restored ... from the replica"
     lines of this start, to say on the terminal and not only in the log."""
-    from backupctl.supervisor import log_tail
+    from backupctl.logfiles import log_tail
 
     found = []
     for line in log_tail(log_path, 400, since=since):
