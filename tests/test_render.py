@@ -175,7 +175,9 @@ def test_dollar_survives_litestream_expansion_for_real(tmp_path: Path, version: 
     """A database folder literally named with $HOME, #, quotes and a newline, read by the real binary."""
     from backupctl.runner import Litestream
 
-    folder = tmp_path / "we$HOME ird #'\"x"
+    # 0.5 opens the database as a SQLite URI and cuts its path at '#', so settings refuse '#' for 0.5
+    # (test_inputs_that_break_later); 0.3 takes it as it is.
+    folder = tmp_path / ("we$HOME ird #'\"x" if version == "0.3.13" else "we$HOME ird '\"x")
     folder.mkdir()
     # Through the environment: in a .env, an unquoted " #" starts a comment (dotenv's rule).
     env = {"BACKUP_DATABASES": f"{folder.name}/a.db", "LITESTREAM_VERSION": version, "BACKUP_LOCAL_DIR": "r"}
