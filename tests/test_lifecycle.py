@@ -175,18 +175,24 @@ def test_foreground_supervisors_are_seen_by_status_and_the_service_healthcheck(p
     finally:
         kill_pids(fg.pid)
 
-    # 2. systemd's ExecStart, run with the unit's environment only (env -i, HOME and the unit's variables)
+    # 2. systemd's ExecStart, run with the unit's environment only (env -i, HOME, the unit's variables and
+    #    the INVOCATION_ID systemd gives every service): `stop` leaves it to systemd unless --force
     unit = run_cli("service", "systemd", cwd=project.dir).stdout
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     argv = shlex.split(exec_start.removeprefix("ExecStart="))
-    unit_env = ["HOME=" + os.environ["HOME"], "PYTHONUNBUFFERED=1", "BACKUPCTL_CACHE_DIR=" + os.environ["BACKUPCTL_CACHE_DIR"]]
+    unit_env = ["HOME=" + os.environ["HOME"], "PYTHONUNBUFFERED=1", "BACKUPCTL_CACHE_DIR=" + os.environ["BACKUPCTL_CACHE_DIR"],
+                "INVOCATION_ID=0123456789abcdef"]  # fmt: skip
     service = subprocess.Popen(["setsid", "env", "-i", *unit_env, *argv], cwd="/",
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_for(status_ok, 30, 0.5, "status to say ok for the systemd unit's command")
         health = subprocess.run(test[1:], cwd=project.dir, env=env, capture_output=True, text=True, timeout=60)
         assert health.returncode == 0, health.stdout + health.stderr
-        stop(project)
+        refused = run_cli("stop", cwd=project.dir)
+        assert refused.returncode == ExitCode.REFUSED and "systemd" in refused.stderr and "--force" in refused.stderr
+        assert service.poll() is None
+        forced = run_cli("stop", "--force", cwd=project.dir, timeout=120)
+        assert forced.returncode == 0 and "final sync completed" in forced.stderr, forced.stderr
         service.wait(30)
     finally:
         kill_pids(service.pid)
