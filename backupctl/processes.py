@@ -75,6 +75,8 @@ class ProcessRecord:
     manager: str | None = None  # supervisor: the service manager running it (see service_manager)
     state_dir: str | None = None
     started_at: float = 0.0
+    start_ticks: int | None = None  # Linux: start time in clock ticks since boot (see start_ticks)
+    parent_start_ticks: int | None = None
 
     @property
     def file(self) -> Path:
@@ -85,12 +87,12 @@ class ProcessRecord:
         return " ".join(self.argv)
 
     def alive(self) -> bool:
-        return is_alive(self.pid, self.create_time, self.argv)
+        return is_alive(self.pid, self.create_time, self.argv, self.start_ticks)
 
     def parent_alive(self) -> bool:
         if self.parent_pid is None or self.parent_create_time is None:
             return True
-        return is_alive(self.parent_pid, self.parent_create_time)
+        return is_alive(self.parent_pid, self.parent_create_time, ticks=self.parent_start_ticks)
 
     def describe(self) -> str:
         what = {
@@ -102,13 +104,32 @@ class ProcessRecord:
         return f"{what}, pid {self.pid}, project {self.project}"
 
 
-def is_alive(pid: int, create_time: float, argv: list[str] | None = None) -> bool:
-    """The one liveness test: pid exists, started at ``create_time``, runs ``argv`` (when given), not a zombie."""
+def start_ticks(pid: int) -> int | None:
+    """Linux: when the process started, in clock ticks since boot (/proc/PID/stat, field 22).
+
+    Unlike an epoch start time this never moves: psutil derives create_time from the boot time
+    each process reads from /proc/stat, which shifts when the wall clock is stepped (NTP, a VM
+    resumed), so two processes can disagree about one start time by a second or more.
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text("utf-8", "replace")
+        return int(data.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_alive(pid: int, create_time: float, argv: list[str] | None = None, ticks: int | None = None) -> bool:
+    """The one liveness test: pid exists, started at that time (``ticks`` since boot where the OS has
+    them, else ``create_time``), runs ``argv`` (when given), and is not a zombie."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - float(create_time)) > START_TIME_TOLERANCE:
+        current_ticks = start_ticks(pid) if ticks is not None else None
+        if current_ticks is not None:
+            if current_ticks != ticks:
+                return False
+        elif abs(proc.create_time() - float(create_time)) > START_TIME_TOLERANCE:
             return False
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
@@ -160,6 +181,8 @@ def register(
         manager=manager,
         state_dir=str(state_dir) if state_dir else None,
         started_at=time.time(),
+        start_ticks=start_ticks(pid),
+        parent_start_ticks=start_ticks(parent_pid) if parent_pid else None,
     )
     write_atomic(record.file, json.dumps(asdict(record), indent=2))
     return record

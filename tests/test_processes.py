@@ -50,7 +50,10 @@ def test_a_record_is_believed_only_for_its_own_process(tmp_path: Path) -> None:
         other = dataclasses.replace(record, argv=["sleep", "60"])
         assert not other.alive()
         # same pid and command line, another start time: a reused pid
-        assert not dataclasses.replace(record, create_time=record.create_time - 5).alive()
+        assert not dataclasses.replace(record, create_time=record.create_time - 5, start_ticks=None).alive()
+        if record.start_ticks is not None:  # Linux: the start time since boot decides, whatever the wall clock says
+            assert not dataclasses.replace(record, start_ticks=record.start_ticks - 500).alive()
+            assert dataclasses.replace(record, create_time=record.create_time + 3).alive()
         # a record naming another project's folder is not this project's supervisor
         assert processes.supervisor_of(tmp_path / "elsewhere") is None
     finally:
