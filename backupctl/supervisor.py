@@ -275,6 +275,7 @@ class Supervisor:
     stable_after: float = STABLE_AFTER
     start_deadline: float = START_DEADLINE
     restore_if_missing: bool = False
+    report: Log | None = None  # where "restored X" lines also go (stdout in the foreground)
     write_pidfile: bool = False  # background mode: claim supervisor.pid while running
     take_locks: bool = True
     handle_signals: bool = True
@@ -314,7 +315,7 @@ class Supervisor:
             reap_orphan(self.state_dir, self.stop_timeout, self.log)
             if self.restore_if_missing:
                 for db in self.settings.databases:
-                    restore_missing_database(self.settings, self.litestream, db, self.log)
+                    restore_missing_database(self.settings, self.litestream, db, self.log, self.report)
             return self._loop()
         finally:
             self._end_verify()
@@ -798,7 +799,9 @@ def reap_orphan(state_dir: Path, timeout: float, log: Log) -> bool:
 
 
 # -- restore before replicating -----------------------------------------------------------
-def restore_missing_database(settings: Settings, litestream: Litestream, db: Database, log: Log) -> bool:
+def restore_missing_database(
+    settings: Settings, litestream: Litestream, db: Database, log: Log, report: Log | None = None
+) -> bool:
     """Restore a missing database from its replica before replication starts. Never over an existing file.
 
     Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
@@ -812,7 +815,9 @@ def restore_missing_database(settings: Settings, litestream: Litestream, db: Dat
     if restored is None:
         log(f"backupctl: no backup of {db.path} in the replica (or the database appeared meanwhile); starting fresh")
         return False
-    log(f"backupctl: restored {db.path} from the replica")
+    log(f"backupctl: {restored.summary()}")
+    if report is not None:
+        report(restored.summary())
     return True
 
 

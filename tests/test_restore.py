@@ -241,7 +241,7 @@ def test_default_location_and_the_positional_path_rule(project: Project, version
     from backupctl.restore import restore_if_missing
 
     restored = restore_if_missing(settings_of(project), litestream_bins[version], settings.databases[0])
-    assert restored == project.db and count_rows(project.db) == 4
+    assert restored is not None and restored.output == project.db and count_rows(project.db) == 4
     assert restore_if_missing(settings_of(project), litestream_bins[version], settings.databases[0]) is None
     project.db.unlink()
     proc = run_cli("restore", cwd=project.dir)

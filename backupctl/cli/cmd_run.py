@@ -11,12 +11,17 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, load
+from backupctl.cli.common import ConfigOpt, EnvFileOpt, JsonOpt, load, load_for_recovery
 
 
 def _stderr_log(line: str) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
     sys.stderr.flush()
+
+
+def _stdout_line(line: str) -> None:
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def _prepare(settings, config: Path | None, log):  # -> Litestream
@@ -96,7 +101,8 @@ def start(
         stop_timeout_seconds,
     )
 
-    settings = load(env_file)
+    # A new machine: the databases (and their folders) may exist only in the replica.
+    settings = load_for_recovery(env_file) if restore_if_missing else load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
 
     if background and not foreground_child:
@@ -130,7 +136,9 @@ def start(
         log=log,
         stop_timeout=stop_timeout_seconds(settings),
         restore_if_missing=restore_if_missing,
-        write_pidfile=foreground_child,
+        report=None if foreground_child else _stdout_line,
+        # Foreground too (a container, systemd): `status` (the compose healthcheck) and `stop` must see it.
+        write_pidfile=True,
     )
     code = supervisor.run()
     if code:

@@ -29,6 +29,15 @@ def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Setti
     return load_settings(env_file, force_local=force_local)
 
 
+def load_for_recovery(env_file: Path | None):  # -> Settings
+    """Settings for restore, drill and `start --restore-if-missing`: globs in BACKUP_DATABASES are
+    resolved against the replica too, and a database's folder may not exist yet (a new machine)."""
+    from backupctl.recovery import resolve_databases
+    from backupctl.settings import load_settings
+
+    return resolve_databases(load_settings(env_file, replica_globs=True))
+
+
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
     """The pinned litestream binary for these settings, installed on first use (a note on stderr says so)."""
     from backupctl.binary import ensure_binary
