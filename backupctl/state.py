@@ -7,6 +7,7 @@ All live in the project's state folder (``paths.project_state_dir``):
   ``create_time`` (so a reused pid is never signalled).
 - ``supervisor.json``: what the supervisor is doing, for `status` (see ``SupervisorState``).
 - ``verify.json``: the last verify result per database path.
+- ``drill.json``: the last recovery drill, ``{"status": "passed"|"failed", "checked_at": epoch, ...}``.
 - ``supervisor.log``: the supervisor's log (rotated by size).
 
 Writes are atomic (temp file + rename), so readers never see half a document.
@@ -25,6 +26,7 @@ from backupctl.atomic import write_atomic
 PIDFILE = "supervisor.pid"
 STATEFILE = "supervisor.json"
 VERIFYFILE = "verify.json"
+DRILLFILE = "drill.json"
 LOGFILE = "supervisor.log"
 
 # Supervisor states, after Supervisor's STARTING -> RUNNING -> BACKOFF -> FATAL.
@@ -83,6 +85,14 @@ def record_verify(state_dir: Path, database: str, result: dict[str, Any]) -> Non
 
 def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
     return (read_json(state_dir / VERIFYFILE) or {}).get(database)
+
+
+def record_drill(state_dir: Path, result: dict[str, Any]) -> None:
+    write_json(state_dir / DRILLFILE, result)
+
+
+def last_drill(state_dir: Path) -> dict[str, Any] | None:
+    return read_json(state_dir / DRILLFILE)
 
 
 def live_record(path: Path) -> dict[str, Any] | None:

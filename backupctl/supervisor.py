@@ -287,6 +287,8 @@ class Supervisor:
     _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
     _verify_pid: int | None = field(default=None, init=False)
     _next_verify: float | None = field(default=None, init=False)
+    _drill_pid: int | None = field(default=None, init=False)
+    _next_drill: float | None = field(default=None, init=False)
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -319,6 +321,7 @@ class Supervisor:
             return self._loop()
         finally:
             self._end_verify()
+            self._end_drill()
             if self.status.state != state.FATAL:
                 self.status.state = state.STOPPED
             self.status.litestream_pid = None
@@ -473,6 +476,7 @@ class Supervisor:
                 if eof or reader_done or now - exited_at > 5:  # a stray grandchild may hold the pipe
                     break
             self._maybe_verify(confirmed)
+            self._maybe_drill(confirmed)
 
         returncode = proc.wait()
         if reader is not None:
@@ -602,6 +606,44 @@ class Supervisor:
                 if document is not None:
                     state.record_verify(self.state_dir, str(db.path), document)
 
+    # -- periodic recovery drill (BACKUP_DRILL_INTERVAL): like verify, in a forked child ----
+    def _maybe_drill(self, confirmed: bool) -> None:
+        interval = self.settings.drill_interval
+        if not interval or not confirmed or not hasattr(os, "fork"):
+            return
+        if not _still_running(self._drill_pid):
+            self._drill_pid = None  # reaped: never wait on that pid again (it may be reused)
+        now = self.clock()
+        if self._next_drill is None:
+            self._next_drill = now + parse_duration(interval)
+            return
+        if now < self._next_drill or self._drill_pid is not None:
+            return
+        self._next_drill = now + parse_duration(interval)
+        pid = os.fork()
+        if pid:
+            self._drill_pid = pid
+            return
+        code = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            from backupctl.drill import scheduled_drill
+
+            scheduled_drill(self.settings, self.litestream, self.state_dir, self.log)
+            code = 0
+        finally:
+            os._exit(code)
+
+    def _end_drill(self) -> None:
+        """A drill still running is asked to stop (SIGTERM: it removes its temp folder) and reaped."""
+        if _still_running(self._drill_pid) and self._drill_pid is not None:
+            try:
+                os.kill(self._drill_pid, signal.SIGTERM)
+                os.waitpid(self._drill_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        self._drill_pid = None
+
     # -- plumbing -----------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -646,6 +688,17 @@ class Supervisor:
             state.write_supervisor_state(self.state_dir, self.status)
         except OSError as exc:
             self.log(f"backupctl: cannot write {self.state_dir / state.STATEFILE}: {exc.strerror}")
+
+
+def _still_running(pid: int | None) -> bool:
+    """A forked child of ours has not exited yet (reaped here when it has)."""
+    if pid is None:
+        return False
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
 
 
 def _as_dict(result: object) -> dict[str, Any] | None:

@@ -128,6 +128,14 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     assert counts(tmp_path / "check") == expected
     assert "restored 4 databases" in check.stderr
 
+    # 2b. a recovery drill on this machine passes: four databases, rows equal to the live ones
+    drilled = run_cli("drill", "--json", cwd=new, timeout=240)
+    assert drilled.returncode == 0, drilled.stdout + drilled.stderr
+    doc = json.loads(drilled.stdout)
+    assert doc["status"] == "passed" and sorted(d["name"] for d in doc["databases"]) == list(RAILS)
+    assert all(t["rows"] == t["live_rows"] for d in doc["databases"] for t in d["tables"])
+    assert doc["rto_seconds"] > 0 and doc["rpo_seconds"] is not None
+
     # 3. the container boot: `start --restore-if-missing` on an empty folder, then it replicates
     shutil.rmtree(new)
     boot = machine(tmp_path / "boot", env)
@@ -166,6 +174,37 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     assert final.returncode == 0, final.stdout + final.stderr
     assert counts(tmp_path / "final") == expected
 
+    # 4. objects the restore of production.sqlite3 starts from are deleted from the replica: the drill fails
+    deleted = delete_base_objects(env, replica, request, "production.sqlite3")
+    assert deleted
+    drilled = run_cli("drill", "--json", cwd=boot, timeout=240)
+    assert drilled.returncode == ExitCode.DRILL_FAILED, drilled.stdout + drilled.stderr
+    doc = json.loads(drilled.stdout)
+    assert [d["name"] for d in doc["databases"] if d["status"] == "failed"] == ["production.sqlite3"]
+
+
+def delete_base_objects(env: dict[str, str], replica: str, request, name: str) -> list[str]:
+    """Delete the replica objects a restore of ``name`` starts from (0.5: LTX files from txid 1; 0.3: snapshots)."""
+    from tests.test_drill import BASE_OBJECT
+
+    if replica == "file":
+        files = [p for p in (Path(env["BACKUP_LOCAL_DIR"]) / name).rglob("*") if p.is_file() and BASE_OBJECT.search(p.as_posix())]
+        for p in files:
+            p.unlink()
+        return [str(p) for p in files]
+    client = request.getfixturevalue("s3_server").client()
+    bucket = env["LITESTREAM_REPLICA_BUCKET"]
+    listed = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"campfire-db/{name}/")
+        for o in page.get("Contents", [])
+    ]
+    keys = [k for k in listed if BASE_OBJECT.search("/" + k)]
+    assert keys, listed
+    for key in keys:
+        client.delete_object(Bucket=bucket, Key=key)
+    return keys
+
 
 def test_a_glob_that_matches_nothing_anywhere_is_a_clear_error(tmp_path: Path, s3_server, s3_bucket) -> None:
     file_env = {"BACKUP_DATABASES": "storage/production*.sqlite3", "BACKUP_LOCAL_DIR": str(tmp_path / "empty")}
@@ -179,7 +218,7 @@ def test_a_glob_that_matches_nothing_anywhere_is_a_clear_error(tmp_path: Path, s
     }
     for label, env in (("file", file_env), ("s3", s3_env)):
         proj = machine(tmp_path / label, env)
-        for argv in (["restore"], ["start", "--restore-if-missing"]):
+        for argv in (["restore"], ["start", "--restore-if-missing"], ["drill"]):
             proc = run_cli(*argv, cwd=proj, timeout=60)
             assert proc.returncode == ExitCode.NOT_FOUND, (argv, proc.stdout, proc.stderr)
             assert "BACKUP_DATABASES" in proc.stderr and "matches no local file and no database in the replica" in proc.stderr
