@@ -228,7 +228,14 @@ def service(
     install: Annotated[
         bool, typer.Option("--install", help="systemd only: write it as a user unit to ~/.config/systemd/user/.")
     ] = False,
-    image: Annotated[str, typer.Option("--image", help="compose only: an image with backupctl installed.")] = "backupctl:latest",
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            help="compose only: run this prebuilt image (default: build the repository's Dockerfile).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Print a service definition that runs `backupctl start` in the foreground (unit, plist, compose, Procfile)."""
     from backupctl.cli.output import out, say, success
