@@ -112,8 +112,10 @@ def test_the_image_entrypoint_brings_the_app_back_on_an_empty_folder(tmp_path: P
         )
         assert counts(data / "storage") == expected
         healthy = wait_for(
-            lambda: (r := subprocess.run([str(BIN / health[0]), *health[1:]], cwd=data, env=run_env, capture_output=True))
-            and r.returncode == 0,
+            lambda: (
+                (r := subprocess.run([str(BIN / health[0]), *health[1:]], cwd=data, env=run_env, capture_output=True))
+                and r.returncode == 0
+            ),
             timeout=120,
             what="the healthcheck to pass",
         )
