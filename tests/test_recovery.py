@@ -104,6 +104,10 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     # 1. restore on a new machine: only the .env; the folder's mode decides the new files' modes
     new = machine(tmp_path / "new", env)
     os.chmod(new, 0o750)
+    planned = run_cli("restore", "--dry-run", "--json", cwd=new, timeout=120)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert sorted(p["name"] for p in json.loads(planned.stdout)["plans"]) == list(RAILS)
+    assert not (new / "storage").exists()  # a dry run writes no database and no folder
     restored = run_cli("restore", "--json", cwd=new, timeout=240)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     doc = json.loads(restored.stdout)
