@@ -77,9 +77,9 @@ def counts(folder: Path) -> dict[str, int]:
     return {name: count_rows(folder / name) for name in RAILS}
 
 
-def start_stop(proj: Path, write: dict[str, int]) -> None:
+def start_stop(proj: Path, write: dict[str, int], *extra: str) -> subprocess.CompletedProcess[str]:
     """`start --background`, commit rows, `stop` (final sync): every committed row is in the replica."""
-    started = run_cli("start", "--background", cwd=proj, timeout=150)
+    started = run_cli("start", "--background", *extra, cwd=proj, timeout=150)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         for name, n in write.items():
@@ -89,6 +89,7 @@ def start_stop(proj: Path, write: dict[str, int]) -> None:
     finally:
         stopped = run_cli("stop", cwd=proj, timeout=120)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    return started
 
 
 @pytest.mark.parametrize("replica", ["file", "s3"])
@@ -124,8 +125,13 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     assert sorted(left) == list(RAILS)  # nothing else left behind (the -wal/-shm are our reads')
     assert S3_SECRET not in restored.stdout + restored.stderr
 
-    # 2. `start` replicates the restored databases again; `-o DIR/` restores all four into DIR
-    start_stop(new, {"production.sqlite3": 7, "production_queue.sqlite3": 3})
+    # 2. `start` replicates the restored databases again; with one database lost meanwhile,
+    # `start --background --restore-if-missing` brings back that one only and says so on stdout;
+    # `-o DIR/` restores all four into DIR
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{new / 'storage' / 'production_cable.sqlite3'}{suffix}").unlink(missing_ok=True)
+    started = start_stop(new, {"production.sqlite3": 7, "production_queue.sqlite3": 3}, "--restore-if-missing")
+    assert [ln.split()[1] for ln in started.stdout.splitlines()] == ["production_cable.sqlite3"], started.stdout
     expected = counts(new / "storage")
     check = run_cli("restore", "-o", f"{tmp_path / 'check'}/", cwd=new, timeout=240)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -116,7 +116,15 @@ def start(
         if restore_if_missing:
             argv.append("--restore-if-missing")
         say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
+        log_path = state_dir / state.LOGFILE
+        since = log_path.stat().st_size if log_path.exists() else 0
         started = start_background(argv, state_dir, cwd=Path.cwd())
+        if restore_if_missing:  # what the supervisor restored before replicating, on stdout as in the foreground
+            from backupctl.supervisor import log_tail
+
+            for line in log_tail(started.log_path, 1000, since):
+                if (text := line.partition("backupctl: ")[2]).startswith("restored "):
+                    _stdout_line(text)
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
