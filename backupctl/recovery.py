@@ -14,39 +14,59 @@ Restoring them is restore.py's job (the staged, checked restore; ``restore_if_mi
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from backupctl.errors import ConfigError, LitestreamError, NotFoundError
+from backupctl.errors import BackupctlError, ConfigError, LitestreamError, NotFoundError
 from backupctl.settings import Replica, Settings
 
 NAME_MARK = "{name}"
 LIST_TIMEOUT = 30.0  # seconds per S3 request; an unreachable endpoint is found by the TCP probe first
 
 
-def resolve_databases(settings: Settings) -> Settings:
+def resolve_databases(settings: Settings, *, note: Callable[[str], None] | None = None) -> Settings:
     """``settings`` plus every database a ``BACKUP_DATABASES`` glob matches in the replica.
 
     Settings loaded with ``replica_globs=True`` keep globs that matched nothing locally; this
     resolves them against the names the replica holds. A glob that matches nothing locally and
     nothing in the replica raises NotFoundError (exit 8) naming the glob and the replica.
     Without globs the settings are returned as they are (no replica is read).
+
+    When a glob matched local files and the replica cannot be listed (unreachable, or a kind or
+    ``BACKUP_PATH`` that cannot be listed by name), ``note`` given means: say so through it and
+    go on with the local files (`start` must not be kept down by a listing); without ``note``
+    the error is raised.
     """
     if not settings.globs:
         return settings
     held: list[str] | None = None
+    failure: BackupctlError | None = None
     added: list[Path] = []
     for pattern in settings.globs:
         folder, base = Path(pattern).parent, Path(pattern).name
+        local = [db for db in settings.databases if fnmatchcase(db.name, base) and db.path.parent == folder.resolve()]
         if glob.has_magic(str(folder)):
+            if local:
+                continue  # resolved locally, as before; only the file-name part can be read from a replica
             raise ConfigError(
                 f"BACKUP_DATABASES: the glob {pattern!r} has a wildcard in its folder part",
                 "restore can resolve only the file-name part against the replica; put the wildcard in the file name",
             )
-        if held is None:
-            held = replica_names(settings)
-        matches = sorted(name for name in held if fnmatchcase(name, base))
-        local = [db for db in settings.databases if fnmatchcase(db.name, base) and db.path.parent == folder.resolve()]
+        if held is None and failure is None:
+            try:
+                held = replica_names(settings)
+            except BackupctlError as exc:
+                failure = exc
+        if failure is not None:
+            # A replica that cannot be listed by name (sftp/gs/abs, no {name}) leaves a glob that
+            # matched locally as it was; an unreachable one too for `start` (with a note).
+            if not local or (isinstance(failure, LitestreamError) and note is None):
+                raise failure
+            if isinstance(failure, LitestreamError) and note is not None:
+                note(f"the replica was not read for {pattern!r} ({failure.message}); using the local files")
+            continue
+        matches = sorted(name for name in held or [] if fnmatchcase(name, base))
         if not matches and not local:
             where = ", ".join(r.destination for r in _name_replicas(settings))
             raise NotFoundError(

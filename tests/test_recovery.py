@@ -239,3 +239,39 @@ def test_a_glob_that_matches_nothing_anywhere_is_a_clear_error(tmp_path: Path, s
         # without --restore-if-missing, start keeps refusing a glob that matches no file (no replica read)
         plain = run_cli("start", cwd=proj, timeout=60)
         assert plain.returncode == ExitCode.CONFIG and "matches no file" in plain.stderr
+
+
+def test_a_glob_that_matched_local_files_survives_a_replica_that_cannot_be_listed(tmp_path: Path) -> None:
+    from backupctl.errors import ConfigError, LitestreamError
+    from backupctl.recovery import resolve_databases
+    from backupctl.settings import load_settings
+    from tests.conftest import free_port_base
+
+    proj = tmp_path / "app"
+    make_db(proj / "storage" / "production.sqlite3")
+    closed = f"http://127.0.0.1:{free_port_base()}"  # nothing listens there
+
+    def settings(**env: str):
+        (proj / ".env").write_text(
+            "".join(f"{k}={v}\n" for k, v in {"BACKUP_DATABASES": "storage/production*.sqlite3", **env}.items())
+        )
+        return load_settings(proj / ".env", replica_globs=True, environ={})
+
+    # kinds (or a BACKUP_PATH) that cannot be listed by name: the local match stands, as before
+    sftp = settings(BACKUP_REPLICA="sftp", BACKUP_SFTP_HOST="127.0.0.1", BACKUP_SFTP_USER="u", BACKUP_SFTP_KEY_PATH="/k")
+    assert [d.name for d in resolve_databases(sftp).databases] == ["production.sqlite3"]
+    one_path = settings(BACKUP_BUCKET="b", BACKUP_ENDPOINT=closed, BACKUP_PATH="db")
+    assert [d.name for d in resolve_databases(one_path).databases] == ["production.sqlite3"]
+    # an unreachable replica: restore (strict) says so; start (a note) goes on with the local files
+    down = settings(BACKUP_BUCKET="b", BACKUP_ENDPOINT=closed, BACKUP_PATH="db/{name}")
+    with pytest.raises(LitestreamError, match="unreachable"):
+        resolve_databases(down)
+    notes: list[str] = []
+    assert [d.name for d in resolve_databases(down, note=notes.append).databases] == ["production.sqlite3"]
+    assert len(notes) == 1 and "using the local files" in notes[0]
+    # nothing local and a replica that cannot be listed by name: the reason, not "matches nothing"
+    (proj / "storage" / "production.sqlite3").unlink()
+    with pytest.raises(ConfigError, match="has no \\{name\\}"):
+        resolve_databases(settings(BACKUP_BUCKET="b", BACKUP_ENDPOINT=closed, BACKUP_PATH="db"))
+    with pytest.raises(ConfigError, match="sftp replica"):
+        resolve_databases(settings(BACKUP_REPLICA="sftp", BACKUP_SFTP_HOST="h", BACKUP_SFTP_USER="u", BACKUP_SFTP_KEY_PATH="/k"))

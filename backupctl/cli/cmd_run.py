@@ -102,7 +102,7 @@ def start(
     )
 
     # A new machine: the databases (and their folders) may exist only in the replica.
-    settings = load_for_recovery(env_file) if restore_if_missing else load(env_file)
+    settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
 
     if background and not foreground_child:

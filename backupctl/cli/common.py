@@ -29,13 +29,15 @@ def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Setti
     return load_settings(env_file, force_local=force_local)
 
 
-def load_for_recovery(env_file: Path | None):  # -> Settings
+def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Settings
     """Settings for restore, drill and `start --restore-if-missing`: globs in BACKUP_DATABASES are
-    resolved against the replica too, and a database's folder may not exist yet (a new machine)."""
+    resolved against the replica too, and a database's folder may not exist yet (a new machine).
+    ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files."""
+    from backupctl.cli.output import notice
     from backupctl.recovery import resolve_databases
     from backupctl.settings import load_settings
 
-    return resolve_databases(load_settings(env_file, replica_globs=True))
+    return resolve_databases(load_settings(env_file, replica_globs=True), note=notice if lenient else None)
 
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
