@@ -704,9 +704,15 @@ def create_folder(folder: Path) -> list[Path]:
     return created
 
 
-def follow_folder(path: Path, folder: Path) -> None:
-    """Give a restored file the owner of ``folder`` and a mode derived from it: the folder's read
-    and write bits (never execute), and no access for others in a sticky folder such as /tmp."""
+def follow_folder(path: Path, folder: Path, replaced: Path | None = None) -> None:
+    """Give a restored file the owner and mode of the file it replaces, if any; else the owner of
+    ``folder`` and a mode derived from it: the folder's read and write bits (never execute), and no
+    access for others in a sticky folder such as /tmp."""
+    if replaced is not None:
+        model = replaced.stat()
+        os.chmod(path, stat.S_IMODE(model.st_mode))
+        _chown_like(path, model)
+        return
     model = folder.stat()
     mode = stat.S_IMODE(model.st_mode) & 0o666
     if model.st_mode & stat.S_ISVTX:
@@ -849,7 +855,7 @@ def execute_restore(
     try:
         with staged_restore(ls, plan.database, out.parent, plan.restore_args(), timeout=timeout, on_step=on_step) as staged:
             stop_request.check()  # the last point where a stop leaves everything as it was
-            follow_folder(staged.path, out.parent)
+            follow_folder(staged.path, out.parent, out if out.is_file() and not out.is_symlink() else None)
             if on_step:
                 on_step(f"moving the restored database to {out}")
             present = _present(out)
