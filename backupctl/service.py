@@ -142,7 +142,10 @@ def render_service(kind: str, settings: Settings, image: str | None = None) -> R
     if settings.env_file:
         argv += ["--env-file", str(settings.env_file)]
     stop_timeout = stop_timeout_seconds(settings)
-    mounts = sorted({str(settings.project_dir), *(str(db.path.parent) for db in settings.databases)})
+    mounts = {str(settings.project_dir), *(str(db.path.parent) for db in settings.databases)}
+    if "file" in settings.replica_kinds:  # a container must see a folder replica too
+        mounts.add(str(settings.local_dir))
+    mounts = sorted(mounts)
     mounts = [m for m in mounts if not any(m != o and m.startswith(o.rstrip("/") + "/") for o in mounts)]
     name = service_name(settings)
     env = jinja2.Environment(

@@ -110,3 +110,4 @@ def test_compose_builds_the_repository_dockerfile_with_the_pinned_litestream(hos
     assert image_source() is not None and (image_source() / "Dockerfile").is_file()
     assert svc["build"] == {"context": str(image_source()), "args": {"LITESTREAM_VERSION": hostile_project.version}}
     assert svc["image"] == f"backupctl:{__version__}-litestream-{hostile_project.version}"
+    assert str(hostile_project.local_dir) in [v.replace("$$", "$").split(":")[0] for v in svc["volumes"]]  # the folder replica
