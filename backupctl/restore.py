@@ -680,7 +680,8 @@ def staged_restore(
 
 def create_folder(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents, each with the mode and owner of the nearest
-    existing ancestor (a new machine: the app's storage folder follows the app's folder).
+    existing ancestor (a new machine: the app's storage folder follows the app's folder); below a
+    sticky shared folder such as /tmp, without its sticky bit and nothing for others.
     Returns the folders created, outermost first."""
     missing: list[Path] = []
     current = folder
@@ -692,6 +693,9 @@ def create_folder(folder: Path) -> list[Path]:
     if not missing:
         return []
     model = current.stat()
+    mode = stat.S_IMODE(model.st_mode)
+    if mode & stat.S_ISVTX:
+        mode &= 0o770
     created: list[Path] = []
     for path in reversed(missing):
         try:
@@ -699,7 +703,7 @@ def create_folder(folder: Path) -> list[Path]:
         except FileExistsError:
             continue
         created.append(path)
-        os.chmod(path, stat.S_IMODE(model.st_mode))
+        os.chmod(path, mode | stat.S_IRWXU)
         _chown_like(path, model)
     return created
 
