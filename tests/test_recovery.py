@@ -105,6 +105,8 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     # 1. restore on a new machine: only the .env; the folder's mode decides the new files' modes
     new = machine(tmp_path / "new", env)
     os.chmod(new, 0o750)
+    owner = (1000, 1000) if os.geteuid() == 0 else (os.getuid(), os.getgid())  # as root: the app's uid, not root's
+    os.chown(new, *owner)
     planned = run_cli("restore", "--dry-run", "--json", cwd=new, timeout=120)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert sorted(p["name"] for p in json.loads(planned.stdout)["plans"]) == list(RAILS)
@@ -121,6 +123,8 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     assert all(integrity(new / "storage" / name) == "ok" for name in RAILS)
     assert stat.S_IMODE((new / "storage").stat().st_mode) == 0o750
     assert {stat.S_IMODE((new / "storage" / n).stat().st_mode) for n in RAILS} == {0o640}
+    for path in (new / "storage", *(new / "storage" / n for n in RAILS)):
+        assert (path.stat().st_uid, path.stat().st_gid) == owner, path
     left = {n.removesuffix("-wal").removesuffix("-shm") for n in os.listdir(new / "storage")}
     assert sorted(left) == list(RAILS)  # nothing else left behind (the -wal/-shm are our reads')
     assert S3_SECRET not in restored.stdout + restored.stderr
