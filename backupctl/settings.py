@@ -545,7 +545,12 @@ def _database_paths(
             globs.append(str(path))
             matches = sorted(Path(m).resolve() for m in glob.glob(str(path)) if Path(m).is_file())
             if not matches and not replica_globs:
-                errors.add("BACKUP_DATABASES", f"{item!r} matches no file", "check the pattern, or name the database file")
+                errors.add(
+                    "BACKUP_DATABASES",
+                    f"{item!r} matches no file",
+                    "check the pattern, or name the database file; on a new machine, `backupctl restore` "
+                    "(or `start --restore-if-missing`) finds the databases in the replica",
+                )
             paths.extend(m for m in matches if m not in paths)
             continue
         if path.is_dir():

@@ -243,6 +243,7 @@ def test_a_glob_that_matches_nothing_anywhere_is_a_clear_error(tmp_path: Path, s
         # without --restore-if-missing, start keeps refusing a glob that matches no file (no replica read)
         plain = run_cli("start", cwd=proj, timeout=60)
         assert plain.returncode == ExitCode.CONFIG and "matches no file" in plain.stderr
+        assert "backupctl restore" in plain.stderr  # the way out on a new machine
 
 
 def test_a_glob_that_matched_local_files_survives_a_replica_that_cannot_be_listed(tmp_path: Path) -> None:
