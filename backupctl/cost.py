@@ -230,6 +230,7 @@ def estimate_cost(settings: Settings, prices: dict[str, Prices] | None = None, n
     writes = sum(r.objects_per_day for r in replicas) * (MONTH_SECONDS / DAY)
     busy = len(replicas) * MONTH_SECONDS / sync_s
     verifies = MONTH_SECONDS / parse_duration(settings.verify_interval) if settings.verify_interval else 0.0
+    drills = MONTH_SECONDS / parse_duration(settings.drill_interval) if settings.drill_interval else 0.0
     projected: float | None = 0.0
     for r in replicas:
         if r.objects == 0:
@@ -249,8 +250,9 @@ def estimate_cost(settings: Settings, prices: dict[str, Prices] | None = None, n
         "writes_per_month_if_busy": busy,
         "bytes_written_per_month": sum(r.bytes_per_day for r in replicas) * (MONTH_SECONDS / DAY),
         "verifies_per_month": verifies,
-        "reads_per_month": verifies * objects,
-        "egress_bytes_per_month": verifies * stored,
+        "drills_per_month": drills,
+        "reads_per_month": (verifies + drills) * objects,
+        "egress_bytes_per_month": (verifies + drills) * stored,
         "restore_bytes": stored,
         "restore_reads": objects,
         "projected_stored_bytes": projected,
@@ -264,7 +266,8 @@ def estimate_cost(settings: Settings, prices: dict[str, Prices] | None = None, n
         f" to in every {settings.sync_interval} sync interval makes at least this many uploads",
         "reads: Litestream reads the replica only to restore; each verify"
         + (f" (every {settings.verify_interval})" if settings.verify_interval else " (none scheduled)")
-        + " is one full restore",
+        + " is one full restore, and so is each drill"
+        + (f" (every {settings.drill_interval})" if settings.drill_interval else " (none scheduled)"),
         "a full restore downloads at most the whole replica, one GET per object",
         "storage_at_retention: the current size plus the observed bytes per day until the replica is as old"
         " as the retention (null under an hour of history)",

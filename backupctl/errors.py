@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     STATUS_ERROR = 12  # status: a database or its replica reports an error
     VERIFY_FAILED = 20  # verify: the replica did not restore, or restored without the sentinel
     VERIFY_INCONCLUSIVE = 21  # verify: the replica did not catch up in time
+    DRILL_FAILED = 22  # drill: a database did not restore, failed its checks, or lost rows
     DOCTOR_WARN = 30  # doctor: warnings only
     DOCTOR_FAIL = 31  # doctor: at least one check failed
     INTERRUPTED = 130  # SIGINT

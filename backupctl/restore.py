@@ -185,8 +185,13 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.startswith((".", "~")) or Path(text).suffix.lower() in PATH_SUFFIXES
 
 
-def select_targets(settings: Settings, db_arg: str | None, output: Path | None) -> list[tuple[Database, Path | None]]:
+def select_targets(
+    settings: Settings, db_arg: str | None, output: Path | None, *, output_is_dir: bool = False
+) -> list[tuple[Database, Path | None]]:
     """Which databases to restore and where, from ``restore [DB] [-o PATH]``.
+
+    ``-o DIR/`` (``output_is_dir``, or an existing folder) restores each database into that
+    folder under its own name.
 
     DB is a configured database (name or path). If it is not, but looks like a path
     (see :func:`looks_like_path`) and one database is configured, it is the output path:
@@ -213,10 +218,14 @@ def select_targets(settings: Settings, db_arg: str | None, output: Path | None) 
             return [(settings.databases[0], Path(db_arg))]
     else:
         dbs = list(settings.databases)
+    if output is not None and (output_is_dir or Path(output).expanduser().is_dir()):
+        folder = Path(output).expanduser()
+        return [(db, folder / db.name) for db in dbs]
     if output is not None and len(dbs) > 1:
         raise ConfigError(
-            f"-o names one output but {len(dbs)} databases are configured",
-            "name the database to restore: `backupctl restore DB -o PATH`",
+            f"-o names one output file but {len(dbs)} databases are configured",
+            "name the database to restore (`backupctl restore DB -o PATH`), or give a folder ending in / "
+            "(`-o restored/`) to restore each there under its own name",
         )
     return [(db, output) for db in dbs]
 
@@ -595,6 +604,17 @@ class RestoreResult:
     kept: list[Path]
     source: list[str]
     notes: list[str]
+    state_at: str | None = None  # RFC 3339: when the restored state was backed up (None: unknown)
+    created_folders: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: what, where, from when, how much."""
+        when = f"state as of {self.state_at}" if self.state_at else "latest state"
+        return (
+            f"restored {self.database.name} to {self.output}: {_size_text(self.size)}, {when}, "
+            f"{sum(t['rows'] for t in self.tables)} rows in {len(self.tables)} tables, {self.seconds:.2f}s, "
+            f"from {', '.join(self.source)}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -610,7 +630,15 @@ class RestoreResult:
             "kept": [str(p) for p in self.kept],
             "source": self.source,
             "notes": self.notes,
+            "state_at": self.state_at,
+            "created_folders": [str(p) for p in self.created_folders],
         }
+
+
+def _size_text(n: int) -> str:
+    from backupctl.doctor import human_size
+
+    return human_size(n)
 
 
 def litestream_for(settings: Settings, binary_path: Path) -> Litestream:
@@ -655,7 +683,7 @@ def staged_restore(
     that prefix, so it holds even if ``mkdtemp`` was cut short after creating it.
     """
     stop_request.check()
-    folder.mkdir(parents=True, exist_ok=True)
+    create_folder(folder)
     sweep_stale_temp(folder)
     prefix = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
     try:
@@ -686,6 +714,63 @@ def staged_restore(
         yield Staged(out, out.stat().st_size, _position(ls, result.stdout + "\n" + result.stderr), tables, result.seconds)
     finally:
         _remove_temp(folder, prefix)
+
+
+def create_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents, each with the mode and owner of the nearest
+    existing ancestor (a new machine: the app's storage folder follows the app's folder); below a
+    sticky shared folder such as /tmp, without its sticky bit and nothing for others.
+    Returns the folders created, outermost first."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    if not missing:
+        return []
+    model = current.stat()
+    mode = stat.S_IMODE(model.st_mode)
+    if mode & stat.S_ISVTX:
+        mode &= 0o770
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        created.append(path)
+        os.chmod(path, mode | stat.S_IRWXU)
+        _chown_like(path, model)
+    return created
+
+
+def follow_folder(path: Path, folder: Path, replaced: Path | None = None) -> None:
+    """Give a restored file the owner and mode of the file it replaces, if any; else the owner of
+    ``folder`` and a mode derived from it: the folder's read and write bits (never execute), and no
+    access for others in a sticky folder such as /tmp."""
+    if replaced is not None:
+        model = replaced.stat()
+        os.chmod(path, stat.S_IMODE(model.st_mode))
+        _chown_like(path, model)
+        return
+    model = folder.stat()
+    mode = stat.S_IMODE(model.st_mode) & 0o666
+    if model.st_mode & stat.S_ISVTX:
+        mode &= 0o660
+    os.chmod(path, mode | stat.S_IRUSR | stat.S_IWUSR)
+    _chown_like(path, model)
+
+
+def _chown_like(path: Path, model: os.stat_result) -> None:
+    """Owner and group of ``model`` where this process may set them (root: both; others: a group
+    they belong to); otherwise left as created."""
+    uid = model.st_uid if os.geteuid() == 0 else -1
+    try:
+        os.chown(path, uid, model.st_gid)
+    except OSError:
+        pass
 
 
 def _remove_temp(folder: Path, prefix: str) -> None:
@@ -837,9 +922,11 @@ def execute_restore(
     ls = litestream_for(settings, binary_path)
     out = plan.output
     kept: list[Path] = []
+    created = create_folder(out.parent)
     try:
         with staged_restore(ls, plan.database, out.parent, plan.restore_args(), timeout=timeout, on_step=on_step) as staged:
             stop_request.check()  # the last point where a stop leaves everything as it was
+            follow_folder(staged.path, out.parent, out if out.is_file() and not out.is_symlink() else None)
             if on_step:
                 on_step(f"moving the restored database to {out}")
             present = _present(out)
@@ -877,7 +964,27 @@ def execute_restore(
         kept=kept,
         source=plan.source,
         notes=plan.notes,
+        state_at=_state_at(plan) or _state_after(settings, binary_path, plan),
+        created_folders=created,
     )
+
+
+def _state_at(plan: RestorePlan) -> str | None:
+    """When the restored state was written: the point asked for, else the newest backup listed."""
+    if plan.timestamp:
+        return plan.timestamp
+    if plan.txid is None and plan.generation is None and plan.window is not None and plan.window.end is not None:
+        return to_rfc3339(plan.window.end)
+    return None
+
+
+def _state_after(settings: Settings, binary_path: Path, plan: RestorePlan) -> str | None:
+    """Litestream 0.3 lists a replica only once the database file exists: on a new machine the
+    window is read after the restore put it in place."""
+    if plan.window is not None or plan.txid or plan.generation or not plan.database.path.exists():
+        return None
+    window = _window_or_none(settings, binary_path, plan.database)
+    return to_rfc3339(window.end) if window is not None and window.end is not None else None
 
 
 def restore_database(
@@ -898,9 +1005,11 @@ def restore_database(
     return execute_restore(settings, binary_path, plan, timeout=timeout, on_step=on_step)
 
 
-def restore_if_missing(settings: Settings, binary_path: Path, db: Database, *, timeout: float = RESTORE_TIMEOUT) -> Path | None:
+def restore_if_missing(
+    settings: Settings, binary_path: Path, db: Database, *, timeout: float = RESTORE_TIMEOUT
+) -> RestoreResult | None:
     """For `start --restore-if-missing`: restore into place only when no database is there and
-    the replica has a backup. Returns the restored path, or None when nothing was done.
+    the replica has a backup. Returns what was restored, or None when nothing was done.
     Never touches an existing database; raises on a real failure (unreachable replica, bad backup).
     """
     if occupied(db.path):
@@ -910,4 +1019,4 @@ def restore_if_missing(settings: Settings, binary_path: Path, db: Database, *, t
         result = execute_restore(settings, binary_path, plan, timeout=timeout)
     except NotFoundError:
         return None
-    return result.output
+    return result

@@ -110,8 +110,26 @@ def _finalize_for(kind: str):  # -> Callable[[object], str]
     return finalize
 
 
-def render_service(kind: str, settings: Settings, image: str = "backupctl:latest") -> RenderedService:
-    """Render one service definition for the project's settings."""
+def image_source() -> Path | None:
+    """The backupctl checkout holding the Dockerfile this backupctl was installed from, if any."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "Dockerfile").is_file() and (root / "pyproject.toml").is_file() else None
+
+
+def default_image(settings: Settings) -> str:
+    """The tag `service compose` builds (or expects): backupctl's and the pinned Litestream's versions."""
+    from backupctl import __version__
+
+    return f"backupctl:{__version__}-litestream-{settings.version}"
+
+
+def render_service(kind: str, settings: Settings, image: str | None = None) -> RenderedService:
+    """Render one service definition for the project's settings.
+
+    compose: without ``image``, the service builds the repository's Dockerfile (from this
+    backupctl's checkout, with the project's Litestream version) and tags it ``default_image``;
+    with ``image``, it runs that image as it is.
+    """
     import jinja2
 
     from backupctl.paths import project_state_dir
@@ -124,7 +142,10 @@ def render_service(kind: str, settings: Settings, image: str = "backupctl:latest
     if settings.env_file:
         argv += ["--env-file", str(settings.env_file)]
     stop_timeout = stop_timeout_seconds(settings)
-    mounts = sorted({str(settings.project_dir), *(str(db.path.parent) for db in settings.databases)})
+    mounts = {str(settings.project_dir), *(str(db.path.parent) for db in settings.databases)}
+    if "file" in settings.replica_kinds:  # a container must see a folder replica too
+        mounts.add(str(settings.local_dir))
+    mounts = sorted(mounts)
     mounts = [m for m in mounts if not any(m != o and m.startswith(o.rstrip("/") + "/") for o in mounts)]
     name = service_name(settings)
     env = jinja2.Environment(
@@ -142,13 +163,17 @@ def render_service(kind: str, settings: Settings, image: str = "backupctl:latest
         "project_dir": str(settings.project_dir),
         "env_file": str(settings.env_file) if settings.env_file else None,
         "argv": argv,
-        "compose_argv": ["backupctl", "start", *argv[len(backupctl_command()) + 1 :]],
+        # The container boot: a new machine gets its databases from the replica, then replicates.
+        "compose_argv": ["backupctl", "start", "--restore-if-missing", *argv[len(backupctl_command()) + 1 :]],
         "status_argv": ["CMD", "backupctl", "status", *argv[len(backupctl_command()) + 1 :]],
         "stop_timeout": int(stop_timeout),
         "manager_timeout": int(stop_timeout + STOP_MARGIN),
         "log_path": str(project_state_dir(settings.project_dir) / "launchd.log"),
         "mounts": mounts,
-        "image": image,
+        "image": image or default_image(settings),
+        "build_context": str(image_source()) if image is None and image_source() else None,
+        "build_hint": image is None and image_source() is None,
+        "litestream_version": settings.version,
         "home": str(Path.home()),
     }
     try:

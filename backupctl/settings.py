@@ -57,6 +57,7 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "abs_account_name": ("BACKUP_ABS_ACCOUNT_NAME",),
     "abs_account_key": ("BACKUP_ABS_ACCOUNT_KEY", "LITESTREAM_AZURE_ACCOUNT_KEY"),
     "verify_interval": ("BACKUP_VERIFY_INTERVAL",),
+    "drill_interval": ("BACKUP_DRILL_INTERVAL",),
     "stale_after": ("BACKUP_STALE_AFTER",),
     "stop_timeout": ("BACKUP_STOP_TIMEOUT",),
 }
@@ -244,6 +245,9 @@ class Settings:
     values: dict[str, str | None] = field(repr=False)
     origins: dict[str, Origin] = field(repr=False)
     warnings: tuple[str, ...] = ()  # worth saying, not failing for (unknown variable names)
+    drill_interval: str | None = None
+    # BACKUP_DATABASES globs as absolute patterns (restore resolves them against the replica too).
+    globs: tuple[str, ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -269,6 +273,16 @@ class Settings:
             f"no database {name_or_path!r} in the configuration (configured: {names})",
             "name a database by its path or file name, as listed by `backupctl databases`",
         )
+
+    def with_databases(self, paths: list[Path]) -> Settings:
+        """These settings plus databases at ``paths`` (replicas derived exactly as for configured ones)."""
+        from dataclasses import replace
+
+        known = {db.path for db in self.databases}
+        added = tuple(
+            _database(p, self.replica_kinds, self.values, self.local_dir, self.version) for p in paths if p not in known
+        )
+        return replace(self, databases=self.databases + added)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -323,8 +337,14 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     force_local: bool | None = None,
+    replica_globs: bool = False,
 ) -> Settings:
-    """Read and validate the settings. Every problem is reported together in one ConfigError."""
+    """Read and validate the settings. Every problem is reported together in one ConfigError.
+
+    ``replica_globs`` (restore on a new machine): a glob that matches no local file and a database
+    whose folder does not exist yet are not errors; the caller resolves ``Settings.globs`` against
+    the replica (backupctl.recovery) and creates the folders.
+    """
     environ = os.environ if environ is None else environ
     cwd = (cwd or Path.cwd()).absolute()
     path = find_env_file(env_file, cwd)
@@ -362,7 +382,16 @@ def load_settings(
         version = default_version()
     caps = capabilities(version)
 
-    for setting in ("sync_interval", "snapshot_interval", "retention", "verify_interval", "stale_after", "stop_timeout"):
+    durations = (
+        "sync_interval",
+        "snapshot_interval",
+        "retention",
+        "verify_interval",
+        "drill_interval",
+        "stale_after",
+        "stop_timeout",
+    )
+    for setting in durations:
         value = values[setting]
         if value is None:
             continue
@@ -442,18 +471,13 @@ def load_settings(
             )
         values["gs_credentials_file"] = str(creds)
 
-    force_path_style: bool | None = None
     if values["force_path_style"] is not None:
         flag = values["force_path_style"].strip().lower()
-        if flag in _TRUE:
-            force_path_style = True
-        elif flag in _FALSE:
-            force_path_style = False
-        else:
+        if flag not in _TRUE | _FALSE:
             errors.add("BACKUP_FORCE_PATH_STYLE", f"{values['force_path_style']!r} is not true or false", "write true or false")
 
     local_dir = _resolve(values["local_dir"] or DEFAULTS["local_dir"], project_dir)
-    db_paths = _database_paths(values["databases"], project_dir, errors)
+    db_paths, globs = _database_paths(values["databases"], project_dir, errors, replica_globs)
     names = [p.name for p in db_paths]
     for name in sorted({n for n in names if names.count(n) > 1}):
         errors.add(
@@ -497,16 +521,7 @@ def load_settings(
             details=errors.problems + warnings + ([] if path else [env_search_note(cwd)]),
         )
 
-    databases = tuple(
-        Database(
-            path=p,
-            name=p.name,
-            replicas=tuple(
-                _replica(kind, p.name, prefix, values, endpoint, force_path_style, local_dir, caps.gs_type_name) for kind in kinds
-            ),
-        )
-        for p in db_paths
-    )
+    databases = tuple(_database(p, kinds, values, local_dir, version) for p in db_paths)
     return Settings(
         project_dir=project_dir,
         env_file=path,
@@ -525,6 +540,8 @@ def load_settings(
         ),
         gs_credentials_file=values["gs_credentials_file"],
         verify_interval=values["verify_interval"],
+        drill_interval=values["drill_interval"],
+        globs=tuple(globs),
         stale_after=values["stale_after"],
         stop_timeout=values["stop_timeout"],
         values=values,
@@ -619,33 +636,58 @@ def _replica_kinds(
     return tuple(kinds)
 
 
-def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> list[Path]:
+def _database_paths(
+    raw: str | None, project_dir: Path, errors: _Collector, replica_globs: bool = False
+) -> tuple[list[Path], list[str]]:
+    """The database files, and every glob as an absolute pattern (also when it matched files)."""
     if not raw:
         errors.add(
             "BACKUP_DATABASES",
             "no database to back up",
             "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/db/production.sqlite3 (comma-separated, globs allowed)",
         )
-        return []
+        return [], []
     paths: list[Path] = []
+    globs: list[str] = []
     for item in (s.strip() for s in raw.split(",")):
         if not item:
             continue
         path = _resolve(item, project_dir)
         if glob.has_magic(item):
+            globs.append(str(path))
             matches = sorted(Path(m).resolve() for m in glob.glob(str(path)) if Path(m).is_file())
-            if not matches:
-                errors.add("BACKUP_DATABASES", f"{item!r} matches no file", "check the pattern, or name the database file")
+            if not matches and not replica_globs:
+                errors.add(
+                    "BACKUP_DATABASES",
+                    f"{item!r} matches no file",
+                    "check the pattern, or name the database file; on a new machine, `backupctl restore` "
+                    "(or `start --restore-if-missing`) finds the databases in the replica",
+                )
             paths.extend(m for m in matches if m not in paths)
             continue
         if path.is_dir():
             errors.add("BACKUP_DATABASES", f"{item!r} is a folder", "name the SQLite file inside it")
-        elif not path.parent.is_dir():
+        elif not path.parent.is_dir() and not replica_globs:
             errors.add("BACKUP_DATABASES", f"the folder of {item!r} ({path.parent}) does not exist", "create it, or fix the path")
         elif path.resolve() not in paths:
             # Resolved (symlinks, ..): one database has one name for locks and "is this the live file?".
             paths.append(path.resolve())
-    return paths
+    return paths, globs
+
+
+def _database(path: Path, kinds: tuple[str, ...], values: dict[str, str | None], local_dir: Path, version: str) -> Database:
+    """One database and its replicas; ``values`` are the validated settings (endpoint already derived)."""
+    flag = (values["force_path_style"] or "").strip().lower()
+    force_path_style = True if flag in _TRUE else False if flag in _FALSE else None
+    prefix = values["path"].strip("/") if values["path"] else None
+    gs_type = capabilities(version).gs_type_name
+    return Database(
+        path=path,
+        name=path.name,
+        replicas=tuple(
+            _replica(kind, path.name, prefix, values, values["endpoint"], force_path_style, local_dir, gs_type) for kind in kinds
+        ),
+    )
 
 
 def _replica(

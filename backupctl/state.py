@@ -8,6 +8,7 @@ All live in the project's state folder (``paths.project_state_dir``):
 - ``supervisor.yml``: the running supervisor's private copy of its litestream config, taken when
   it started, so a later `setup` or `.env` change never alters what it replicates.
 - ``verify.json``: the last verify result per database path (one ``VerifyRecord`` each).
+- ``drill.json``: the last recovery drill, ``{"status": "passed"|"failed", "checked_at": epoch, ...}``.
 - ``supervisor.log``: the supervisor's log (rotated by size).
 - ``project.json``: which project owns this folder, so two projects never share one state folder
   (``BACKUPCTL_STATE_DIR`` set for both): see ``claim``.
@@ -29,6 +30,7 @@ STATEFILE = "supervisor.json"
 PRIVATE_CONFIG = "supervisor.yml"
 OWNERFILE = "project.json"
 VERIFYFILE = "verify.json"
+DRILLFILE = "drill.json"
 LOGFILE = "supervisor.log"
 
 # Supervisor states, after Supervisor's STARTING -> RUNNING -> BACKOFF -> FATAL.
@@ -123,6 +125,14 @@ def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
     """The last verify of a database as recorded (VerifyRecord.to_json), or None."""
     found = (read_json(state_dir / VERIFYFILE) or {}).get(database)
     return found if isinstance(found, dict) and isinstance(found.get("status"), str) else None
+
+
+def record_drill(state_dir: Path, result: dict[str, Any]) -> None:
+    write_json(state_dir / DRILLFILE, result)
+
+
+def last_drill(state_dir: Path) -> dict[str, Any] | None:
+    return read_json(state_dir / DRILLFILE)
 
 
 def claim(state_dir: Path, project_dir: Path) -> None:

@@ -57,6 +57,7 @@ from backupctl import locks, positions, processes, state
 from backupctl.errors import BackupctlError, ConflictError, ExitCode, LitestreamError, SupervisorError
 from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.logfiles import OutputTail, fresh_private_file
+from backupctl.periodic import PeriodicJob
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
 
@@ -182,6 +183,7 @@ class Supervisor:
     start_deadline: float = START_DEADLINE
     restore_if_missing: bool = False
     background: bool = False  # started by `start --background` (a detached process of its own)
+    report: Log | None = None  # where "restored X" lines also go (stdout in the foreground)
     take_locks: bool = True
     source_config: Path | None = None  # the litestream.yml the private copy was taken from
     config_input: str | None = None  # render.input_key of the settings the copy was rendered from
@@ -195,8 +197,7 @@ class Supervisor:
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _held: list[locks.HeldLock] = field(default_factory=list, init=False)
     _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
-    _verify_pid: int | None = field(default=None, init=False)
-    _next_verify: float | None = field(default=None, init=False)
+    _jobs: list[PeriodicJob] = field(default_factory=list, init=False)
     _last_position_error: str | None = field(default=None, init=False)
 
     # -- public -------------------------------------------------------------------------
@@ -246,14 +247,16 @@ class Supervisor:
             databases=[str(db.path) for db in self.settings.databases],
             version=self.settings.version,
         )
+        self._jobs = self._periodic_jobs()
         try:
             self._save()
             if self.restore_if_missing:
                 for db in self.settings.databases:
-                    restore_missing_database(self.settings, self.litestream, db, self.log)
+                    restore_missing_database(self.settings, self.litestream, db, self.log, self.report)
             return self._loop()
         finally:
-            self._end_verify()
+            for job in self._jobs:
+                job.end()
             self.status.litestream_pid = None
             if self.status.state != state.FATAL:
                 self._transition(state.STOPPED)
@@ -350,7 +353,8 @@ class Supervisor:
                     run.exited_at = run.exited_at if run.exited_at is not None else now
                     if run.eof or output.reader_done() or now - run.exited_at > 5:  # a grandchild may hold the pipe
                         break
-                self._maybe_verify(run.confirmed)
+                for job in self._jobs:
+                    job.tick(run.confirmed)
             returncode = proc.wait()
         finally:
             output.close()
@@ -525,59 +529,19 @@ class Supervisor:
             self._last_position_error = text
             self.log(f"backupctl: cannot read the replica's position yet: {text}")
 
-    # -- periodic verify ----------------------------------------------------------------
-    def _maybe_verify(self, confirmed: bool) -> None:
-        interval = self.settings.verify_interval
-        if not interval or not confirmed:
-            return
-        now = self.clock()
-        if self._next_verify is None:
-            self._next_verify = now + parse_duration(interval)
-            return
-        if now < self._next_verify or self._verify_running():
-            return
-        self._next_verify = now + parse_duration(interval)
-        self._verify_pid = self._fork_verify()
+    # -- periodic jobs (verify, drill) ----------------------------------------------------
+    def _periodic_jobs(self) -> list[PeriodicJob]:
+        jobs = []
+        if self.settings.verify_interval:
+            jobs.append(PeriodicJob("verify", parse_duration(self.settings.verify_interval), self._verify_all, self.clock))
+        if self.settings.drill_interval:
+            jobs.append(PeriodicJob("drill", parse_duration(self.settings.drill_interval), self._drill, self.clock))
+        return jobs
 
-    def _fork_verify(self) -> int | None:
-        """Run the periodic verify in a forked child process, never in a thread: the supervisor must stay
-        single-threaded while litestream runs (PR_SET_PDEATHSIG, see the module docstring)."""
-        if not hasattr(os, "fork"):
-            self._verify_all()
-            return None
-        pid = os.fork()
-        if pid:
-            return pid
-        code = 1
-        try:  # the child: default signal handling, so `stop` (SIGTERM) ends it
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_DFL)
-            self._verify_all()
-            code = 0
-        finally:
-            os._exit(code)
+    def _drill(self) -> None:
+        from backupctl.drill import scheduled_drill
 
-    def _verify_running(self) -> bool:
-        if self._verify_pid is None:
-            return False
-        try:
-            done, _ = os.waitpid(self._verify_pid, os.WNOHANG)
-        except ChildProcessError:
-            done = self._verify_pid
-        if done == 0:
-            return True
-        self._verify_pid = None
-        return False
-
-    def _end_verify(self) -> None:
-        """A verify still running when the supervisor stops is ended (it holds copies of our lock files)."""
-        if self._verify_running() and self._verify_pid is not None:
-            try:
-                os.kill(self._verify_pid, signal.SIGTERM)
-                os.waitpid(self._verify_pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-            self._verify_pid = None
+        scheduled_drill(self.settings, self.litestream, self.state_dir, self.log)
 
     def _verify_all(self) -> None:
         from backupctl import verify
@@ -702,7 +666,9 @@ def _describe_exit(code: int | None) -> str:
 
 
 # -- restore before replicating -----------------------------------------------------------
-def restore_missing_database(settings: Settings, litestream: Litestream, db: Database, log: Log) -> bool:
+def restore_missing_database(
+    settings: Settings, litestream: Litestream, db: Database, log: Log, report: Log | None = None
+) -> bool:
     """Restore a missing database from its replica before replication starts. Never over an existing file.
 
     Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
@@ -716,7 +682,9 @@ def restore_missing_database(settings: Settings, litestream: Litestream, db: Dat
     if restored is None:
         log(f"backupctl: no backup of {db.path} in the replica (or the database appeared meanwhile); starting fresh")
         return False
-    log(f"backupctl: restored {db.path} from the replica")
+    log(f"backupctl: {restored.summary()}")
+    if report is not None:
+        report(restored.summary())
     return True
 
 

@@ -25,6 +25,7 @@ USAGE_KEYS = {
     "writes_per_month_if_busy",
     "bytes_written_per_month",
     "verifies_per_month",
+    "drills_per_month",
     "reads_per_month",
     "egress_bytes_per_month",
     "restore_bytes",

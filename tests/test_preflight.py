@@ -184,6 +184,6 @@ def test_background_restore_if_missing_says_it_restored(project, litestream_bins
     again = run_cli("start", "--background", "--restore-if-missing", cwd=project.dir)
     try:
         assert again.returncode == 0, again.stderr
-        assert f"restored {project.db} from the replica before replicating" in again.stderr
+        assert f"restored {project.db.name} to {project.db}:" in again.stdout  # with size, time, rows and source
     finally:
         assert run_cli("stop", cwd=project.dir).returncode == 0

@@ -205,10 +205,12 @@ def test_open_database_is_refused_and_force_keeps_the_old_copy(
         holder.kill()
         holder.wait()
 
+    os.chmod(project.db, 0o600)  # a restore that replaces a database keeps its mode (never loosens it)
     proc = run_cli("restore", "app.db", "--force", "--json", cwd=project.dir)
     assert proc.returncode == 0, proc.stderr
     doc = cli_json(proc)["restores"][0]
     assert doc["output"] == str(project.db)
+    assert project.db.stat().st_mode & 0o777 == 0o600
     assert count_rows(project.db) == 3
     kept = [Path(k) for k in doc["kept"]]
     assert kept and kept[0].name.startswith("app.db.pre-restore-")
@@ -249,7 +251,7 @@ def test_default_location_and_the_positional_path_rule(project: Project, version
     from backupctl.restore import restore_if_missing
 
     restored = restore_if_missing(settings_of(project), litestream_bins[version], settings.databases[0])
-    assert restored == project.db and count_rows(project.db) == 4
+    assert restored is not None and restored.output == project.db and count_rows(project.db) == 4
     assert restore_if_missing(settings_of(project), litestream_bins[version], settings.databases[0]) is None
     project.db.unlink()
     proc = run_cli("restore", cwd=project.dir)

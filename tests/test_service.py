@@ -57,7 +57,10 @@ def test_compose_service_survives_yaml_and_compose_interpolation(hostile_project
     doc = yaml.safe_load(render_service("compose", hostile_project, image="me/app:1").text)
     svc = doc["services"]["backupctl"]
     unescape = lambda v: v.replace("$$", "$")  # noqa: E731 - compose's own unescaping
-    assert [unescape(a) for a in svc["command"]] == ["backupctl", "start", "--env-file", str(hostile_project.env_file)]
+    assert [unescape(a) for a in svc["command"]] == [
+        "backupctl", "start", "--restore-if-missing", "--env-file", str(hostile_project.env_file)
+    ]  # fmt: skip
+    assert "build" not in svc  # a named image is run as it is
     assert svc["restart"] == "unless-stopped" and svc["stop_grace_period"] == "65s" and svc["image"] == "me/app:1"
     assert svc["healthcheck"]["test"][:3] == ["CMD", "backupctl", "status"]
     assert unescape(svc["working_dir"]) == str(hostile_project.project_dir)
@@ -96,3 +99,15 @@ def test_launchd_log_goes_to_the_state_dir_override(hostile_project, tmp_path: P
     monkeypatch.setenv("BACKUPCTL_STATE_DIR", str(tmp_path / "state"))
     plist = plistlib.loads(render_service("launchd", hostile_project).text.encode())
     assert plist["StandardOutPath"] == plist["StandardErrorPath"] == str((tmp_path / "state" / "launchd.log").resolve())
+
+
+def test_compose_builds_the_repository_dockerfile_with_the_pinned_litestream(hostile_project) -> None:
+    from backupctl import __version__
+    from backupctl.service import image_source
+
+    doc = yaml.safe_load(render_service("compose", hostile_project).text)
+    svc = doc["services"]["backupctl"]
+    assert image_source() is not None and (image_source() / "Dockerfile").is_file()
+    assert svc["build"] == {"context": str(image_source()), "args": {"LITESTREAM_VERSION": hostile_project.version}}
+    assert svc["image"] == f"backupctl:{__version__}-litestream-{hostile_project.version}"
+    assert str(hostile_project.local_dir) in [v.replace("$$", "$").split(":")[0] for v in svc["volumes"]]  # the folder replica

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load, load_for_recovery
 from backupctl.errors import BackupctlError, ExitCode, worst_exit
 
 
@@ -71,8 +72,13 @@ def restore(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Where to write the restored database.", show_default=False),
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the restored database; a folder (ending in /) takes every database under its own name.",
+            show_default=False,
+        ),
     ] = None,
     timestamp: Annotated[
         str | None,
@@ -101,12 +107,16 @@ def restore(
     Default output: the database's own path when no database is there (a new machine), else a
     side file next to it (app.db.restored-<UTC time>). The restore is written to a temp file,
     checked (PRAGMA integrity_check) and renamed into place; a failure leaves nothing behind.
+    On a new machine a glob in BACKUP_DATABASES is matched against the databases the replica
+    holds, and missing folders are created like their parent folder.
 
     \b
     Examples:
       backupctl restore --dry-run                # what would be restored, from where, the window
+      backupctl restore                          # a new machine: every database back in place
       backupctl restore app.db --force           # onto the live path; the old file is kept aside
       backupctl restore -o /tmp/check.db         # a copy to look at
+      backupctl restore -o /tmp/all/             # every database into one folder
       backupctl restore --timestamp "30m ago"    # point in time
       backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
     """
@@ -114,8 +124,9 @@ def restore(
     from backupctl.cli import Interrupted
     from backupctl.cli.output import emit_json, notice, say, success, table
 
-    settings = load(env_file)
-    targets = core.select_targets(settings, db, output)
+    settings = load_for_recovery(env_file)
+    out_dir = output is not None and output.endswith(("/", os.sep))
+    targets = core.select_targets(settings, db, Path(output) if output is not None else None, output_is_dir=out_dir)
     binary = binary_for(settings)
     plans = [
         core.plan_restore(settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force)
@@ -164,7 +175,9 @@ def restore(
             say(f"  size: {human_size(result.size)}   integrity: ok   time: {result.seconds:.2f}s")
             position = ", ".join(f"{k} {v}" for k, v in result.position.items() if v is not None and k != "replica")
             say(f"  position: {position or 'unknown'}   point in time: {result.point_in_time or 'latest'}")
-            say(f"  from: {', '.join(result.source)}")
+            say(f"  from: {', '.join(result.source)}   state as of: {result.state_at or 'unknown'}")
+            for folder in result.created_folders:
+                say(f"  created folder {folder}")
             for kept in result.kept:
                 say(f"  previous file kept as {kept}")
             for note in result.notes:
@@ -184,6 +197,9 @@ def restore(
                 )
     if json_out:
         emit_json({"ok": True, "restores": results})
+    elif len(results) > 1:
+        total = sum(r["size"] for r in results)
+        success(f"restored {len(results)} databases ({human_size(total)}) in {sum(r['seconds'] for r in results):.2f}s")
     return 0
 
 

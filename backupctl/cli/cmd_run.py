@@ -19,6 +19,7 @@ from backupctl.cli.common import (
     SkipChecksOpt,
     explain_failed_start,
     load,
+    load_for_recovery,
     log_size,
     preflight,
     restored_lines,
@@ -28,6 +29,11 @@ from backupctl.cli.common import (
 def _stderr_log(line: str) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
     sys.stderr.flush()
+
+
+def _stdout_line(line: str) -> None:
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 def _prepare(settings, config: Path | None, log):  # -> Litestream
@@ -92,7 +98,8 @@ def start(
     from backupctl.render import fingerprint
     from backupctl.supervisor import Supervisor, stop_timeout_seconds
 
-    settings = load(env_file)
+    # A new machine: the databases (and their folders) may exist only in the replica.
+    settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
     state_dir = paths.project_state_dir(settings.project_dir)
     if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
@@ -115,8 +122,8 @@ def start(
             started = start_background(argv, state_dir, settings, cwd=Path.cwd())
         except SupervisorError as exc:
             raise explain_failed_start(exc, state_dir, launched_at) from None
-        for line in restored_lines(started.log_path, log_offset):  # not only in the log
-            success(line)
+        for line in restored_lines(started.log_path, log_offset):  # on stdout as in the foreground, not only in the log
+            _stdout_line(line)
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
@@ -139,6 +146,7 @@ def start(
         background=foreground_child,
         source_config=litestream.config_path,
         config_input=fingerprint(settings, litestream.config_path),
+        report=None if foreground_child else _stdout_line,
     )
     code = supervisor.run()
     if code:
@@ -245,7 +253,14 @@ def service(
     install: Annotated[
         bool, typer.Option("--install", help="systemd only: write it as a user unit to ~/.config/systemd/user/.")
     ] = False,
-    image: Annotated[str, typer.Option("--image", help="compose only: an image with backupctl installed.")] = "backupctl:latest",
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            help="compose only: run this prebuilt image (default: build the repository's Dockerfile).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Print a service definition that runs `backupctl start` in the foreground (unit, plist, compose, Procfile)."""
     from backupctl.cli.output import out, say, success

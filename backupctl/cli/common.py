@@ -53,6 +53,17 @@ def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Setti
     return settings
 
 
+def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Settings
+    """Settings for restore, drill and `start --restore-if-missing`: globs in BACKUP_DATABASES are
+    resolved against the replica too, and a database's folder may not exist yet (a new machine).
+    ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files."""
+    from backupctl.cli.output import notice
+    from backupctl.recovery import resolve_databases
+    from backupctl.settings import load_settings
+
+    return resolve_databases(load_settings(env_file, replica_globs=True), note=notice if lenient else None)
+
+
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
     """The pinned litestream binary for these settings, installed on first use (a note on stderr says so)."""
     from backupctl.binary import ensure_binary
@@ -154,13 +165,12 @@ def log_size(state_dir: Path) -> int:
 
 
 def restored_lines(log_path: Path, since: int) -> list[str]:
-    """`start --background --restore-if-missing`: the supervisor's "restored ... from the replica"
-    lines of this start, to say on the terminal and not only in the log."""
+    """`start --background --restore-if-missing`: the supervisor's "restored ..." lines of this
+    start (one per database: where, how much, from when), to say on the terminal and not only in the log."""
     from backupctl.logfiles import log_tail
 
     found = []
-    for line in log_tail(log_path, 400, since=since):
-        _, sep, rest = line.partition("backupctl: restored ")
-        if sep and rest.endswith(" from the replica"):
-            found.append(f"restored {rest} before replicating")
+    for line in log_tail(log_path, 1000, since=since):
+        if (text := line.partition("backupctl: ")[2]).startswith("restored "):
+            found.append(text)
     return found
