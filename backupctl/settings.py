@@ -169,7 +169,7 @@ class Replica:
 
     @property
     def destination(self) -> str:
-        """A human-readable, secret-free name of where the backup lives (also the lock key)."""
+        """A human-readable, secret-free name of where the backup lives (locks use ``lock_key``)."""
         if self.kind == "file":
             return f"file://{self.path}"
         if self.kind in ("s3", "r2"):
