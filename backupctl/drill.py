@@ -167,7 +167,7 @@ def _drill_one(
             drill.rpo_seconds = max(0.0, now - newest)
     except BackupctlError as exc:
         stop_request.check()
-        if db.path.exists() or not ls.caps.has_generations:
+        if db.path.exists() or ls.caps.lists_missing_database:
             drill.notes.append(f"cannot list the replica: {scrub(exc.message, settings)}")
         else:
             drill.notes.append("Litestream 0.3 lists a replica only for an existing database file: RPO unknown")

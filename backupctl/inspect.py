@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from backupctl.errors import LitestreamError
+from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.litestream_log import logfmt
 from backupctl.runner import Litestream, Result, scrub
 from backupctl.settings import Database, Replica, Settings
@@ -291,6 +291,11 @@ def _run_listing(settings: Settings, ls: Litestream, db: Database, command: str,
     except LitestreamError as exc:
         exc.message = f"cannot read replica {_destinations(db)}: {exc.message}"
         raise
+    return _checked_listing(settings, db, result)
+
+
+def _checked_listing(settings: Settings, db: Database, result: Result) -> Result:
+    """A listing's result, or the LitestreamError its output says (exit 0 does not mean it worked)."""
     errors = _error_lines(result.stdout + "\n" + result.stderr)
     if errors or result.returncode != 0:
         first = errors[0] if errors else {}
@@ -348,11 +353,15 @@ def ltx_files(
     timeout: float = LISTING_TIMEOUT,
 ) -> list[LtxFile]:
     """0.5: the replica's LTX files at `level` (an int, or "all"), oldest first."""
-    import json
-
     ls = _runner(settings, binary_path, config_path)
     _require(ls, "ltx", ls.caps.has_ltx)
     result = _run_listing(settings, ls, db, "ltx", "-level", str(level), "-json", str(db.path), timeout=timeout)
+    return _parse_ltx(db, result)
+
+
+def _parse_ltx(db: Database, result: Result) -> list[LtxFile]:
+    import json
+
     try:
         raw = json.loads(result.stdout or "[]") or []
         files = [
@@ -525,6 +534,68 @@ def _names(text: object) -> tuple[str, ...]:
     return tuple(n for n in str(text or "").split(",") if n)
 
 
+def _window_05(db: Database, files: list[LtxFile]) -> Window:
+    destinations = tuple(r.destination for r in db.replicas)
+    if not files:
+        return Window(db.path, destinations, None, None, 0, None, 0)
+    bases = [f for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid <= 1]
+    snaps = [f for f in files if f.level == SNAPSHOT_LEVEL]
+    return Window(
+        database=db.path,
+        destinations=destinations,
+        oldest=min(f.timestamp for f in (bases or files)),
+        newest=max(f.timestamp for f in files),
+        snapshot_count=len(snaps),
+        newest_snapshot=max((f.timestamp for f in snaps), default=None),
+        file_count=len(files),
+        min_txid=min(f.min_txid for f in files),
+        max_txid=max(f.max_txid for f in files),
+    )
+
+
+def restorable_windows(
+    settings: Settings,
+    binary_path: Path,
+    databases: list[Database],
+    *,
+    config_path: Path | None = None,
+    timeout: float = LISTING_TIMEOUT,
+    parallel: int = 16,
+) -> dict[str, Window | BackupctlError]:
+    """``restorable_window`` for many databases at once, by str(path): a Window, or the error that
+    database's replica gave. 0.5 runs its listings ``parallel`` at a time (no threads); 0.3 one by one."""
+    from backupctl.runner import run_many
+
+    ls = _runner(settings, binary_path, config_path)
+    found: dict[str, Window | BackupctlError] = {}
+    if not ls.caps.has_ltx:
+        for db in databases:
+            try:
+                found[str(db.path)] = restorable_window(settings, binary_path, db, config_path=ls.config_path, timeout=timeout)
+            except BackupctlError as exc:
+                found[str(db.path)] = exc
+        return found
+    listable: list[Database] = []
+    for db in databases:
+        try:
+            for replica in db.replicas:
+                probe_replica(replica)
+            listable.append(db)
+        except BackupctlError as exc:
+            found[str(db.path)] = exc
+    argvs = [ls.argv("ltx", "-level", "all", "-json", str(db.path)) for db in listable]
+    answers = run_many(argvs, ls.environment.env, timeout=timeout, parallel=parallel, settings=settings)
+    for db, answer in zip(listable, answers, strict=True):
+        try:
+            if isinstance(answer, BackupctlError):
+                answer.message = f"cannot read replica {_destinations(db)}: {answer.message}"
+                raise answer
+            found[str(db.path)] = _window_05(db, _parse_ltx(db, _checked_listing(settings, db, answer)))
+        except BackupctlError as exc:
+            found[str(db.path)] = exc
+    return found
+
+
 def restorable_window(
     settings: Settings,
     binary_path: Path,
@@ -557,22 +628,7 @@ def restorable_window(
     ls = _runner(settings, binary_path, config_path)
     destinations = tuple(r.destination for r in db.replicas)
     if ls.caps.has_ltx:
-        files = ltx_files(settings, binary_path, db, "all", config_path=ls.config_path, timeout=timeout)
-        if not files:
-            return Window(db.path, destinations, None, None, 0, None, 0)
-        bases = [f for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid <= 1]
-        snaps = [f for f in files if f.level == SNAPSHOT_LEVEL]
-        return Window(
-            database=db.path,
-            destinations=destinations,
-            oldest=min(f.timestamp for f in (bases or files)),
-            newest=max(f.timestamp for f in files),
-            snapshot_count=len(snaps),
-            newest_snapshot=max((f.timestamp for f in snaps), default=None),
-            file_count=len(files),
-            min_txid=min(f.min_txid for f in files),
-            max_txid=max(f.max_txid for f in files),
-        )
+        return _window_05(db, ltx_files(settings, binary_path, db, "all", config_path=ls.config_path, timeout=timeout))
     gens = generations(settings, binary_path, db, config_path=ls.config_path, timeout=timeout)
     snaps03 = snapshots(settings, binary_path, db, config_path=ls.config_path, timeout=timeout) if gens else []
     starts = [g.start for g in gens if g.start]

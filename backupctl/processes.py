@@ -133,10 +133,10 @@ def is_alive(pid: int, create_time: float, argv: list[str] | None = None, ticks:
             return False
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        if argv is not None:
+        if argv:
             current = proc.cmdline()
             # An empty command line is the kernel not answering for a moment (a process being
-            # exec'd or swapped out under load): only a different one means another program.
+            # exec'd): only a different one means another program.
             if current and current != list(argv):
                 return False
     except (psutil.Error, ValueError, TypeError, OSError):
@@ -162,7 +162,7 @@ def register(
 
     try:
         proc = psutil.Process(pid)
-        create_time, argv = proc.create_time(), proc.cmdline()
+        create_time, argv = proc.create_time(), _cmdline(proc)
         parent_create_time = psutil.Process(parent_pid).create_time() if parent_pid else None
     except psutil.Error:
         return None
@@ -186,6 +186,17 @@ def register(
     )
     write_atomic(record.file, json.dumps(asdict(record), indent=2))
     return record
+
+
+def _cmdline(proc: Any, wait: float = 2.0) -> list[str]:
+    """A process's command line, waiting while it reads empty: right after Popen returns, the child
+    has closed its close-on-exec pipe but the kernel may not have laid out its new argv yet."""
+    deadline = time.monotonic() + wait
+    while True:
+        argv = proc.cmdline()
+        if argv or time.monotonic() >= deadline:
+            return argv
+        time.sleep(0.01)
 
 
 def unregister(record: ProcessRecord | None) -> None:

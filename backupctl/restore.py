@@ -562,6 +562,10 @@ def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -
     already; with --txid/--generation litestream is the judge at restore time."""
     if plan.timestamp or plan.txid or plan.generation or plan.window is not None:
         return
+    from backupctl.versions import capabilities
+
+    if not plan.database.path.exists() and not capabilities(settings.version).lists_missing_database:
+        return  # 0.3 cannot list a replica without its local file (a new machine): the restore will tell
     if restorable_window(settings, binary_path, plan.database) is None:  # raises when unreachable
         db = plan.database
         raise NotFoundError(

@@ -210,6 +210,61 @@ def run_command(
     return result
 
 
+def run_many(
+    argvs: Sequence[Sequence[str]],
+    env: Mapping[str, str],
+    *,
+    timeout: float,
+    parallel: int = 16,
+    settings: Settings | None = None,
+) -> list[Result | LitestreamError]:
+    """Run several one-shot commands, ``parallel`` at a time, each with ``timeout``; never raises for
+    one of them: its place in the answer holds its LitestreamError instead (a failed exit is a Result).
+
+    No threads: a batch is started, then each is collected (communicate polls its own pipes), so the
+    supervisor, which must stay single-threaded, can ask about a thousand databases in seconds.
+    """
+    answers: list[Result | LitestreamError] = []
+    for first in range(0, len(argvs), max(1, parallel)):
+        batch: list[tuple[list[str], subprocess.Popen[bytes] | LitestreamError, float]] = []
+        try:
+            for argv in argvs[first : first + parallel]:
+                started = time.monotonic()
+                try:
+                    proc: subprocess.Popen[bytes] | LitestreamError = subprocess.Popen(  # noqa: S603 - argv list
+                        list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, start_new_session=True,
+                    )  # fmt: skip
+                except OSError as exc:
+                    proc = LitestreamError(f"cannot run {argv[0]}: {exc.strerror}", "run `backupctl install --force`")
+                batch.append((list(argv), proc, started))
+            deadline = time.monotonic() + timeout
+            for argv, proc, started in batch:
+                if isinstance(proc, LitestreamError):
+                    answers.append(proc)
+                    continue
+                try:
+                    out, err = proc.communicate(timeout=max(0.05, deadline - time.monotonic()))
+                    answers.append(Result(argv, proc.returncode, _text(out), _text(err), time.monotonic() - started))
+                except subprocess.TimeoutExpired:
+                    kill_group(proc)
+                    proc.communicate()
+                    answers.append(
+                        LitestreamError(
+                            f"litestream {argv[1] if len(argv) > 1 else ''} did not finish within {timeout:g}s",
+                            "check that the replica is reachable (endpoint, network, credentials)",
+                            details=[scrub(" ".join(argv), settings)],
+                        )
+                    )
+        except BaseException:
+            for _, proc, _ in batch:
+                if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+                    kill_group(proc)
+                    proc.wait()
+            raise
+    return answers
+
+
 def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
 

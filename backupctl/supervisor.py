@@ -497,31 +497,21 @@ class Supervisor:
         fresh = [db for db in databases if str(db.path) not in wanted]
         local = {**self._local_positions(fresh), **wanted} if fresh else wanted
         covered: set[str] = set()
-        for db in databases:
-            if str(db.path) not in local:
-                continue
-            try:
-                replica = positions.read_replica(self.litestream, db, timeout=POSITION_TIMEOUT)
-            except BackupctlError as exc:
-                self._position_error(exc)
-                continue
-            if positions.covers(replica, local[str(db.path)], has_ltx):
-                covered.add(str(db.path))
+        readable = [db for db in databases if str(db.path) in local]
+        for path, replica in positions.read_replicas(self.litestream, readable, timeout=POSITION_TIMEOUT).items():
+            if isinstance(replica, BackupctlError):
+                self._position_error(replica)
+            elif isinstance(replica, positions.ReplicaPosition) and positions.covers(replica, local[path], has_ltx):
+                covered.add(path)
         return covered
 
     def _replicas_empty(self, databases: set[str]) -> bool:
         """True only when some replica is really empty (so "NO backup yet" is the truth)."""
         if not databases or self.position_check is not None:
             return False
-        for db in self.settings.databases:
-            if str(db.path) not in databases:
-                continue
-            try:
-                if positions.read_replica(self.litestream, db, timeout=POSITION_TIMEOUT).empty:
-                    return True
-            except BackupctlError:
-                continue
-        return False
+        wanted = [db for db in self.settings.databases if str(db.path) in databases]
+        readings = positions.read_replicas(self.litestream, wanted, timeout=POSITION_TIMEOUT).values()
+        return any(isinstance(r, positions.ReplicaPosition) and r.empty for r in readings)
 
     def _position_error(self, exc: BackupctlError) -> None:
         text = scrub(exc.message, self.settings)

@@ -35,6 +35,7 @@ class Capabilities:
     version_output: str  # what `litestream version` prints
     drop_aws_ca_bundle: bool  # AWS_CA_BUNDLE makes its S3 client fail at start
     database_path_is_uri: bool  # opens the database as a SQLite URI: a path is cut at '#' or '?'
+    lists_missing_database: bool  # its listings read a replica whose local database file does not exist
     shutdown_sync_timeout: float  # seconds litestream retries a failing final sync on SIGTERM (0: no retry)
     shutdown_skipped_markers: tuple[str, ...]  # log messages saying the final sync did not run
     checksums_file: bool  # its releases publish a checksums.txt to check a download against
@@ -77,6 +78,7 @@ _CAPS = {
         shutdown_skipped_markers=("shutdown sync skipped", "shutdown sync interrupted", "shutdown sync failed"),
         checksums_file=True,
         database_path_is_uri=True,
+        lists_missing_database=True,
     ),
     "0.3.13": Capabilities(
         version="0.3.13",
@@ -96,6 +98,7 @@ _CAPS = {
         shutdown_skipped_markers=(),
         checksums_file=False,
         database_path_is_uri=False,
+        lists_missing_database=False,  # 0.3: "stat <db>: no such file or directory"
     ),
 }
 

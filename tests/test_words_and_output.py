@@ -114,15 +114,19 @@ def test_status_of_an_unreachable_replica_is_an_error_naming_it(project: Project
 
 def test_status_verify_column_reads_the_verify_record(project: Project, litestream_bins) -> None:
     state_dir = project.dir / ".backupctl"
-    state.record_verify(state_dir, str(project.db), {"status": "verified", "checked_at": time.time() - 185})
+
+    def verified(status: str, ago: float) -> state.VerifyRecord:
+        return state.VerifyRecord(str(project.db), project.db.name, status, "", time.time() - ago)
+
+    state.record_verify(state_dir, str(project.db), verified("verified", 185))
     piped = run_cli("status", cwd=project.dir)
     header, row = piped.stdout.splitlines()[:2]
     cells = dict(zip(header.split("\t"), row.split("\t"), strict=True))
     assert re.fullmatch(r"verified 3m0\ds ago", cells["verify"]), cells
-    state.record_verify(state_dir, str(project.db), {"status": "failed", "checked_at": time.time() - 7300})
+    state.record_verify(state_dir, str(project.db), verified("failed", 7300))
     row = run_cli("status", cwd=project.dir).stdout.splitlines()[1]
     assert any(re.fullmatch(r"FAILED 2h0[12]m ago", cell) for cell in row.split("\t")), row
-    state.record_verify(state_dir, str(project.db), {"status": "inconclusive", "checked_at": time.time()})
+    state.record_verify(state_dir, str(project.db), verified("inconclusive", 0))
     assert "inconclusive" in run_cli("status", cwd=project.dir).stdout.splitlines()[1].split("\t")
 
 
