@@ -59,9 +59,17 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "verify_interval": ("BACKUP_VERIFY_INTERVAL",),
     "stale_after": ("BACKUP_STALE_AFTER",),
     "stop_timeout": ("BACKUP_STOP_TIMEOUT",),
+    # `backupctl serve` and notifications (docs/monitoring.md)
+    "http_addr": ("BACKUP_HTTP_ADDR",),
+    "http_token": ("BACKUP_HTTP_TOKEN",),
+    "notify_url": ("BACKUP_NOTIFY_URL",),
+    "notify_fail_url": ("BACKUP_NOTIFY_FAIL_URL",),
 }
 
-SECRET_SETTINGS = frozenset({"secret_access_key", "sftp_password", "abs_account_key"})
+# A ping URL is a credential too: whoever holds it can report "all good" in your name.
+SECRET_SETTINGS = frozenset(
+    {"secret_access_key", "sftp_password", "abs_account_key", "http_token", "notify_url", "notify_fail_url"}
+)
 # Shown masked too: an access key id is not a secret on its own, but it is half of one.
 MASKED_SETTINGS = SECRET_SETTINGS | {"access_key_id"}
 
@@ -106,12 +114,20 @@ class Credentials:
     secret_access_key: str | None = None
     sftp_password: str | None = None
     abs_account_key: str | None = None
+    http_token: str | None = None  # `backupctl serve` beyond loopback
+    notify_url: str | None = None
+    notify_fail_url: str | None = None
 
     def __repr__(self) -> str:  # never print secrets, even in a debugger or a traceback
         return "Credentials(<masked>)"
 
     def secret_values(self) -> list[str]:
-        return [v for v in (self.secret_access_key, self.sftp_password, self.abs_account_key) if v]
+        return [
+            v
+            for v in (self.secret_access_key, self.sftp_password, self.abs_account_key, self.http_token, self.notify_url,
+                      self.notify_fail_url)
+            if v
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -278,8 +294,13 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     force_local: bool | None = None,
+    replica_only: bool = False,
 ) -> Settings:
-    """Read and validate the settings. Every problem is reported together in one ConfigError."""
+    """Read and validate the settings. Every problem is reported together in one ConfigError.
+
+    ``replica_only`` (`status --replica-only`, on a machine that has the .env but not the
+    databases): a database whose folder does not exist here is accepted as named.
+    """
     environ = os.environ if environ is None else environ
     cwd = (cwd or Path.cwd()).absolute()
     path = find_env_file(env_file, cwd)
@@ -413,7 +434,7 @@ def load_settings(
             errors.add("BACKUP_FORCE_PATH_STYLE", f"{values['force_path_style']!r} is not true or false", "write true or false")
 
     local_dir = _resolve(values["local_dir"] or DEFAULTS["local_dir"], project_dir)
-    db_paths = _database_paths(values["databases"], project_dir, errors)
+    db_paths = _database_paths(values["databases"], project_dir, errors, replica_only)
     names = [p.name for p in db_paths]
     for name in sorted({n for n in names if names.count(n) > 1}):
         errors.add(
@@ -464,6 +485,9 @@ def load_settings(
             secret_access_key=values["secret_access_key"],
             sftp_password=values["sftp_password"],
             abs_account_key=values["abs_account_key"],
+            http_token=values["http_token"],
+            notify_url=values["notify_url"],
+            notify_fail_url=values["notify_fail_url"],
         ),
         gs_credentials_file=values["gs_credentials_file"],
         verify_interval=values["verify_interval"],
@@ -542,7 +566,7 @@ def _replica_kinds(
     return tuple(kinds)
 
 
-def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> list[Path]:
+def _database_paths(raw: str | None, project_dir: Path, errors: _Collector, replica_only: bool = False) -> list[Path]:
     if not raw:
         errors.add(
             "BACKUP_DATABASES",
@@ -563,7 +587,7 @@ def _database_paths(raw: str | None, project_dir: Path, errors: _Collector) -> l
             continue
         if path.is_dir():
             errors.add("BACKUP_DATABASES", f"{item!r} is a folder", "name the SQLite file inside it")
-        elif not path.parent.is_dir():
+        elif not path.parent.is_dir() and not replica_only:
             errors.add("BACKUP_DATABASES", f"the folder of {item!r} ({path.parent}) does not exist", "create it, or fix the path")
         elif path.resolve() not in paths:
             # Resolved (symlinks, ..): one database has one name for locks and "is this the live file?".

@@ -23,10 +23,10 @@ ConfigOpt = Annotated[
 ]
 
 
-def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
+def load(env_file: Path | None, *, force_local: bool | None = None, replica_only: bool = False):  # -> Settings
     from backupctl.settings import load_settings
 
-    return load_settings(env_file, force_local=force_local)
+    return load_settings(env_file, force_local=force_local, replica_only=replica_only)
 
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
