@@ -1,4 +1,4 @@
-"""Service definitions that run `backupctl start` in the foreground under a process manager.
+"""Service definitions that run `backupctl start` (or `backupctl serve`) in the foreground under a process manager.
 
 Rendered from ``templates/service/*.j2`` through Jinja with a ``finalize`` hook per format, so
 every value a template prints is quoted for that format whether or not the template author
@@ -23,6 +23,7 @@ from backupctl.errors import ConfigError
 from backupctl.settings import Settings
 
 KINDS = ("systemd", "launchd", "compose", "procfile")
+COMMANDS = ("start", "serve")  # the supervisor; the HTTP status server (a process of its own, next to it)
 _TEMPLATES = {
     "systemd": "systemd.service.j2",
     "launchd": "launchd.plist.j2",
@@ -110,8 +111,8 @@ def _finalize_for(kind: str):  # -> Callable[[object], str]
     return finalize
 
 
-def render_service(kind: str, settings: Settings, image: str = "backupctl:latest") -> RenderedService:
-    """Render one service definition for the project's settings."""
+def render_service(kind: str, settings: Settings, image: str = "backupctl:latest", command: str = "start") -> RenderedService:
+    """Render one service definition for the project's settings: ``command`` start (replication) or serve."""
     import jinja2
 
     from backupctl.paths import project_state_dir
@@ -120,13 +121,15 @@ def render_service(kind: str, settings: Settings, image: str = "backupctl:latest
 
     if kind not in KINDS:
         raise ConfigError(f"unknown service kind {kind!r}", f"use one of {', '.join(KINDS)}")
-    argv = [*backupctl_command(), "start"]
+    if command not in COMMANDS:
+        raise ConfigError(f"unknown service command {command!r}", f"use one of {', '.join(COMMANDS)}")
+    argv = [*backupctl_command(), command]
     if settings.env_file:
         argv += ["--env-file", str(settings.env_file)]
     stop_timeout = stop_timeout_seconds(settings)
     mounts = sorted({str(settings.project_dir), *(str(db.path.parent) for db in settings.databases)})
     mounts = [m for m in mounts if not any(m != o and m.startswith(o.rstrip("/") + "/") for o in mounts)]
-    name = service_name(settings)
+    name = service_name(settings) + ("-serve" if command == "serve" else "")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(default_templates_dir() / "service")),
         undefined=jinja2.StrictUndefined,
@@ -142,11 +145,12 @@ def render_service(kind: str, settings: Settings, image: str = "backupctl:latest
         "project_dir": str(settings.project_dir),
         "env_file": str(settings.env_file) if settings.env_file else None,
         "argv": argv,
-        "compose_argv": ["backupctl", "start", *argv[len(backupctl_command()) + 1 :]],
+        "command": command,
+        "compose_argv": ["backupctl", command, *argv[len(backupctl_command()) + 1 :]],
         "status_argv": ["CMD", "backupctl", "status", *argv[len(backupctl_command()) + 1 :]],
         "stop_timeout": int(stop_timeout),
         "manager_timeout": int(stop_timeout + STOP_MARGIN),
-        "log_path": str(project_state_dir(settings.project_dir) / "launchd.log"),
+        "log_path": str(project_state_dir(settings.project_dir) / ("launchd-serve.log" if command == "serve" else "launchd.log")),
         "mounts": mounts,
         "image": image,
         "home": str(Path.home()),
