@@ -321,7 +321,9 @@ def metrics_text(snapshot: Snapshot, settings: Settings, interval: float, now: f
         family("status_exit_code", "what backupctl status would exit with (0 ok, 10 stale, 11 down, 12 error)", ()).add_metric(
             [], float(int(report.exit_code))
         )
-        family("status_checked_timestamp_seconds", "when this report was computed", ()).add_metric([], snapshot.computed_at)
+        family("status_checked_timestamp_seconds", "when this report was taken (checked_at of status --json)", ()).add_metric(
+            [], _epoch(report.checked_at) or snapshot.computed_at
+        )
         family("status_refresh_duration_seconds", "how long computing the report took", ()).add_metric([], snapshot.seconds)
 
         sup = report.supervisor
@@ -421,6 +423,17 @@ def ago(epoch: float | None, now: float) -> str:
     return f"{words(delta)} ago" if delta > 0 else f"in {words(-delta)}"
 
 
+def _lag_text(d: Any, now: float) -> str:
+    """The replica column: caught up, how far behind, or unreadable since when."""
+    if d.replica_error:
+        return f"cannot be read now (last read {ago(_epoch(d.replica_read_at), now)})"
+    if d.lag_seconds is None:
+        return "unknown"
+    if not d.behind:
+        return "caught up"
+    return f"{words(d.lag_seconds)} behind" + (f" ({d.lag_txids} TXIDs)" if d.lag_txids else "")
+
+
 def page_html(snapshot: Snapshot, settings: Settings, interval: float, now: float | None = None) -> str:
     """The status page: one row per database, colour for the verdict, ages in words; refreshes itself."""
     import jinja2
@@ -457,8 +470,7 @@ def page_html(snapshot: Snapshot, settings: Settings, interval: float, now: floa
             "oldest_ago": ago(oldest_ts, now),
             "oldest_at": d.oldest_restorable,
             "window": words(newest_ts - oldest_ts) if newest_ts is not None and oldest_ts is not None else None,
-            "lag": None if d.lag_seconds is None else ("caught up" if not d.behind else f"{words(d.lag_seconds)} behind"
-                                                       + (f" ({d.lag_txids} TXIDs)" if d.lag_txids else "")),
+            "lag": _lag_text(d, now),
             "checks": checks,
         })  # fmt: skip
     env = jinja2.Environment(
