@@ -433,3 +433,31 @@ def test_notify_retries_then_gives_up_quietly(project) -> None:
         assert len(lines) == 2 and secret_path not in lines[1]
     finally:
         server.server_close()
+
+
+def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
+    """A report too old to trust, or a refresh that fails, is never answered with 200."""
+    from backupctl.errors import LitestreamError
+    from backupctl.serve import Monitor, Snapshot, health, report_max_age, words
+    from backupctl.settings import load_settings
+    from backupctl.status import StatusReport, SupervisorInfo
+
+    report = StatusReport("2026-12-01T00:00:00Z", "0.5.17", 60.0, SupervisorInfo("running", True, 1, 2, 5.0, 0, None))
+    now = time.time()
+    assert health(Snapshot(report, now - 1), 1.0, now)[0] == 200
+    code, body = health(Snapshot(report, now - report_max_age(1.0) - 1), 1.0, now)
+    assert code == 503 and "could not be refreshed" in body["reasons"][-1]
+    assert health(Snapshot(None, None), 1.0, now)[0] == 503
+
+    def failing() -> StatusReport:
+        raise LitestreamError(f"replica unreachable (secret {S3_SECRET})")
+
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+    lines: list[str] = []
+    monitor = Monitor(load_settings(project.env_file, environ=env), Path("/nonexistent"), interval=1.0, log=lines.append,
+                      collect=failing, notify_changes=False)  # fmt: skip
+    snapshot = monitor.refresh()
+    assert snapshot.report is None and S3_SECRET not in (snapshot.error or "") and "replica unreachable" in snapshot.error
+    assert health(snapshot, 1.0)[0] == 503 and lines == ["backupctl serve: verdict (start) -> error"]
+    assert [words(s) for s in (0, 1, 59, 60, 7200, 90000)] == ["0 seconds", "1 second", "59 seconds", "1 minute",
+                                                              "2 hours", "1 day"]  # fmt: skip
