@@ -51,6 +51,7 @@ DEFAULT_ADDR = "127.0.0.1:9091"
 ADDR_VARIABLE, TOKEN_VARIABLE = "BACKUP_HTTP_ADDR", "BACKUP_HTTP_TOKEN"
 MIN_REFRESH, MAX_REFRESH = 1.0, 15.0  # never busier than once a second; never blind for longer than 15 s
 MIN_TOKEN_LENGTH = 16
+LITESTREAM_METRICS_TIMEOUT = 2.0  # seconds: a scrape must not hang on litestream's own endpoint
 VERDICTS = ("ok", "stale", "down", "not-initialized", "error")
 SUPERVISOR_STATES = (state.STARTING, state.RUNNING, state.BACKOFF, state.FATAL, state.STOPPING, state.STOPPED)
 
@@ -306,6 +307,7 @@ def metrics_text(snapshot: Snapshot, settings: Settings, interval: float, now: f
     now = time.time() if now is None else now
     report = snapshot.report
     families: list[GaugeMetricFamily] = []
+    passed_on = b""
 
     def family(name: str, doc: str, labels: tuple[str, ...] = ("database",), unit: str = "") -> GaugeMetricFamily:
         found = GaugeMetricFamily(f"backupctl_{name}", doc, labels=list(labels), unit=unit)
@@ -314,6 +316,10 @@ def metrics_text(snapshot: Snapshot, settings: Settings, interval: float, now: f
 
     fresh = snapshot.computed_at is not None and now - snapshot.computed_at <= report_max_age(interval)
     family("status_up", "1 when a status report exists and is recent enough to trust", ()).add_metric([], 1.0 if fresh else 0.0)
+    if settings.values.get("litestream_metrics_addr"):
+        answered, passed_on = litestream_metrics(settings)
+        up = family("litestream_metrics_up", "1 when litestream's own /metrics answered (BACKUP_LITESTREAM_METRICS_ADDR)", ())
+        up.add_metric([], 1.0 if answered else 0.0)
     if report is not None and snapshot.computed_at is not None:
         family("status_ok", "1 when every database is ok (backupctl status exits 0)", ()).add_metric(
             [], 1.0 if int(report.exit_code) == 0 else 0.0
@@ -396,7 +402,34 @@ def metrics_text(snapshot: Snapshot, settings: Settings, interval: float, now: f
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Report())
-    return generate_latest(registry)
+    return generate_latest(registry) + passed_on
+
+
+def litestream_metrics(settings: Settings, timeout: float = LITESTREAM_METRICS_TIMEOUT) -> tuple[bool, bytes]:
+    """litestream's own exposition from BACKUP_LITESTREAM_METRICS_ADDR (its ``addr:``), passed on as it is.
+
+    (False, b"") when it does not answer (no supervisor running, or one started before the setting)
+    or answers something that is not Prometheus text: one broken source never breaks the scrape.
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, _, port = str(settings.values["litestream_metrics_addr"]).rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - every interface: ask it on loopback
+        host = "127.0.0.1"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http URL built above
+            body = response.read(4 * 1024 * 1024)
+        text = body.decode("utf-8")
+        names = {f.name for f in text_string_to_metric_families(text)}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False, b""
+    if any(name.startswith("backupctl_") for name in names):
+        return False, b""  # would collide with ours
+    return True, body if body.endswith(b"\n") else body + b"\n"
 
 
 # --------------------------------------------------------------------------- the page

@@ -64,6 +64,7 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "http_token": ("BACKUP_HTTP_TOKEN",),
     "notify_url": ("BACKUP_NOTIFY_URL",),
     "notify_fail_url": ("BACKUP_NOTIFY_FAIL_URL",),
+    "litestream_metrics_addr": ("BACKUP_LITESTREAM_METRICS_ADDR",),  # litestream's own `addr:` (its /metrics)
 }
 
 # A ping URL is a credential too: whoever holds it can report "all good" in your name.
@@ -351,6 +352,16 @@ def load_settings(
             continue
         if seconds <= 0:
             errors.add(var, f"{value!r} is not positive", "use a duration above zero, like 10s")
+
+    metrics_addr = values["litestream_metrics_addr"]
+    if metrics_addr is not None and not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([1-9][0-9]{0,4})", metrics_addr):
+        errors.add(
+            "BACKUP_LITESTREAM_METRICS_ADDR",
+            f"{metrics_addr!r} is not HOST:PORT",
+            "write it like 127.0.0.1:9090 (litestream serves its metrics there, without authentication)",
+        )
+    elif metrics_addr is not None and int(metrics_addr.rsplit(":", 1)[1]) > 65535:
+        errors.add("BACKUP_LITESTREAM_METRICS_ADDR", f"{metrics_addr!r} has a port above 65535", "use a port from 1 to 65535")
 
     # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
     local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local

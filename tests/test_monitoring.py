@@ -218,6 +218,7 @@ def test_serve_tells_when_backups_stop(
         proj, "0.5.17", "s3", bucket=bucket, endpoint=private_s3.endpoint,
         BACKUP_STALE_AFTER="1s", BACKUP_VERIFY_INTERVAL="3s", BACKUP_HTTP_TOKEN=TOKEN,
         BACKUP_NOTIFY_URL=receiver.url + ok_path, BACKUP_NOTIFY_FAIL_URL=receiver.url + fail_path,
+        BACKUP_LITESTREAM_METRICS_ADDR=f"127.0.0.1:{free_port()}",
     )  # fmt: skip
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -262,6 +263,10 @@ def test_serve_tells_when_backups_stop(
         assert samples[("backupctl_supervisor_running", ())] == 1
         assert samples[("backupctl_supervisor_state", (("state", "running"),))] == 1
         assert samples[("backupctl_supervisor_restarts", ())] == doc["supervisor"]["restarts"]
+        # litestream's own metrics (its `addr:`), passed on as they are.
+        assert samples[("backupctl_litestream_metrics_up", ())] == 1
+        by_db = (("db", str(db)),)  # the parser names counters' samples *_total
+        assert samples[("litestream_sync_count_total", by_db)] >= 1 and samples[("litestream_txid", by_db)] >= 1
         age = samples[("backupctl_newest_backup_age_seconds", label)]
         assert abs(age - (time.time() - iso_epoch(d["newest_backup"]))) < 5  # computed at scrape time
         cli = run_cli("status", "--json", cwd=proj, timeout=60)
@@ -461,3 +466,17 @@ def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
     assert health(snapshot, 1.0)[0] == 503 and lines == ["backupctl serve: verdict (start) -> error"]
     assert [words(s) for s in (0, 1, 59, 60, 7200, 90000)] == ["0 seconds", "1 second", "59 seconds", "1 minute",
                                                               "2 hours", "1 day"]  # fmt: skip
+
+
+def test_litestream_metrics_addr_is_checked_and_rendered(project) -> None:
+    from backupctl.errors import ConfigError
+    from backupctl.render import render
+    from backupctl.settings import load_settings
+
+    for bad in ("9090", "localhost:99999", "a b:90"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(project.env_file, environ={**os.environ, "BACKUP_LITESTREAM_METRICS_ADDR": bad})
+        assert "BACKUP_LITESTREAM_METRICS_ADDR" in caught.value.details[0]
+    settings = load_settings(project.env_file, environ={**os.environ, "BACKUP_LITESTREAM_METRICS_ADDR": "127.0.0.1:9090"})
+    assert 'addr: "127.0.0.1:9090"' in render(settings).text
+    assert "addr:" not in render(load_settings(project.env_file)).text
