@@ -282,14 +282,13 @@ def health(snapshot: Snapshot, interval: float, now: float | None = None) -> tup
     if not report.databases and not report.supervisor.running:
         body["reasons"].append(f"replication is not running (supervisor {report.supervisor.state})")
     limit = report_max_age(interval)
-    if age > limit:
+    if snapshot.error:
+        # collect_status turns replica trouble into verdicts; an exception is worse (binary, config): say so now.
         body["ok"] = False
-        body["reasons"].append(
-            f"the status could not be refreshed for {age:.0f}s (limit {limit:g}s)"
-            + (f": {snapshot.error}" if snapshot.error else "")
-        )
-    elif snapshot.error:
-        body["refresh_error"] = snapshot.error
+        body["reasons"].append(f"the status could not be computed: {snapshot.error} (the verdicts are {age:.0f}s old)")
+    elif age > limit:
+        body["ok"] = False
+        body["reasons"].append(f"the status could not be refreshed for {age:.0f}s (limit {limit:g}s)")
     return (200 if body["ok"] else 503), body
 
 
@@ -549,6 +548,13 @@ class Server:
             daemon_threads = True
             address_family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                exc = sys.exc_info()[1]
+                if not isinstance(exc, ConnectionError | TimeoutError):  # a client that left is not news
+                    log(f"backupctl serve: error answering {client_address[0]}: {type(exc).__name__}")
+
         try:
             self.httpd = _HTTPServer((addr.host, addr.port), handler)
         except OSError as exc:
@@ -576,6 +582,7 @@ def _handler_class(settings: Settings, monitor: Monitor, token: str | None, log:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"backupctl/{__version__}"
         sys_version = ""
+        timeout = 30  # seconds a client may take to send its request: a stalled one must not hold a thread forever
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass  # no access log: a probe every few seconds would drown the useful lines

@@ -453,6 +453,8 @@ def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
     code, body = health(Snapshot(report, now - report_max_age(1.0) - 1), 1.0, now)
     assert code == 503 and "could not be refreshed" in body["reasons"][-1]
     assert health(Snapshot(None, None), 1.0, now)[0] == 503
+    code, body = health(Snapshot(report, now - 1, error="the litestream binary is gone"), 1.0, now)
+    assert code == 503 and "binary is gone" in body["reasons"][-1]
 
     def failing() -> StatusReport:
         raise LitestreamError(f"replica unreachable (secret {S3_SECRET})")
