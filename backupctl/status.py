@@ -453,21 +453,41 @@ def collect_replica_status(
     file, supervisor or state is looked at, so there is no verdict about replication running,
     only about what the replica holds and how old its newest backup is.
     """
-    from backupctl.render import config_for_reading
+    import dataclasses
+    import tempfile
+
+    from backupctl.atomic import write_atomic
+    from backupctl.render import config_for_reading, render
 
     now = time.time() if now is None else now
     dbs = settings.database(database)
-    config_path = config_for_reading(settings, prefer_running=False)
-    has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
+    with tempfile.TemporaryDirectory(prefix="backupctl-replica-only-") as tmp:
+        stand_ins = {db.path: Database(Path(tmp) / db.name, db.name, db.replicas) for db in dbs if not db.path.exists()}
+        reading_settings = settings
+        if stand_ins:
+            # litestream 0.3 stats the database before it reads a replica ("no such file or directory"):
+            # give it an empty stand-in, never written to. Where the replica lives is explicit in the
+            # config (folder or bucket path by name), not derived from the database's path.
+            for stand_in in stand_ins.values():
+                stand_in.path.touch()
+            databases = tuple(stand_ins.get(d.path, d) for d in settings.databases)
+            reading_settings = dataclasses.replace(settings, databases=databases)
+            config_path = Path(tmp) / "litestream.yml"
+            write_atomic(config_path, render(reading_settings).text)
+        else:
+            config_path = config_for_reading(settings, prefer_running=False)
+        has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
 
-    def read(db: Database) -> tuple[inspect.Window | None, BackupctlError | None]:
-        try:
-            return inspect.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
-        except BackupctlError as exc:
-            return None, exc
+        def read(db: Database) -> tuple[inspect.Window | None, BackupctlError | None]:
+            try:
+                target = stand_ins.get(db.path, db)
+                return inspect.restorable_window(reading_settings, binary_path, target, config_path=config_path,
+                                                 timeout=timeout), None  # fmt: skip
+            except BackupctlError as exc:
+                return None, exc
 
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(dbs)))) as pool:
-        readings = list(pool.map(read, dbs))
+        with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(dbs)))) as pool:
+            readings = list(pool.map(read, dbs))
     report = ReplicaReport(checked_at=_iso(now) or "", litestream_version=settings.version)
     for db, (window, error) in zip(dbs, readings, strict=True):
         entry = ReplicaDatabaseStatus(

@@ -482,3 +482,29 @@ def test_litestream_metrics_addr_is_checked_and_rendered(project) -> None:
     settings = load_settings(project.env_file, environ={**os.environ, "BACKUP_LITESTREAM_METRICS_ADDR": "127.0.0.1:9090"})
     assert 'addr: "127.0.0.1:9090"' in render(settings).text
     assert "addr:" not in render(load_settings(project.env_file)).text
+
+
+@pytest.mark.slow
+def test_replica_only_on_a_machine_without_the_database_litestream_03(litestream_bins: dict[str, Path], tmp_path: Path) -> None:
+    """0.3 stats the database before reading a replica: --replica-only works without it all the same."""
+    proj = tmp_path / "app"
+    make_db(proj / "db" / "app.db", rows=3)
+    write_env(proj, "0.3.13", "file")
+    try:
+        assert run_cli("start", "--background", cwd=proj, timeout=90).returncode == 0
+        assert run_cli("stop", cwd=proj, timeout=90).returncode == 0
+        laptop = tmp_path / "laptop"
+        laptop.mkdir()
+        (laptop / ".env").write_text((proj / ".env").read_text().replace("db/app.db", "storage/db/app.db"))
+        res = run_cli("status", "--replica-only", "--json", cwd=laptop, timeout=60)
+        assert res.returncode == 0, res.stdout + res.stderr
+        (r,) = json.loads(res.stdout)["databases"]
+        assert r["verdict"] == "ok" and r["newest_backup"] and r["replica_position"] and r["snapshot_count"] >= 1
+        assert not (laptop / "storage").exists()  # nothing created where the database would be
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        (empty / ".env").write_text((laptop / ".env").read_text().replace(str(tmp_path / "replicas"), str(tmp_path / "none")))
+        res = run_cli("status", "--replica-only", "--json", cwd=empty, timeout=60)
+        assert res.returncode == 11 and json.loads(res.stdout)["databases"][0]["verdict"] == "not-initialized", res.stdout
+    finally:
+        kill_pids(*(p.pid for p in processes_mentioning(str(proj))))
