@@ -31,6 +31,7 @@ import binascii
 import hmac
 import ipaddress
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -182,6 +183,8 @@ class Monitor:
         self._last_verdict: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._outbox: queue.Queue[notify.Event] = queue.Queue()  # one sender, so events arrive in order
+        self._sender: threading.Thread | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -206,6 +209,7 @@ class Monitor:
             return self._snapshot
         except Exception as exc:  # a bug must not end the server: report it as an error instead
             message = f"internal error while computing the status: {type(exc).__name__}"
+            self.log(f"backupctl serve: {message}: {scrub(str(exc), self.settings)}")
             self._snapshot = Snapshot(self._snapshot.report, self._snapshot.computed_at, message, time.monotonic() - started)
             self._changed(None, ("refresh-error",), message)
             return self._snapshot
@@ -223,10 +227,15 @@ class Monitor:
         # The first report counts as a change too: a monitor that starts on a failure says so.
         self.log(f"backupctl serve: verdict {previous or '(start)'} -> {self._last_verdict}")
         if self.notify_changes:
-            event = notify.verdict_event(report, previous, error)
-            threading.Thread(
-                target=notify.send, args=(self.settings, event), kwargs={"log": self.log}, name="notify", daemon=True
-            ).start()
+            # Sent from a thread of its own: a slow webhook (timeout, retries) never delays the next refresh.
+            self._outbox.put(notify.verdict_event(report, previous, error))
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_all, name="notify", daemon=True)
+                self._sender.start()
+
+    def _send_all(self) -> None:
+        while True:
+            notify.send(self.settings, self._outbox.get(), log=self.log)
 
     def run(self) -> None:
         """Refresh until ``stop()``: one report right away, then one every ``interval`` seconds."""
