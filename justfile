@@ -60,6 +60,10 @@ backup-logs *ARGS:
 backup-status *ARGS:
     {{bc}} status "$@"
 
+# Serve /healthz, /metrics and a status page (127.0.0.1:9091 unless BACKUP_HTTP_ADDR)
+backup-serve *ARGS:
+    {{bc}} serve "$@"
+
 # List snapshots
 backup-snapshots *ARGS:
     {{bc}} snapshots "$@"

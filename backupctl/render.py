@@ -146,6 +146,7 @@ def template_context(settings: Settings) -> dict[str, object]:
         "sync_interval": settings.sync_interval,
         "snapshot_interval": settings.snapshot_interval,
         "retention": settings.retention,
+        "metrics_addr": settings.values.get("litestream_metrics_addr"),  # litestream's /metrics, for `serve`
     }
 
 

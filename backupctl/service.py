@@ -1,4 +1,4 @@
-"""Service definitions that run `backupctl start` in the foreground under a process manager.
+"""Service definitions that run `backupctl start` (or `backupctl serve`) in the foreground under a process manager.
 
 Rendered from ``templates/service/*.j2`` through Jinja with a ``finalize`` hook per format, so
 every value a template prints is quoted for that format whether or not the template author
@@ -23,6 +23,7 @@ from backupctl.errors import ConfigError
 from backupctl.settings import Settings
 
 KINDS = ("systemd", "launchd", "compose", "procfile")
+COMMANDS = ("start", "serve")  # the supervisor; the HTTP status server (a process of its own, next to it)
 _TEMPLATES = {
     "systemd": "systemd.service.j2",
     "launchd": "launchd.plist.j2",
@@ -123,8 +124,8 @@ def default_image(settings: Settings) -> str:
     return f"backupctl:{__version__}-litestream-{settings.version}"
 
 
-def render_service(kind: str, settings: Settings, image: str | None = None) -> RenderedService:
-    """Render one service definition for the project's settings.
+def render_service(kind: str, settings: Settings, image: str | None = None, command: str = "start") -> RenderedService:
+    """Render one service definition for the project's settings: ``command`` start (replication) or serve.
 
     compose: without ``image``, the service builds the repository's Dockerfile (from this
     backupctl's checkout, with the project's Litestream version) and tags it ``default_image``;
@@ -138,7 +139,9 @@ def render_service(kind: str, settings: Settings, image: str | None = None) -> R
 
     if kind not in KINDS:
         raise ConfigError(f"unknown service kind {kind!r}", f"use one of {', '.join(KINDS)}")
-    argv = [*backupctl_command(), "start"]
+    if command not in COMMANDS:
+        raise ConfigError(f"unknown service command {command!r}", f"use one of {', '.join(COMMANDS)}")
+    argv = [*backupctl_command(), command]
     if settings.env_file:
         argv += ["--env-file", str(settings.env_file)]
     stop_timeout = stop_timeout_seconds(settings)
@@ -147,7 +150,7 @@ def render_service(kind: str, settings: Settings, image: str | None = None) -> R
         mounts.add(str(settings.local_dir))
     mounts = sorted(mounts)
     mounts = [m for m in mounts if not any(m != o and m.startswith(o.rstrip("/") + "/") for o in mounts)]
-    name = service_name(settings)
+    name = service_name(settings) + ("-serve" if command == "serve" else "")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(default_templates_dir() / "service")),
         undefined=jinja2.StrictUndefined,
@@ -163,12 +166,14 @@ def render_service(kind: str, settings: Settings, image: str | None = None) -> R
         "project_dir": str(settings.project_dir),
         "env_file": str(settings.env_file) if settings.env_file else None,
         "argv": argv,
+        "command": command,
         # The container boot: a new machine gets its databases from the replica, then replicates.
-        "compose_argv": ["backupctl", "start", "--restore-if-missing", *argv[len(backupctl_command()) + 1 :]],
+        "compose_argv": ["backupctl", command, *(["--restore-if-missing"] if command == "start" else []),
+                         *argv[len(backupctl_command()) + 1 :]],  # fmt: skip
         "status_argv": ["CMD", "backupctl", "status", *argv[len(backupctl_command()) + 1 :]],
         "stop_timeout": int(stop_timeout),
         "manager_timeout": int(stop_timeout + STOP_MARGIN),
-        "log_path": str(project_state_dir(settings.project_dir) / "launchd.log"),
+        "log_path": str(project_state_dir(settings.project_dir) / ("launchd-serve.log" if command == "serve" else "launchd.log")),
         "mounts": mounts,
         "image": image or default_image(settings),
         "build_context": str(image_source()) if image is None and image_source() else None,

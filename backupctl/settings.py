@@ -60,9 +60,18 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "drill_interval": ("BACKUP_DRILL_INTERVAL",),
     "stale_after": ("BACKUP_STALE_AFTER",),
     "stop_timeout": ("BACKUP_STOP_TIMEOUT",),
+    # `backupctl serve` and notifications (docs/monitoring.md)
+    "http_addr": ("BACKUP_HTTP_ADDR",),
+    "http_token": ("BACKUP_HTTP_TOKEN",),
+    "notify_url": ("BACKUP_NOTIFY_URL",),
+    "notify_fail_url": ("BACKUP_NOTIFY_FAIL_URL",),
+    "litestream_metrics_addr": ("BACKUP_LITESTREAM_METRICS_ADDR",),  # litestream's own `addr:` (its /metrics)
 }
 
-SECRET_SETTINGS = frozenset({"secret_access_key", "sftp_password", "abs_account_key"})
+# A ping URL is a credential too: whoever holds it can report "all good" in your name.
+SECRET_SETTINGS = frozenset(
+    {"secret_access_key", "sftp_password", "abs_account_key", "http_token", "notify_url", "notify_fail_url"}
+)
 # Shown masked too: an access key id is not a secret on its own, but it is half of one.
 MASKED_SETTINGS = SECRET_SETTINGS | {"access_key_id"}
 
@@ -142,12 +151,20 @@ class Credentials:
     secret_access_key: str | None = None
     sftp_password: str | None = None
     abs_account_key: str | None = None
+    http_token: str | None = None  # `backupctl serve` beyond loopback
+    notify_url: str | None = None
+    notify_fail_url: str | None = None
 
     def __repr__(self) -> str:  # never print secrets, even in a debugger or a traceback
         return "Credentials(<masked>)"
 
     def secret_values(self) -> list[str]:
-        return [v for v in (self.secret_access_key, self.sftp_password, self.abs_account_key) if v]
+        return [
+            v
+            for v in (self.secret_access_key, self.sftp_password, self.abs_account_key, self.http_token, self.notify_url,
+                      self.notify_fail_url)
+            if v
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -400,6 +417,16 @@ def load_settings(
         if problem:
             errors.add(var, problem, "write a Go duration with a unit and nothing around it, like 10s, 5m or 24h")
 
+    metrics_addr = values["litestream_metrics_addr"]
+    if metrics_addr is not None and not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([1-9][0-9]{0,4})", metrics_addr):
+        errors.add(
+            "BACKUP_LITESTREAM_METRICS_ADDR",
+            f"{metrics_addr!r} is not HOST:PORT",
+            "write it like 127.0.0.1:9090 (litestream serves its metrics there, without authentication)",
+        )
+    elif metrics_addr is not None and int(metrics_addr.rsplit(":", 1)[1]) > 65535:
+        errors.add("BACKUP_LITESTREAM_METRICS_ADDR", f"{metrics_addr!r} has a port above 65535", "use a port from 1 to 65535")
+
     # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
     local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local
     kinds = _replica_kinds(values, origins, errors, local_mode)
@@ -537,6 +564,9 @@ def load_settings(
             secret_access_key=values["secret_access_key"],
             sftp_password=values["sftp_password"],
             abs_account_key=values["abs_account_key"],
+            http_token=values["http_token"],
+            notify_url=values["notify_url"],
+            notify_fail_url=values["notify_fail_url"],
         ),
         gs_credentials_file=values["gs_credentials_file"],
         verify_interval=values["verify_interval"],

@@ -534,7 +534,7 @@ class Supervisor:
         scheduled_drill(self.settings, self.litestream, self.state_dir, self.log)
 
     def _verify_all(self) -> None:
-        from backupctl import verify
+        from backupctl import notify, verify
 
         for db in self.settings.databases:
             if self.stop_signal is not None:
@@ -544,9 +544,13 @@ class Supervisor:
             except Exception as exc:  # a failed verify must never take replication down
                 message = scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__, self.settings)
                 self.log(f"backupctl: verify of {db.name} failed: {message}")
-                state.record_verify(self.state_dir, str(db.path), state.VerifyRecord.failure(str(db.path), db.name, message))
-                continue
-            self.log(f"backupctl: verify of {db.name}: {result.status} ({result.reason})")
+                record = state.VerifyRecord.failure(str(db.path), db.name, message)
+                state.record_verify(self.state_dir, str(db.path), record)
+            else:
+                self.log(f"backupctl: verify of {db.name}: {result.status} ({result.reason})")
+                record = result.to_record()
+            # BACKUP_NOTIFY_URL / _FAIL_URL (notify.py): never raises; a slow webhook delays only this forked child
+            notify.send(self.settings, notify.verify_event(record.to_json()), log=self.log)
 
     # -- plumbing -----------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict[int, Any]:

@@ -71,6 +71,7 @@ from backupctl.cli import cmd_config  # noqa: E402,F401
 from backupctl.cli import cmd_binary  # noqa: E402,F401
 from backupctl.cli import cmd_run  # noqa: E402,F401
 from backupctl.cli import cmd_inspect  # noqa: E402,F401
+from backupctl.cli import cmd_serve  # noqa: E402,F401
 from backupctl.cli import cmd_restore  # noqa: E402,F401
 from backupctl.cli import cmd_drill  # noqa: E402,F401
 from backupctl.cli import cmd_doctor  # noqa: E402,F401

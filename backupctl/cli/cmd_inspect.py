@@ -10,7 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, human_size, load
+from backupctl.cli.common import (
+    DURATION,
+    ConfigOpt,
+    EnvFileOpt,
+    JsonOpt,
+    binary_for,
+    explicit_config,
+    human_size,
+    load,
+    load_for_recovery,
+)
 
 DbArg = Annotated[
     str | None,
@@ -192,6 +202,14 @@ def status(
     interval: IntervalOpt = 3.0,
     database: DbArg = None,
     config: ConfigOpt = None,
+    replica_only: Annotated[
+        bool,
+        typer.Option(
+            "--replica-only",
+            help="Read only the replicas (newest backup, restorable window): for a machine with the .env "
+            "but not the databases. Exit 0, 11 if a replica is empty, 12 if one cannot be read.",
+        ),
+    ] = False,
 ) -> None:
     """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).
 
@@ -204,9 +222,13 @@ def status(
     """
     from backupctl.status import collect_status
 
-    settings = load(env_file)
+    # Without the databases (an operator's laptop) the settings are read as on a new machine: a glob
+    # is matched against the replica and a missing folder is fine.
+    settings = load_for_recovery(env_file, lenient=True) if replica_only else load(env_file)
     config_path = explicit_config(config)
     binary = binary_for(settings)
+    if replica_only:
+        _replica_only(settings, binary, database, json_)
     if watch:
         from backupctl.cli import Interrupted
 
@@ -221,6 +243,40 @@ def status(
         emit_json(report.to_json())
     else:
         _print_status(report)
+    raise typer.Exit(int(report.exit_code))
+
+
+def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool) -> None:
+    from backupctl.status import collect_replica_status
+
+    report = collect_replica_status(settings, binary, database)
+    if json_:
+        from backupctl.cli.output import emit_json
+
+        emit_json(report.to_json())
+        raise typer.Exit(int(report.exit_code))
+    from rich.table import Table
+    from rich.text import Text
+
+    from backupctl.cli.output import table
+
+    styles = {"ok": "green", "not-initialized": "red", "error": "bold red"}
+    t = Table(title=f"Litestream {report.litestream_version} · from the replicas alone (no local database, no supervisor)")
+    for col in ("database", "replica", "newest backup", "restorable since", "window", "snapshots"):
+        t.add_column(col)
+    for d in report.databases:
+        t.add_row(
+            d.name,
+            Text("holds a backup" if d.verdict == "ok" else d.verdict, style=styles.get(d.verdict, "")),
+            _ago(d.newest_backup),
+            _ago(d.oldest_restorable),
+            _duration(d.restorable_window_seconds),
+            "-" if d.snapshot_count is None else str(d.snapshot_count),
+        )
+    table(t)
+    for d in report.databases:
+        if d.verdict != "ok":
+            table(Text(f"{d.name}: {d.reason}", style=styles.get(d.verdict, "red")))
     raise typer.Exit(int(report.exit_code))
 
 

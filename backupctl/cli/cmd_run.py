@@ -261,14 +261,20 @@ def service(
             show_default=False,
         ),
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Define `backupctl serve` (health, metrics, status page) instead of the supervisor.")
+    ] = False,
 ) -> int:
-    """Print a service definition that runs `backupctl start` in the foreground (unit, plist, compose, Procfile)."""
+    """Print a service definition that runs `backupctl start` in the foreground (unit, plist, compose, Procfile).
+
+    With --serve, one for `backupctl serve` to run next to it (a unit/service of its own).
+    """
     from backupctl.cli.output import out, say, success
     from backupctl.errors import RefusedError
     from backupctl.service import install_systemd_user_unit, render_service
 
     settings = load(env_file)
-    rendered = render_service(kind.value, settings, image=image)
+    rendered = render_service(kind.value, settings, image=image, command="serve" if serve else "start")
     if not install:
         out(rendered.text)
         return 0

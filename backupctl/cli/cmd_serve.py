@@ -1,0 +1,80 @@
+"""serve: the status report over HTTP (/healthz, /metrics, a status page). See docs/monitoring.md."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from backupctl.cli.app import app
+from backupctl.cli.common import EnvFileOpt, binary_for, load
+
+
+def _stderr_log(line: str) -> None:
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    sys.stderr.flush()
+
+
+@app.command()
+def serve(
+    env_file: EnvFileOpt = None,
+    addr: Annotated[
+        str | None,
+        typer.Option(
+            "--addr",
+            help="HOST:PORT to listen on (default: BACKUP_HTTP_ADDR, else 127.0.0.1:9091). "
+            "Beyond loopback BACKUP_HTTP_TOKEN is required.",
+            show_default=False,
+        ),
+    ] = None,
+) -> int:
+    """Serve /healthz, /metrics (Prometheus) and a status page, refreshed every sync interval (at most 15s).
+
+    Runs in the foreground until Ctrl-C (exit 130) or SIGTERM (exit 143). Refuses to listen beyond
+    loopback without BACKUP_HTTP_TOKEN (exit 3); a port in use exits 6. Notifies BACKUP_NOTIFY_URL /
+    BACKUP_NOTIFY_FAIL_URL on every change of verdict.
+    """
+    import threading
+
+    from backupctl.cli.output import say, success
+    from backupctl.serve import ADDR_VARIABLE, DEFAULT_ADDR, check_exposure, parse_addr, run
+
+    settings = load(env_file)
+    if addr is not None:
+        where, source = addr, "--addr"
+    elif settings.values.get("http_addr"):
+        where, source = str(settings.values["http_addr"]), ADDR_VARIABLE
+    else:
+        where, source = DEFAULT_ADDR, "--addr"
+    bind = parse_addr(where, source)
+    check_exposure(bind, settings.credentials.http_token, source)  # before anything slow: a refusal is immediate
+    binary = binary_for(settings)
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def ready(bound, interval: float) -> None:  # noqa: ANN001 - serve.BindAddress
+        success(f"serving the backup status of {settings.project_dir} on {bound.url}/ (/healthz, /metrics)")
+        say(
+            f"refreshing every {interval:g}s"
+            + ("; a token is required (BACKUP_HTTP_TOKEN)" if settings.credentials.http_token else "")
+            + "; stop with Ctrl-C"
+        )
+
+    try:
+        run(settings, binary, bind, addr_source=source, log=_stderr_log, stop=stop, on_ready=ready)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise typer.Exit(130 if received[0] == signal.SIGINT else 143)
+    return 0
