@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import S3_SECRET, S3Server, kill_pids, make_db, processes_mentioning, run_cli
+from tests.conftest import S3_SECRET, S3Server, kill_pids, make_db, processes_mentioning, run_cli, wait_for
 from tests.test_inspect import insert, write_env
 from tests.test_status import private_s3  # noqa: F401 - the fixture: a SeaweedFS of our own, safe to stop
 
@@ -107,14 +107,7 @@ def get(url: str, *, token: str | None = TOKEN, basic: str | None = None) -> tup
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(predicate, timeout, interval, what)
 
 
 def healthz(base: str) -> tuple[int, dict]:

@@ -26,32 +26,35 @@ V5 = "0.5.17"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_tty(*args: str, cwd: Path, columns: int = 80, timeout: float = 60) -> str:
-    """The CLI with stdout on a pseudo-terminal `columns` wide (stderr captured apart); ANSI stripped."""
+def run_tty(*args: str, cwd: Path, columns: int = 80, timeout: float = 60, stream: str = "stdout") -> tuple[int, str]:
+    """The CLI with ``stream`` (stdout or stderr) on a pseudo-terminal `columns` wide, the other one
+    captured apart; its exit code and what the terminal showed, ANSI stripped."""
     master, slave = pty.openpty()
     env = dict(os.environ, COLUMNS=str(columns), LINES="50", TERM="xterm")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backupctl", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+    streams = {"stdout": slave, "stderr": subprocess.PIPE}
+    if stream == "stderr":
+        streams = {"stdout": subprocess.DEVNULL, "stderr": slave}
+    proc = subprocess.Popen([sys.executable, "-m", "backupctl", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, **streams)
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
                 break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(10)
-    os.close(master)
-    return ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r\n", "\n")
+    finally:
+        proc.wait(timeout)
+        os.close(master)
+    return proc.returncode, ANSI.sub("", b"".join(chunks).decode("utf-8", "replace")).replace("\r\n", "\n")
 
 
 def _closed_port() -> int:
@@ -190,13 +193,13 @@ def test_tables_fit_80_columns_and_pipes_get_every_identifier(project: Project, 
         wait_replicated(project, 3)
     replica_url = f"file://{long_dir}/app.db"
     for command in ("ltx", "status", "databases", "snapshots"):
-        shown = run_tty(command, cwd=project.dir)
+        shown = run_tty(command, cwd=project.dir)[1]
         assert shown.strip() and "…" not in shown, (command, shown)
         # Only a line holding a path or URL too long for the terminal by itself may be wider: it is
         # printed whole for the terminal to wrap, never cut.
         assert all(len(line) <= 80 or len(max(line.split(), key=len)) > 60 for line in shown.splitlines()), (command, shown)
-    assert "0000000000000001-0000000000000001" in run_tty("ltx", cwd=project.dir)
-    assert replica_url in run_tty("databases", cwd=project.dir)
+    assert "0000000000000001-0000000000000001" in run_tty("ltx", cwd=project.dir)[1]
+    assert replica_url in run_tty("databases", cwd=project.dir)[1]
     piped = run_cli("ltx", cwd=project.dir).stdout.splitlines()
     assert piped[0] == "database\tlevel\ttxids\tsize\ttimestamp"
     assert all(len(line.split("\t")) == 5 for line in piped) and "\t0000000000000001-0000000000000001\t" in piped[1]
@@ -233,30 +236,6 @@ def test_no_aws_ca_bundle_note_for_a_local_folder_replica(project: Project, lite
 
 def test_verify_progress_names_the_replication_wait(project: Project, litestream_bins) -> None:
     """The spinner said "writing the sentinel row" through the whole wait for replication."""
-    master, slave = pty.openpty()
-    env = dict(os.environ, COLUMNS="200", TERM="xterm")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backupctl", "verify"], cwd=project.dir, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=slave,
-    )  # fmt: skip
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-    finally:
-        proc.wait(120)
-        os.close(master)
-    text = ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
-    assert proc.returncode == 0, text[-2000:]
+    code, text = run_tty("verify", cwd=project.dir, columns=200, timeout=120, stream="stderr")
+    assert code == 0, text[-2000:]
     assert "waiting for litestream to replicate it" in text
