@@ -541,18 +541,32 @@ def child_kwargs() -> dict[str, Any]:
 
 
 def service_manager(environ: dict[str, str] | None = None, pid: int | None = None) -> str | None:
-    """Which service manager runs this process, as a name `stop` can point at (None: a terminal or a script)."""
+    """Which service manager runs this process, as a name `stop` can point at (None: a terminal or a script).
+
+    systemd gives its services INVOCATION_ID, launchd its jobs XPC_SERVICE_NAME; both also leak
+    into terminals started by them (a desktop's terminal app), so a process with a terminal is
+    never taken for a service.
+    """
     env = os.environ if environ is None else environ
+    if _on_a_terminal():
+        return None
     if env.get("INVOCATION_ID"):
         unit = _systemd_unit(pid or os.getpid())
-        user = "--user " if "/user@" in _cgroup(pid or os.getpid()) else ""
-        return f"systemd unit {unit}" if unit else "systemd" if not user else f"systemd user unit {unit}"
+        user = "/user@" in _cgroup(pid or os.getpid())
+        return (f"systemd user unit {unit}" if user else f"systemd unit {unit}") if unit else "systemd"
     if env.get("XPC_SERVICE_NAME") and env.get("XPC_SERVICE_NAME") != "0":
         return f"launchd job {env['XPC_SERVICE_NAME']}"
     in_container = Path("/.dockerenv").exists() or bool(env.get("container"))
     if in_container and (os.getpid() == 1 or (os.getppid() == 1 and _name(1) in CONTAINER_INITS)):
         return "a container"  # its main process (or right under its init): the container's restart policy rules
     return None
+
+
+def _on_a_terminal() -> bool:
+    try:
+        return any(os.isatty(fd) for fd in (0, 1, 2))
+    except OSError:
+        return False
 
 
 CONTAINER_INITS = ("tini", "docker-init", "dumb-init", "catatonit")
