@@ -197,7 +197,7 @@ def _check_binary(settings: Settings, report: Report) -> Path | None:
 
 
 def _check_config(settings: Settings, binary_path: Path | None, report: Report, clean: Callable[[str], str]) -> None:
-    from backupctl.inspect import configured_databases
+    from backupctl.listings import configured_databases
     from backupctl.render import render
     from backupctl.runner import Litestream
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from backupctl import notify, state
 from backupctl.errors import ConfigError, ConflictError
-from backupctl.inspect import LISTING_TIMEOUT
+from backupctl.listings import LISTING_TIMEOUT
 from backupctl.paths import project_state_dir
 from backupctl.settings import Settings
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backupctl import inspect, positions, state
+from backupctl import listings, positions, state
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.paths import project_state_dir
 from backupctl.runner import Litestream
@@ -202,14 +202,14 @@ def _local(db: Database, position: positions.LocalPosition) -> _Local:
 
 
 def _iso(epoch: float | None) -> str | None:
-    return inspect.iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
+    return listings.iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
 
 
 def database_status(
     settings: Settings,
     db: Database,
     local: _Local,
-    window: inspect.Window | None,
+    window: listings.Window | None,
     replica_error: BackupctlError | None,
     supervisor: SupervisorInfo,
     cache: dict[str, Any],
@@ -226,11 +226,11 @@ def database_status(
         entry.update(
             replica_pos=replica_pos,
             read_at=now,
-            newest=inspect.iso(window.newest),
-            oldest=inspect.iso(window.oldest),
-            newest_snapshot=inspect.iso(window.newest_snapshot),
+            newest=listings.iso(window.newest),
+            oldest=listings.iso(window.oldest),
+            newest_snapshot=listings.iso(window.newest_snapshot),
             snapshot_count=window.snapshot_count,
-            replica_position=inspect.txid_hex(window.max_txid)
+            replica_position=listings.txid_hex(window.max_txid)
             if has_ltx
             else (window.latest_generation.generation if window.latest_generation else None),
         )
@@ -300,7 +300,7 @@ def database_status(
         destinations=[r.destination for r in db.replicas],
         size=local.size,
         wal_size=local.wal_size if local.exists else None,
-        local_position=inspect.txid_hex(local.position.txid) if has_ltx else local.position.generation,
+        local_position=listings.txid_hex(local.position.txid) if has_ltx else local.position.generation,
         local_updated_at=_iso(local.updated_at),
         replica_position=entry.get("replica_position"),
         newest_backup=newest,
@@ -326,7 +326,7 @@ def collect_status(
     database: str | None = None,
     *,
     config_path: Path | None = None,
-    timeout: float = inspect.LISTING_TIMEOUT,
+    timeout: float = listings.LISTING_TIMEOUT,
     now: float | None = None,
 ) -> StatusReport:
     """Supervisor state and a verdict per database (all, or the one named).
@@ -350,11 +350,11 @@ def collect_status(
     served = [db for db in dbs if str(db.path) not in unserved]
     local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
 
-    def read(db: Database) -> tuple[inspect.Window | None, BackupctlError | None]:
+    def read(db: Database) -> tuple[listings.Window | None, BackupctlError | None]:
         if str(db.path) in unserved:
             return None, None
         try:
-            return inspect.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
+            return listings.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
         except BackupctlError as exc:
             return None, exc
 
@@ -436,7 +436,7 @@ def collect_replica_status(
     binary_path: Path,
     database: str | None = None,
     *,
-    timeout: float = inspect.LISTING_TIMEOUT,
+    timeout: float = listings.LISTING_TIMEOUT,
     now: float | None = None,
 ) -> ReplicaReport:
     """Each database's newest backup and restorable window, read from its replica alone.
@@ -470,10 +470,10 @@ def collect_replica_status(
             config_path = config_for_reading(settings, prefer_running=False)
         has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
 
-        def read(db: Database) -> tuple[inspect.Window | None, BackupctlError | None]:
+        def read(db: Database) -> tuple[listings.Window | None, BackupctlError | None]:
             try:
                 target = stand_ins.get(db.path, db)
-                return inspect.restorable_window(reading_settings, binary_path, target, config_path=config_path,
+                return listings.restorable_window(reading_settings, binary_path, target, config_path=config_path,
                                                  timeout=timeout), None  # fmt: skip
             except BackupctlError as exc:
                 return None, exc
@@ -494,8 +494,8 @@ def collect_replica_status(
             entry.verdict, entry.reason = NOT_INITIALIZED, "the replica is empty"
         else:
             entry.verdict = OK
-            entry.newest_backup, entry.oldest_restorable = inspect.iso(window.newest), inspect.iso(window.oldest)
-            entry.newest_snapshot, entry.snapshot_count = inspect.iso(window.newest_snapshot), window.snapshot_count
+            entry.newest_backup, entry.oldest_restorable = listings.iso(window.newest), listings.iso(window.oldest)
+            entry.newest_snapshot, entry.snapshot_count = listings.iso(window.newest_snapshot), window.snapshot_count
             if window.newest is not None:
                 entry.newest_backup_age_seconds = round(now - window.newest.timestamp(), 1)
                 age = entry.newest_backup_age_seconds
@@ -503,7 +503,7 @@ def collect_replica_status(
             if window.newest is not None and window.oldest is not None:
                 entry.restorable_window_seconds = round((window.newest - window.oldest).total_seconds(), 1)
             if has_ltx:
-                entry.replica_position = inspect.txid_hex(window.max_txid)
+                entry.replica_position = listings.txid_hex(window.max_txid)
             elif window.latest_generation:
                 entry.replica_position = window.latest_generation.generation
         report.databases.append(entry)

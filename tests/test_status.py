@@ -20,7 +20,7 @@ from backupctl.runner import Litestream
 from backupctl.settings import load_settings
 from backupctl.status import stale_after_seconds
 from tests.conftest import S3_KEY, S3_SECRET, S3Server, free_port_base, make_db, run_cli
-from tests.test_inspect import insert, stop, write_env
+from tests.test_listings import insert, stop, write_env
 
 DB_KEYS = {
     "name", "path", "verdict", "reason", "destinations", "size", "wal_size", "local_position", "local_updated_at",

@@ -213,7 +213,7 @@ def check_config(settings: Settings, config_path: Path | None, *, text: str | No
     from backupctl.binary import ensure_binary
     from backupctl.cli.output import notice, say, success
     from backupctl.errors import LitestreamError
-    from backupctl.inspect import configured_databases
+    from backupctl.listings import configured_databases
     from backupctl.render import render
     from backupctl.runner import Litestream
 

@@ -286,7 +286,7 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 @app.command()
 def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
-    from backupctl.inspect import configured_databases
+    from backupctl.listings import configured_databases
     from backupctl.render import config_for_reading
 
     settings = load(env_file)
@@ -376,8 +376,8 @@ def _listing(
 @app.command()
 def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
-    from backupctl.inspect import snapshots as fetch
-    from backupctl.inspect import txid_hex
+    from backupctl.listings import snapshots as fetch
+    from backupctl.listings import txid_hex
 
     _listing(env_file, json_, database, "snapshots", fetch, [
         ("created", lambda s: _stamp(s.created)),
@@ -390,7 +390,7 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
 @app.command()
 def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
-    from backupctl.inspect import txid_hex, wal_segments
+    from backupctl.listings import txid_hex, wal_segments
 
     _listing(env_file, json_, database, "wal", wal_segments, [
         ("created", lambda s: _stamp(s.created)),
@@ -407,7 +407,7 @@ def ltx(
 ) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
     from backupctl.errors import ConfigError
-    from backupctl.inspect import ltx_files, txid_hex
+    from backupctl.listings import ltx_files, txid_hex
 
     if level != "all" and not (level.isdigit() and 0 <= int(level) <= 9):
         raise ConfigError(f"--level {level!r} is not a level", "use 0-9 or all")
@@ -421,7 +421,7 @@ def ltx(
 
 
 def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
-    from backupctl.inspect import restorable_window
+    from backupctl.listings import restorable_window
 
     return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
@@ -429,8 +429,8 @@ def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None 
 @app.command()
 def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
-    from backupctl.inspect import GENERATIONS_NOTE
-    from backupctl.inspect import generations as fetch
+    from backupctl.listings import GENERATIONS_NOTE
+    from backupctl.listings import generations as fetch
     from backupctl.versions import capabilities
 
     settings = load(env_file)

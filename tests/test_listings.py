@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import inspect
+from backupctl import listings
 from backupctl.errors import LitestreamError
 from backupctl.render import sync_config
 from backupctl.runner import Litestream
@@ -98,13 +98,13 @@ def test_listings_match_what_restore_returns(
     binary = litestream_bins[version]
     dbrec = settings.databases[0]
 
-    empty = inspect.restorable_window(settings, binary, dbrec)
+    empty = listings.restorable_window(settings, binary, dbrec)
     assert empty.empty and empty.oldest is None and empty.snapshot_count == 0
 
     replicate_two_batches(settings, binary, db)
-    window = inspect.restorable_window(settings, binary, dbrec)
-    snaps = inspect.snapshots(settings, binary, dbrec)
-    segments = inspect.wal_segments(settings, binary, dbrec)
+    window = listings.restorable_window(settings, binary, dbrec)
+    snaps = listings.snapshots(settings, binary, dbrec)
+    segments = listings.wal_segments(settings, binary, dbrec)
     assert window.oldest is not None and window.newest is not None
     assert window.oldest.tzinfo is not None and window.oldest <= window.newest
     assert window.newest - window.oldest >= timedelta(seconds=2)  # the two batches are 2.5s apart
@@ -115,21 +115,22 @@ def test_listings_match_what_restore_returns(
 
     # The latest restore holds everything; the listed window brackets what timestamp restores give.
     assert restore(settings, binary, db, tmp_path / "latest.db") == 20
-    first = restore(settings, binary, db, tmp_path / "oldest.db", "-timestamp", inspect.iso(window.oldest + timedelta(seconds=1)))
+    oldest = listings.iso(window.oldest + timedelta(seconds=1))
+    first = restore(settings, binary, db, tmp_path / "oldest.db", "-timestamp", oldest)
     assert first < 20  # the oldest point predates the second batch
     if version.startswith("0.5"):
         assert window.max_txid is not None and window.min_txid == 1
-        assert restore(settings, binary, db, tmp_path / "txid.db", "-txid", inspect.txid_hex(window.max_txid)) == 20
-        stamp = inspect.iso(window.newest + timedelta(seconds=1))
+        assert restore(settings, binary, db, tmp_path / "txid.db", "-txid", listings.txid_hex(window.max_txid)) == 20
+        stamp = listings.iso(window.newest + timedelta(seconds=1))
         assert restore(settings, binary, db, tmp_path / "newest.db", "-timestamp", stamp) == 20
-        levels = {f.level for f in inspect.ltx_files(settings, binary, dbrec, "all")}
-        assert {inspect.WAL_LEVEL, inspect.SNAPSHOT_LEVEL} <= levels
+        levels = {f.level for f in listings.ltx_files(settings, binary, dbrec, "all")}
+        assert {listings.WAL_LEVEL, listings.SNAPSHOT_LEVEL} <= levels
     else:
         gen = window.latest_generation
         assert gen is not None and len(window.generations) == 1
         assert restore(settings, binary, db, tmp_path / "gen.db", "-generation", gen.generation) == 20
         # 0.3 times are truncated to the second: at `newest` the first batch (2.5s older) is in.
-        assert restore(settings, binary, db, tmp_path / "newest.db", "-timestamp", inspect.iso(window.newest)) >= 10
+        assert restore(settings, binary, db, tmp_path / "newest.db", "-timestamp", listings.iso(window.newest)) >= 10
         assert all(s.generation == gen.generation for s in snaps)
 
     # The CLI's JSON carries the same facts under documented keys.
@@ -145,7 +146,7 @@ def test_listings_match_what_restore_returns(
         (w,) = entry["window"]
         assert set(w) == {"database", "destinations", "oldest", "newest", "snapshot_count", "newest_snapshot",
                           "file_count", "generations", "min_txid", "max_txid"}  # fmt: skip
-        assert w["newest"] == inspect.iso(window.newest) and w["max_txid"] == inspect.txid_hex(window.max_txid)
+        assert w["newest"] == listings.iso(window.newest) and w["max_txid"] == listings.txid_hex(window.max_txid)
     else:
         (g,) = entry["generations"]
         assert set(g) == {"replica", "generation", "lag", "start", "end"}
@@ -153,7 +154,7 @@ def test_listings_match_what_restore_returns(
     assert res.returncode == 0, res.stderr
     snap = json.loads(res.stdout)["databases"][0]["snapshots"][-1]
     assert set(snap) == {"replica", "created", "size", "generation", "index", "min_txid", "max_txid"}
-    assert snap["created"] == inspect.iso(snaps[-1].created)
+    assert snap["created"] == listings.iso(snaps[-1].created)
     res = run_cli("wal", "--json", cwd=proj, env=env)
     assert res.returncode == 0, res.stderr
     seg = json.loads(res.stdout)["databases"][0]["wal"][0]
@@ -178,7 +179,7 @@ def test_unreachable_replica_is_an_error_not_an_empty_listing(
     settings = load_settings(write_env(proj, version, "s3", bucket="nobucket", endpoint=f"http://127.0.0.1:{closed}"))
     destination = settings.databases[0].replicas[0].destination
     with pytest.raises(LitestreamError) as err:
-        inspect.restorable_window(settings, litestream_bins[version], settings.databases[0])
+        listings.restorable_window(settings, litestream_bins[version], settings.databases[0])
     assert destination in err.value.message and "refused" in err.value.message.lower()
 
     res = run_cli("snapshots", "--json", cwd=proj)
@@ -194,7 +195,7 @@ def test_03_logged_errors_on_stdout_are_raised(litestream_bins: dict[str, Path],
     make_db(proj / "db" / "app.db")
     settings = load_settings(write_env(proj, "0.3.13", "s3", bucket="no-such-bucket-here", endpoint=s3_server.endpoint))
     with pytest.raises(LitestreamError) as err:
-        inspect.generations(settings, litestream_bins["0.3.13"], settings.databases[0])
+        listings.generations(settings, litestream_bins["0.3.13"], settings.databases[0])
     assert settings.databases[0].replicas[0].destination in err.value.message
     assert "NoSuchBucket" in err.value.message or "bucket" in err.value.message.lower()
 
@@ -204,7 +205,7 @@ def test_05_missing_bucket_is_an_error_within_the_timeout(litestream_bins: dict[
     make_db(proj / "db" / "app.db")
     settings = load_settings(write_env(proj, "0.5.17", "s3", bucket="no-such-bucket-here", endpoint=s3_server.endpoint))
     try:
-        files = inspect.ltx_files(settings, litestream_bins["0.5.17"], settings.databases[0], timeout=15)
+        files = listings.ltx_files(settings, litestream_bins["0.5.17"], settings.databases[0], timeout=15)
     except LitestreamError as exc:
         assert settings.databases[0].replicas[0].destination in exc.message
     else:
@@ -212,15 +213,15 @@ def test_05_missing_bucket_is_an_error_within_the_timeout(litestream_bins: dict[
 
 
 def test_parsers_are_robust() -> None:
-    assert inspect.parse_time("2026-01-02T03:04:05Z").isoformat() == "2026-01-02T03:04:05+00:00"
-    assert inspect.parse_time("2026-01-02T03:04:05.123456789Z").microsecond == 123456
-    errs = inspect._error_lines(
+    assert listings.parse_time("2026-01-02T03:04:05Z").isoformat() == "2026-01-02T03:04:05+00:00"
+    assert listings.parse_time("2026-01-02T03:04:05.123456789Z").microsecond == 123456
+    errs = listings._error_lines(
         'time=2026 level=ERROR msg="cannot list generations" db=/x replica=s3 error="RequestError: send\\ncaused by"\n'
         "name  generation  lag  start  end\n"
     )
     assert errs == [{"time": "2026", "level": "ERROR", "msg": "cannot list generations", "db": "/x", "replica": "s3",
                      "error": "RequestError: send caused by"}]  # fmt: skip
-    assert inspect._table("name  generation\nfile  abc\n", "name") == [["file", "abc"]]
+    assert listings._table("name  generation\nfile  abc\n", "name") == [["file", "abc"]]
 
 
 def test_sizes_have_one_formatter() -> None:
