@@ -14,6 +14,7 @@ import pytest
 from backupctl import state
 from backupctl.errors import ExitCode
 from tests.conftest import count_rows, run_cli, wait_for
+from tests.test_restore import wait_replicated
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -65,6 +66,8 @@ def test_drill_passes_on_a_healthy_replica_and_fails_on_a_damaged_one(project, v
     try:
         insert(project.db, 5)
         wait_for(lambda: run_cli("status", cwd=project.dir, timeout=90).returncode == 0, timeout=120, what="status ok")
+        # ok allows some lag (the stale threshold): wait until a restore really holds the last rows
+        wait_replicated(project, 30)
         # healthy, while replicating: restored, checked, rows equal to the live database's
         code, doc = drill(project, tmp)
         assert code == 0 and doc["ok"] is True and doc["status"] == "passed", doc
