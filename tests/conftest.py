@@ -209,14 +209,24 @@ def launch_s3_server(root: Path) -> S3Server:
     data = root / "data"
     data.mkdir(exist_ok=True)
     config = write_s3_identities(root / "s3.json")
-    base = free_port_base()
-    server = S3Server(f"http://127.0.0.1:{base}", base, data, None, base, config)
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    for attempt in range(3):
+        base = free_port_base()
+        server = S3Server(f"http://127.0.0.1:{base}", base, data, None, base, config)
+        try:
+            server.start()
+            return server
+        except RuntimeError:
+            server.stop()
+            # Another test's server can take one of the nine ports between our check and weed's bind
+            # ("Port allocation failed"): pick another base, twice at most.
+            log = (root / "weed.log").read_text("utf-8", "replace") if (root / "weed.log").exists() else ""
+            if attempt == 2 or "Port allocation failed" not in log:
+                raise
+            (root / "weed.log").unlink()
+        except BaseException:
+            server.stop()
+            raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
