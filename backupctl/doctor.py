@@ -131,15 +131,17 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
 
 
 def cleaner(settings: Settings) -> Callable[[str], str]:
-    """Masks secrets (and the access key id, half of a credential) in anything shown to the user."""
+    """Masks secrets (and what a kind shows masked, like an access key id: half of a credential) in
+    anything shown to the user."""
+    from backupctl.kinds import masked_settings
     from backupctl.runner import scrub
 
-    key_id = settings.credentials.access_key_id
+    halves = [v for v in (getattr(settings.credentials, k) for k in sorted(masked_settings())) if v and len(v) >= 4]
 
     def clean(text: str) -> str:
         text = scrub(text, settings)
-        if key_id and len(key_id) >= 4:
-            text = text.replace(key_id, mask(key_id))
+        for value in halves:
+            text = text.replace(value, mask(value))
         return text
 
     return clean

@@ -106,7 +106,7 @@ def duration_problem(value: str) -> str | None:
 class Credentials:
     """Secrets, kept apart so nothing renders or logs them by accident.
 
-    A replica kind's credentials (``access_key_id``, ``sftp_password``...) read as attributes too.
+    A replica kind's credentials (an access key pair, a password...) read as attributes too.
     """
 
     http_token: str | None = None  # `backupctl serve` beyond loopback
@@ -378,12 +378,7 @@ def _replica_kinds(
         return ("file",)
     raw = values["replica"]
     if not raw:
-        if values["r2_account_id"]:
-            kind = "r2"
-        elif values["bucket"]:
-            kind = "s3"
-        else:
-            kind = "file"
+        kind = replica_kinds.implied(values)
         origins["replica"] = Origin(None, "derived")
         values["replica"] = kind
         return (kind,)

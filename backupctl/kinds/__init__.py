@@ -44,6 +44,12 @@ def find(name: str) -> ReplicaKind | None:
     return next((s for s in _SPECS if name == s.name or name in s.aliases), None)
 
 
+def implied(values: dict[str, str | None]) -> str:
+    """The kind BACKUP_REPLICA means when unset: r2 with an R2 account id, s3 with a bucket, else file."""
+    ranked = sorted((s for s in _SPECS if s.implied_rank is not None), key=lambda s: s.implied_rank or 0)
+    return next(s.name for s in ranked if s.implied_by is None or values.get(s.implied_by))
+
+
 def variables() -> dict[str, tuple[str, ...]]:
     """Every kind's settings and their variables, each setting once, in kind order."""
     merged: dict[str, tuple[str, ...]] = {}

@@ -180,6 +180,9 @@ class ReplicaKind:
     # and silently (secrets litestream gets under the names it reads).
     dropped_variables: ClassVar[dict[str, str]] = {}
     withheld_variables: ClassVar[tuple[str, ...]] = ()
+    # BACKUP_REPLICA unset: the kind with the lowest rank whose implying setting is set (None: always).
+    implied_rank: ClassVar[int | None] = None
+    implied_by: ClassVar[str | None] = None
     prices: ClassVar[Prices | None] = None  # `cost` prices every replica on each kind that has prices
 
     @property

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class FileKind(ReplicaKind):
     name = "file"
     litestream_type = "file"
+    implied_rank = 2  # nothing else set: a local folder
 
     def replica(
         self, name: str, remote_path: str, values: Mapping[str, str | None], local_dir: Path, caps: Capabilities

@@ -69,6 +69,7 @@ class S3Kind(ReplicaKind):
     # S3 Standard: $0.023/GB-month, PUT $0.005/1000, GET $0.0004/1000, egress $0.09/GB.
     prices = Prices(0.023, 5.00, 0.40, 0.09)
     default_region = "us-east-1"
+    implied_rank, implied_by = 1, "bucket"
 
     def check(self, checking: Checking) -> None:
         endpoint = checking.values["endpoint"]
@@ -151,6 +152,7 @@ class R2Kind(S3Kind):
     # 10 GB-month + 1M class A + 10M class B free each month.
     prices = Prices(0.015, 4.50, 0.36, 0.0, free_storage_gb=10.0, free_writes_million=1.0, free_reads_million=10.0)
     default_region = "auto"
+    implied_rank, implied_by = 0, "r2_account_id"
 
     def check(self, checking: Checking) -> None:
         values, origins = checking.values, checking.origins
