@@ -10,7 +10,6 @@ module in this package and its line in ``_SPECS``, its template in ``templates/r
 
 from __future__ import annotations
 
-import socket
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +129,8 @@ def probe_replica(replica: Replica, timeout: float = PROBE_TIMEOUT) -> None:
 
     File replicas and kinds whose endpoint is not a plain host (gs, abs) are not probed.
     """
+    import socket
+
     target = replica.spec.address(replica)
     if target is None:
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +54,8 @@ class FileKind(ReplicaKind):
 
 def check_replica_folder(replica: Replica) -> Check:
     """A local-folder replica: writable (writes, reads back and removes a probe file)."""
+    import uuid
+
     from backupctl.doctor import FAIL, OK, Check
 
     folder = Path(replica.path)

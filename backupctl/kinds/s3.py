@@ -9,10 +9,8 @@ step fails.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -249,6 +247,9 @@ _CODES_BY_STEP = {"list": "s3:ListBucket", "write": "s3:PutObject", "read": "s3:
 def _probe_s3(
     settings: Settings, replica: Replica, server_dates: list[tuple[float, float]], clean: Callable[[str], str]
 ) -> Check:
+    import email.utils
+    import uuid
+
     from backupctl.doctor import FAIL, OK, WARN, Check
 
     subject = replica.destination
