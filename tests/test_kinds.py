@@ -3,6 +3,8 @@ declares (template, variables, credentials, reachability) is what the rest of ba
 
 from __future__ import annotations
 
+import copy
+import pickle
 import re
 import socket
 from pathlib import Path
@@ -109,6 +111,7 @@ def test_a_replica_has_its_kinds_options_only() -> None:
     a = Replica(kind="s3", litestream_type="s3", path="p", bucket="b", endpoint="http://h:1")
     b = Replica(kind="s3", litestream_type="s3", path="p", endpoint="http://h:1", bucket="b")
     assert a == b and hash(a) == hash(b) and len({a, b, file}) == 2
+    assert copy.deepcopy(a) == a and pickle.loads(pickle.dumps(a)) == a
     assert a.destination == "s3://b/p at http://h:1" and a.lock_key == "s3://h:1/b/p"
 
 

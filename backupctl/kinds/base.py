@@ -109,6 +109,9 @@ class Replica:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Replica cannot be changed")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle rebuild it through __init__
+        return (_rebuild_replica, (self.kind, self.litestream_type, self.path, dict(self._options)))
+
     def _key(self) -> tuple[Any, ...]:
         return (self.kind, self.litestream_type, self.path, self._options)
 
@@ -141,6 +144,10 @@ class Replica:
         and host in lower case, default ports and trailing slashes dropped; paths lose empty segments.
         """
         return self.spec.lock_key(self)
+
+
+def _rebuild_replica(kind: str, litestream_type: str, path: str, options: dict[str, Any]) -> Replica:
+    return Replica(kind, litestream_type, path, **options)
 
 
 def clean_path(path: str) -> str:
