@@ -1,9 +1,10 @@
 """`cost`: a monthly estimate for R2 and for S3 from what the replica really holds.
 
-Inputs are measured, not guessed: the replica's objects are listed (botocore for S3/R2, a folder
-walk for file replicas) to get its size and, from the objects' timestamps inside the retention
-window, how many objects and bytes it receives per day. Prices are the providers' published ones
-as defaults, overridable (``--price r2.storage_gb_month=0.02`` or ``BACKUPCTL_PRICES``).
+Inputs are measured, not guessed: each replica's kind lists its objects (``backupctl.kinds``:
+botocore for S3/R2, a folder walk for file replicas) to get its size and, from the objects'
+timestamps inside the retention window, how many objects and bytes it receives per day. The
+providers priced are the kinds that declare prices (R2 and S3), at their published prices by
+default, overridable (``--price r2.storage_gb_month=0.02`` or ``BACKUPCTL_PRICES``).
 
 The arithmetic lives in :func:`price_usage`, a pure function; every assumption it makes is
 listed in the report's ``assumptions`` so a reader can disagree with it.
@@ -11,14 +12,15 @@ listed in the report's ``assumptions`` so a reader can disagree with it.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
-from backupctl.errors import ConfigError, LitestreamError
+from backupctl.errors import ConfigError
+from backupctl.kinds import default_prices
+from backupctl.kinds.base import Prices as Prices
+from backupctl.kinds.base import StoredObject as StoredObject
 from backupctl.settings import Database, Replica, Settings, parse_duration
 
 PRICES_ENV = "BACKUPCTL_PRICES"
@@ -28,26 +30,8 @@ GB = 1024**3  # providers bill storage per GB of 2^30 bytes
 MIN_PROJECTION_WINDOW = 3600.0  # below an hour of history, growth is not extrapolated to the retention
 
 
-@dataclass(frozen=True)
-class Prices:
-    """One provider's prices in USD. Operations are per million requests for both providers."""
-
-    storage_gb_month: float
-    writes_per_million: float  # R2 class A (PUT, LIST); S3 PUT/COPY/POST/LIST
-    reads_per_million: float  # R2 class B (GET, HEAD); S3 GET/SELECT
-    egress_gb: float
-    free_storage_gb: float = 0.0
-    free_writes_million: float = 0.0
-    free_reads_million: float = 0.0
-
-
-# The providers' published prices (R2: storage $0.015/GB-month, class A $4.50/M, class B $0.36/M,
-# free egress, 10 GB-month + 1M class A + 10M class B free each month; S3 Standard: $0.023/GB-month,
-# PUT $0.005/1000, GET $0.0004/1000, egress $0.09/GB).
-DEFAULT_PRICES: dict[str, Prices] = {
-    "r2": Prices(0.015, 4.50, 0.36, 0.0, free_storage_gb=10.0, free_writes_million=1.0, free_reads_million=10.0),
-    "s3": Prices(0.023, 5.00, 0.40, 0.09),
-}
+# Each kind with prices declares its provider's published ones (backupctl/kinds/s3.py: R2 and S3).
+DEFAULT_PRICES: dict[str, Prices] = default_prices()
 PRICE_KEYS = tuple(f.name for f in fields(Prices))
 
 
@@ -60,7 +44,7 @@ def parse_price_overrides(items: Iterable[str], base: dict[str, Prices] | None =
         if not sep or not dot or provider not in prices or key not in PRICE_KEYS:
             raise ConfigError(
                 f"price override {item.strip()!r} is not PROVIDER.KEY=VALUE",
-                f"PROVIDER is r2 or s3; KEY is one of {', '.join(PRICE_KEYS)}; e.g. r2.storage_gb_month=0.015",
+                f"PROVIDER is {' or '.join(prices)}; KEY is one of {', '.join(PRICE_KEYS)}; e.g. r2.storage_gb_month=0.015",
             )
         try:
             value = float(raw)
@@ -74,62 +58,10 @@ def parse_price_overrides(items: Iterable[str], base: dict[str, Prices] | None =
     return prices
 
 
-@dataclass(frozen=True)
-class StoredObject:
-    key: str
-    size: int
-    modified: float  # epoch seconds
-
-
 def list_replica(settings: Settings, replica: Replica) -> list[StoredObject] | None:
-    """Every object of a replica (S3/R2 via botocore, file via a folder walk); None for kinds not listed."""
-    from backupctl.doctor import PROBE_PREFIX
-
-    if replica.kind == "file":
-        root = Path(replica.path)
-        found = []
-        for folder, _dirs, files in os.walk(root):
-            for name in files:
-                if name.startswith(PROBE_PREFIX):
-                    continue
-                try:
-                    st = (Path(folder) / name).stat()
-                except OSError:
-                    continue
-                found.append(StoredObject(str(Path(folder, name).relative_to(root)), st.st_size, st.st_mtime))
-        return found
-    if replica.kind in ("s3", "r2"):
-        return _list_s3(settings, replica)
-    return None
-
-
-def _list_s3(settings: Settings, replica: Replica) -> list[StoredObject]:
-    from backupctl.doctor import PROBE_PREFIX, _cleaner, open_s3_client, replica_prefix
-
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:
-        raise ConfigError(
-            "cannot list an S3/R2 replica: botocore is not installed",
-            "reinstall backupctl (pip install --force-reinstall backupctl) to get its botocore dependency",
-        ) from None
-    prefix = replica_prefix(replica)
-    found = []
-    try:
-        client = open_s3_client(settings, replica, read_timeout=30.0, attempts=3)
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=replica.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                if obj["Key"][len(prefix) :].startswith(PROBE_PREFIX):
-                    continue
-                found.append(StoredObject(obj["Key"], int(obj["Size"]), obj["LastModified"].timestamp()))
-    except (ClientError, BotoCoreError) as exc:
-        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
-        raise LitestreamError(
-            f"cannot list {replica.destination}: {code}",
-            "run `backupctl doctor`: it names the cause and the fix",
-            details=[_cleaner(settings)(str(exc))],
-        ) from None
-    return found
+    """Every object of a replica, as its kind lists it (S3/R2 via botocore, file via a folder walk); None
+    for kinds not listed."""
+    return replica.spec.list_objects(settings, replica)
 
 
 @dataclass

@@ -5,37 +5,35 @@ found and the fix. ``finding`` is a stable code (documented in docs/doctor-and-c
 and tests can tell problems apart without parsing prose. The core never raises for a problem it
 was asked to find: a broken .env is a failed check, not a crash.
 
-The replica probe talks to S3/R2 through botocore (SigV4 signing and the servers' error codes are
-not something to hand-roll). It lists, writes, reads and deletes one small object with a unique
-name under the replica's prefix, and removes it even when a later step fails.
+Each replica is probed by its kind's spec (``backupctl.kinds``: S3/R2 write, read and delete a
+probe object through botocore, a folder a probe file); doctor adds the clock check from the
+S3 servers' Date headers.
 """
 
 from __future__ import annotations
 
-import email.utils
 import os
 import shlex
 import shutil
 import tempfile
-import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backupctl.errors import DOCTOR_EXIT, BackupctlError, ExitCode
+from backupctl.kinds.base import PROBE_PREFIX as PROBE_PREFIX
+from backupctl.kinds.file import check_replica_folder as check_replica_folder
+from backupctl.kinds.s3 import open_s3_client as open_s3_client
+from backupctl.kinds.s3 import replica_prefix as replica_prefix
 from backupctl.settings import Database, Replica, Settings, mask
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 _RANK = {OK: 0, INFO: 0, WARN: 1, FAIL: 2}
 
 CONFIG_CHECK_TIMEOUT = 20.0
-S3_CONNECT_TIMEOUT = 3.0
-S3_READ_TIMEOUT = 10.0
 CLOCK_WARN_SECONDS = 300.0  # a few minutes: logs and point-in-time restores start to mislead
 CLOCK_FAIL_SECONDS = 900.0  # SigV4 rejects requests more than 15 minutes off (RequestTimeTooSkewed)
-PROBE_PREFIX = ".backupctl-doctor-probe-"
 BUSY_TIMEOUT_ADVICE_MS = 5000
 
 
@@ -113,7 +111,7 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
         report.checks.append(
             Check("settings", WARN, warning, "rename it to the variable meant, or remove it", finding="unknown-variable")
         )
-    clean = _cleaner(settings)
+    clean = cleaner(settings)
     binary_path = _check_binary(settings, report)
     _check_config(settings, binary_path, report, clean)
     from backupctl.verify import clean_up_after_killed_verify
@@ -132,16 +130,18 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
     return report
 
 
-def _cleaner(settings: Settings) -> Callable[[str], str]:
-    """Masks secrets (and the access key id, half of a credential) in anything shown to the user."""
+def cleaner(settings: Settings) -> Callable[[str], str]:
+    """Masks secrets (and what a kind shows masked, like an access key id: half of a credential) in
+    anything shown to the user."""
+    from backupctl.kinds import masked_settings
     from backupctl.runner import scrub
 
-    key_id = settings.credentials.access_key_id
+    halves = [v for v in (getattr(settings.credentials, k) for k in sorted(masked_settings())) if v and len(v) >= 4]
 
     def clean(text: str) -> str:
         text = scrub(text, settings)
-        if key_id and len(key_id) >= 4:
-            text = text.replace(key_id, mask(key_id))
+        for value in halves:
+            text = text.replace(value, mask(value))
         return text
 
     return clean
@@ -411,50 +411,6 @@ def _check_disk(db: Database) -> Check:
 # --- replicas ---------------------------------------------------------------------------------
 
 
-def open_s3_client(
-    settings: Settings,
-    replica: Replica,
-    *,
-    connect_timeout: float = S3_CONNECT_TIMEOUT,
-    read_timeout: float = S3_READ_TIMEOUT,
-    attempts: int = 1,
-) -> Any:
-    """A botocore S3 client for this replica with the settings' credentials, as litestream would use them.
-
-    AWS_CA_BUNDLE (which breaks litestream 0.5) is fine for botocore and is honoured. Raises
-    ImportError when botocore is missing.
-    """
-    import botocore.session
-    from botocore.config import Config
-
-    session = botocore.session.Session()
-    creds = settings.credentials
-    config = Config(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"total_max_attempts": attempts, "mode": "standard"},
-        s3={"addressing_style": "path" if replica.force_path_style else "auto"},
-        signature_version="s3v4",
-        # Plain requests that every S3-compatible store understands (R2, MinIO, SeaweedFS).
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        user_agent_extra="backupctl",
-    )
-    return session.create_client(
-        "s3",
-        region_name=replica.region or "us-east-1",
-        endpoint_url=replica.endpoint or None,
-        aws_access_key_id=creds.access_key_id or None,
-        aws_secret_access_key=creds.secret_access_key or None,
-        config=config,
-    )
-
-
-def replica_prefix(replica: Replica) -> str:
-    path = replica.path.strip("/")
-    return f"{path}/" if path else ""
-
-
 def check_replica(
     settings: Settings,
     db: Database,
@@ -462,261 +418,9 @@ def check_replica(
     server_dates: list[tuple[float, float]] | None = None,
     clean: Callable[[str], str] | None = None,
 ) -> Check:
-    """Probe one replica: list, write, read and delete a probe object (file: a probe file)."""
-    clean = clean or _cleaner(settings)
-    if replica.kind == "file":
-        return check_replica_folder(replica)
-    if replica.kind in ("s3", "r2"):
-        return _probe_s3(settings, replica, server_dates if server_dates is not None else [], clean)
-    return Check(
-        "replica access",
-        INFO,
-        f"{replica.kind} replicas are not probed by doctor",
-        "run `backupctl verify` to prove the replica restores",
-        subject=replica.destination,
-        finding="replica-not-probed",
-    )
-
-
-def check_replica_folder(replica: Replica) -> Check:
-    """A local-folder replica: writable (writes, reads back and removes a probe file)."""
-    folder = Path(replica.path)
-    subject = replica.destination
-    if not folder.exists():
-        parent = next((p for p in folder.parents if p.exists()), None)
-        if parent is not None and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
-            return Check(
-                "replica access", OK, f"{folder} does not exist yet; litestream can create it under {parent}", subject=subject
-            )
-        return Check(
-            "replica access",
-            FAIL,
-            f"{folder} does not exist and cannot be created ({parent} is not writable)",
-            f"create it (mkdir -p {shlex.quote(str(folder))}) with write access for this user, or change BACKUP_LOCAL_DIR",
-            subject=subject,
-            finding="replica-not-writable",
-        )
-    if not folder.is_dir():
-        return Check(
-            "replica access",
-            FAIL,
-            f"{folder} is not a folder",
-            "change BACKUP_LOCAL_DIR",
-            subject=subject,
-            finding="replica-not-writable",
-        )
-    probe = folder / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-    try:
-        probe.write_bytes(b"backupctl doctor probe\n")
-        ok = probe.read_bytes() == b"backupctl doctor probe\n"
-        probe.unlink()
-    except OSError as exc:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
-        return Check(
-            "replica access",
-            FAIL,
-            f"cannot write to {folder}: {exc.strerror}",
-            f"give this user write access to {folder}, or change BACKUP_LOCAL_DIR",
-            subject=subject,
-            finding="replica-not-writable",
-        )
-    if not ok:
-        return Check(
-            "replica access",
-            FAIL,
-            f"a file written to {folder} read back different",
-            "check the disk",
-            subject=subject,
-            finding="replica-not-writable",
-        )
-    return Check("replica access", OK, f"{folder} is writable (wrote, read and removed a probe file)", subject=subject)
-
-
-_CODES_BY_STEP = {"list": "s3:ListBucket", "write": "s3:PutObject", "read": "s3:GetObject", "delete": "s3:DeleteObject"}
-
-
-def _probe_s3(
-    settings: Settings, replica: Replica, server_dates: list[tuple[float, float]], clean: Callable[[str], str]
-) -> Check:
-    subject = replica.destination
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:
-        return Check(
-            "replica access",
-            WARN,
-            "cannot probe the replica: botocore is not installed",
-            "reinstall backupctl (pip install --force-reinstall backupctl) to get its botocore dependency",
-            subject=subject,
-            finding="s3-library-missing",
-        )
-    try:
-        client = open_s3_client(settings, replica)
-    except BotoCoreError as exc:
-        return _s3_failure(settings, replica, "connect", exc, clean)
-    bucket = replica.bucket or ""
-    key = f"{replica_prefix(replica)}{PROBE_PREFIX}{uuid.uuid4().hex}"
-    body = b"backupctl doctor probe: safe to delete\n"
-    step = "list"
-    written = False
-
-    def note_date(meta: dict[str, Any] | None) -> None:
-        raw = ((meta or {}).get("HTTPHeaders") or {}).get("date")
-        if raw and not server_dates:
-            try:
-                server_dates.append((email.utils.parsedate_to_datetime(raw).timestamp(), time.time()))
-            except (TypeError, ValueError):
-                pass
-
-    try:
-        resp = client.list_objects_v2(Bucket=bucket, Prefix=replica_prefix(replica), MaxKeys=1)
-        note_date(resp.get("ResponseMetadata"))
-        step = "write"
-        client.put_object(Bucket=bucket, Key=key, Body=body)
-        written = True
-        step = "read"
-        got = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        if got != body:
-            return Check(
-                "replica access",
-                FAIL,
-                "the probe object read back different from what was written",
-                "check the endpoint: it may be a proxy that rewrites content",
-                subject=subject,
-                finding="probe-failed",
-            )
-        step = "delete"
-        client.delete_object(Bucket=bucket, Key=key)
-        step = "confirm"
-        left = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount", 0)
-        written = bool(left)
-    except (ClientError, BotoCoreError) as exc:
-        if isinstance(exc, ClientError):
-            note_date(exc.response.get("ResponseMetadata"))
-        return _s3_failure(settings, replica, step, exc, clean, leftover=key if written else None)
-    finally:
-        if written:
-            try:
-                client.delete_object(Bucket=bucket, Key=key)
-            except Exception:  # noqa: S110 - best effort; the failure is already being reported
-                pass
-    if written:
-        return Check(
-            "replica access",
-            WARN,
-            f"the probe object {key} is still listed after deletion",
-            "the store may list deleted objects for a while; check again later",
-            subject=subject,
-            finding="probe-left-behind",
-        )
-    return Check(
-        "replica access",
-        OK,
-        f"listed, wrote, read and deleted a probe object under s3://{bucket}/{replica_prefix(replica)}"
-        " (s3:ListBucket, PutObject, GetObject and DeleteObject all work)",
-        subject=subject,
-    )
-
-
-def _s3_failure(
-    settings: Settings, replica: Replica, step: str, exc: Exception, clean: Callable[[str], str], leftover: str | None = None
-) -> Check:
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        ReadTimeoutError,
-        SSLError,
-    )
-
-    subject = replica.destination
-    bucket = replica.bucket
-    endpoint = replica.endpoint or "AWS S3"
-    key_var = _variable(settings, "access_key_id", "BACKUP_ACCESS_KEY_ID")
-    secret_var = _variable(settings, "secret_access_key", "BACKUP_SECRET_ACCESS_KEY")
-    left = f" (the probe object {leftover} may be left behind; delete it)" if leftover else ""
-
-    def fail(finding: str, found: str, fix: str) -> Check:
-        return Check("replica access", FAIL, clean(found) + left, fix, subject=subject, finding=finding)
-
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)):
-        return fail(
-            "endpoint-unreachable",
-            f"cannot reach {endpoint}: {exc}",
-            "check BACKUP_ENDPOINT (R2: https://<account-id>.r2.cloudflarestorage.com), the network and any firewall",
-        )
-    if isinstance(exc, SSLError):
-        return fail(
-            "tls-error",
-            f"TLS failed with {endpoint}: {exc}",
-            "check the endpoint's certificate, or AWS_CA_BUNDLE / SSL_CERT_FILE",
-        )
-    if isinstance(exc, NoCredentialsError):
-        return fail(
-            "no-credentials",
-            "no credentials were found for the replica",
-            "set BACKUP_ACCESS_KEY_ID and BACKUP_SECRET_ACCESS_KEY (or R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY)",
-        )
-    if not isinstance(exc, ClientError):
-        return fail("probe-failed", f"{step} failed: {exc}", "run `backupctl doctor` again; if it persists, check the endpoint")
-    error = exc.response.get("Error") or {}
-    code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
-    message = str(error.get("Message") or "")
-    if code in ("NoSuchBucket", "404") and step == "list":
-        return fail(
-            "no-such-bucket",
-            f"bucket {bucket!r} does not exist at {endpoint}",
-            f"create the bucket (R2: dashboard → R2 → Create bucket; S3: aws s3 mb s3://{bucket}), or fix BACKUP_BUCKET",
-        )
-    if code == "SignatureDoesNotMatch":
-        return fail(
-            "signature-mismatch",
-            f"the server knows access key {mask(settings.credentials.access_key_id)} but the secret does not match it",
-            f"copy the secret access key again into {secret_var} (it is shown only once when the token is created)",
-        )
-    if code in ("InvalidAccessKeyId", "InvalidAccessKeyID"):
-        return fail(
-            "unknown-access-key",
-            f"the server does not know access key {mask(settings.credentials.access_key_id)}",
-            f"check {key_var}: the token may be deleted, or belong to another account or endpoint",
-        )
-    if code == "RequestTimeTooSkewed":
-        return fail(
-            "clock-skew",
-            "the server rejected the request because this machine's clock is off",
-            "sync the clock (timedatectl set-ntp true, or chrony/ntpd)",
-        )
-    if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-        permission = _CODES_BY_STEP.get(step, "access")
-        if step == "write":
-            return fail(
-                "read-only",
-                "the credentials can list the bucket but not write to it (AccessDenied on PutObject"
-                + (f": {message})" if message else ")"),
-                "give the key write access: R2 token permission 'Object Read & Write'; S3 policy allowing "
-                "s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on the bucket",
-            )
-        return fail(
-            f"{step}-denied",
-            f"AccessDenied on {permission} ({step} step){': ' + message if message else ''}",
-            f"allow {permission} for these credentials on bucket {bucket!r} "
-            "(all four are needed: s3:ListBucket, s3:PutObject, s3:GetObject, s3:DeleteObject)",
-        )
-    return fail(
-        "probe-failed",
-        f"{step} failed with {code}{': ' + message if message else ''}",
-        "check the bucket, endpoint and credentials; `backupctl env` shows what is in use",
-    )
-
-
-def _variable(settings: Settings, setting: str, default: str) -> str:
-    origin = settings.origins.get(setting)
-    return origin.variable if origin and origin.variable else default
+    """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file)."""
+    clean = clean or cleaner(settings)
+    return replica.spec.probe(settings, replica, server_dates if server_dates is not None else [], clean)
 
 
 def _check_clock(server_dates: Iterable[tuple[float, float]]) -> Check:

@@ -18,19 +18,17 @@ at ``t`` was written somewhere in ``[t, t + 1s)``.
 from __future__ import annotations
 
 import re
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from backupctl.errors import BackupctlError, LitestreamError
+from backupctl.kinds import probe_replica
 from backupctl.litestream_log import logfmt
 from backupctl.runner import Litestream, Result, scrub
 from backupctl.settings import Database, Replica, Settings
 
 LISTING_TIMEOUT = 30.0  # seconds; 0.5 against a silent endpoint would otherwise retry for minutes
-PROBE_TIMEOUT = 3.0  # a TCP connect on a healthy network takes milliseconds
 SNAPSHOT_LEVEL = 9  # 0.5: snapshots are level-9 LTX files
 WAL_LEVEL = 0  # 0.5: what 0.3 called WAL segments are level-0 LTX files
 GENERATIONS_NOTE = (
@@ -220,43 +218,6 @@ def _runner(settings: Settings, binary_path: Path, config_path: Path | None) -> 
 
         config_path = config_for_reading(settings)
     return Litestream(binary_path, settings, config_path)
-
-
-def probe_replica(replica: Replica, timeout: float = PROBE_TIMEOUT) -> None:
-    """Raise LitestreamError if a network replica's endpoint does not accept a connection.
-
-    File replicas and kinds whose endpoint is not a plain host (gs, abs) are not probed.
-    """
-    target = _probe_target(replica)
-    if target is None:
-        return
-    host, port = target
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
-    except TimeoutError:
-        cause = f"no answer from {host}:{port} within {timeout:g}s"
-    except socket.gaierror as exc:
-        cause = f"cannot resolve {host}: {exc.strerror}"
-    except OSError as exc:
-        cause = f"{host}:{port}: {exc.strerror or exc}"
-    raise LitestreamError(
-        f"replica {replica.destination} is unreachable: {cause}",
-        "check the endpoint, the network and that the storage server is running; `backupctl doctor` probes it",
-    )
-
-
-def _probe_target(replica: Replica) -> tuple[str, int] | None:
-    if replica.kind in ("s3", "r2"):
-        endpoint = replica.endpoint or f"https://s3.{replica.region or 'us-east-1'}.amazonaws.com"
-        parts = urlsplit(endpoint)
-        if not parts.hostname:
-            return None
-        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    if replica.kind == "sftp" and replica.sftp_host:
-        host, _, port = replica.sftp_host.rpartition(":") if ":" in replica.sftp_host else (replica.sftp_host, "", "")
-        return host, int(port) if port.isdigit() else 22
-    return None
 
 
 def _error_lines(text: str) -> list[dict[str, str]]:

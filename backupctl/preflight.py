@@ -18,7 +18,6 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError
 from backupctl.settings import Database, Replica, Settings
@@ -178,22 +177,7 @@ def _endpoint_key(replica: Replica) -> str:
 
 def endpoint_address(replica: Replica) -> tuple[str, int] | None:
     """The (host, port) a network replica connects to; None when there is no endpoint to probe here."""
-    if replica.kind in ("s3", "r2"):
-        endpoint = replica.endpoint
-        if not endpoint:
-            region = replica.region or "us-east-1"
-            return (f"s3.{region}.amazonaws.com", 443)
-        parts = urlsplit(endpoint)
-        if not parts.hostname:
-            return None
-        return (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    if replica.kind == "sftp" and replica.sftp_host:
-        host, _, port = replica.sftp_host.rpartition(":") if ":" in replica.sftp_host else (replica.sftp_host, "", "22")
-        try:
-            return (host.strip("[]"), int(port or 22))
-        except ValueError:
-            return None
-    return None
+    return replica.spec.address(replica)
 
 
 def check_replica(replica: Replica, connect_timeout: float = CONNECT_TIMEOUT) -> Problem | None:

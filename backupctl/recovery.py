@@ -125,7 +125,7 @@ def _s3_folders(settings: Settings, replica: Replica, prefix: str) -> list[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from backupctl.doctor import open_s3_client
-    from backupctl.listings import probe_replica
+    from backupctl.kinds import probe_replica
     from backupctl.runner import scrub
 
     probe_replica(replica)

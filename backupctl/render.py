@@ -115,27 +115,12 @@ def _environment(settings: Settings):  # -> jinja2.Environment
 
 def template_context(settings: Settings) -> dict[str, object]:
     """What templates see. No credentials: only references to variables set at run time."""
+    from backupctl import kinds as replica_kinds
+
     caps = capabilities(settings.version)
     dbs = []
     for db in settings.databases:
-        replicas = []
-        for r in db.replicas:
-            replicas.append(
-                {
-                    "kind": r.kind,
-                    "type": r.litestream_type,
-                    "path": r.path,
-                    "bucket": r.bucket,
-                    "endpoint": r.endpoint,
-                    "region": r.region,
-                    "force_path_style": r.force_path_style,
-                    "host": r.sftp_host,
-                    "user": r.sftp_user,
-                    "key_path": r.sftp_key_path,
-                    "password": EnvRef(r.sftp_password_env) if r.sftp_password_env else None,
-                    "account_name": r.abs_account_name,
-                }
-            )
+        replicas = [replica_kinds.template_values(r) for r in db.replicas]  # each kind's own keys
         dbs.append({"path": str(db.path), "name": db.name, "replicas": replicas})
     return {
         "version": settings.version,

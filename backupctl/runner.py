@@ -14,23 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backupctl import kinds as replica_kinds
 from backupctl.errors import LitestreamError
 from backupctl.settings import Settings
 from backupctl.versions import Capabilities, capabilities
 
-# Variables never passed through from backupctl's own environment, and why.
+# Variables never passed through from backupctl's own environment, and why (each replica kind
+# drops its own credential variables too: backupctl/kinds/).
 _DROPPED_ALWAYS = {
     "LITESTREAM_CONFIG": "backupctl passes -config explicitly",
-    "LITESTREAM_ACCESS_KEY_ID": "litestream copies it over AWS_ACCESS_KEY_ID; backupctl sets that itself",
-    "LITESTREAM_SECRET_ACCESS_KEY": "litestream copies it over AWS_SECRET_ACCESS_KEY; backupctl sets that itself",
 }
-# backupctl's own secret-bearing variables: litestream gets the values under the names it reads.
-_NOT_FOR_CHILD = (
-    "BACKUP_SECRET_ACCESS_KEY",
-    "R2_SECRET_ACCESS_KEY",
-    "BACKUP_SFTP_PASSWORD",
-    "BACKUP_ABS_ACCOUNT_KEY",
-)
 
 
 @dataclass
@@ -47,22 +40,12 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
     for name, why in _DROPPED_ALWAYS.items():
         if env.pop(name, None) is not None:
             notices.append(f"not passing {name} to litestream: {why}")
-    for name in _NOT_FOR_CHILD:
-        env.pop(name, None)
+    # Each kind drops backupctl's own variables for its credentials; they are set below, under the names litestream reads.
+    notices += replica_kinds.drop_own_variables(env)
     dropped = caps.clean_environment(env)
-    if any(r.kind in ("s3", "r2") for db in settings.databases for r in db.replicas):
+    if replica_kinds.uses_s3_client(settings):
         notices += dropped  # only worth saying where an S3 client runs (not for a local folder)
-    creds = settings.credentials
-    if creds.access_key_id:
-        env["AWS_ACCESS_KEY_ID"] = creds.access_key_id
-    if creds.secret_access_key:
-        env["AWS_SECRET_ACCESS_KEY"] = creds.secret_access_key
-    if creds.sftp_password:
-        env["BACKUPCTL_SFTP_PASSWORD"] = creds.sftp_password
-    if creds.abs_account_key:
-        env["LITESTREAM_AZURE_ACCOUNT_KEY"] = creds.abs_account_key
-    if settings.gs_credentials_file:
-        env["GOOGLE_APPLICATION_CREDENTIALS"] = settings.gs_credentials_file
+    replica_kinds.set_credentials(settings, env)
     return ChildEnvironment(env=env, notices=notices)
 
 

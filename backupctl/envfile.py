@@ -1,0 +1,122 @@
+"""Finding and reading the `.env`, where each value came from, and the "did you mean" for names
+backupctl does not read.
+
+The `.env` is read with python-dotenv without touching ``os.environ`` and without ``${VAR}``
+interpolation (a `$` in a value is kept as written). A variable set in the process environment
+overrides the same variable in the file. Empty values count as unset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from backupctl.errors import ConfigError
+
+# Read elsewhere (by backupctl or by litestream): not settings, but not typos either.
+OTHER_KNOWN_VARIABLES = frozenset(
+    {
+        "BACKUPCTL_ENV_FILE", "BACKUPCTL_STATE_DIR", "BACKUPCTL_CACHE_DIR", "BACKUPCTL_HOME", "BACKUPCTL_DEBUG",
+        "BACKUPCTL_LITESTREAM_BIN", "BACKUPCTL_ALLOW_VERSION_MISMATCH", "BACKUPCTL_LITESTREAM_BASE_URL",
+        "BACKUPCTL_CA_BUNDLE", "BACKUPCTL_PRICES", "BACKUPCTL_NO_PDEATHSIG", "BACKUPCTL_SFTP_PASSWORD",
+        "BACKUPCTL_TEST_CACHE",  # backupctl's own test suite
+        "LITESTREAM_CONFIG",  # litestream's; backupctl drops it and passes -config (and says so)
+    }
+)  # fmt: skip
+# Names in these families that are neither of the above are most likely typos: warn, with "did you mean".
+WATCHED_PREFIXES = ("BACKUP_", "BACKUPCTL_", "R2_", "LITESTREAM_")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting's value came from."""
+
+    variable: str | None  # None: the default
+    source: str  # "environment", the .env path, "default", "derived"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The .env's variables, exactly as written (no interpolation, os.environ untouched)."""
+    from dotenv import dotenv_values
+
+    try:
+        raw = dotenv_values(path, interpolate=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason})", "save the .env as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the path and its permissions") from None
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
+    """The .env to read: the one named, else the nearest `.env` in the current folder or above it
+    (as git finds `.git`), so a command run from a project's subfolder reads the project's settings."""
+    if env_file is not None:
+        path = env_file.expanduser()
+        if not path.is_absolute():
+            path = cwd / path
+        if not path.is_file():
+            raise ConfigError(
+                f"--env-file {env_file}: no such file",
+                'create it (README, "Settings", lists every variable), or drop --env-file to use the project\'s .env',
+            )
+        return path.resolve()
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / ".env"
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def env_search_note(cwd: Path) -> str:
+    """Where find_env_file looked when it found nothing, in words."""
+    return f"no .env found in {cwd} or any folder above it, so only the process environment was read"
+
+
+def read_chains(
+    chains: Mapping[str, tuple[str, ...]],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, str],
+    source_name: str,
+    default: Callable[[str], str | None],
+) -> tuple[dict[str, str | None], dict[str, Origin]]:
+    """Each setting's value and origin: the first variable of its chain set in the environment or
+    the file (the environment first, variable by variable), else ``default(setting)``."""
+    values: dict[str, str | None] = {}
+    origins: dict[str, Origin] = {}
+    for setting, chain in chains.items():
+        values[setting] = None
+        for variable in chain:
+            if environ.get(variable):
+                values[setting], origins[setting] = environ[variable], Origin(variable, "environment")
+                break
+            if file_values.get(variable):
+                values[setting], origins[setting] = file_values[variable], Origin(variable, source_name)
+                break
+        else:
+            fallback = default(setting)
+            if fallback is not None:
+                values[setting], origins[setting] = fallback, Origin(None, "default")
+    return values, origins
+
+
+def unknown_variables(
+    file_values: Mapping[str, str], environ: Mapping[str, str], file_name: str, settings_variables: frozenset[str]
+) -> list[str]:
+    """One warning per BACKUP_/BACKUPCTL_/R2_/LITESTREAM_ name that backupctl does not read (a typo
+    like BACKUP_DATABASE is otherwise silently ignored), with the closest known name."""
+    import difflib
+
+    known_names = settings_variables | OTHER_KNOWN_VARIABLES
+    known = sorted(known_names)
+    found = [(name, file_name) for name in file_values]
+    found += [(name, "environment") for name in environ if name not in file_values]
+    warnings = []
+    for name, where in found:
+        if not name.startswith(WATCHED_PREFIXES) or name in known_names:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ' (README, "Settings", lists the variables)'
+        warnings.append(f"{name} (in {where}) is not a variable backupctl reads, so it is ignored{hint}")
+    return warnings

@@ -1,0 +1,255 @@
+"""What every replica kind is made of: the `Replica` record, the validation context, and the
+`ReplicaKind` spec each kind fills in (``backupctl/kinds/<kind>.py``).
+
+A spec declares its `.env` variables and which of them are secrets, checks them, builds the
+`Replica` of one database, names its destination and lock key, gives its template the values it
+prints, gives litestream the credentials through the environment (never argv or files), says
+where to test that it is reachable, probes it for `doctor`, lists its objects for `cost`, and
+prices it. Defaults here are what a kind without that ability does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from backupctl.envfile import Origin
+
+if TYPE_CHECKING:
+    from backupctl.doctor import Check
+    from backupctl.settings import Settings
+    from backupctl.versions import Capabilities
+
+# Shared by every kind that keeps its replica in a bucket (or an Azure container).
+BUCKET_VARIABLES = ("BACKUP_BUCKET", "R2_BUCKET", "LITESTREAM_REPLICA_BUCKET")
+PROBE_PREFIX = ".backupctl-doctor-probe-"  # doctor's probe files and objects; `cost` does not count them
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass
+class Checking:
+    """What a kind's checks read and write: the settings' values (a kind may derive one, like R2's
+    endpoint), where each came from, the problems found so far, and the kinds in use."""
+
+    values: dict[str, str | None]
+    origins: dict[str, Origin]
+    kinds: tuple[str, ...]
+    project_dir: Path
+    problems: list[str] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)  # checks shared by several kinds run once
+
+    def add(self, variable: str, what: str, fix: str) -> None:
+        self.problems.append(f"{variable}: {what}; {fix}")
+
+    def once(self, name: str) -> bool:
+        """True the first time a shared check asks, False after."""
+        if name in self.done:
+            return False
+        self.done.add(name)
+        return True
+
+    def variable(self, setting: str, default: str) -> str:
+        origin = self.origins.get(setting)
+        return origin.variable if origin and origin.variable else default
+
+
+@dataclass(frozen=True)
+class Prices:
+    """One provider's prices in USD. Operations are per million requests for both providers."""
+
+    storage_gb_month: float
+    writes_per_million: float  # R2 class A (PUT, LIST); S3 PUT/COPY/POST/LIST
+    reads_per_million: float  # R2 class B (GET, HEAD); S3 GET/SELECT
+    egress_gb: float
+    free_storage_gb: float = 0.0
+    free_writes_million: float = 0.0
+    free_reads_million: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: float  # epoch seconds
+
+
+class Replica:
+    """One replica destination of one database, in litestream's terms.
+
+    ``kind`` names its spec; the other fields are the options that kind declares (``bucket``,
+    ``sftp_host``, ...), read as attributes. An option of another kind reads as None.
+    """
+
+    __slots__ = ("kind", "litestream_type", "path", "_options")
+    kind: str  # backupctl kind: file s3 r2 sftp gs abs
+    litestream_type: str  # what litestream's config calls it
+    path: str  # folder (file) or prefix inside the bucket
+
+    def __init__(self, kind: str, litestream_type: str, path: str, **options: Any) -> None:
+        from backupctl.kinds import spec
+
+        unknown = set(options) - set(spec(kind).options)
+        if unknown:
+            raise TypeError(f"a {kind} replica has no option {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "litestream_type", litestream_type)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "_options", tuple(sorted(options.items())))
+
+    def __getattr__(self, name: str) -> Any:
+        from backupctl.kinds import all_options
+
+        if name.startswith("_") or name not in all_options():
+            raise AttributeError(name)
+        return dict(self._options).get(name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Replica cannot be changed")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle rebuild it through __init__
+        return (_rebuild_replica, (self.kind, self.litestream_type, self.path, dict(self._options)))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.kind, self.litestream_type, self.path, self._options)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Replica) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self._options)
+        return f"Replica(kind={self.kind!r}, litestream_type={self.litestream_type!r}, path={self.path!r}{options})"
+
+    @property
+    def spec(self) -> ReplicaKind:
+        from backupctl.kinds import spec
+
+        return spec(self.kind)
+
+    @property
+    def destination(self) -> str:
+        """A human-readable, secret-free name of where the backup lives (locks use ``lock_key``)."""
+        return self.spec.destination(self)
+
+    @property
+    def lock_key(self) -> str:
+        """The replica's location normalised, so two spellings of one place get one key (and one lock).
+
+        A folder is its real path (``..`` and symlinks resolved); an S3-style endpoint has its scheme
+        and host in lower case, default ports and trailing slashes dropped; paths lose empty segments.
+        """
+        return self.spec.lock_key(self)
+
+
+def _rebuild_replica(kind: str, litestream_type: str, path: str, options: dict[str, Any]) -> Replica:
+    return Replica(kind, litestream_type, path, **options)
+
+
+def clean_path(path: str) -> str:
+    """A remote path without empty or '.' segments."""
+    return "/".join(part for part in path.split("/") if part and part != ".")
+
+
+def split_host_port(text: str, default_port: int) -> tuple[str, int] | None:
+    """``host``, ``host:port`` or ``[v6]:port`` as (host, port); None for a port that is not a number."""
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", str(default_port))
+    try:
+        return (host.strip("[]"), int(port or default_port))
+    except ValueError:
+        return None
+
+
+def resolve(value: str, base: Path) -> Path:
+    """A path from the settings: ``~`` expanded, relative to the project folder."""
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else base / path).absolute()
+
+
+class ReplicaKind:
+    """One replica kind. Subclasses set the class attributes and override what they can do."""
+
+    name: ClassVar[str]
+    litestream_type: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # other spellings accepted in BACKUP_REPLICA
+    # setting -> the variables that may provide it, first set wins (merged into settings.CHAINS)
+    variables: ClassVar[dict[str, tuple[str, ...]]] = {}
+    secrets: ClassVar[frozenset[str]] = frozenset()  # settings whose values are secrets
+    masked: ClassVar[frozenset[str]] = frozenset()  # not secret alone, still shown masked
+    options: ClassVar[tuple[str, ...]] = ()  # the Replica fields of this kind
+    needs_bucket: ClassVar[bool] = False
+    uses_s3_client: ClassVar[bool] = False  # AWS_CA_BUNDLE and friends matter to its litestream
+    # Variables of backupctl's own never passed to litestream: with the reason said (name -> why),
+    # and silently (secrets litestream gets under the names it reads).
+    dropped_variables: ClassVar[dict[str, str]] = {}
+    withheld_variables: ClassVar[tuple[str, ...]] = ()
+    # BACKUP_REPLICA unset: the kind with the lowest rank whose implying setting is set (None: always).
+    implied_rank: ClassVar[int | None] = None
+    implied_by: ClassVar[str | None] = None
+    prices: ClassVar[Prices | None] = None  # `cost` prices every replica on each kind that has prices
+
+    @property
+    def template(self) -> str:
+        """Its template, included by the main one for each replica of this kind."""
+        return f"replica/{self.name}.j2"
+
+    def type_for(self, caps: Capabilities) -> str:
+        """What this litestream version's config calls the kind."""
+        return self.litestream_type
+
+    def check(self, checking: Checking) -> None:
+        """Add a problem for each of its settings that litestream could not use (called once per kind in use)."""
+
+    def check_values(self, checking: Checking) -> None:
+        """Checks of a value's form that apply even when the kind is not in use (called for every kind)."""
+
+    def replica(
+        self, name: str, remote_path: str, values: Mapping[str, str | None], local_dir: Path, caps: Capabilities
+    ) -> Replica:
+        """The replica of database file ``name``; ``values`` are the validated settings."""
+        raise NotImplementedError
+
+    def destination(self, replica: Replica) -> str:
+        raise NotImplementedError
+
+    def lock_key(self, replica: Replica) -> str:
+        raise NotImplementedError
+
+    def template_values(self, replica: Replica) -> dict[str, Any]:
+        """What its template prints beside ``kind``, ``type`` and ``path``."""
+        return {}
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        """Variables litestream reads its credentials from (the only way secrets reach it)."""
+        return {}
+
+    def address(self, replica: Replica) -> tuple[str, int] | None:
+        """The (host, port) it connects to, to test before a slow litestream call; None: nothing to test."""
+        return None
+
+    def probe(
+        self,
+        settings: Settings,
+        replica: Replica,
+        server_dates: list[tuple[float, float]],
+        clean: Callable[[str], str],
+    ) -> Check:
+        """`doctor`'s check that the replica can be written to (``server_dates``: the servers' Date headers)."""
+        from backupctl.doctor import INFO, Check
+
+        return Check(
+            "replica access",
+            INFO,
+            f"{replica.kind} replicas are not probed by doctor",
+            "run `backupctl verify` to prove the replica restores",
+            subject=replica.destination,
+            finding="replica-not-probed",
+        )
+
+    def list_objects(self, settings: Settings, replica: Replica) -> list[StoredObject] | None:
+        """Every object the replica holds (for `cost`); None: this kind is not listed."""
+        return None
