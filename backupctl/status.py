@@ -26,6 +26,7 @@ time for a slow upload, and never under a minute. ``BACKUP_STALE_AFTER`` overrid
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -306,7 +307,7 @@ def database_status(
 
 def collect_status(
     settings: Settings,
-    binary_path: Path,
+    binary_path: Path | Callable[[], Path],
     database: str | None = None,
     *,
     config_path: Path | None = None,
@@ -320,7 +321,9 @@ def collect_status(
     observations are the reading: no litestream call, no replica read. Otherwise (no supervisor,
     no recent look, or ``fresh``) local positions come from one litestream call (0.5
     ``status -json``) or the files themselves (0.3), and the replicas are read side by side, each
-    with ``timeout``. The exit code to use is ``report.exit_code``.
+    with ``timeout``. ``binary_path`` may be a function giving it, called only when litestream runs
+    (installing or checking the binary is part of a live reading, not of reading a look).
+    The exit code to use is ``report.exit_code``.
     """
     now = time.time() if now is None else now
     dbs = settings.database(database)
@@ -357,6 +360,7 @@ def collect_status(
     from backupctl.render import config_for_reading
     from backupctl.runner import Litestream
 
+    binary_path = binary_path() if callable(binary_path) else binary_path
     config_path = config_path or config_for_reading(settings)
     ls = Litestream(binary_path, settings, config_path)
     local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}

@@ -234,17 +234,17 @@ def status(
     # is matched against the replica and a missing folder is fine.
     settings = load_for_recovery(env_file, lenient=True) if replica_only else load(env_file)
     config_path = explicit_config(config)
-    binary = binary_for(settings)
     if replica_only:
-        _replica_only(settings, binary, database, json_)
+        _replica_only(settings, binary_for(settings), database, json_)
     if watch:
         from backupctl.cli import Interrupted
 
         try:
+            binary = binary_for(settings)
             _watch(lambda: collect_status(settings, binary, database, config_path=config_path, fresh=fresh), interval, json_)
         except Interrupted:  # Ctrl-C is how a watch ends: quietly
             raise typer.Exit(0) from None
-    report = collect_status(settings, binary, database, config_path=config_path, fresh=fresh)
+    report = collect_status(settings, lambda: binary_for(settings), database, config_path=config_path, fresh=fresh)
     if json_:
         from backupctl.cli.output import emit_json
 
