@@ -222,10 +222,13 @@ def database_status(
     has_ltx: bool,
     unserved: bool = False,
     observed_at: float | None = None,
+    verifies: dict[str, dict[str, Any]] | None = None,
 ) -> DatabaseStatus:
     """The verdict for one database from its entry (``observations.record`` has brought it up to
     date with the reading). ``replica_error``: the replica could not be read at the last reading.
-    ``observed_at``: the entry is the running supervisor's observation from then."""
+    ``observed_at``: the entry is the running supervisor's observation from then. ``verifies``:
+    ``state.verify_records`` of the project (read once for every database)."""
+    verifies = verifies if verifies is not None else state.verify_records(project_state_dir(settings.project_dir))
     local_pos = positions.local_key(local.position, has_ltx)
     replica_pos = entry.get("replica_pos")
     has_reading = "read_at" in entry
@@ -273,9 +276,7 @@ def database_status(
     elif behind:
         reason = f"the replica is {lag:.0f}s behind, within the threshold ({threshold:g}s)" + as_of
 
-    verify = state.last_verify(project_state_dir(settings.project_dir), str(db.path)) or state.last_verify(
-        project_state_dir(settings.project_dir), db.name
-    )
+    verify = verifies.get(str(db.path)) or verifies.get(db.name)
     return DatabaseStatus(
         name=db.name,
         path=str(db.path),
@@ -340,6 +341,7 @@ def collect_status(
         supervisor=supervisor, source="live",
     )  # fmt: skip
 
+    verifies = state.verify_records(state_dir)
     seen = None
     if supervisor.running and supervisor.pid is not None and not fresh:
         seen = observations.published(state_dir, supervisor.pid, now)
@@ -351,10 +353,10 @@ def collect_status(
         for db in dbs:
             entry = dict(seen.entries.get(str(db.path), {}))
             position = local_position(entry) or positions.LocalPosition(exists=db.path.exists())
-            report.databases.append(
-                database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
-                                threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at)
-            )  # fmt: skip
+            verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
+                                      threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
+                                      verifies=verifies)  # fmt: skip
+            report.databases.append(verdict)
         return report
 
     from backupctl.render import config_for_reading
@@ -378,9 +380,9 @@ def collect_status(
         entry = cache.setdefault(str(db.path), {})
         if str(db.path) not in unserved:
             record(entry, position, window, has_ltx, local.updated_at, now)
-        report.databases.append(
-            database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx, str(db.path) in unserved)
-        )
+        verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx,
+                                  str(db.path) in unserved, verifies=verifies)  # fmt: skip
+        report.databases.append(verdict)
     try:
         state.write_json(state_dir / STATUS_CACHE, cache)
     except OSError:
