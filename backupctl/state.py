@@ -121,10 +121,15 @@ def record_verify(state_dir: Path, database: str, record: VerifyRecord) -> None:
     write_json(state_dir / VERIFYFILE, current)
 
 
+def verify_records(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every database's last verify as recorded (VerifyRecord.to_json), by the key it was recorded under."""
+    document = read_json(state_dir / VERIFYFILE) or {}
+    return {k: v for k, v in document.items() if isinstance(v, dict) and isinstance(v.get("status"), str)}
+
+
 def last_verify(state_dir: Path, database: str) -> dict[str, Any] | None:
     """The last verify of a database as recorded (VerifyRecord.to_json), or None."""
-    found = (read_json(state_dir / VERIFYFILE) or {}).get(database)
-    return found if isinstance(found, dict) and isinstance(found.get("status"), str) else None
+    return verify_records(state_dir).get(database)
 
 
 def record_drill(state_dir: Path, result: dict[str, Any]) -> None:

@@ -26,21 +26,21 @@ time for a slow upload, and never under a minute. ``BACKUP_STALE_AFTER`` overrid
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backupctl import listings, positions, state
+from backupctl import listings, observations, positions, state
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
+from backupctl.observations import local_position, record
 from backupctl.paths import project_state_dir
-from backupctl.runner import Litestream
 from backupctl.settings import Database, Settings, parse_duration
+from backupctl.versions import capabilities
 
 OK, STALE, DOWN, NOT_INITIALIZED, ERROR = "ok", "stale", "down", "not-initialized", "error"
 STATUS_CACHE = "status.json"
-MAX_WORKERS = 8
 
 
 def stale_after_seconds(settings: Settings) -> float:
@@ -89,6 +89,7 @@ class DatabaseStatus:
     replica_error: str | None
     replica_read_at: str | None  # when the replica position shown was read
     last_verify: dict[str, Any] | None
+    observed_at: str | None = None  # set when the verdict comes from the supervisor's look at that time
 
 
 @dataclass
@@ -98,6 +99,8 @@ class StatusReport:
     stale_after_seconds: float
     supervisor: SupervisorInfo
     databases: list[DatabaseStatus] = field(default_factory=list)
+    source: str = "live"  # live (read now) or supervisor (its observations)
+    observed_at: str | None = None  # the supervisor's look the verdicts come from
 
     @property
     def exit_code(self) -> ExitCode:
@@ -113,6 +116,8 @@ class StatusReport:
             "checked_at": self.checked_at,
             "litestream_version": self.litestream_version,
             "stale_after_seconds": self.stale_after_seconds,
+            "source": self.source,
+            "observed_at": self.observed_at,
             "supervisor": asdict(self.supervisor),
             "databases": [asdict(d) for d in self.databases],
         }
@@ -201,7 +206,7 @@ def _local(db: Database, position: positions.LocalPosition) -> _Local:
 # --------------------------------------------------------------------------- verdict
 
 
-def _iso(epoch: float | None) -> str | None:
+def epoch_iso(epoch: float | None) -> str | None:
     return listings.iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
 
 
@@ -209,54 +214,36 @@ def database_status(
     settings: Settings,
     db: Database,
     local: _Local,
-    window: listings.Window | None,
-    replica_error: BackupctlError | None,
+    entry: dict[str, Any],
+    replica_error: str | None,
     supervisor: SupervisorInfo,
-    cache: dict[str, Any],
     threshold: float,
     now: float,
     has_ltx: bool,
     unserved: bool = False,
+    observed_at: float | None = None,
+    verifies: dict[str, dict[str, Any]] | None = None,
 ) -> DatabaseStatus:
-    """The verdict for one database. Updates ``cache`` (this database's entry) in place."""
-    entry = cache.setdefault(str(db.path), {})
+    """The verdict for one database from its entry (``observations.record`` has brought it up to
+    date with the reading). ``replica_error``: the replica could not be read at the last reading.
+    ``observed_at``: the entry is the running supervisor's observation from then. ``verifies``:
+    ``state.verify_records`` of the project (read once for every database)."""
+    verifies = verifies if verifies is not None else state.verify_records(project_state_dir(settings.project_dir))
     local_pos = positions.local_key(local.position, has_ltx)
-    if window is not None:
-        replica_pos = positions.replica_key(positions.replica_position(window), local.position, has_ltx)
-        entry.update(
-            replica_pos=replica_pos,
-            read_at=now,
-            newest=listings.iso(window.newest),
-            oldest=listings.iso(window.oldest),
-            newest_snapshot=listings.iso(window.newest_snapshot),
-            snapshot_count=window.snapshot_count,
-            replica_position=listings.txid_hex(window.max_txid)
-            if has_ltx
-            else (window.latest_generation.generation if window.latest_generation else None),
-        )
-    has_reading = "read_at" in entry
     replica_pos = entry.get("replica_pos")
-    behind: bool | None = None
-    behind_since: float | None = None
-    if has_reading and local.exists and local.initialized:
-        behind = not positions.covers_key(has_ltx, replica_pos, local_pos)
-        if behind:
-            pending = entry.get("pending")
-            if pending and not positions.covers_key(has_ltx, replica_pos, pending.get("position")):
-                behind_since = float(pending["since"])
-            else:
-                # No earlier observation: the last local write is the latest the gap can have opened.
-                behind_since = local.updated_at if local.updated_at is not None else now
-                entry["pending"] = {"since": behind_since, "position": local_pos}
-        else:
-            entry.pop("pending", None)
+    has_reading = "read_at" in entry
+    behind: bool | None = entry.get("behind") if has_reading and local.exists and local.initialized else None
+    behind_since: float | None = float(entry["pending"]["since"]) if behind and entry.get("pending") else None
+    if behind and behind_since is None:
+        behind_since = now
 
     newest = entry.get("newest")
     newest_epoch = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
     lag = (max(0.0, now - behind_since) if behind_since is not None else 0.0) if behind is not None else None
     unread_for = now - float(entry["read_at"]) if has_reading else None
+    as_of = f" (the supervisor's look {max(0.0, now - observed_at):.0f}s ago)" if observed_at is not None else ""
 
-    verdict, reason = OK, "the replica holds everything the local database has"
+    verdict, reason = OK, "the replica holds everything the local database has" + as_of
     if not local.exists:
         verdict, reason = ERROR, f"the database file {db.path} does not exist"
     elif unserved:
@@ -269,29 +256,27 @@ def database_status(
         verdict, reason = ERROR, "litestream reports an error for this database"
     elif not local.initialized and replica_error is not None:
         # The unreachable replica is the cause to name, not "never replicated" (docs/status.md: error, exit 12).
-        verdict, reason = ERROR, f"cannot read the replica: {replica_error.message}"
+        verdict, reason = ERROR, f"cannot read the replica: {replica_error}"
     elif not local.initialized:
         verdict, reason = NOT_INITIALIZED, "litestream has never replicated this database (start replication)"
     elif not has_reading:
         verdict = ERROR
-        reason = f"cannot read the replica: {replica_error.message if replica_error else 'no reading'}"
+        reason = f"cannot read the replica: {replica_error or 'no reading'}"
     elif not supervisor.running:
         verdict, reason = DOWN, f"replication is not running (supervisor {supervisor.state})"
-    elif window is not None and window.empty:
+    elif replica_error is None and entry.get("empty"):
         verdict, reason = NOT_INITIALIZED, "the replica is empty"
     elif behind and lag is not None and lag > threshold:
         verdict, reason = STALE, f"the replica has been behind the local database for {lag:.0f}s (threshold {threshold:g}s)"
     elif replica_error is not None and unread_for is not None and unread_for > threshold:
         verdict = STALE
-        reason = f"the replica could not be read for {unread_for:.0f}s (threshold {threshold:g}s): {replica_error.message}"
+        reason = f"the replica could not be read for {unread_for:.0f}s (threshold {threshold:g}s): {replica_error}"
     elif replica_error is not None:
-        reason = f"replica unreachable now ({replica_error.message}); position from {_iso(entry['read_at'])}"
+        reason = f"replica unreachable now ({replica_error}); position from {epoch_iso(entry['read_at'])}"
     elif behind:
-        reason = f"the replica is {lag:.0f}s behind, within the threshold ({threshold:g}s)"
+        reason = f"the replica is {lag:.0f}s behind, within the threshold ({threshold:g}s)" + as_of
 
-    verify = state.last_verify(project_state_dir(settings.project_dir), str(db.path)) or state.last_verify(
-        project_state_dir(settings.project_dir), db.name
-    )
+    verify = verifies.get(str(db.path)) or verifies.get(db.name)
     return DatabaseStatus(
         name=db.name,
         path=str(db.path),
@@ -301,12 +286,12 @@ def database_status(
         size=local.size,
         wal_size=local.wal_size if local.exists else None,
         local_position=listings.txid_hex(local.position.txid) if has_ltx else local.position.generation,
-        local_updated_at=_iso(local.updated_at),
+        local_updated_at=epoch_iso(local.updated_at),
         replica_position=entry.get("replica_position"),
         newest_backup=newest,
         newest_backup_age_seconds=round(now - newest_epoch, 1) if newest_epoch is not None else None,
         behind=behind,
-        behind_since=_iso(behind_since),
+        behind_since=epoch_iso(behind_since),
         lag_seconds=round(lag, 1) if lag is not None else None,
         lag_txids=(
             max(0, int(local_pos) - int(replica_pos)) if has_ltx and local_pos is not None and replica_pos is not None else None
@@ -314,197 +299,92 @@ def database_status(
         oldest_restorable=entry.get("oldest"),
         newest_snapshot=entry.get("newest_snapshot"),
         snapshot_count=entry.get("snapshot_count"),
-        replica_error=replica_error.message if replica_error else None,
-        replica_read_at=_iso(entry.get("read_at")),
+        replica_error=replica_error,
+        replica_read_at=epoch_iso(entry.get("read_at")),
         last_verify=verify,
+        observed_at=epoch_iso(observed_at),
     )
 
 
 def collect_status(
     settings: Settings,
-    binary_path: Path,
+    binary_path: Path | Callable[[], Path],
     database: str | None = None,
     *,
     config_path: Path | None = None,
     timeout: float = listings.LISTING_TIMEOUT,
     now: float | None = None,
+    fresh: bool = False,
 ) -> StatusReport:
     """Supervisor state and a verdict per database (all, or the one named).
 
-    Local positions come from one litestream call (0.5 ``status -json``) or the files
-    themselves (0.3); replicas are read in parallel (``MAX_WORKERS`` threads), each with
-    ``timeout``. The exit code to use is ``report.exit_code``.
+    With a running supervisor whose last look is recent (``observations.published``), its
+    observations are the reading: no litestream call, no replica read. Otherwise (no supervisor,
+    no recent look, or ``fresh``) local positions come from one litestream call (0.5
+    ``status -json``) or the files themselves (0.3), and the replicas are read side by side, each
+    with ``timeout``. ``binary_path`` may be a function giving it, called only when litestream runs
+    (installing or checking the binary is part of a live reading, not of reading a look).
+    The exit code to use is ``report.exit_code``.
     """
-    from backupctl.render import config_for_reading
-
     now = time.time() if now is None else now
     dbs = settings.database(database)
     supervisor = supervisor_info(settings, now)
-    config_path = config_path or config_for_reading(settings)
-    ls = Litestream(binary_path, settings, config_path)
-    has_ltx = ls.caps.has_ltx
+    state_dir = project_state_dir(settings.project_dir)
     threshold = stale_after_seconds(settings)
+    has_ltx = capabilities(settings.version).has_ltx
     # A running supervisor replicates what its private config held when it started: a database
     # added to the .env since then is not replicated (and not in that config to ask about).
     unserved = {str(db.path) for db in dbs if supervisor.pid is not None and str(db.path) not in supervisor.databases}
     served = [db for db in dbs if str(db.path) not in unserved]
-    local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
-
-    def read(db: Database) -> tuple[listings.Window | None, BackupctlError | None]:
-        if str(db.path) in unserved:
-            return None, None
-        try:
-            return listings.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
-        except BackupctlError as exc:
-            return None, exc
-
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(dbs)))) as pool:
-        readings = list(pool.map(read, dbs))
-
-    state_dir = project_state_dir(settings.project_dir)
-    cache = state.read_json(state_dir / STATUS_CACHE) or {}
     report = StatusReport(
-        checked_at=_iso(now) or "",
-        litestream_version=settings.version,
-        stale_after_seconds=threshold,
-        supervisor=supervisor,
-    )
-    for db, (window, error) in zip(dbs, readings, strict=True):
+        checked_at=epoch_iso(now) or "", litestream_version=settings.version, stale_after_seconds=threshold,
+        supervisor=supervisor, source="live",
+    )  # fmt: skip
+
+    verifies = state.verify_records(state_dir)
+    seen = None
+    if supervisor.running and supervisor.pid is not None and not fresh:
+        seen = observations.published(state_dir, supervisor.pid, now)
+        if seen is not None and any(local_position(seen.entries.get(str(db.path), {})) is None for db in served):
+            seen = None  # a database it has not looked at yet: read them all now
+    if seen is not None:
+        report.source = "supervisor"
+        report.observed_at = epoch_iso(seen.observed_at)
+        for db in dbs:
+            entry = dict(seen.entries.get(str(db.path), {}))
+            position = local_position(entry) or positions.LocalPosition(exists=db.path.exists())
+            verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
+                                      threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
+                                      verifies=verifies)  # fmt: skip
+            report.databases.append(verdict)
+        return report
+
+    from backupctl.render import config_for_reading
+    from backupctl.runner import Litestream
+
+    binary_path = binary_path() if callable(binary_path) else binary_path
+    config_path = config_path or config_for_reading(settings)
+    ls = Litestream(binary_path, settings, config_path)
+    local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
+    windows = (
+        listings.restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
+        if served else {}
+    )  # fmt: skip
+    cache = state.read_json(state_dir / STATUS_CACHE) or {}
+    for db in dbs:
         position = local_positions.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
         local = _local(db, position)
-        report.databases.append(
-            database_status(
-                settings, db, local, window, error, supervisor, cache, threshold, now, has_ltx, str(db.path) in unserved
-            )
-        )
+        reading = windows.get(str(db.path))
+        error = reading.message if isinstance(reading, BackupctlError) else None
+        window = reading if isinstance(reading, listings.Window) else None
+        entry = cache.setdefault(str(db.path), {})
+        if str(db.path) not in unserved:
+            record(entry, position, window, has_ltx, local.updated_at, now)
+        verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx,
+                                  str(db.path) in unserved, verifies=verifies)  # fmt: skip
+        report.databases.append(verdict)
     try:
         state.write_json(state_dir / STATUS_CACHE, cache)
     except OSError:
         pass  # a read-only project folder still gets a status, just without memory across calls
-    return report
-
-
-# --------------------------------------------------------------------------- replica only
-
-
-@dataclass
-class ReplicaDatabaseStatus:
-    name: str
-    path: str  # as the settings name it (it need not exist on this machine)
-    verdict: str  # ok (the replica holds a restorable backup), not-initialized (empty), error (unreadable)
-    reason: str
-    destinations: list[str]
-    newest_backup: str | None
-    newest_backup_age_seconds: float | None
-    oldest_restorable: str | None
-    restorable_window_seconds: float | None
-    newest_snapshot: str | None
-    snapshot_count: int | None
-    replica_position: str | None  # 0.5: newest txid; 0.3: newest generation
-    replica_error: str | None
-
-
-@dataclass
-class ReplicaReport:
-    checked_at: str
-    litestream_version: str
-    databases: list[ReplicaDatabaseStatus] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """12 if a replica cannot be read, else 11 if one is empty, else 0."""
-        verdicts = {d.verdict for d in self.databases}
-        if ERROR in verdicts:
-            return ExitCode.STATUS_ERROR
-        if NOT_INITIALIZED in verdicts:
-            return ExitCode.STATUS_DOWN
-        return ExitCode.OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.exit_code == ExitCode.OK,
-            "exit_code": int(self.exit_code),
-            "replica_only": True,
-            "checked_at": self.checked_at,
-            "litestream_version": self.litestream_version,
-            "databases": [asdict(d) for d in self.databases],
-        }
-
-
-def collect_replica_status(
-    settings: Settings,
-    binary_path: Path,
-    database: str | None = None,
-    *,
-    timeout: float = listings.LISTING_TIMEOUT,
-    now: float | None = None,
-) -> ReplicaReport:
-    """Each database's newest backup and restorable window, read from its replica alone.
-
-    For a machine that has the .env but not the databases (an operator's laptop): no local
-    file, supervisor or state is looked at, so there is no verdict about replication running,
-    only about what the replica holds and how old its newest backup is.
-    """
-    import dataclasses
-    import tempfile
-
-    from backupctl.atomic import write_atomic
-    from backupctl.render import config_for_reading, render
-
-    now = time.time() if now is None else now
-    dbs = settings.database(database)
-    with tempfile.TemporaryDirectory(prefix="backupctl-replica-only-") as tmp:
-        stand_ins = {db.path: Database(Path(tmp) / db.name, db.name, db.replicas) for db in dbs if not db.path.exists()}
-        reading_settings = settings
-        if stand_ins:
-            # litestream 0.3 stats the database before it reads a replica ("no such file or directory"):
-            # give it an empty stand-in, never written to. Where the replica lives is explicit in the
-            # config (folder or bucket path by name), not derived from the database's path.
-            for stand_in in stand_ins.values():
-                stand_in.path.touch()
-            databases = tuple(stand_ins.get(d.path, d) for d in settings.databases)
-            reading_settings = dataclasses.replace(settings, databases=databases)
-            config_path = Path(tmp) / "litestream.yml"
-            write_atomic(config_path, render(reading_settings).text)
-        else:
-            config_path = config_for_reading(settings, prefer_running=False)
-        has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
-
-        def read(db: Database) -> tuple[listings.Window | None, BackupctlError | None]:
-            try:
-                target = stand_ins.get(db.path, db)
-                return listings.restorable_window(reading_settings, binary_path, target, config_path=config_path,
-                                                 timeout=timeout), None  # fmt: skip
-            except BackupctlError as exc:
-                return None, exc
-
-        with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(dbs)))) as pool:
-            readings = list(pool.map(read, dbs))
-    report = ReplicaReport(checked_at=_iso(now) or "", litestream_version=settings.version)
-    for db, (window, error) in zip(dbs, readings, strict=True):
-        entry = ReplicaDatabaseStatus(
-            name=db.name, path=str(db.path), verdict=ERROR, reason="", destinations=[r.destination for r in db.replicas],
-            newest_backup=None, newest_backup_age_seconds=None, oldest_restorable=None, restorable_window_seconds=None,
-            newest_snapshot=None, snapshot_count=None, replica_position=None, replica_error=None,
-        )  # fmt: skip
-        if window is None:
-            entry.reason = f"cannot read the replica: {error.message if error else 'no reading'}"
-            entry.replica_error = error.message if error else None
-        elif window.empty:
-            entry.verdict, entry.reason = NOT_INITIALIZED, "the replica is empty"
-        else:
-            entry.verdict = OK
-            entry.newest_backup, entry.oldest_restorable = listings.iso(window.newest), listings.iso(window.oldest)
-            entry.newest_snapshot, entry.snapshot_count = listings.iso(window.newest_snapshot), window.snapshot_count
-            if window.newest is not None:
-                entry.newest_backup_age_seconds = round(now - window.newest.timestamp(), 1)
-                age = entry.newest_backup_age_seconds
-                entry.reason = f"the replica holds a restorable backup; the newest is {age:.0f}s old"
-            if window.newest is not None and window.oldest is not None:
-                entry.restorable_window_seconds = round((window.newest - window.oldest).total_seconds(), 1)
-            if has_ltx:
-                entry.replica_position = listings.txid_hex(window.max_txid)
-            elif window.latest_generation:
-                entry.replica_position = window.latest_generation.generation
-        report.databases.append(entry)
     return report

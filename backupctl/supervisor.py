@@ -57,6 +57,7 @@ from backupctl import locks, positions, processes, state
 from backupctl.errors import BackupctlError, ConflictError, ExitCode, LitestreamError, SupervisorError
 from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.logfiles import OutputTail, fresh_private_file
+from backupctl.observations import Observer
 from backupctl.periodic import PeriodicJob
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
@@ -339,6 +340,7 @@ class Supervisor:
         child = self._register_child(proc.pid)
         self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
         output = _Output(proc, self.state_dir / LITESTREAM_OUTPUT)
+        observer = self._observer()
         try:
             while True:
                 raw = output.next_line(quick=run.term_sent_at is not None or self.stop_signal is not None)
@@ -355,9 +357,13 @@ class Supervisor:
                         break
                 for job in self._jobs:
                     job.tick(run.confirmed)
+                if observer is not None and run.confirmed and run.term_sent_at is None and self.stop_signal is None:
+                    observer.tick()
             returncode = proc.wait()
         finally:
             output.close()
+            if observer is not None:
+                observer.discard()
         processes.unregister(child)
         return self._finish(run, returncode)
 
@@ -459,6 +465,13 @@ class Supervisor:
             raise LitestreamError(f"cannot read {self.source_config}: {exc.strerror}", "check its permissions") from None
         write_atomic(private, text)
         self.litestream = Litestream(self.litestream.binary, self.settings, private)
+
+    def _observer(self) -> Observer | None:
+        """What this litestream run publishes for `status` (none with an injected position check)."""
+        if self.position_check is not None:
+            return None
+        return Observer(self.litestream, list(self.settings.databases), self.state_dir, self.settings.sync_seconds,
+                        clock=self.clock, log=self.log)  # fmt: skip
 
     def _register_child(self, pid: int) -> processes.ProcessRecord | None:
         try:  # None when the pid is already gone (or not a real process: an injected spawn)

@@ -26,11 +26,12 @@ DB_KEYS = {
     "name", "path", "verdict", "reason", "destinations", "size", "wal_size", "local_position", "local_updated_at",
     "replica_position", "newest_backup", "newest_backup_age_seconds", "behind", "behind_since", "lag_seconds",
     "lag_txids", "oldest_restorable", "newest_snapshot", "snapshot_count", "replica_error", "replica_read_at",
-    "last_verify",
+    "last_verify", "observed_at",
 }  # fmt: skip
 SUPERVISOR_KEYS = {"state", "running", "pid", "litestream_pid", "uptime_seconds", "restarts", "last_error", "mode",
                    "manager", "databases", "settings_changed"}  # fmt: skip
-TOP_KEYS = {"ok", "exit_code", "checked_at", "litestream_version", "stale_after_seconds", "supervisor", "databases"}
+TOP_KEYS = {"ok", "exit_code", "checked_at", "litestream_version", "stale_after_seconds", "source", "observed_at",
+            "supervisor", "databases"}  # fmt: skip
 
 
 @pytest.fixture

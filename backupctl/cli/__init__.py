@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backupctl {__version__}")
         return 0
 
+    from backupctl.cli import help_cache
+
+    kept_help = help_cache.cache_file(args)
+    if kept_help is not None and help_cache.print_cached(kept_help):
+        return 0
+
     _raise_open_files_limit()
     from backupctl.cli.app import app
     from backupctl.cli.output import os_error, report_error, report_internal_error
@@ -52,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 
     json_mode = "--json" in args
     previous = signal.signal(signal.SIGINT, _on_sigint)
+    recorder = None
+    if kept_help is not None:
+        recorder = sys.stdout = help_cache.Recorder(sys.stdout)  # type: ignore[assignment]
     try:
         app(args=args, prog_name="backupctl", standalone_mode=True)
     except SystemExit as exc:
+        if recorder is not None and kept_help is not None and exc.code in (None, 0):
+            help_cache.keep(kept_help, "".join(recorder.parts))
         if exc.code is None:
             return 0
         if isinstance(exc.code, int):
@@ -85,4 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERNAL)
     finally:
         signal.signal(signal.SIGINT, previous)
+        if recorder is not None:
+            sys.stdout = recorder._stream  # type: ignore[assignment]
     return 0

@@ -210,6 +210,14 @@ def status(
             "but not the databases. Exit 0, 11 if a replica is empty, 12 if one cannot be read.",
         ),
     ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Read litestream and every replica now instead of the running supervisor's last look "
+            "(taken every few seconds; at most 30s old when used).",
+        ),
+    ] = False,
 ) -> None:
     """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).
 
@@ -226,17 +234,17 @@ def status(
     # is matched against the replica and a missing folder is fine.
     settings = load_for_recovery(env_file, lenient=True) if replica_only else load(env_file)
     config_path = explicit_config(config)
-    binary = binary_for(settings)
     if replica_only:
-        _replica_only(settings, binary, database, json_)
+        _replica_only(settings, binary_for(settings), database, json_)
     if watch:
         from backupctl.cli import Interrupted
 
         try:
-            _watch(lambda: collect_status(settings, binary, database, config_path=config_path), interval, json_)
+            binary = binary_for(settings)
+            _watch(lambda: collect_status(settings, binary, database, config_path=config_path, fresh=fresh), interval, json_)
         except Interrupted:  # Ctrl-C is how a watch ends: quietly
             raise typer.Exit(0) from None
-    report = collect_status(settings, binary, database, config_path=config_path)
+    report = collect_status(settings, lambda: binary_for(settings), database, config_path=config_path, fresh=fresh)
     if json_:
         from backupctl.cli.output import emit_json
 
@@ -247,7 +255,7 @@ def status(
 
 
 def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool) -> None:
-    from backupctl.status import collect_replica_status
+    from backupctl.replica_status import collect_replica_status
 
     report = collect_replica_status(settings, binary, database)
     if json_:

@@ -1,0 +1,292 @@
+"""What is known of each database's position, kept between readings: by `status`, and published
+by a running supervisor so that `status` can answer without asking litestream or the replica.
+
+An *entry* (one per database, by str(path)) holds the last replica reading (its position, newest
+and oldest backup, when it was read), the local position seen with it, and since when the replica
+has been behind (``pending``). ``record`` is the one function that updates an entry from a
+reading; the supervisor and `status`'s own readings both use it.
+
+**The supervisor's observations** (``Observer``, ``observations.json`` in the state folder). While
+its litestream runs, the supervisor looks at every database each ``interval`` (the sync interval,
+at least ``MIN_INTERVAL``): one ``stat`` of the database and its ``-wal``. Only a database that
+changed since the last look, or whose replica did not yet hold it, has its positions read again
+(0.5: one ``litestream status -json`` for all of them, then their listings side by side; 0.3: its
+files, then its listings). Besides, one unchanged database's replica is re-read every
+``REVALIDATE_EVERY`` (the oldest reading first), so a replica that lost files while its database
+sat idle is noticed in time; ``status --fresh`` reads every replica at once. The cost of each look
+is measured and the next one waits long enough to keep the supervisor's share of one core under
+``CPU_BUDGET`` (never longer than ``MAX_INTERVAL``).
+
+When nothing changed the document is not rewritten; its modification time is set to the time of
+the look. `status` (``published``) trusts the document only when the supervisor named in it is the
+live one and the look is at most ``MAX_AGE`` old; otherwise it reads litestream and the replicas
+itself. So an observation is never older than ``MAX_AGE`` when it gives a verdict, and a stuck
+supervisor makes `status` slower, not wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backupctl import positions
+from backupctl.atomic import write_atomic
+from backupctl.errors import BackupctlError
+
+if TYPE_CHECKING:
+    from backupctl.listings import Window
+    from backupctl.runner import Litestream
+    from backupctl.settings import Database
+
+OBSERVATIONS = "observations.json"
+MIN_INTERVAL = 2.0  # seconds between two looks, at least
+MAX_INTERVAL = 15.0  # ...and at most, whatever a look costs
+MAX_AGE = 30.0  # status uses a look at most this old (two MAX_INTERVALs)
+REVALIDATE_EVERY = 60.0  # one unchanged database's replica re-read this often
+CPU_BUDGET = 0.0005  # the share of one core the looks may take over time (0.05 %)
+READ_TIMEOUT = 30.0
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _iso(value: datetime | None) -> str | None:
+    from backupctl.listings import iso
+
+    return iso(value)
+
+
+def record(entry: dict[str, Any], local: positions.LocalPosition, window: Window | None, has_ltx: bool,
+           updated_at: float | None, now: float) -> bool | None:  # fmt: skip
+    """Update ``entry`` with a reading (``window`` None: the replica could not be read now, the last
+    reading stands) and the local position seen with it. Returns whether the replica is behind the
+    local database (None when that is unknown: no reading yet, or nothing local to compare)."""
+    from backupctl.listings import txid_hex
+
+    local_pos = positions.local_key(local, has_ltx)
+    if window is not None:
+        replica_pos = positions.replica_key(positions.replica_position(window), local, has_ltx)
+        entry.update(
+            replica_pos=replica_pos,
+            read_at=now,
+            newest=_iso(window.newest),
+            oldest=_iso(window.oldest),
+            newest_snapshot=_iso(window.newest_snapshot),
+            snapshot_count=window.snapshot_count,
+            empty=window.empty,
+            replica_position=txid_hex(window.max_txid)
+            if has_ltx
+            else (window.latest_generation.generation if window.latest_generation else None),
+        )
+    if "read_at" not in entry or not local.exists or not local.initialized:
+        entry.pop("behind", None)
+        return None
+    behind = not positions.covers_key(has_ltx, entry.get("replica_pos"), local_pos)
+    entry["behind"] = behind
+    if behind:
+        pending = entry.get("pending")
+        if not (pending and not positions.covers_key(has_ltx, entry.get("replica_pos"), pending.get("position"))):
+            # No earlier observation: the last local write is the latest the gap can have opened.
+            entry["pending"] = {"since": updated_at if updated_at is not None else now, "position": local_pos}
+    else:
+        entry.pop("pending", None)
+    return behind
+
+
+def local_fields(local: positions.LocalPosition) -> dict[str, Any]:
+    """A local position as an entry stores it (``local_position`` rebuilds it)."""
+    return {"local": {"exists": local.exists, "txid": local.txid, "status": local.status,
+                      "generation": local.generation, "written_at": local.written_at}}  # fmt: skip
+
+
+def local_position(entry: dict[str, Any]) -> positions.LocalPosition | None:
+    raw = entry.get("local")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return positions.LocalPosition(**raw)
+    except TypeError:
+        return None
+
+
+# --------------------------------------------------------------------------- supervisor side
+
+
+def _signature(path: Path) -> tuple[float, int, float, int]:
+    """What changes when a database is written: size and mtime of the file and its -wal."""
+    sig: list[float | int] = []
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = p.stat()
+            sig += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            sig += [0, -1]
+    return tuple(sig)  # type: ignore[return-value]
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@dataclass
+class Observer:
+    """The supervisor's looks at its databases (see the module docstring). ``tick`` is cheap when
+    no look is due; ``look`` does one."""
+
+    litestream: Litestream
+    databases: list[Database]
+    state_dir: Path
+    interval: float
+    supervisor_pid: int = field(default_factory=os.getpid)
+    clock: Callable[[], float] = time.monotonic  # schedules looks; what is published carries wall time
+    log: Callable[[str], None] | None = None
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signatures: dict[str, tuple[float, int, float, int]] = field(default_factory=dict)
+    next_look: float = float("-inf")
+    last_revalidation: float = float("-inf")
+    looks: int = 0
+
+    def __post_init__(self) -> None:
+        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, self.interval))
+        self.path = self.state_dir / OBSERVATIONS
+
+    def tick(self) -> None:
+        if self.clock() >= self.next_look:
+            self.look()
+
+    def look(self) -> None:
+        now = time.time()
+        cpu = _cpu_seconds()
+        has_ltx = self.litestream.caps.has_ltx
+        changed: list[Database] = []
+        unchanged: list[Database] = []
+        for db in self.databases:
+            key = str(db.path)
+            sig = _signature(db.path)
+            entry = self.entries.get(key)
+            # Looked at again: a new or written database, one its replica did not hold yet, and one
+            # whose replica could not be read (litestream retries it too).
+            again = entry is None or sig != self.signatures.get(key) or entry.get("behind") is True
+            # ...and one that exists but was not comparable yet (litestream had not started on it).
+            again = again or (entry.get("behind") is None and entry.get("local", {}).get("exists", False))  # type: ignore[union-attr]
+            if again or "replica_error" in entry:  # type: ignore[operator]
+                changed.append(db)
+            else:
+                unchanged.append(db)
+            self.signatures[key] = sig
+        if unchanged and self.clock() - self.last_revalidation >= REVALIDATE_EVERY:
+            changed.append(min(unchanged, key=lambda d: self.entries[str(d.path)].get("read_at", 0.0)))
+            self.last_revalidation = self.clock()
+        if changed:
+            self._read(changed, has_ltx, now)
+            self._publish(now)
+        else:
+            self._touch(now)
+        self.looks += 1
+        spent = _cpu_seconds() - cpu
+        self.next_look = self.clock() + min(MAX_INTERVAL, max(self.interval, spent / CPU_BUDGET))
+
+    def _read(self, databases: list[Database], has_ltx: bool, now: float) -> None:
+        from backupctl.listings import restorable_windows
+
+        try:
+            local = positions.local_positions(self.litestream, databases, timeout=READ_TIMEOUT)
+        except BackupctlError as exc:
+            # Without local positions nothing can be compared: drop what the look would publish
+            # for these databases, so status reads them itself.
+            for db in databases:
+                self.entries.pop(str(db.path), None)
+            self._log(f"cannot read litestream's positions: {exc.message}")
+            return
+        readable = [db for db in databases if local[str(db.path)].exists]
+        windows: dict[str, Window | BackupctlError] = {}
+        if readable:
+            windows = restorable_windows(
+                self.litestream.settings, self.litestream.binary, readable,
+                config_path=self.litestream.config_path, timeout=READ_TIMEOUT,
+            )  # fmt: skip
+        for db in databases:
+            key = str(db.path)
+            entry = self.entries.setdefault(key, {})
+            reading = windows.get(key)
+            window = None if isinstance(reading, BackupctlError) or reading is None else reading
+            if isinstance(reading, BackupctlError):
+                entry["replica_error"] = reading.message
+            else:
+                entry.pop("replica_error", None)
+            entry.update(local_fields(local[key]), observed_at=now)
+            record(entry, local[key], window, has_ltx, _updated_at(db.path), now)
+
+    def _publish(self, now: float) -> None:
+        document = {"supervisor_pid": self.supervisor_pid, "interval": self.interval, "observed_at": now,
+                    "databases": self.entries}  # fmt: skip
+        try:
+            write_atomic(self.path, json.dumps(document, separators=(",", ":")))
+            os.utime(self.path, (now, now))
+        except OSError as exc:
+            self._log(f"cannot publish observations to {self.path}: {exc.strerror}")
+
+    def _touch(self, now: float) -> None:
+        try:
+            os.utime(self.path, (now, now))
+        except OSError:
+            self._publish(now)
+
+    def _log(self, text: str) -> None:
+        if self.log is not None:
+            self.log(f"backupctl: {text}")
+
+    def discard(self) -> None:
+        """The observations end with the litestream they describe."""
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
+def _updated_at(path: Path) -> float | None:
+    times = []
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:
+            pass
+    return max(times) if times else None
+
+
+# --------------------------------------------------------------------------- status side
+
+
+@dataclass(frozen=True)
+class Published:
+    observed_at: float  # the last look (the document's modification time)
+    entries: dict[str, dict[str, Any]]
+
+
+def published(state_dir: Path, supervisor_pid: int, now: float) -> Published | None:
+    """The live supervisor's observations, or None when there are none to trust: no document, one
+    written by another supervisor, or a last look older than ``MAX_AGE``."""
+    path = state_dir / OBSERVATIONS
+    try:
+        with path.open("rb") as fh:
+            observed_at = os.fstat(fh.fileno()).st_mtime
+            if now - observed_at > MAX_AGE:
+                return None
+            document = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("supervisor_pid") != supervisor_pid:
+        return None
+    entries = document.get("databases")
+    if not isinstance(entries, dict):
+        return None
+    return Published(observed_at, entries)
