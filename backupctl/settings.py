@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,7 +281,7 @@ def load_settings(
     local_dir = _resolve(values["local_dir"] or DEFAULTS["local_dir"], project_dir)
     db_paths, globs = _database_paths(values["databases"], project_dir, errors, replica_globs)
     names = [p.name for p in db_paths]
-    for name in sorted({n for n in names if names.count(n) > 1}):
+    for name in sorted(n for n, count in Counter(names).items() if count > 1):
         errors.add(
             "BACKUP_DATABASES", f"two databases are both named {name!r}", "rename one: replica paths are derived from file names"
         )
@@ -407,6 +408,7 @@ def _database_paths(
         )
         return [], []
     paths: list[Path] = []
+    seen: set[Path] = set()  # the same order as paths, looked up in constant time (1,000 tenants)
     globs: list[str] = []
     for item in (s.strip() for s in raw.split(",")):
         if not item:
@@ -414,7 +416,7 @@ def _database_paths(
         path = _resolve(item, project_dir)
         if glob.has_magic(item):
             globs.append(str(path))
-            matches = sorted(Path(m).resolve() for m in glob.glob(str(path)) if Path(m).is_file())
+            matches = sorted(_resolve_files(glob.glob(str(path))))
             if not matches and not replica_globs:
                 errors.add(
                     "BACKUP_DATABASES",
@@ -422,16 +424,38 @@ def _database_paths(
                     "check the pattern, or name the database file; on a new machine, `backupctl restore` "
                     "(or `start --restore-if-missing`) finds the databases in the replica",
                 )
-            paths.extend(m for m in matches if m not in paths)
+            for m in matches:
+                if m not in seen:
+                    seen.add(m)
+                    paths.append(m)
             continue
         if path.is_dir():
             errors.add("BACKUP_DATABASES", f"{item!r} is a folder", "name the SQLite file inside it")
         elif not path.parent.is_dir() and not replica_globs:
             errors.add("BACKUP_DATABASES", f"the folder of {item!r} ({path.parent}) does not exist", "create it, or fix the path")
-        elif path.resolve() not in paths:
+        elif path.resolve() not in seen:
             # Resolved (symlinks, ..): one database has one name for locks and "is this the live file?".
+            seen.add(path.resolve())
             paths.append(path.resolve())
     return paths, globs
+
+
+def _resolve_files(names: list[str]) -> list[Path]:
+    """The regular files among ``names``, each resolved (symlinks, ..) as ``Path.resolve`` would,
+    with each folder resolved once rather than once per file (a glob of 1,000 tenants)."""
+    folders: dict[str, str] = {}
+    found = []
+    for name in names:
+        if not os.path.isfile(name):
+            continue
+        if os.path.islink(name):
+            found.append(Path(name).resolve())
+            continue
+        folder, base = os.path.split(name)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        found.append(Path(folders[folder], base))
+    return found
 
 
 def _database(path: Path, kinds: tuple[str, ...], values: dict[str, str | None], local_dir: Path, version: str) -> Database:

@@ -173,6 +173,8 @@ def check_version(raw: str, setting: str = "LITESTREAM_VERSION") -> str:
 
 
 def capabilities(version: str) -> Capabilities:
+    if version in _CAPS:  # asked once per database: the pinned spelling needs no checking
+        return _CAPS[version]
     return _CAPS[check_version(version)]
 
 
