@@ -25,6 +25,7 @@ from backupctl import positions, processes
 from backupctl.errors import LitestreamError
 from backupctl.logfiles import OutputTail, fresh_private_file
 from backupctl.runner import Litestream
+from backupctl.settings import Settings
 
 LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw (unmasked) output, mode 0600, relayed line by line into the log
 # How often the main loop looks at litestream's output when it is quiet: from 0.1 s after a
@@ -83,6 +84,8 @@ class ChildRun:
     sync_skipped: bool = False
     eof: bool = False
     exited_at: float | None = None
+    # Stopped to take up new databases: the settings (and rendered config) the next run uses.
+    reload: tuple[Settings, str] | None = None
 
 
 @dataclass
@@ -94,6 +97,7 @@ class ChildOutcome:
     failed_start: str | None = None  # why we stopped it during its start
     final_sync: bool | None = None
     killed: bool = False
+    reload: tuple[Settings, str] | None = None  # stopped to restart with these settings and config
 
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:

@@ -705,6 +705,11 @@ def _database_paths(
     return paths, globs
 
 
+def database_paths_now(settings: Settings) -> list[Path]:
+    """The files BACKUP_DATABASES names now (its globs matched again), in the order a fresh load lists them."""
+    return _database_paths(settings.values["databases"], settings.project_dir, _Collector(), replica_globs=True)[0]
+
+
 def _database(path: Path, kinds: tuple[str, ...], values: dict[str, str | None], local_dir: Path, version: str) -> Database:
     """One database and its replicas; ``values`` are the validated settings (endpoint already derived)."""
     flag = (values["force_path_style"] or "").strip().lower()

@@ -4,8 +4,9 @@ The core never prints: every line meant for people goes to a ``log`` callback (s
 foreground, the rotating ``supervisor.log`` in the background).
 
 The supervisor is a small state machine (after Supervisor's ``process.py``): STARTING ->
-RUNNING -> STOPPING -> STOPPED, BACKOFF between restarts, FATAL at the end of a crash loop.
-Every change goes through ``_transition``, which allows only the edges in ``TRANSITIONS``. The main loop's
+RUNNING -> STOPPING -> STOPPED, BACKOFF between restarts, FATAL at the end of a crash loop,
+and STOPPING -> STARTING when litestream is restarted to take up new databases. Every change
+goes through ``_transition``, which allows only the edges in ``TRANSITIONS``. The main loop's
 work between two looks at litestream's output is ``_on_tick`` (about once a second when idle).
 Behaviour, in short (docs/supervision.md has the long version):
 
@@ -21,6 +22,9 @@ Behaviour, in short (docs/supervision.md has the long version):
 - An unexpected exit is restarted after an exponential, jittered backoff (1 s .. 60 s); a run
   that lasted ``stable_after`` seconds resets the count; ``max_quick_failures`` failures in a
   row end in FATAL (SupervisorError, exit code 9) with litestream's last error lines.
+- With a glob in BACKUP_DATABASES and the config rendered from the settings, a database created
+  later is found by ``dbwatch`` (every 15 s); the supervisor locks it, renders its private
+  config again and restarts litestream (final sync first, no backoff, not a failure).
 - If the supervisor itself is SIGKILLed: on Linux litestream gets SIGTERM from the kernel
   (PR_SET_PDEATHSIG) and does its final sync; everywhere, the next start finds the litestream
   through its process record and stops it first.
@@ -34,7 +38,7 @@ Behaviour, in short (docs/supervision.md has the long version):
 Clocks (monotonic and wall), sleep, spawn, the random source and the position check are
 injectable, so the restart logic is tested without waiting. One litestream run's pieces
 (spawn, output, signals) are in ``child``; the private config, restore-if-missing and position
-checks in ``confirm``; the periodic jobs in ``periodic``; log lines
+checks in ``confirm``; the glob scan in ``dbwatch``; the periodic jobs in ``periodic``; log lines
 in ``litestream_log``, log files in ``logfiles``, the background launcher and `stop` in ``background``.
 """
 
@@ -63,6 +67,7 @@ from backupctl.child import (
     send_signal,
 )
 from backupctl.confirm import Coverage, private_config, restore_missing_database
+from backupctl.dbwatch import WATCH_INTERVAL, DatabaseWatch
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.periodic import PeriodicJob, supervisor_jobs
@@ -96,11 +101,12 @@ def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> fl
 
 
 # The supervisor's states (after Supervisor's process.py) and the only moves between them.
+# STOPPING -> STARTING: litestream stopped (final sync) to restart with new databases.
 TRANSITIONS: dict[str, frozenset[str]] = {
     state.STOPPED: frozenset({state.STARTING}),
     state.STARTING: frozenset({state.RUNNING, state.STOPPING, state.BACKOFF, state.FATAL, state.STOPPED}),
     state.RUNNING: frozenset({state.STOPPING, state.BACKOFF, state.FATAL, state.STOPPED}),
-    state.STOPPING: frozenset({state.STOPPED, state.BACKOFF, state.FATAL}),
+    state.STOPPING: frozenset({state.STOPPED, state.STARTING, state.BACKOFF, state.FATAL}),
     state.BACKOFF: frozenset({state.STARTING, state.FATAL, state.STOPPED}),
     state.FATAL: frozenset(),
 }
@@ -133,6 +139,7 @@ class Supervisor:
     # the default reads positions through litestream (backupctl.confirm).
     position_check: Callable[[list[Database]], set[str]] | None = None
     handle_signals: bool = True
+    watch_interval: float = WATCH_INTERVAL  # seconds between two looks for new databases (globs)
 
     stop_signal: int | None = field(default=None, init=False)
     status: state.SupervisorState = field(default_factory=state.SupervisorState, init=False)
@@ -141,6 +148,7 @@ class Supervisor:
     _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
     _jobs: list[PeriodicJob] = field(default_factory=list, init=False)
     _coverage: Coverage | None = field(default=None, init=False)
+    _watch: DatabaseWatch | None = field(default=None, init=False)
     _record: processes.ProcessRecord | None = field(default=None, init=False)
 
     # -- public -------------------------------------------------------------------------
@@ -169,6 +177,8 @@ class Supervisor:
                 self._release()
                 raise
         self._coverage = Coverage(self.settings, self.litestream, self.log, self.position_check)
+        if self._renders_own_config() and self.settings.globs:
+            self._watch = DatabaseWatch(self.settings.globs, self.clock, self.log, self.watch_interval)
         previous = self._install_signal_handlers() if self.handle_signals else {}
         self._record = self._register_self()
         self.status = state.SupervisorState(
@@ -221,6 +231,9 @@ class Supervisor:
             outcome = self._run_child(spawn)
             if outcome.stopped:
                 break
+            if outcome.reload is not None:  # stopped on purpose to take up new databases: no backoff
+                self._adopt(*outcome.reload)
+                continue
             if outcome.confirmed and outcome.runtime >= self.stable_after:
                 failures = 0
             failures += 1
@@ -294,11 +307,12 @@ class Supervisor:
 
     def _on_tick(self, run: ChildRun, now: float) -> None:
         """Everything the loop does between two looks at litestream's output (about once a second
-        when idle, every 0.1 s while it logs): confirm, stop, periodic jobs."""
+        when idle, every 0.1 s while it logs): confirm, stop, periodic jobs, new databases."""
         self._check_confirmation(run, now)
         self._drive_stop(run, now)
         for job in self._jobs:
             job.tick(run.confirmed)
+        self._look_for_new_databases(run, now)
 
     def _on_line(self, run: ChildRun, line: LogLine) -> None:
         self.log(f"litestream: {line.readable}")
@@ -359,10 +373,43 @@ class Supervisor:
         self.status.last_exit_code = returncode
         stopped = self.stop_signal is not None and (run.failed_start is None or run.term_sent_at is None)
         final_sync: bool | None = None
-        if stopped:
+        if stopped or run.reload is not None:
             final_sync = self.status.final_sync = self._positions.final_sync(run, returncode)
         self._save()
-        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed)
+        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed, run.reload)
+
+    # -- new databases (a glob in BACKUP_DATABASES) ---------------------------------------
+    def _renders_own_config(self) -> bool:
+        """The private config is rendered from the settings (not a user's own --config file)."""
+        return self.source_config is not None and Path(self.source_config) == self.settings.config_path
+
+    def _look_for_new_databases(self, run: ChildRun, now: float) -> None:
+        """A database matching a glob appeared: lock it, render the config with it, restart litestream."""
+        if self._watch is None or not run.confirmed or run.term_sent_at is not None or self.stop_signal is not None:
+            return
+        widening = self._watch.widen(self.settings, os.getpid(), lock=self.take_locks)
+        if widening is not None:
+            self._held += widening.held
+            run.reload = (widening.settings, widening.config_text)
+            names = ", ".join(str(p) for p in widening.added)
+            why = f"new database(s) {names}: restarting litestream to replicate them (final sync first)"
+            self._send_term(run, now, self.stop_timeout, why)
+
+    def _adopt(self, settings: Settings, text: str) -> None:
+        """Run the next litestream with the wider settings: private config, state, process record."""
+        from backupctl.atomic import write_atomic
+        from backupctl.render import fingerprint
+
+        private = self.state_dir / state.PRIVATE_CONFIG
+        write_atomic(private, text)
+        self.settings = settings
+        self.litestream = Litestream(self.litestream.binary, settings, private)
+        self._coverage = Coverage(settings, self.litestream, self.log, self.position_check)
+        self.status.databases = [str(db.path) for db in settings.databases]
+        if self.source_config is not None:  # `status` compares it with the settings it loads
+            self.status.config_input = fingerprint(settings, Path(self.source_config))
+        self._record = self._register_self() or self._record
+        self._save()
 
     # -- plumbing -----------------------------------------------------------------------
     @property
