@@ -84,8 +84,8 @@ class ChildRun:
     sync_skipped: bool = False
     eof: bool = False
     exited_at: float | None = None
-    # Stopped to take up new databases: the settings (and rendered config) the next run uses.
-    reload: tuple[Settings, str] | None = None
+    # Stopped to take up new databases: the settings the next run uses (its config is written).
+    reload: Settings | None = None
 
 
 @dataclass
@@ -97,7 +97,7 @@ class ChildOutcome:
     failed_start: str | None = None  # why we stopped it during its start
     final_sync: bool | None = None
     killed: bool = False
-    reload: tuple[Settings, str] | None = None  # stopped to restart with these settings and config
+    reload: Settings | None = None  # stopped to restart with these settings
 
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:

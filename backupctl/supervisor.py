@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import locks, processes, state
+from backupctl.atomic import write_atomic
 from backupctl.child import (
     LITESTREAM_OUTPUT,
     ChildOutcome,
@@ -232,7 +233,7 @@ class Supervisor:
             if outcome.stopped:
                 break
             if outcome.reload is not None:  # stopped on purpose to take up new databases: no backoff
-                self._adopt(*outcome.reload)
+                self._adopt(outcome.reload)
                 continue
             if outcome.confirmed and outcome.runtime >= self.stable_after:
                 failures = 0
@@ -388,22 +389,29 @@ class Supervisor:
         if self._watch is None or not run.confirmed or run.term_sent_at is not None or self.stop_signal is not None:
             return
         widening = self._watch.widen(self.settings, os.getpid(), lock=self.take_locks)
-        if widening is not None:
-            self._held += widening.held
-            run.reload = (widening.settings, widening.config_text)
-            names = ", ".join(str(p) for p in widening.added)
-            why = f"new database(s) {names}: restarting litestream to replicate them (final sync first)"
-            self._send_term(run, now, self.stop_timeout, why)
+        if widening is None:
+            return
+        names = ", ".join(str(p) for p in widening.added)
+        try:  # litestream reads its config only when it starts: the running one is not disturbed
+            write_atomic(self.state_dir / state.PRIVATE_CONFIG, widening.config_text)
+        except OSError as exc:
+            self.log(f"backupctl: cannot add {names}: cannot write {state.PRIVATE_CONFIG}: {exc.strerror}; restart to retry")
+            for lock in widening.held:
+                lock.release()
+            self._watch.refuse(widening.added)
+            return
+        self._held += widening.held
+        run.reload = widening.settings
+        self._send_term(
+            run, now, self.stop_timeout, f"new database(s) {names}: restarting litestream to replicate them (final sync first)"
+        )
 
-    def _adopt(self, settings: Settings, text: str) -> None:
-        """Run the next litestream with the wider settings: private config, state, process record."""
-        from backupctl.atomic import write_atomic
+    def _adopt(self, settings: Settings) -> None:
+        """Run the next litestream with the wider settings (its config is written): state, process record."""
         from backupctl.render import fingerprint
 
-        private = self.state_dir / state.PRIVATE_CONFIG
-        write_atomic(private, text)
         self.settings = settings
-        self.litestream = Litestream(self.litestream.binary, settings, private)
+        self.litestream = Litestream(self.litestream.binary, settings, self.state_dir / state.PRIVATE_CONFIG)
         self._coverage = Coverage(settings, self.litestream, self.log, self.position_check)
         self.status.databases = [str(db.path) for db in settings.databases]
         if self.source_config is not None:  # `status` compares it with the settings it loads

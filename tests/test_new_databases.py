@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import state, supervisor
+from backupctl import locks, state, supervisor
 from backupctl.dbwatch import DatabaseWatch
 from backupctl.errors import ExitCode
 from backupctl.render import sync_config
@@ -80,6 +80,44 @@ def test_a_new_database_restarts_litestream_with_it_without_backoff_or_a_failure
     assert str(new) in (project.dir / ".backupctl" / state.PRIVATE_CONFIG).read_text()
     assert any(f"new database(s) {new}" in line for line in lines)
     assert sum("final sync completed" in line for line in lines) == 2  # before the restart, and at the stop
+
+
+def test_a_new_database_someone_else_replicates_is_left_alone(project) -> None:
+    tenants = project.dir / "tenants"
+    make_db(tenants / "a.db")
+    project.write_env(BACKUP_DATABASES="tenants/*.db", BACKUP_LOCAL_DIR=str(project.replica_dir))
+    settings = load_settings(project.env_file)
+    sync_config(settings)
+    taken = make_db(tenants / "b.db").resolve()
+    other = locks.try_lock(locks.database_lock_path(taken))  # another replicator holds it
+    assert other is not None
+    clock, lines = FakeClock(), []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("backupctl: not replicating"):
+            sup.request_stop(signal.SIGTERM)
+
+    sup = supervisor.Supervisor(
+        settings=settings,
+        litestream=Litestream(Path("/nonexistent/litestream"), settings),
+        state_dir=project.dir / ".backupctl",
+        log=log,
+        spawn=lambda: FakeProc(clock, GOOD, 30, 0),
+        clock=clock,
+        handle_signals=False,
+        source_config=settings.config_path,
+        position_check=lambda dbs: {str(db.path) for db in dbs},
+        watch_interval=5,
+    )
+    try:
+        assert sup.run() == ExitCode.TERMINATED
+    finally:
+        other.release()
+    assert [line for line in lines if "not replicating" in line] == [
+        f"backupctl: not replicating {taken}: another process replicates it or its replica"
+    ]
+    assert str(taken) not in _state(project).databases and sum("started litestream" in x for x in lines) == 1
 
 
 @pytest.mark.slow
