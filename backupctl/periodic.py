@@ -5,7 +5,8 @@ runs in a forked child, never in a thread: the supervisor must stay single-threa
 litestream runs (PR_SET_PDEATHSIG fires once per dying thread; see ``supervisor``). The child
 gets default SIGINT/SIGTERM handling, so a stopping supervisor ends it with SIGTERM (a job that
 must clean up installs its own handler). A job is only started once replication is confirmed,
-never twice at once, and its finished child is reaped on the next tick.
+never twice at once, and its finished child is reaped on the next tick. ``verify_all`` and
+``drill`` are the two jobs' work; ``supervisor_jobs`` builds the jobs the settings ask for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from backupctl.runner import Litestream, scrub
+from backupctl.settings import Settings, parse_duration
+
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -77,3 +84,59 @@ def _fork(work: Callable[[], None]) -> int | None:
         code = 0
     finally:
         os._exit(code)
+
+
+def verify_all(settings: Settings, binary: Path, state_dir: Path, log: Log, stopping: Callable[[], bool]) -> None:
+    """Verify every database (a restore that proves the backup), record and announce each result."""
+    from backupctl import notify, state, verify
+
+    for db in settings.databases:
+        if stopping():
+            return
+        try:
+            result = verify.verify_database(settings, binary, db)
+        except Exception as exc:  # a failed verify must never take replication down
+            message = scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__, settings)
+            log(f"backupctl: verify of {db.name} failed: {message}")
+            record = state.VerifyRecord.failure(str(db.path), db.name, message)
+            state.record_verify(state_dir, str(db.path), record)
+        else:
+            log(f"backupctl: verify of {db.name}: {result.status} ({result.reason})")
+            record = result.to_record()
+        # BACKUP_NOTIFY_URL / _FAIL_URL (notify.py): never raises; a slow webhook delays only this forked child
+        notify.send(settings, notify.verify_event(record.to_json()), log=log)
+
+
+def drill(settings: Settings, litestream: Litestream, state_dir: Path, log: Log) -> None:
+    """A scheduled recovery drill (`backupctl drill`), recorded in drill.json."""
+    from backupctl.drill import scheduled_drill
+
+    scheduled_drill(settings, litestream, state_dir, log)
+
+
+def supervisor_jobs(
+    settings: Settings,
+    litestream: Callable[[], Litestream],
+    state_dir: Path,
+    log: Log,
+    clock: Callable[[], float],
+    stopping: Callable[[], bool],
+) -> list[PeriodicJob]:
+    """verify and drill (BACKUP_VERIFY_INTERVAL, BACKUP_DRILL_INTERVAL). ``litestream`` gives the one
+    running now: the supervisor takes up new databases with a new config."""
+    jobs = []
+    if settings.verify_interval:
+
+        def verify() -> None:
+            current = litestream()
+            verify_all(current.settings, current.binary, state_dir, log, stopping)
+
+        jobs.append(PeriodicJob("verify", parse_duration(settings.verify_interval), verify, clock))
+    if settings.drill_interval:
+
+        def scheduled() -> None:
+            current = litestream()
+            drill(current.settings, current, state_dir, log)
+
+        jobs.append(PeriodicJob("drill", parse_duration(settings.drill_interval), scheduled, clock))
+    return jobs

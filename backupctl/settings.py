@@ -458,6 +458,12 @@ def _resolve_files(names: list[str]) -> list[Path]:
     return found
 
 
+def database_paths_now(settings: Settings) -> list[Path]:
+    """The files BACKUP_DATABASES names now (its globs matched again), in the order a fresh load lists them."""
+    checking = Checking(dict(settings.values), {}, (), settings.project_dir)
+    return _database_paths(settings.values["databases"], settings.project_dir, checking, replica_globs=True)[0]
+
+
 def _database(path: Path, kinds: tuple[str, ...], values: dict[str, str | None], local_dir: Path, version: str) -> Database:
     """One database and its replicas; ``values`` are the validated settings (endpoint already derived)."""
     prefix = values["path"].strip("/") if values["path"] else None

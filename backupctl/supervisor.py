@@ -4,10 +4,11 @@ The core never prints: every line meant for people goes to a ``log`` callback (s
 foreground, the rotating ``supervisor.log`` in the background).
 
 The supervisor is a small state machine (after Supervisor's ``process.py``): STARTING ->
-RUNNING -> STOPPING -> STOPPED, BACKOFF between restarts, FATAL at the end of a crash loop.
-Every change goes through ``_transition``, which allows only the edges in ``TRANSITIONS``;
-each litestream run keeps what it tracks in one ``_ChildRun``. Behaviour, in short
-(docs/supervision.md has the long version):
+RUNNING -> STOPPING -> STOPPED, BACKOFF between restarts, FATAL at the end of a crash loop,
+and STOPPING -> STARTING when litestream is restarted to take up new databases. Every change
+goes through ``_transition``, which allows only the edges in ``TRANSITIONS``. The main loop's
+work between two looks at litestream's output is ``_on_tick`` (about once a second when idle).
+Behaviour, in short (docs/supervision.md has the long version):
 
 - Before it starts, anything else replicating these databases or replicas is refused
   (``processes.check_free``) and orphans of a killed supervisor or verify are stopped; then
@@ -16,13 +17,14 @@ each litestream run keeps what it tracks in one ``_ChildRun``. Behaviour, in sho
   so a terminal hangup or Ctrl-C never reaches it directly; the supervisor relays exactly one
   SIGTERM (litestream's final sync), waits up to the stop timeout, then SIGKILLs its group.
 - A start (and a restart after a crash) is *confirmed* once every replica holds the position
-  litestream had of its database when it started (``backupctl.positions``): an idle database
-  logs nothing, and 0.5.17 stopped before its first snapshot exits 0 with an empty replica, so
-  neither log lines nor timing can confirm anything. Errors that no retry can fix (bad
-  credentials, missing bucket) fail the start at once. The final sync is judged the same way.
+  litestream had of its database when it started (``confirm``). Errors that no retry can fix
+  (bad credentials, missing bucket) fail the start at once. The final sync is judged the same way.
 - An unexpected exit is restarted after an exponential, jittered backoff (1 s .. 60 s); a run
   that lasted ``stable_after`` seconds resets the count; ``max_quick_failures`` failures in a
   row end in FATAL (SupervisorError, exit code 9) with litestream's last error lines.
+- With a glob in BACKUP_DATABASES and the config rendered from the settings, a database created
+  later is found by ``dbwatch`` (every 15 s); the supervisor locks it, renders its private
+  config again and restarts litestream (final sync first, no backoff, not a failure).
 - If the supervisor itself is SIGKILLed: on Linux litestream gets SIGTERM from the kernel
   (PR_SET_PDEATHSIG) and does its final sync; everywhere, the next start finds the litestream
   through its process record and stops it first.
@@ -33,34 +35,48 @@ each litestream run keeps what it tracks in one ``_ChildRun``. Behaviour, in sho
   to N SIGTERMs, and litestream 0.5 takes the second one as "skip the shutdown sync"
   (`shutdown sync skipped, interrupted by signal`), losing the newest writes.
 
-Clock, sleep, spawn, the random source and the position check are injectable, so the restart
-logic is tested without waiting. Log lines are read by ``litestream_log``, log files kept by
-``logfiles``, and the background launcher and `stop` live in ``background``.
+Clocks (monotonic and wall), sleep, spawn, the random source and the position check are
+injectable, so the restart logic is tested without waiting. One litestream run's pieces
+(spawn, output, signals) are in ``child``; the private config, restore-if-missing and position
+checks in ``confirm``; the glob scan in ``dbwatch``; the periodic jobs in ``periodic``; log lines
+in ``litestream_log``, log files in ``logfiles``, the background launcher and `stop` in ``background``.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import random
 import signal
-import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from backupctl import locks, positions, processes, state
-from backupctl.errors import BackupctlError, ConflictError, ExitCode, LitestreamError, SupervisorError
+from backupctl import locks, processes, state
+from backupctl.atomic import write_atomic
+from backupctl.child import (
+    LITESTREAM_OUTPUT,
+    ChildOutcome,
+    ChildProcess,
+    ChildRun,
+    Output,
+    default_spawn,
+    describe_exit,
+    send_signal,
+)
+from backupctl.confirm import Coverage, private_config, restore_missing_database
+from backupctl.dbwatch import WATCH_INTERVAL, DatabaseWatch
+from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
-from backupctl.logfiles import OutputTail, fresh_private_file
 from backupctl.observations import Observer
-from backupctl.periodic import PeriodicJob
+from backupctl.periodic import PeriodicJob, supervisor_jobs
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.settings import Database, Settings, parse_duration
+
+__all__ = ["LITESTREAM_OUTPUT", "TRANSITIONS", "ChildProcess", "Supervisor", "backoff_delay", "stop_timeout_seconds"]
 
 Log = Callable[[str], None]
 
@@ -70,13 +86,8 @@ STABLE_AFTER = 30.0  # a run this long resets the failure count
 MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
-POSITION_TIMEOUT = 10.0  # one position reading (a litestream listing) while supervising
 FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, slowing to 5 s
-# How often the main loop looks at litestream's output when it is quiet: from 0.1 s after a
-# line up to 1 s when idle, so an idle supervisor wakes about once a second.
-IDLE_POLL_MIN = 0.1
-IDLE_POLL_MAX = 1.0
-LITESTREAM_OUTPUT = "litestream.out"  # litestream's raw (unmasked) output, mode 0600, relayed line by line into the log
+
 
 def stop_timeout_seconds(settings: Settings) -> float:
     """BACKUP_STOP_TIMEOUT in seconds, or the default (longer than litestream's own)."""
@@ -91,79 +102,16 @@ def backoff_delay(failures: int, rng: Callable[[], float] = random.random) -> fl
     return max(BACKOFF_MIN, min(BACKOFF_MAX, base * (0.8 + 0.4 * rng())))
 
 
-class ChildProcess(Protocol):
-    """What the supervisor needs from a spawned litestream (subprocess.Popen fits)."""
-
-    pid: int
-    stdout: Any
-    returncode: int | None
-
-    def poll(self) -> int | None: ...
-    def wait(self, timeout: float | None = None) -> int: ...
-
-
-def _default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildProcess]:
-    """litestream writes to a file, not a pipe: a Go program dies of SIGPIPE when it logs to a
-    closed pipe, so a pipe would kill it (without its final sync) right after its supervisor died."""
-
-    def spawn() -> ChildProcess:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fresh_private_file(output)
-        with open(output, "ab") as handle:  # O_APPEND: the reader may truncate it when it grows
-            kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": handle, "stderr": subprocess.STDOUT}
-            kwargs.update(processes.child_kwargs())  # PR_SET_PDEATHSIG on Linux
-            try:
-                return litestream.popen("replicate", **kwargs)
-            except OSError as exc:
-                raise LitestreamError(
-                    f"cannot run {litestream.binary}: {exc.strerror}",
-                    "run `backupctl install --force` to reinstall the pinned binary",
-                ) from None
-
-    return spawn
-
-
 # The supervisor's states (after Supervisor's process.py) and the only moves between them.
+# STOPPING -> STARTING: litestream stopped (final sync) to restart with new databases.
 TRANSITIONS: dict[str, frozenset[str]] = {
     state.STOPPED: frozenset({state.STARTING}),
     state.STARTING: frozenset({state.RUNNING, state.STOPPING, state.BACKOFF, state.FATAL, state.STOPPED}),
     state.RUNNING: frozenset({state.STOPPING, state.BACKOFF, state.FATAL, state.STOPPED}),
-    state.STOPPING: frozenset({state.STOPPED, state.BACKOFF, state.FATAL}),
+    state.STOPPING: frozenset({state.STOPPED, state.STARTING, state.BACKOFF, state.FATAL}),
     state.BACKOFF: frozenset({state.STARTING, state.FATAL, state.STOPPED}),
     state.FATAL: frozenset(),
 }
-
-
-@dataclass
-class _ChildRun:
-    """Everything one litestream run tracks, in one place."""
-
-    proc: ChildProcess
-    started: float
-    targets: dict[str, positions.LocalPosition]
-    pending: set[str]  # databases whose replica does not hold the target position yet
-    next_check: float = 0.0
-    confirmed: bool = False
-    errors_seen: int = 0
-    failed_start: str | None = None
-    term_sent_at: float | None = None
-    kill_at: float | None = None
-    killed: bool = False
-    errors_after_term: int = 0
-    sync_skipped: bool = False
-    eof: bool = False
-    exited_at: float | None = None
-
-
-@dataclass
-class ChildOutcome:
-    returncode: int | None
-    runtime: float
-    confirmed: bool
-    stopped: bool  # we stopped it because of a stop request
-    failed_start: str | None = None  # why we stopped it during its start
-    final_sync: bool | None = None
-    killed: bool = False
 
 
 @dataclass
@@ -176,7 +124,8 @@ class Supervisor:
     log: Log
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     spawn: Callable[[], ChildProcess] | None = None
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.monotonic  # for intervals and deadlines
+    wall_clock: Callable[[], float] = time.time  # for the times recorded in supervisor.json
     sleep: Callable[[float], None] | None = None  # default: waits, but wakes on a stop request
     rng: Callable[[], float] = random.random
     max_quick_failures: int = MAX_QUICK_FAILURES
@@ -189,9 +138,10 @@ class Supervisor:
     source_config: Path | None = None  # the litestream.yml the private copy was taken from
     config_input: str | None = None  # render.input_key of the settings the copy was rendered from
     # Which databases' replicas cover their local position now (paths as str). Injectable for tests;
-    # the default reads positions through litestream (backupctl.positions).
+    # the default reads positions through litestream (backupctl.confirm).
     position_check: Callable[[list[Database]], set[str]] | None = None
     handle_signals: bool = True
+    watch_interval: float = WATCH_INTERVAL  # seconds between two looks for new databases (globs)
 
     stop_signal: int | None = field(default=None, init=False)
     status: state.SupervisorState = field(default_factory=state.SupervisorState, init=False)
@@ -199,7 +149,10 @@ class Supervisor:
     _held: list[locks.HeldLock] = field(default_factory=list, init=False)
     _error_lines: deque[str] = field(default_factory=lambda: deque(maxlen=12), init=False)
     _jobs: list[PeriodicJob] = field(default_factory=list, init=False)
-    _last_position_error: str | None = field(default=None, init=False)
+    _coverage: Coverage | None = field(default=None, init=False)
+    _watch: DatabaseWatch | None = field(default=None, init=False)
+    _record: processes.ProcessRecord | None = field(default=None, init=False)
+    _observer: Observer | None = field(default=None, init=False)
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -220,35 +173,33 @@ class Supervisor:
             clean_up_after_killed_verify(self.settings, self.log)
         if self.source_config is not None:
             try:
-                self._use_private_config()
+                self.litestream = Litestream(
+                    self.litestream.binary, self.settings, private_config(self.source_config, self.state_dir)
+                )
             except BaseException:
                 self._release()
                 raise
+        self._coverage = Coverage(self.settings, self.litestream, self.log, self.position_check)
+        if self._renders_own_config() and self.settings.globs:
+            self._watch = DatabaseWatch(self.settings.globs, self.clock, self.log, self.watch_interval)
         previous = self._install_signal_handlers() if self.handle_signals else {}
-        me = processes.register(
-            processes.SUPERVISOR,
-            os.getpid(),
-            project=self.settings.project_dir,
-            databases=[db.path for db in self.settings.databases],
-            replicas=[r.lock_key for db in self.settings.databases for r in db.replicas],
-            background=self.background,
-            manager=None if self.background else processes.service_manager(),
-            state_dir=self.state_dir,
-        )
+        self._record = self._register_self()
         self.status = state.SupervisorState(
             state=state.STARTING,
             pid=os.getpid(),
-            create_time=me.create_time if me else None,
+            create_time=self._record.create_time if self._record else None,
             project=str(self.settings.project_dir),
             background=self.background,
-            started_at=time.time(),
+            started_at=self.wall_clock(),
             config_path=str(self.litestream.config_path),
             config_source=str(self.source_config or self.litestream.config_path),
             config_input=self.config_input,
             databases=[str(db.path) for db in self.settings.databases],
             version=self.settings.version,
         )
-        self._jobs = self._periodic_jobs()
+        self._jobs = supervisor_jobs(
+            self.settings, lambda: self.litestream, self.state_dir, self.log, self.clock, lambda: self.stop_signal is not None
+        )
         try:
             self._save()
             if self.restore_if_missing:
@@ -261,7 +212,7 @@ class Supervisor:
             self.status.litestream_pid = None
             if self.status.state != state.FATAL:
                 self._transition(state.STOPPED)
-            processes.unregister(me)
+            processes.unregister(self._record)
             self._release()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -277,18 +228,21 @@ class Supervisor:
 
     # -- loop ---------------------------------------------------------------------------
     def _loop(self) -> int:
-        spawn = self.spawn or _default_spawn(self.litestream, self.state_dir / LITESTREAM_OUTPUT)
+        spawn = self.spawn or default_spawn(self.litestream, self.state_dir / LITESTREAM_OUTPUT)
         failures = 0
         while self.stop_signal is None:
             outcome = self._run_child(spawn)
             if outcome.stopped:
                 break
+            if outcome.reload is not None:  # stopped on purpose to take up new databases: no backoff
+                self._adopt(outcome.reload)
+                continue
             if outcome.confirmed and outcome.runtime >= self.stable_after:
                 failures = 0
             failures += 1
             self.status.restarts += 1
             self.status.last_exit_code = outcome.returncode
-            why = outcome.failed_start or f"litestream exited unexpectedly (code {_describe_exit(outcome.returncode)})"
+            why = outcome.failed_start or f"litestream exited unexpectedly (code {describe_exit(outcome.returncode)})"
             if failures >= self.max_quick_failures:
                 self.status.last_error = self.status.last_error or why
                 self.status.last_error_lines = list(self._error_lines)
@@ -325,22 +279,17 @@ class Supervisor:
         # shadow WAL): once every replica holds that, this start is confirmed. At start 0.5 may cut a
         # new TXID from its own shutdown checkpoint, shipped only at the next sync (10 s by default):
         # waiting for it would make every idle restart wait a sync interval for no new data.
-        targets = self._local_positions(list(self.settings.databases))
+        targets = self._positions.local_positions(list(self.settings.databases))
         proc = spawn()
-        run = _ChildRun(
-            proc=proc,
-            started=self.clock(),
-            targets=targets,
-            pending={str(db.path) for db in self.settings.databases},
-        )
+        run = ChildRun(proc=proc, started=self.clock(), targets=targets, pending={str(db.path) for db in self.settings.databases})
         run.next_check = run.started + FIRST_POSITION_CHECK
         self.status.litestream_pid = proc.pid
-        self.status.child_started_at = time.time()
+        self.status.child_started_at = self.wall_clock()
         self._save()
         child = self._register_child(proc.pid)
         self.log(f"backupctl: started litestream {self.settings.version} (pid {proc.pid})")
-        output = _Output(proc, self.state_dir / LITESTREAM_OUTPUT)
-        observer = self._observer()
+        output = Output(proc, self.state_dir / LITESTREAM_OUTPUT)
+        self._observer = self._new_observer()
         try:
             while True:
                 raw = output.next_line(quick=run.term_sent_at is not None or self.stop_signal is not None)
@@ -349,25 +298,42 @@ class Supervisor:
                 elif raw:
                     self._on_line(run, parse_log_line(scrub(raw, self.settings)))
                 now = self.clock()
-                self._check_confirmation(run, now)
-                self._drive_stop(run, now)
+                self._on_tick(run, now)
                 if proc.poll() is not None:
                     run.exited_at = run.exited_at if run.exited_at is not None else now
                     if run.eof or output.reader_done() or now - run.exited_at > 5:  # a grandchild may hold the pipe
                         break
-                for job in self._jobs:
-                    job.tick(run.confirmed)
-                if observer is not None and run.confirmed and run.term_sent_at is None and self.stop_signal is None:
-                    observer.tick()
             returncode = proc.wait()
         finally:
             output.close()
-            if observer is not None:
-                observer.discard()
+            if self._observer is not None:
+                self._observer.discard()
+                self._observer = None
         processes.unregister(child)
         return self._finish(run, returncode)
 
-    def _on_line(self, run: _ChildRun, line: LogLine) -> None:
+    def _on_tick(self, run: ChildRun, now: float) -> None:
+        """Everything the loop does between two looks at litestream's output (about once a second
+        when idle, every 0.1 s while it logs): confirm, stop, periodic jobs, new databases, and the
+        looks `status` reads."""
+        self._check_confirmation(run, now)
+        # A position check can take long (1,000 replicas): a stop asked meanwhile gets its full
+        # final-sync window from now, not from before the check.
+        self._drive_stop(run, self.clock())
+        for job in self._jobs:
+            job.tick(run.confirmed)
+        self._look_for_new_databases(run, now)
+        if self._observer is not None and run.confirmed and run.term_sent_at is None and self.stop_signal is None:
+            self._observer.tick()
+
+    def _new_observer(self) -> Observer | None:
+        """What this litestream run publishes for `status` (none with an injected position check)."""
+        if self.position_check is not None:
+            return None
+        return Observer(self.litestream, list(self.settings.databases), self.state_dir, self.settings.sync_seconds,
+                        clock=self.clock, log=self.log)  # fmt: skip
+
+    def _on_line(self, run: ChildRun, line: LogLine) -> None:
         self.log(f"litestream: {line.readable}")
         if line.level == "ERROR":
             run.errors_seen += 1
@@ -382,15 +348,17 @@ class Supervisor:
         if run.term_sent_at is not None and any(m in line.message for m in self.litestream.caps.shutdown_skipped_markers):
             run.sync_skipped = True
 
-    def _check_confirmation(self, run: _ChildRun, now: float) -> None:
+    def _check_confirmation(self, run: ChildRun, now: float) -> None:
         if run.confirmed or run.failed_start is not None or run.term_sent_at is not None:
             return
         if now >= run.next_check and run.proc.poll() is None:
-            run.pending -= self._covered([db for db in self.settings.databases if str(db.path) in run.pending], run.targets)
+            run.pending -= self._positions.covered(
+                [db for db in self.settings.databases if str(db.path) in run.pending], run.targets
+            )
             run.next_check = self.clock() + min(5.0, 1.0 + (now - run.started) / 10)
             if not run.pending:
                 run.confirmed = True
-                self.status.confirmed_at = time.time()
+                self.status.confirmed_at = self.wall_clock()
                 self._transition(state.RUNNING)
                 pid = run.proc.pid
                 self.log(f"backupctl: replication running (every replica holds its database's position); litestream pid {pid}")
@@ -398,80 +366,95 @@ class Supervisor:
         if run.errors_seen and now - run.started >= self.start_deadline:
             run.failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
 
-    def _drive_stop(self, run: _ChildRun, now: float) -> None:
+    def _drive_stop(self, run: ChildRun, now: float) -> None:
         """One SIGTERM on a stop request (or a failed start), then SIGKILL of the group past its deadline."""
         proc = run.proc
         if run.term_sent_at is None and proc.poll() is None:
             if self.stop_signal is not None:
-                run.term_sent_at, run.kill_at = now, now + self.stop_timeout
-                self._transition(state.STOPPING)
-                self.log(f"backupctl: stopping litestream (final sync, up to {self.stop_timeout:g}s)")
-                _signal(proc, signal.SIGTERM)
+                self._send_term(run, now, self.stop_timeout, f"stopping litestream (final sync, up to {self.stop_timeout:g}s)")
             elif run.failed_start is not None:
                 run.term_sent_at, run.kill_at = now, now + FAILED_START_GRACE
-                _signal(proc, signal.SIGTERM)
+                send_signal(proc, signal.SIGTERM)
         if run.kill_at is not None and not run.killed and now >= run.kill_at and proc.poll() is None:
             self.log("backupctl: litestream did not exit in time; killing its process group")
             _kill_group(proc)
             run.killed = True
 
-    def _finish(self, run: _ChildRun, returncode: int) -> ChildOutcome:
+    def _send_term(self, run: ChildRun, now: float, timeout: float, why: str) -> None:
+        run.term_sent_at, run.kill_at = now, now + timeout
+        self._transition(state.STOPPING)
+        self.log(f"backupctl: {why}")
+        send_signal(run.proc, signal.SIGTERM)
+
+    def _finish(self, run: ChildRun, returncode: int) -> ChildOutcome:
         runtime = self.clock() - run.started
         self.status.litestream_pid = None
         self.status.last_exit_code = returncode
         stopped = self.stop_signal is not None and (run.failed_start is None or run.term_sent_at is None)
         final_sync: bool | None = None
-        if stopped:
-            clean = returncode == 0 and not run.killed and not run.sync_skipped and run.term_sent_at is not None
-            # The final sync is judged by position: after litestream exited, does every replica
-            # hold what litestream had of its database? (0.5.17 stopped before its first snapshot
-            # exits 0 with an empty replica; an error while stopping may or may not have lost data.)
-            uncovered = {str(db.path) for db in self.settings.databases} - self._covered(list(self.settings.databases))
-            final_sync = clean and not uncovered
-            self.status.final_sync = final_sync
-            self._log_final_sync(run, returncode, final_sync, uncovered)
+        if stopped or run.reload is not None:
+            final_sync = self.status.final_sync = self._positions.final_sync(run, returncode)
         self._save()
-        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed)
+        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed, run.reload)
 
-    def _log_final_sync(self, run: _ChildRun, returncode: int, final_sync: bool, uncovered: set[str]) -> None:
-        code = _describe_exit(returncode)
-        if final_sync:
-            self.log("backupctl: litestream stopped; final sync completed: the replica holds every database's position")
-        elif self._replicas_empty(uncovered):
-            self.log(
-                f"backupctl: litestream stopped (code {code}) before its first snapshot "
-                "reached the replica: there is NO backup yet; start again and let it confirm"
-            )
-        else:
-            self.log(
-                f"backupctl: litestream stopped (code {code}"
-                + (f", {run.errors_after_term} error(s) while stopping" if run.errors_after_term else "")
-                + ("; killed after the stop timeout" if run.killed else "")
-                + ("; litestream skipped its shutdown sync" if run.sync_skipped else "")
-                + "); the final sync was NOT confirmed: the replica holds an earlier backup, "
-                + "the newest writes may be missing from it"
-                + (f" ({', '.join(sorted(Path(p).name for p in uncovered))})" if uncovered else "")
-            )
+    # -- new databases (a glob in BACKUP_DATABASES) ---------------------------------------
+    def _renders_own_config(self) -> bool:
+        """The private config is rendered from the settings (not a user's own --config file)."""
+        return self.source_config is not None and Path(self.source_config) == self.settings.config_path
 
-    def _use_private_config(self) -> None:
-        """Run litestream with a copy of its config taken now (mode 0600): a later `setup`, or a
-        changed .env or template, never alters what this supervisor replicates (status says so)."""
-        from backupctl.atomic import write_atomic
-
-        private = self.state_dir / state.PRIVATE_CONFIG
-        try:
-            text = Path(self.source_config).read_text("utf-8")  # type: ignore[arg-type]
+    def _look_for_new_databases(self, run: ChildRun, now: float) -> None:
+        """A database matching a glob appeared: lock it, render the config with it, restart litestream."""
+        if self._watch is None or not run.confirmed or run.term_sent_at is not None or self.stop_signal is not None:
+            return
+        widening = self._watch.widen(self.settings, os.getpid(), lock=self.take_locks)
+        if widening is None:
+            return
+        names = ", ".join(str(p) for p in widening.added)
+        try:  # litestream reads its config only when it starts: the running one is not disturbed
+            write_atomic(self.state_dir / state.PRIVATE_CONFIG, widening.config_text)
         except OSError as exc:
-            raise LitestreamError(f"cannot read {self.source_config}: {exc.strerror}", "check its permissions") from None
-        write_atomic(private, text)
-        self.litestream = Litestream(self.litestream.binary, self.settings, private)
+            self.log(f"backupctl: cannot add {names}: cannot write {state.PRIVATE_CONFIG}: {exc.strerror}; restart to retry")
+            for lock in widening.held:
+                lock.release()
+            self._watch.refuse(widening.added)
+            return
+        self._held += widening.held
+        run.reload = widening.settings
+        self._send_term(
+            run, now, self.stop_timeout, f"new database(s) {names}: restarting litestream to replicate them (final sync first)"
+        )
 
-    def _observer(self) -> Observer | None:
-        """What this litestream run publishes for `status` (none with an injected position check)."""
-        if self.position_check is not None:
-            return None
-        return Observer(self.litestream, list(self.settings.databases), self.state_dir, self.settings.sync_seconds,
-                        clock=self.clock, log=self.log)  # fmt: skip
+    def _adopt(self, settings: Settings) -> None:
+        """Run the next litestream with the wider settings (its config is written): state, process record."""
+        from backupctl.render import fingerprint
+
+        self.settings = settings
+        self.litestream = Litestream(self.litestream.binary, settings, self.state_dir / state.PRIVATE_CONFIG)
+        self._coverage = Coverage(settings, self.litestream, self.log, self.position_check)
+        self.status.databases = [str(db.path) for db in settings.databases]
+        if self.source_config is not None:  # `status` compares it with the settings it loads
+            self.status.config_input = fingerprint(settings, Path(self.source_config))
+        self._record = self._register_self() or self._record
+        self._save()
+
+    # -- plumbing -----------------------------------------------------------------------
+    @property
+    def _positions(self) -> Coverage:
+        if self._coverage is None:
+            self._coverage = Coverage(self.settings, self.litestream, self.log, self.position_check)
+        return self._coverage
+
+    def _register_self(self) -> processes.ProcessRecord | None:
+        return processes.register(
+            processes.SUPERVISOR,
+            os.getpid(),
+            project=self.settings.project_dir,
+            databases=[db.path for db in self.settings.databases],
+            replicas=[r.lock_key for db in self.settings.databases for r in db.replicas],
+            background=self.background,
+            manager=None if self.background else processes.service_manager(),
+            state_dir=self.state_dir,
+        )
 
     def _register_child(self, pid: int) -> processes.ProcessRecord | None:
         try:  # None when the pid is already gone (or not a real process: an injected spawn)
@@ -489,83 +472,6 @@ class Supervisor:
             self.log(f"backupctl: cannot record litestream pid {pid}: {exc.strerror}")
             return None
 
-    def _local_positions(self, databases: list[Database]) -> dict[str, positions.LocalPosition]:
-        if self.position_check is not None or not databases:
-            return {}
-        try:
-            return positions.local_positions(self.litestream, databases, timeout=POSITION_TIMEOUT, shipped_only=True)
-        except BackupctlError as exc:
-            self._position_error(exc)
-            return {}
-
-    def _covered(self, databases: list[Database], targets: dict[str, positions.LocalPosition] | None = None) -> set[str]:
-        """The databases (paths as str) whose replica holds their local position: the one in ``targets``
-        when litestream had one for it, else the one it has now (a database it never replicated)."""
-        if not databases:
-            return set()
-        if self.position_check is not None:
-            return self.position_check(databases)
-        has_ltx = self.litestream.caps.has_ltx
-        wanted = {k: v for k, v in (targets or {}).items() if v.initialized}
-        fresh = [db for db in databases if str(db.path) not in wanted]
-        local = {**self._local_positions(fresh), **wanted} if fresh else wanted
-        covered: set[str] = set()
-        readable = [db for db in databases if str(db.path) in local]
-        for path, replica in positions.read_replicas(self.litestream, readable, timeout=POSITION_TIMEOUT).items():
-            if isinstance(replica, BackupctlError):
-                self._position_error(replica)
-            elif isinstance(replica, positions.ReplicaPosition) and positions.covers(replica, local[path], has_ltx):
-                covered.add(path)
-        return covered
-
-    def _replicas_empty(self, databases: set[str]) -> bool:
-        """True only when some replica is really empty (so "NO backup yet" is the truth)."""
-        if not databases or self.position_check is not None:
-            return False
-        wanted = [db for db in self.settings.databases if str(db.path) in databases]
-        readings = positions.read_replicas(self.litestream, wanted, timeout=POSITION_TIMEOUT).values()
-        return any(isinstance(r, positions.ReplicaPosition) and r.empty for r in readings)
-
-    def _position_error(self, exc: BackupctlError) -> None:
-        text = scrub(exc.message, self.settings)
-        if text != self._last_position_error:
-            self._last_position_error = text
-            self.log(f"backupctl: cannot read the replica's position yet: {text}")
-
-    # -- periodic jobs (verify, drill) ----------------------------------------------------
-    def _periodic_jobs(self) -> list[PeriodicJob]:
-        jobs = []
-        if self.settings.verify_interval:
-            jobs.append(PeriodicJob("verify", parse_duration(self.settings.verify_interval), self._verify_all, self.clock))
-        if self.settings.drill_interval:
-            jobs.append(PeriodicJob("drill", parse_duration(self.settings.drill_interval), self._drill, self.clock))
-        return jobs
-
-    def _drill(self) -> None:
-        from backupctl.drill import scheduled_drill
-
-        scheduled_drill(self.settings, self.litestream, self.state_dir, self.log)
-
-    def _verify_all(self) -> None:
-        from backupctl import notify, verify
-
-        for db in self.settings.databases:
-            if self.stop_signal is not None:
-                return
-            try:
-                result = verify.verify_database(self.settings, self.litestream.binary, db)
-            except Exception as exc:  # a failed verify must never take replication down
-                message = scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__, self.settings)
-                self.log(f"backupctl: verify of {db.name} failed: {message}")
-                record = state.VerifyRecord.failure(str(db.path), db.name, message)
-                state.record_verify(self.state_dir, str(db.path), record)
-            else:
-                self.log(f"backupctl: verify of {db.name}: {result.status} ({result.reason})")
-                record = result.to_record()
-            # BACKUP_NOTIFY_URL / _FAIL_URL (notify.py): never raises; a slow webhook delays only this forked child
-            notify.send(self.settings, notify.verify_event(record.to_json()), log=self.log)
-
-    # -- plumbing -----------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
@@ -600,98 +506,3 @@ class Supervisor:
             state.write_supervisor_state(self.state_dir, self.status)
         except OSError as exc:
             self.log(f"backupctl: cannot write {self.state_dir / state.STATEFILE}: {exc.strerror}")
-
-
-def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
-    try:
-        for raw in iter(stream.readline, b""):
-            lines.put(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
-    except (OSError, ValueError):
-        pass
-    finally:
-        lines.put(None)
-
-
-class _Output:
-    """litestream's output, line by line: the output file tailed in this (the only) thread, or,
-    for an injected spawn with a pipe (tests), a reader thread (no parent-death signal there)."""
-
-    def __init__(self, proc: ChildProcess, path: Path) -> None:
-        self.proc = proc
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.reader: threading.Thread | None = None
-        self.tail: OutputTail | None = None
-        self.idle = IDLE_POLL_MIN
-        if proc.stdout is not None:
-            self.reader = threading.Thread(target=_pump, args=(proc.stdout, self.lines), daemon=True)
-            self.reader.start()
-        else:
-            self.tail = OutputTail(path)
-
-    def next_line(self, quick: bool) -> str | None:
-        """A line; "" when none came (after a short wait); None at the end of the output."""
-        if self.tail is None:
-            try:
-                return self.lines.get(timeout=0.2)
-            except queue.Empty:
-                return ""
-        raw = self.tail.next_line(finished=self.proc.poll() is not None)
-        if raw == "":
-            # Back off while litestream is quiet (idle CPU), but stay quick while stopping.
-            time.sleep(IDLE_POLL_MIN if quick else self.idle)
-            self.idle = min(self.idle * 2, IDLE_POLL_MAX)
-        else:
-            self.idle = IDLE_POLL_MIN
-        return raw
-
-    def reader_done(self) -> bool:
-        return self.reader is not None and not self.reader.is_alive()
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.join(timeout=1)
-        if self.tail is not None:
-            self.tail.close()
-
-
-def _signal(proc: ChildProcess, signum: int) -> None:
-    try:
-        os.kill(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "unknown"
-    if code < 0:
-        try:
-            return f"{code}, killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return str(code)
-    return str(code)
-
-
-# -- restore before replicating -----------------------------------------------------------
-def restore_missing_database(
-    settings: Settings, litestream: Litestream, db: Database, log: Log, report: Log | None = None
-) -> bool:
-    """Restore a missing database from its replica before replication starts. Never over an existing file.
-
-    Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
-    """
-    from backupctl.restore import restore_if_missing
-
-    if db.path.exists():
-        return False
-    log(f"backupctl: {db.path} is missing; restoring it from the replica if it has a backup")
-    restored = restore_if_missing(settings, litestream.binary, db)
-    if restored is None:
-        log(f"backupctl: no backup of {db.path} in the replica (or the database appeared meanwhile); starting fresh")
-        return False
-    log(f"backupctl: {restored.summary()}")
-    if report is not None:
-        report(restored.summary())
-    return True
-
-
