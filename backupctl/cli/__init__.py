@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     _raise_open_files_limit()
-    from backupctl.cli.app import app
+    from backupctl.cli import fast
     from backupctl.cli.output import os_error, report_error, report_internal_error
     from backupctl.errors import BackupctlError, ExitCode
 
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if kept_help is not None:
         recorder = sys.stdout = help_cache.Recorder(sys.stdout)  # type: ignore[assignment]
     try:
+        code = fast.answer(args)  # the JSON reads scripts call most, without loading typer
+        if code is not None:
+            return code
+        from backupctl.cli.app import app
+
         app(args=args, prog_name="backupctl", standalone_mode=True)
     except SystemExit as exc:
         if recorder is not None and kept_help is not None and exc.code in (None, 0):

@@ -61,16 +61,6 @@ def _stamp(value: datetime | None) -> str:
     return f"{value.strftime('%Y-%m-%d %H:%M:%S')}Z ({_ago(value)})"
 
 
-def _per_database(settings: Any, database: str | None, fetch: Callable[[Any], list[Any]]) -> list[tuple[Any, list[Any]]]:
-    """Fetch a listing for each selected database in parallel; the first error is raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    dbs = settings.database(database)
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(dbs)))) as pool:
-        results = list(pool.map(fetch, dbs))
-    return list(zip(dbs, results, strict=True))
-
-
 # --------------------------------------------------------------------------- status
 
 
@@ -228,6 +218,7 @@ def status(
       backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
       backupctl status --watch --json | jq .ok  # one JSON document per line
     """
+    from backupctl.cli.answers import status_report
     from backupctl.status import collect_status
 
     # Without the databases (an operator's laptop) the settings are read as on a new machine: a glob
@@ -244,7 +235,7 @@ def status(
             _watch(lambda: collect_status(settings, binary, database, config_path=config_path, fresh=fresh), interval, json_)
         except Interrupted:  # Ctrl-C is how a watch ends: quietly
             raise typer.Exit(0) from None
-    report = collect_status(settings, lambda: binary_for(settings), database, config_path=config_path, fresh=fresh)
+    report = status_report(settings, database, config, fresh)
     if json_:
         from backupctl.cli.output import emit_json
 
@@ -294,36 +285,21 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 @app.command()
 def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
-    from backupctl.listings import configured_databases
-    from backupctl.render import config_for_reading
+    from backupctl.cli.answers import databases_document
 
-    settings = load(env_file)
-    config = explicit_config(config) or config_for_reading(settings)
-    native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config)}
-    rows = []
-    for db in settings.databases:
-        size = db.path.stat().st_size if db.path.exists() else None
-        rows.append(
-            {
-                "name": db.name,
-                "path": str(db.path),
-                "exists": db.path.exists(),
-                "size": size,
-                "replicas": [r.destination for r in db.replicas],
-                "in_litestream_config": str(db.path) in native,
-            }
-        )
+    doc = databases_document(load(env_file), config)
     if json_:
         from backupctl.cli.output import emit_json
 
-        emit_json({"litestream_version": settings.version, "config": str(config), "databases": rows})
+        emit_json(doc)
         return
     from backupctl.cli.output import print_table
 
+    rows = doc["databases"]
     print_table(
         ["name", "path", "size", "replica"],
         [[r["name"], r["path"], human_size(r["size"]) if r["exists"] else "missing", ", ".join(r["replicas"])] for r in rows],
-        title=f"databases ({config})",
+        title=f"databases ({doc['config']})",
     )
 
 
@@ -331,31 +307,22 @@ def _listing(
     env_file: Path | None,
     json_: bool,
     database: str | None,
-    kind: str,
-    fetch: Callable[..., list[Any]],
+    command: str,
     columns: list[tuple[str, Callable[[Any], str]]],
-    note: str | None = None,
     config: Path | None = None,
     optional: tuple[str, ...] = (),
+    level: str = "all",
 ) -> None:
+    from backupctl.cli.answers import listing, listing_document, listing_results
+
     settings = load(env_file)
-    config_path = explicit_config(config)
-    binary = binary_for(settings)
-    results = _per_database(settings, database, lambda db: fetch(settings, binary, db, config_path=config_path))
+    what = listing(command, settings, level)
+    results = listing_results(settings, database, config, what)
+    kind, note = what.key, what.note
     if json_:
         from backupctl.cli.output import emit_json
 
-        doc: dict[str, Any] = {
-            "litestream_version": settings.version,
-            "databases": [
-                {"name": db.name, "path": str(db.path), "destinations": [r.destination for r in db.replicas],
-                 kind: [item.to_json() for item in items]}
-                for db, items in results
-            ],
-        }  # fmt: skip
-        if note:
-            doc["note"] = note
-        emit_json(doc)
+        emit_json(listing_document(settings, results, what))
         return
     import sys
 
@@ -384,10 +351,9 @@ def _listing(
 @app.command()
 def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
-    from backupctl.listings import snapshots as fetch
     from backupctl.listings import txid_hex
 
-    _listing(env_file, json_, database, "snapshots", fetch, [
+    _listing(env_file, json_, database, "snapshots", [
         ("created", lambda s: _stamp(s.created)),
         ("size", lambda s: human_size(s.size)),
         ("generation / txid", lambda s: f"{s.generation} #{s.index}" if s.generation else str(txid_hex(s.max_txid))),
@@ -398,9 +364,9 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
 @app.command()
 def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
-    from backupctl.listings import txid_hex, wal_segments
+    from backupctl.listings import txid_hex
 
-    _listing(env_file, json_, database, "wal", wal_segments, [
+    _listing(env_file, json_, database, "wal", [
         ("created", lambda s: _stamp(s.created)),
         ("size", lambda s: human_size(s.size)),
         ("position", lambda s: f"{s.generation} {s.index}/{s.offset}" if s.generation
@@ -414,36 +380,24 @@ def ltx(
     env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all", config: ConfigOpt = None
 ) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
-    from backupctl.errors import ConfigError
-    from backupctl.listings import ltx_files, txid_hex
+    from backupctl.listings import txid_hex
 
-    if level != "all" and not (level.isdigit() and 0 <= int(level) <= 9):
-        raise ConfigError(f"--level {level!r} is not a level", "use 0-9 or all")
-    lvl: int | str = int(level) if level.isdigit() else "all"
-    _listing(env_file, json_, database, "ltx", lambda s, b, db, config_path: ltx_files(s, b, db, lvl, config_path=config_path), [
+    _listing(env_file, json_, database, "ltx", [
         ("level", lambda f: str(f.level)),
         ("txids", lambda f: f"{txid_hex(f.min_txid)}-{txid_hex(f.max_txid)}"),
         ("size", lambda f: human_size(f.size)),
         ("timestamp", lambda f: _stamp(f.timestamp)),
-    ], config=config, optional=("size",))  # fmt: skip
-
-
-def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
-    from backupctl.listings import restorable_window
-
-    return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
+    ], config=config, optional=("size",), level=level)  # fmt: skip
 
 
 @app.command()
 def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
-    from backupctl.listings import GENERATIONS_NOTE
-    from backupctl.listings import generations as fetch
     from backupctl.versions import capabilities
 
     settings = load(env_file)
     if capabilities(settings.version).has_generations:
-        _listing(env_file, json_, database, "generations", fetch, [
+        _listing(env_file, json_, database, "generations", [
             ("generation", lambda g: g.generation),
             ("start", lambda g: _stamp(g.start)),
             ("end", lambda g: _stamp(g.end)),
@@ -451,10 +405,10 @@ def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: D
             ("replica", lambda g: g.replica),
         ], config=config, optional=("replica", "lag"))  # fmt: skip
         return
-    _listing(env_file, json_, database, "window", _window_rows, [
+    _listing(env_file, json_, database, "generations", [
         ("oldest", lambda w: _stamp(w.oldest)),
         ("newest", lambda w: _stamp(w.newest)),
         ("txids", lambda w: f"{w.min_txid:016x}-{w.max_txid:016x}" if w.max_txid is not None else "-"),
         ("snapshots", lambda w: str(w.snapshot_count)),
         ("files", lambda w: str(w.file_count)),
-    ], note=GENERATIONS_NOTE, config=config, optional=("files", "snapshots"))  # fmt: skip
+    ], config=config, optional=("files", "snapshots"))  # fmt: skip

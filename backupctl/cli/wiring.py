@@ -1,0 +1,53 @@
+"""What every command does before its work, without typer: the settings loaded with their warnings
+shown, an explicit --config checked, the pinned binary found. Both the typer commands and the fast
+path (``backupctl.cli.fast``) use these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def explicit_config(config: Path | None) -> Path | None:
+    """The --config file to use as it is (never rendered over), or None for the one rendered from the .env."""
+    if config is None:
+        return None
+    from backupctl.errors import ConfigError
+
+    path = config.expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(
+            f"--config {config}: no such file",
+            "pass the litestream.yml to use, or drop --config to use the one rendered from the .env",
+        )
+    return path
+
+
+def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
+    from backupctl.settings import load_settings
+
+    settings = load_settings(env_file, force_local=force_local)
+    if settings.warnings:
+        from backupctl.cli.output import notice
+
+        for warning in settings.warnings:
+            notice(warning)
+    return settings
+
+
+def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Settings
+    """Settings for restore, drill and `start --restore-if-missing`: globs in BACKUP_DATABASES are
+    resolved against the replica too, and a database's folder may not exist yet (a new machine).
+    ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files."""
+    from backupctl.cli.output import notice
+    from backupctl.recovery import resolve_databases
+    from backupctl.settings import load_settings
+
+    return resolve_databases(load_settings(env_file, replica_globs=True), note=notice if lenient else None)
+
+
+def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
+    """The pinned litestream binary for these settings, installed on first use (a note on stderr says so)."""
+    from backupctl.binary import ensure_binary
+    from backupctl.cli.output import notice
+
+    return ensure_binary(settings.version, notify=notice).path
