@@ -138,3 +138,45 @@ def test_the_modules_that_use_replicas_ask_the_kinds_instead_of_naming_them() ->
         source = (ROOT / "backupctl" / name).read_text()
         found = re.findall(r"kind\s*(?:==|!=|in)\s*[(\"']|\"(?:sftp|abs|gcs)\"|sftp_\w+|abs_account\w*", source)
         assert not found, (name, found)
+
+
+def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path: Path, litestream_bins) -> None:
+    """The start's confirmation reads a local folder's positions itself (1,000 databases would be
+    1,000 litestream listings): the highest TXID must be the one litestream's own listing gives."""
+    import sqlite3
+    import subprocess
+
+    from backupctl import positions
+    from backupctl.listings import restorable_window
+    from tests.conftest import make_db
+
+    proj = tmp_path / "app"
+    db = make_db(proj / "app.db", rows=3)
+    (proj / ".env").write_text(f"BACKUP_DATABASES=app.db\nBACKUP_LOCAL_DIR={tmp_path / 'replica'}\nBACKUP_SYNC_INTERVAL=1s\n")
+    settings = load_settings(proj / ".env")
+    config = proj / "litestream.yml"
+    config.write_text(render(settings).text)
+    ls = Litestream(litestream_bins["0.5.17"], settings, config)
+    replica = settings.databases[0].replicas[0]
+    assert replica.spec.ltx_ranges(replica) == []  # nothing there yet: an empty replica, not an error
+    assert positions.read_replicas(ls, list(settings.databases))[str(db)].empty
+    proc = subprocess.Popen([str(ls.binary), "replicate", "-config", str(config)], env=ls.environment.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for batch in range(3):
+            con = sqlite3.connect(db)
+            with con:
+                con.execute("INSERT INTO items (body) VALUES (?)", (f"batch {batch}",))
+            con.close()
+
+            def agree() -> bool:
+                window = restorable_window(settings, ls.binary, settings.databases[0], config_path=config)
+                direct = positions.read_replicas(ls, list(settings.databases))[str(db)]
+                return not window.empty and direct.txid == window.max_txid and not direct.empty
+
+            from tests.conftest import wait_for
+
+            wait_for(agree, 30, what=f"the direct read to agree with litestream's listing ({batch})")
+    finally:
+        proc.terminate()
+        proc.wait(30)

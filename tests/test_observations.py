@@ -82,11 +82,16 @@ def test_status_reads_the_supervisors_looks_and_falls_back_when_they_are_stale(p
             published = json.loads((state_dir / OBSERVATIONS).read_text())
             assert published["supervisor_pid"] == sup.pid
 
-        # A look older than MAX_AGE is not used: status reads for itself (a stuck supervisor).
-        old = time.time() - MAX_AGE - 5
-        os.utime(state_dir / OBSERVATIONS, (old, old))
-        code, doc = status(project)
-        assert doc["source"] == "live" and code == 0, doc
+        # A stuck supervisor (SIGSTOP) looks no more: once its last look is older than MAX_AGE,
+        # status reads for itself. The look's age is set back rather than waited for.
+        os.kill(sup.pid, signal.SIGSTOP)
+        try:
+            old = time.time() - MAX_AGE - 5
+            os.utime(state_dir / OBSERVATIONS, (old, old))
+            code, doc = status(project)
+            assert doc["source"] == "live" and code == 0, doc
+        finally:
+            os.kill(sup.pid, signal.SIGCONT)
         wait_for(lambda: status(project)[1]["source"] == "supervisor", 60, what="the next look")
 
         # litestream crashes: the supervisor restarts it; its looks start again with the new run.

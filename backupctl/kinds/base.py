@@ -253,3 +253,9 @@ class ReplicaKind:
     def list_objects(self, settings: Settings, replica: Replica) -> list[StoredObject] | None:
         """Every object the replica holds (for `cost`); None: this kind is not listed."""
         return None
+
+    def ltx_ranges(self, replica: Replica) -> list[tuple[int, int]] | None:
+        """Litestream 0.5: the (min, max) TXID of every LTX file the replica holds, read without
+        litestream (the start's confirmation asks it of every database); None: only litestream's
+        listing can tell."""
+        return None

@@ -51,6 +51,31 @@ class FileKind(ReplicaKind):
                 found.append(StoredObject(str(Path(folder, name).relative_to(root)), st.st_size, st.st_mtime))
         return found
 
+    def ltx_ranges(self, replica: Replica) -> list[tuple[int, int]] | None:
+        """The TXID ranges in the names litestream gives its LTX files (``ltx/<level>/<min>-<max>.ltx``,
+        16 hex digits each); a file being written has another name until it is complete."""
+        ranges = []
+        try:
+            levels = list(os.scandir(Path(replica.path) / "ltx"))
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None  # unreadable: let litestream say why
+        for level in levels:
+            if not level.is_dir():
+                continue
+            try:
+                names = [entry.name for entry in os.scandir(level.path)]
+            except OSError:
+                return None
+            for name in names:
+                if len(name) == 37 and name.endswith(".ltx") and name[16] == "-":
+                    try:
+                        ranges.append((int(name[:16], 16), int(name[17:33], 16)))
+                    except ValueError:
+                        continue
+        return ranges
+
 
 def check_replica_folder(replica: Replica) -> Check:
     """A local-folder replica: writable (writes, reads back and removes a probe file)."""
