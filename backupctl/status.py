@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backupctl import listings, positions, state
+from backupctl import listings, positions, restorable, state
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.paths import project_state_dir
 from backupctl.runner import Litestream
@@ -209,7 +209,7 @@ def database_status(
     settings: Settings,
     db: Database,
     local: _Local,
-    window: listings.Window | None,
+    window: restorable.Window | None,
     replica_error: BackupctlError | None,
     supervisor: SupervisorInfo,
     cache: dict[str, Any],
@@ -350,11 +350,11 @@ def collect_status(
     served = [db for db in dbs if str(db.path) not in unserved]
     local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
 
-    def read(db: Database) -> tuple[listings.Window | None, BackupctlError | None]:
+    def read(db: Database) -> tuple[restorable.Window | None, BackupctlError | None]:
         if str(db.path) in unserved:
             return None, None
         try:
-            return listings.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
+            return restorable.restorable_window(settings, binary_path, db, config_path=config_path, timeout=timeout), None
         except BackupctlError as exc:
             return None, exc
 
@@ -470,10 +470,10 @@ def collect_replica_status(
             config_path = config_for_reading(settings, prefer_running=False)
         has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
 
-        def read(db: Database) -> tuple[listings.Window | None, BackupctlError | None]:
+        def read(db: Database) -> tuple[restorable.Window | None, BackupctlError | None]:
             try:
                 target = stand_ins.get(db.path, db)
-                return listings.restorable_window(reading_settings, binary_path, target, config_path=config_path,
+                return restorable.restorable_window(reading_settings, binary_path, target, config_path=config_path,
                                                  timeout=timeout), None  # fmt: skip
             except BackupctlError as exc:
                 return None, exc

@@ -421,7 +421,7 @@ def ltx(
 
 
 def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
-    from backupctl.listings import restorable_window
+    from backupctl.restorable import restorable_window
 
     return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
