@@ -16,7 +16,6 @@ from backupctl.cli.common import (
     EnvFileOpt,
     JsonOpt,
     binary_for,
-    explicit_config,
     human_size,
     load,
     load_for_recovery,
@@ -220,6 +219,7 @@ def status(
       backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
       backupctl status --watch --json | jq .ok  # one JSON document per line
     """
+    from backupctl.project import explicit_config
     from backupctl.status import collect_status
 
     # Without the databases (an operator's laptop) the settings are read as on a new machine: a glob
@@ -287,6 +287,7 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
     from backupctl.listings import configured_databases
+    from backupctl.project import explicit_config
     from backupctl.render import config_for_reading
 
     settings = load(env_file)
@@ -330,6 +331,8 @@ def _listing(
     config: Path | None = None,
     optional: tuple[str, ...] = (),
 ) -> None:
+    from backupctl.project import explicit_config
+
     settings = load(env_file)
     config_path = explicit_config(config)
     binary = binary_for(settings)
