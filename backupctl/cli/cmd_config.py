@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from backupctl.cli.app import app
+from backupctl.cli.app import Typer, app
 from backupctl.cli.common import EnvFileOpt, JsonOpt, SkipChecksOpt, load
 
-templates_app = typer.Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
+templates_app = Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 
 
