@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from enum import StrEnum
 from typing import Annotated
 
@@ -21,16 +19,6 @@ from backupctl.cli.common import (
     preflight,
     restored_lines,
 )
-
-
-def _stderr_log(line: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-    sys.stderr.flush()
-
-
-def _stdout_line(line: str) -> None:
-    sys.stdout.write(f"{line}\n")
-    sys.stdout.flush()
 
 
 @app.command()
@@ -60,7 +48,7 @@ def start(
       backupctl start -b --restore-if-missing  # a new machine: restore first, then replicate
     """
     from backupctl import launch
-    from backupctl.cli.output import say, success
+    from backupctl.cli.output import log_line, out, say, success
 
     # A new machine: the databases (and their folders) may exist only in the replica.
     settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
@@ -70,7 +58,7 @@ def start(
     if background and not foreground_child:
         started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
         for line in restored_lines(started.log_path, started.log_offset):  # on stdout as in the foreground, not only in the log
-            _stdout_line(line)
+            out(line)
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
@@ -84,8 +72,8 @@ def start(
         config,
         restore_if_missing=restore_if_missing,
         background_child=foreground_child,
-        log=_stderr_log,
-        report=_stdout_line,
+        log=log_line,
+        report=out,
     )
     if code:
         raise typer.Exit(code)
