@@ -119,46 +119,21 @@ def install(
 @app.command("version")
 def version_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show backupctl's version and the project's pinned Litestream: path, version, verified, source."""
-    from backupctl import __version__
-    from backupctl.binary import cached, reported_version, user_binary
     from backupctl.cli.output import emit_json, out
-    from backupctl.project import project_version
-    from backupctl.versions import platform_pin
+    from backupctl.project import litestream_report
 
-    pinned = project_version(env_file)
-    pin = platform_pin(pinned)
-    binary = user_binary(pinned) or cached(pinned)
-    doc: dict[str, object] = {
-        "backupctl": __version__,
-        "litestream_pinned": pinned,
-        "platform": pin.platform,
-        "installed": binary is not None,
-        "litestream": None,
-        "path": None,
-        "pinned_sha256": pin.sha256,
-        "sha256": None,
-        "verified": False,
-        "source": None,
-    }
-    if binary is not None:
-        doc.update(
-            litestream=reported_version(binary.path),
-            path=str(binary.path),
-            sha256=binary.sha256,
-            verified=binary.verified,
-            source=binary.source,
-        )
+    doc = litestream_report(env_file)
     if json_:
         emit_json(doc)
         return 0
-    out(f"backupctl  {__version__}")
-    if binary is None:
-        out(f"litestream {pinned} (pinned) is not installed for {pin.platform}; run `backupctl install`")
+    out(f"backupctl  {doc['backupctl']}")
+    if not doc["installed"]:
+        out(f"litestream {doc['litestream_pinned']} (pinned) is not installed for {doc['platform']}; run `backupctl install`")
         return 0
-    out(f"litestream {doc['litestream']} (pinned {pinned})")
-    out(f"binary     {binary.path}")
-    state = "yes, sha256 matches the pin" if binary.verified else "no, sha256 differs from the pin"
+    out(f"litestream {doc['litestream']} (pinned {doc['litestream_pinned']})")
+    out(f"binary     {doc['path']}")
+    state = "yes, sha256 matches the pin" if doc["verified"] else "no, sha256 differs from the pin"
     out(f"verified   {state}")
-    out(f"source     {binary.source}")
-    out(f"platform   {pin.platform}")
+    out(f"source     {doc['source']}")
+    out(f"platform   {doc['platform']}")
     return 0

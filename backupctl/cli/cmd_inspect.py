@@ -286,26 +286,11 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 @app.command()
 def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
-    from backupctl.listings import configured_databases
-    from backupctl.project import explicit_config
-    from backupctl.render import config_for_reading
+    from backupctl.cli.output import notice
+    from backupctl.project import configured_database_rows
 
     settings = load(env_file)
-    config = explicit_config(config) or config_for_reading(settings)
-    native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config)}
-    rows = []
-    for db in settings.databases:
-        size = db.path.stat().st_size if db.path.exists() else None
-        rows.append(
-            {
-                "name": db.name,
-                "path": str(db.path),
-                "exists": db.path.exists(),
-                "size": size,
-                "replicas": [r.destination for r in db.replicas],
-                "in_litestream_config": str(db.path) in native,
-            }
-        )
+    config, rows = configured_database_rows(settings, config, note=notice)
     if json_:
         from backupctl.cli.output import emit_json
 
