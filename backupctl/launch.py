@@ -16,14 +16,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backupctl.errors import RefusedError, SupervisorError
 from backupctl.settings import Settings
 
+if TYPE_CHECKING:
+    from backupctl.background import StopResult
+    from backupctl.runner import Litestream
+
 Log = Callable[[str], None]
 
 
-def prepare_litestream(settings: Settings, config: Path | None, log: Log):  # -> runner.Litestream
+def prepare_litestream(settings: Settings, config: Path | None, log: Log) -> Litestream:
     """Keep the default litestream.yml in sync with the settings (an explicit --config is used as it
     is, never rendered over), make sure the pinned binary is there, pass on notices."""
     from backupctl.binary import ensure_binary
@@ -143,7 +148,7 @@ def explain_failed_start(exc: SupervisorError, state_dir: Path, since: float) ->
     return exc
 
 
-def stop_project(settings: Settings, timeout: float | None, *, force: bool):  # -> background.StopResult
+def stop_project(settings: Settings, timeout: float | None, *, force: bool) -> StopResult:
     """`stop`: stop this project's supervisor gracefully; refuse one a service manager runs (unless
     ``force``): it would start it again, or count it as failed. ``timeout`` None: the stop timeout + 15 s."""
     from backupctl import paths, processes
