@@ -337,8 +337,12 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
             raise ConflictError(
                 f"{db.path} is already replicated by {other.describe()}",
                 "two replicators on one database break the replica chain; "
-                + (_how_to_stop(other.record) if other.record else f"stop pid {other.pid} first (and remove it from "
-                   "your Procfile, systemd unit or sidecar), then let backupctl replicate"),
+                + (
+                    _how_to_stop(other.record)
+                    if other.record
+                    else f"stop pid {other.pid} first (and remove it from your Procfile, systemd unit or sidecar), "
+                    "then let backupctl replicate"
+                ),
             )
         holder = locks.holder(locks.database_lock_path(db.path))
         if holder and holder not in allowed:
