@@ -152,7 +152,8 @@ def run_drill(
 def _drill_one(
     settings: Settings, binary_path: Path, ls: Litestream, db: Database, timeout: float, on_step: Step | None, now: float
 ) -> DatabaseDrill:
-    from backupctl.listings import iso, restorable_window
+    from backupctl.listings import iso
+    from backupctl.restorable import restorable_window
     from backupctl.restore import stop_request
 
     drill = DatabaseDrill(db.name, str(db.path), FAILED, "")

@@ -41,7 +41,7 @@ from backupctl.atomic import write_atomic
 from backupctl.errors import BackupctlError
 
 if TYPE_CHECKING:
-    from backupctl.listings import Window
+    from backupctl.restorable import Window
     from backupctl.runner import Litestream
     from backupctl.settings import Database
 
@@ -196,7 +196,7 @@ class Observer:
         self.next_look = self.clock() + min(MAX_INTERVAL, max(self.interval, spent / CPU_BUDGET))
 
     def _read(self, databases: list[Database], has_ltx: bool, now: float) -> None:
-        from backupctl.listings import restorable_windows
+        from backupctl.restorable import restorable_windows
 
         try:
             local = positions.local_positions(self.litestream, databases, timeout=READ_TIMEOUT)

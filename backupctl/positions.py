@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from backupctl.errors import LitestreamError
 
 if TYPE_CHECKING:
-    from backupctl.listings import Window
+    from backupctl.restorable import Window
     from backupctl.runner import Litestream
     from backupctl.settings import Database
 
@@ -106,7 +106,7 @@ def _mtime(path: Path) -> float | None:
 
 
 def replica_position(window: Window) -> ReplicaPosition:
-    """What a restorable window (listings.restorable_window) says of the replica's position."""
+    """What a restorable window (restorable.restorable_window) says of the replica's position."""
     newest = window.newest.timestamp() if window.newest is not None else None
     latest = window.latest_generation
     return ReplicaPosition(
@@ -119,7 +119,7 @@ def replica_position(window: Window) -> ReplicaPosition:
 
 def read_replica(ls: Litestream, db: Database, *, timeout: float = 30.0) -> ReplicaPosition:
     """Read the replica's position now (raises LitestreamError when it cannot be read)."""
-    from backupctl.listings import restorable_window
+    from backupctl.restorable import restorable_window
 
     return replica_position(restorable_window(ls.settings, ls.binary, db, config_path=ls.config_path, timeout=timeout))
 
@@ -128,7 +128,7 @@ def read_replicas(ls: Litestream, databases: list[Database], *, timeout: float =
     """``read_replica`` for many databases at once, by str(path): the position, or the error reading
     that replica gave. 0.5: a replica whose kind can name its LTX files itself (a local folder) is read
     directly, the others through litestream's listings, side by side."""
-    from backupctl.listings import restorable_windows
+    from backupctl.restorable import restorable_windows
 
     found: dict[str, ReplicaPosition | Exception] = {}
     if ls.caps.has_ltx:

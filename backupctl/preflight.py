@@ -9,13 +9,16 @@ Only what is cheap is checked: the database file (exists, is SQLite, journal mod
 header without opening a connection), a local-folder replica's folder (doctor's write probe),
 and an S3/R2/sftp endpoint's TCP port (a short connect timeout, no request, no credentials).
 `backupctl doctor` does the thorough checks (credentials, bucket permissions).
+
+:func:`run` is what `setup` and `start` call: the checks, their notes passed on, their problems
+raised as one error. :func:`check` returns them all, for callers that weigh them themselves.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +129,31 @@ def check(
             if problem is not None:
                 result.problems.append(problem)
     return result
+
+
+def run(
+    settings: Settings,
+    *,
+    missing_database: str,
+    note: Callable[[str], None],
+    restore_if_missing: bool = False,
+    unreachable_is_error: bool = True,
+) -> None:
+    """The fast checks before litestream runs: raise their error, pass their notes to ``note``.
+
+    ``unreachable_is_error=False`` (setup) reports an unreachable replica as a note: the file is
+    still right, and a build machine may have no network; start fails on it.
+    """
+    found = check(settings, missing_database=missing_database, restore_if_missing=restore_if_missing)
+    if not unreachable_is_error:
+        for problem in [p for p in found.problems if p.unreachable]:
+            found.problems.remove(problem)
+            found.notes.append(f"{problem.line()} (start fails until it is reachable)")
+    error = found.error()
+    if error is not None:
+        raise error
+    for line in found.notes:
+        note(line)
 
 
 def _check_database(db: Database, result: Preflight, missing_database: str, restore_if_missing: bool) -> None:

@@ -13,10 +13,13 @@ signalled. Records of dead processes are pruned as they are read.
 
 One question, :func:`replicators_of`, answers "which processes replicate or hold this
 database?" for `start`, `stop`, `status`, `verify`, `restore` and `doctor`: backupctl's own
-(from the records) and foreign ones (a `litestream replicate` whose command line or config
-names the database, or any litestream with the database open). :func:`check_free` turns the
-answer into the refusal every replicating command gives, and :func:`reap_orphans` stops a
-litestream whose backupctl parent died (a SIGKILLed supervisor or verify).
+(from the records) and foreign ones (``foreign_litestreams.py``: a `litestream replicate` whose
+command line or config names the database, or any litestream with the database open).
+:func:`check_free` turns the answer into the refusal every replicating command gives, and
+:func:`reap_orphans` stops a litestream whose backupctl parent died (a SIGKILLed supervisor or
+verify). :func:`child_kwargs` starts a litestream that dies with its parent (Linux).
+
+Which service manager runs a supervisor is ``service_managers.py``.
 
 Flock locks (``locks.py``) stay the race-free guard that two replicators never start at once;
 the records say *who* holds them.
@@ -72,7 +75,7 @@ class ProcessRecord:
     parent_create_time: float | None = None
     pdeathsig: bool = False  # the kernel sends it SIGTERM when its parent dies
     background: bool = False  # supervisor: started by `start --background`
-    manager: str | None = None  # supervisor: the service manager running it (see service_manager)
+    manager: str | None = None  # supervisor: the service manager running it (service_managers.py)
     state_dir: str | None = None
     started_at: float = 0.0
     start_ticks: int | None = None  # Linux: start time in clock ticks since boot (see start_ticks)
@@ -301,93 +304,11 @@ def replicators_of(db_path: Path, *, scan: bool = True) -> list[Replicator]:
     ours = [r for r in records(role=REPLICATING_ROLES) if target in r.databases]
     found = [Replicator(r.pid, r.command_line, r) for r in ours]
     if scan:
+        from backupctl.foreign_litestreams import foreign_litestreams
+
         known = {r.pid for r in records()}
-        found += [r for r in _foreign_litestreams(Path(target)) if r.pid not in known]
+        found += [Replicator(pid, line, None) for pid, line in foreign_litestreams(Path(target)) if pid not in known]
     return found
-
-
-def _foreign_litestreams(target: Path) -> list[Replicator]:
-    import psutil
-
-    found: list[Replicator] = []
-    me = os.getpid()
-    opened = {str(target), f"{target}-wal"}
-    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
-        try:
-            argv = proc.info["cmdline"] or []
-            name = proc.info["name"] or ""
-            if proc.info["pid"] == me or not (argv and Path(argv[0]).name.startswith("litestream")) and "litestream" not in name:
-                continue
-            if _is_replicate(argv):
-                try:
-                    cwd: Path | None = Path(proc.cwd())
-                except (psutil.AccessDenied, OSError):
-                    cwd = None  # another user's process: absolute paths can still be compared
-                if any(_resolved(p, cwd) == target for p in _replicated_paths(argv, cwd, proc)):
-                    found.append(Replicator(proc.pid, " ".join(argv), None))
-                    continue
-            if any(f.path in opened for f in proc.open_files()):
-                found.append(Replicator(proc.pid, " ".join(argv) or name, None))
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
-            continue
-    return found
-
-
-def _is_replicate(argv: list[str]) -> bool:
-    return len(argv) >= 2 and Path(argv[0]).name.startswith("litestream") and argv[1] == "replicate"
-
-
-def config_arg(argv: list[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg in ("-config", "--config") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(("-config=", "--config=")):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _replicated_paths(argv: list[str], cwd: Path | None, proc: Any) -> list[str]:
-    config = config_arg(argv)
-    positional = [a for a in argv[2:] if not a.startswith("-")]
-    if config is None and positional and not any(a.startswith("-exec") for a in argv):
-        return positional[:1]  # `litestream replicate DB REPLICA_URL`
-    if config is None:
-        try:
-            config = proc.environ().get("LITESTREAM_CONFIG") or "/etc/litestream.yml"
-        except Exception:
-            config = "/etc/litestream.yml"
-    try:
-        text = _resolved(config, cwd).read_text("utf-8", errors="replace")
-    except OSError:
-        return []
-    return config_database_paths(text)
-
-
-def config_database_paths(text: str) -> list[str]:
-    """Every `path:` value in a litestream.yml (database and replica paths alike; callers compare)."""
-    import re
-
-    found = []
-    for match in re.finditer(r"^\s*-?\s*path:\s*(.+?)\s*$", text, re.MULTILINE):
-        raw = match.group(1)
-        if raw.startswith('"'):
-            try:
-                raw = json.loads(raw.replace("\\x24", "$"))
-            except ValueError:
-                raw = raw.strip('"')
-        elif raw.startswith("'"):
-            raw = raw.strip("'")
-        else:
-            raw = raw.split(" #", 1)[0].strip()
-        found.append(raw)
-    return found
-
-
-def _resolved(path: Path | str, cwd: Path | None = None) -> Path:
-    p = Path(os.path.expanduser(str(path)))
-    if not p.is_absolute() and cwd is not None:
-        p = cwd / p
-    return Path(os.path.realpath(p))
 
 
 def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), log: Log | None = None) -> None:
@@ -416,8 +337,12 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
             raise ConflictError(
                 f"{db.path} is already replicated by {other.describe()}",
                 "two replicators on one database break the replica chain; "
-                + (_how_to_stop(other.record) if other.record else f"stop pid {other.pid} first (and remove it from "
-                   "your Procfile, systemd unit or sidecar), then let backupctl replicate"),
+                + (
+                    _how_to_stop(other.record)
+                    if other.record
+                    else f"stop pid {other.pid} first (and remove it from your Procfile, systemd unit or sidecar), "
+                    "then let backupctl replicate"
+                ),
             )
         holder = locks.holder(locks.database_lock_path(db.path))
         if holder and holder not in allowed:
@@ -455,6 +380,8 @@ def _how_to_stop(record: ProcessRecord | None) -> str:
     if record.role != SUPERVISOR:
         return f"wait for it to finish, or stop pid {record.pid}"
     if record.manager:
+        from backupctl.service_managers import manager_stop_hint
+
         return f"it runs under {record.manager}: stop it there ({manager_stop_hint(record.manager)})"
     if record.background:
         return f"`backupctl stop` in {record.project} stops it"
@@ -535,72 +462,3 @@ def child_kwargs() -> dict[str, Any]:
     if use_parent_death_signal():
         return {"preexec_fn": parent_death_preexec(os.getpid())}
     return {}
-
-
-# --------------------------------------------------------------------------- service managers
-
-
-def service_manager(environ: dict[str, str] | None = None, pid: int | None = None) -> str | None:
-    """Which service manager runs this process, as a name `stop` can point at (None: a terminal or a script).
-
-    systemd gives its services INVOCATION_ID, launchd its jobs XPC_SERVICE_NAME; both also leak
-    into terminals started by them (a desktop's terminal app), so a process with a terminal is
-    never taken for a service.
-    """
-    env = os.environ if environ is None else environ
-    if _on_a_terminal():
-        return None
-    if env.get("INVOCATION_ID"):
-        unit = _systemd_unit(pid or os.getpid())
-        user = "/user@" in _cgroup(pid or os.getpid())
-        return (f"systemd user unit {unit}" if user else f"systemd unit {unit}") if unit else "systemd"
-    if env.get("XPC_SERVICE_NAME") and env.get("XPC_SERVICE_NAME") != "0":
-        return f"launchd job {env['XPC_SERVICE_NAME']}"
-    in_container = Path("/.dockerenv").exists() or bool(env.get("container"))
-    if in_container and (os.getpid() == 1 or (os.getppid() == 1 and _name(1) in CONTAINER_INITS)):
-        return "a container"  # its main process (or right under its init): the container's restart policy rules
-    return None
-
-
-def _on_a_terminal() -> bool:
-    try:
-        return any(os.isatty(fd) for fd in (0, 1, 2))
-    except OSError:
-        return False
-
-
-CONTAINER_INITS = ("tini", "docker-init", "dumb-init", "catatonit")
-
-
-def _name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text("utf-8").strip()
-    except OSError:
-        return ""
-
-
-def manager_stop_hint(manager: str) -> str:
-    if manager.startswith("systemd user unit "):
-        return f"systemctl --user stop {manager.removeprefix('systemd user unit ')}"
-    if manager.startswith("systemd unit "):
-        return f"systemctl stop {manager.removeprefix('systemd unit ')}"
-    if manager.startswith("launchd job "):
-        return f"launchctl stop {manager.removeprefix('launchd job ')}"
-    if manager == "a container":
-        return "docker compose stop, or stop the container"
-    return f"stop it through {manager}"
-
-
-def _cgroup(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cgroup").read_text("utf-8")
-    except OSError:
-        return ""
-
-
-def _systemd_unit(pid: int) -> str | None:
-    for line in _cgroup(pid).splitlines():
-        for part in reversed(line.rsplit(":", 1)[-1].split("/")):
-            if part.endswith(".service"):
-                return part
-    return None

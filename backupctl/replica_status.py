@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import listings
+from backupctl import listings, restorable
 from backupctl.errors import ExitCode
 from backupctl.runner import Litestream
 from backupctl.settings import Database, Settings
@@ -102,12 +102,12 @@ def collect_replica_status(
         has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
 
         targets = [stand_ins.get(db.path, db) for db in dbs]
-        windows = listings.restorable_windows(reading_settings, binary_path, targets, config_path=config_path,
+        windows = restorable.restorable_windows(reading_settings, binary_path, targets, config_path=config_path,
                                               timeout=timeout)  # fmt: skip
         readings = []
         for target in targets:
             reading = windows.get(str(target.path))
-            if isinstance(reading, listings.Window):
+            if isinstance(reading, restorable.Window):
                 readings.append((reading, None))
             else:
                 readings.append((None, reading))

@@ -350,7 +350,7 @@ def check_not_in_use(db: Database | None, path: Path) -> None:
 
 @dataclass
 class Window:
-    """The span a point-in-time restore can reach (from backupctl.listings)."""
+    """The span a point-in-time restore can reach (from backupctl.restorable)."""
 
     start: datetime | None
     end: datetime | None
@@ -543,13 +543,13 @@ def plan_restore(
 
 
 def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Window | None:
-    """The replica's restorable span from backupctl.listings; None for an empty replica.
+    """The replica's restorable span from backupctl.restorable; None for an empty replica.
 
     Raises LitestreamError when the replica cannot be listed.
     """
-    from backupctl import listings
+    from backupctl import restorable
 
-    window = listings.restorable_window(settings, binary_path, db)
+    window = restorable.restorable_window(settings, binary_path, db)
     if window.empty:
         return None
     return Window(window.oldest, window.newest)

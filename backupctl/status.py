@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backupctl import listings, observations, positions, state
+from backupctl import listings, observations, positions, restorable, state
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.observations import local_position, record
 from backupctl.paths import project_state_dir
@@ -367,7 +367,7 @@ def collect_status(
     ls = Litestream(binary_path, settings, config_path)
     local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
     windows = (
-        listings.restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
+        restorable.restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
         if served else {}
     )  # fmt: skip
     cache = state.read_json(state_dir / STATUS_CACHE) or {}
@@ -376,7 +376,7 @@ def collect_status(
         local = _local(db, position)
         reading = windows.get(str(db.path))
         error = reading.message if isinstance(reading, BackupctlError) else None
-        window = reading if isinstance(reading, listings.Window) else None
+        window = reading if isinstance(reading, restorable.Window) else None
         entry = cache.setdefault(str(db.path), {})
         if str(db.path) not in unserved:
             record(entry, position, window, has_ltx, local.updated_at, now)

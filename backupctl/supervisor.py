@@ -74,6 +74,7 @@ from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.observations import Observer
 from backupctl.periodic import PeriodicJob, supervisor_jobs
 from backupctl.runner import Litestream, _kill_group, scrub
+from backupctl.service_managers import service_manager
 from backupctl.settings import Database, Settings, parse_duration
 
 __all__ = ["LITESTREAM_OUTPUT", "TRANSITIONS", "ChildProcess", "Supervisor", "backoff_delay", "stop_timeout_seconds"]
@@ -452,7 +453,7 @@ class Supervisor:
             databases=[db.path for db in self.settings.databases],
             replicas=[r.lock_key for db in self.settings.databases for r in db.replicas],
             background=self.background,
-            manager=None if self.background else processes.service_manager(),
+            manager=None if self.background else service_manager(),
             state_dir=self.state_dir,
         )
 

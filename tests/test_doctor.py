@@ -15,7 +15,7 @@ import pytest
 
 from backupctl.doctor import run_doctor, wal_command
 from backupctl.errors import ExitCode
-from backupctl.processes import config_database_paths
+from backupctl.foreign_litestreams import config_database_paths
 from tests.conftest import S3_KEY, S3_RO_KEY, S3_RO_SECRET, S3_SECRET, make_db, run_cli
 
 CHECK_KEYS = {"name", "status", "found", "fix", "subject", "finding"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import listings
+from backupctl import listings, restorable
 from backupctl.errors import LitestreamError
 from backupctl.render import sync_config
 from backupctl.runner import Litestream
@@ -98,11 +98,11 @@ def test_listings_match_what_restore_returns(
     binary = litestream_bins[version]
     dbrec = settings.databases[0]
 
-    empty = listings.restorable_window(settings, binary, dbrec)
+    empty = restorable.restorable_window(settings, binary, dbrec)
     assert empty.empty and empty.oldest is None and empty.snapshot_count == 0
 
     replicate_two_batches(settings, binary, db)
-    window = listings.restorable_window(settings, binary, dbrec)
+    window = restorable.restorable_window(settings, binary, dbrec)
     snaps = listings.snapshots(settings, binary, dbrec)
     segments = listings.wal_segments(settings, binary, dbrec)
     assert window.oldest is not None and window.newest is not None
@@ -179,7 +179,7 @@ def test_unreachable_replica_is_an_error_not_an_empty_listing(
     settings = load_settings(write_env(proj, version, "s3", bucket="nobucket", endpoint=f"http://127.0.0.1:{closed}"))
     destination = settings.databases[0].replicas[0].destination
     with pytest.raises(LitestreamError) as err:
-        listings.restorable_window(settings, litestream_bins[version], settings.databases[0])
+        restorable.restorable_window(settings, litestream_bins[version], settings.databases[0])
     assert destination in err.value.message and "refused" in err.value.message.lower()
 
     res = run_cli("snapshots", "--json", cwd=proj)

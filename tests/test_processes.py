@@ -74,15 +74,6 @@ def test_a_killed_verify_leaves_a_record_to_clean_up_after(tmp_path: Path) -> No
     assert not record.file.exists()
 
 
-def test_service_manager_is_read_from_the_environment() -> None:
-    assert processes.service_manager({}) in (None, "a container")
-    assert processes.service_manager({"INVOCATION_ID": "x"}).startswith("systemd")
-    assert processes.service_manager({"XPC_SERVICE_NAME": "com.example.backup"}) == "launchd job com.example.backup"
-    assert processes.manager_stop_hint("systemd user unit backupctl-app.service") == (
-        "systemctl --user stop backupctl-app.service"
-    )
-
-
 def test_a_shared_state_folder_belongs_to_its_first_project(tmp_path: Path) -> None:
     from backupctl.errors import ConfigError
 

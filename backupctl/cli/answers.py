@@ -47,7 +47,7 @@ def listing(command: str, settings: Any, level: str = "all") -> Listing:
 
 
 def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
-    from backupctl.listings import restorable_window
+    from backupctl.restorable import restorable_window
 
     return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
@@ -82,25 +82,10 @@ def listing_document(settings: Any, results: list[tuple[Any, list[Any]]], what: 
 
 def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:
     """`databases --json`: the config litestream reads and one row per database of the settings."""
-    from backupctl.cli.wiring import binary_for, explicit_config
-    from backupctl.listings import configured_databases
-    from backupctl.render import config_for_reading
+    from backupctl.cli.output import notice
+    from backupctl.project import configured_database_rows
 
-    config_path = explicit_config(config) or config_for_reading(settings)
-    native = {d.path: d for d in configured_databases(settings, binary_for(settings), config_path=config_path)}
-    rows = []
-    for db in settings.databases:
-        size = db.path.stat().st_size if db.path.exists() else None
-        rows.append(
-            {
-                "name": db.name,
-                "path": str(db.path),
-                "exists": db.path.exists(),
-                "size": size,
-                "replicas": [r.destination for r in db.replicas],
-                "in_litestream_config": str(db.path) in native,
-            }
-        )
+    config_path, rows = configured_database_rows(settings, config, note=notice)
     return {"litestream_version": settings.version, "config": str(config_path), "databases": rows}
 
 

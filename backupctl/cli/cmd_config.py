@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, SkipChecksOpt, load, preflight
+from backupctl.cli.app import Typer, app
+from backupctl.cli.common import EnvFileOpt, JsonOpt, SkipChecksOpt, load
 
-templates_app = typer.Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
+templates_app = Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 
 
@@ -45,107 +45,52 @@ def setup(
       backupctl setup --print         # show it, write nothing
       backupctl setup --local         # replicate to BACKUP_LOCAL_DIR until a plain setup
     """
-    from backupctl.atomic import write_atomic
-    from backupctl.cli.output import out, say, success
-    from backupctl.render import render
+    from backupctl.cli.output import notice, out, success
+    from backupctl.configure import setup as configure
 
     settings = load(env_file, force_local=local)
-    rendered = render(settings)
+    done = configure(
+        settings,
+        output=output,
+        print_only=print_,
+        local=local,
+        check=check,
+        force=force,
+        skip_checks=skip_checks,
+        note=notice,
+    )
     if print_:
-        out(rendered.text)
-    else:
-        target = (output or settings.config_path).expanduser().absolute()
-        if not skip_checks:
-            # Before writing: a database that is not SQLite fails here, in a second, not after minutes of start.
-            preflight(settings, missing_database="note", unreachable_is_error=False)
-        _keep_a_foreign_config(settings, target, force)
-    if check:
-        from backupctl.cli.cmd_binary import check_config
-
-        # Check exactly the rendered text before anything is written: a failed check leaves an existing
-        # litestream.yml byte-identical (and --print is never judged by an older file on disk).
-        check_config(settings, None, text=rendered.text)
-    if not print_:
-        write_atomic(target, rendered.text)
-        _set_local_mode(settings, local)
-        origin = "your templates" if rendered.user_templates else "the default templates"
-        success(f"wrote {target} for Litestream {settings.version} from {origin}")
-        for db in settings.databases:
-            for replica in db.replicas:
-                say(f"  {db.path} -> {replica.destination}")
+        out(done.rendered.text)
+    if done.check is not None:
+        success(f"Litestream {done.check.version} accepts {done.check.label}; it will replicate:")
+        _say_destinations(settings)
+    if done.target is not None:
+        origin = "your templates" if done.rendered.user_templates else "the default templates"
+        success(f"wrote {done.target} for Litestream {settings.version} from {origin}")
+        _say_destinations(settings)
     return 0
 
 
-def _keep_a_foreign_config(settings, target: Path, force: bool) -> None:  # noqa: ANN001 - Settings, imported lazily
-    """A litestream.yml backupctl did not write is refused, or with --force kept as a copy first."""
-    import shutil
-    import time
+def _say_destinations(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
+    from backupctl.cli.output import say
 
-    from backupctl.cli.output import notice
-    from backupctl.render import guard_foreign_config
-
-    try:
-        current = target.read_bytes()
-    except FileNotFoundError:
-        return
-    if not force:
-        guard_foreign_config(settings, target, current)
-        return
-    from backupctl.render import written_by_backupctl
-
-    if not written_by_backupctl(settings, target, current):
-        kept = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-        shutil.copy2(target, kept)
-        notice(f"kept your previous {target.name} as {kept}")
-
-
-def _set_local_mode(settings, local: bool) -> None:  # noqa: ANN001 - Settings, imported lazily
-    from backupctl.cli.output import notice
-    from backupctl.settings import local_mode_marker
-
-    marker = local_mode_marker(settings.project_dir)
-    if local:
-        from backupctl.paths import private_dir
-
-        private_dir(marker.parent)
-        marker.write_text("set by `backupctl setup --local`; removed by a plain `backupctl setup`\n", "utf-8")
-        notice("local mode: start, status and restore use the local folder until you run `backupctl setup` again")
-    elif marker.exists():
-        marker.unlink()
-        notice("left local mode: the .env's replica is used again")
+    for db in settings.databases:
+        for replica in db.replicas:
+            say(f"  {db.path} -> {replica.destination}")
 
 
 @app.command("env")
 def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show the effective settings, where each came from, secrets masked."""
     from backupctl.cli.output import emit_json
-    from backupctl.settings import CHAINS, MASKED_SETTINGS, mask
+    from backupctl.project import effective_settings
 
     settings = load(env_file)
-    rows = []
-    for setting in CHAINS:
-        value = settings.values.get(setting)
-        origin = settings.origins.get(setting)
-        shown = mask(value) if setting in MASKED_SETTINGS and value else value
-        rows.append(
-            {
-                "setting": setting,
-                "value": shown,
-                "variable": origin.variable if origin else None,
-                "source": origin.source if origin else None,
-            }
-        )
-    databases = [{"path": str(db.path), "replicas": [r.destination for r in db.replicas]} for db in settings.databases]
+    doc = effective_settings(settings)
     if json_:
-        emit_json(
-            {
-                "env_file": str(settings.env_file) if settings.env_file else None,
-                "litestream_version": settings.version,
-                "settings": rows,
-                "databases": databases,
-            }
-        )
+        emit_json(doc)
         return 0
+    rows, databases = doc["settings"], doc["databases"]
     from backupctl.cli.output import print_table, say
 
     shown = [r for r in rows if r["value"] is not None]

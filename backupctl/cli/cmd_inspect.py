@@ -24,7 +24,9 @@ from backupctl.cli.common import (
 
 DbArg = Annotated[
     str | None,
-    typer.Argument(metavar="[DB]", help="A database by path or file name (default: every database in the config).", show_default=False),  # noqa: E501
+    typer.Argument(
+        metavar="[DB]", help="A database by path or file name (default: every database in the config).", show_default=False
+    ),
 ]
 WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a live view (Ctrl-C to leave).")]
 IntervalOpt = Annotated[

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,50 +14,11 @@ from backupctl.cli.common import (
     EnvFileOpt,
     JsonOpt,
     SkipChecksOpt,
-    explain_failed_start,
     load,
     load_for_recovery,
-    log_size,
     preflight,
     restored_lines,
 )
-
-
-def _stderr_log(line: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-    sys.stderr.flush()
-
-
-def _stdout_line(line: str) -> None:
-    sys.stdout.write(f"{line}\n")
-    sys.stdout.flush()
-
-
-def _prepare(settings, config: Path | None, log):  # -> Litestream
-    """Keep the default litestream.yml in sync with the settings (an explicit --config is used as it
-    is, never rendered over), make sure the pinned binary is there, pass on notices."""
-    from backupctl.binary import ensure_binary
-    from backupctl.errors import ConfigError
-    from backupctl.render import sync_config
-    from backupctl.runner import Litestream
-
-    if config is not None:
-        config_path = config.expanduser().absolute()
-        if not config_path.is_file():
-            raise ConfigError(
-                f"--config {config}: no such file",
-                "pass the litestream.yml to run with, or drop --config to use the one rendered from the .env",
-            )
-    else:
-        synced = sync_config(settings)
-        config_path = synced.path
-        if synced.action != "unchanged":
-            log(f"backupctl: {synced.action} {synced.path} from the settings")
-    binary = ensure_binary(settings.version, notify=lambda m: log(f"backupctl: {m}"))
-    litestream = Litestream(binary.path, settings, config_path)
-    for message in litestream.environment.notices:
-        log(f"backupctl: note: {message}")
-    return litestream
 
 
 @app.command()
@@ -89,41 +47,18 @@ def start(
       backupctl start --background             # returns once the first snapshot is in the replica
       backupctl start -b --restore-if-missing  # a new machine: restore first, then replicate
     """
-    from backupctl import paths, state
-    from backupctl.background import start_background
-    from backupctl.cli.output import say, success
-    from backupctl.errors import SupervisorError
-    from backupctl.logfiles import RotatingLog
-    from backupctl.processes import check_free
-    from backupctl.render import fingerprint
-    from backupctl.supervisor import Supervisor, stop_timeout_seconds
+    from backupctl import launch
+    from backupctl.cli.output import log_line, out, say, success
 
     # A new machine: the databases (and their folders) may exist only in the replica.
     settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
-    state_dir = paths.project_state_dir(settings.project_dir)
     if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
-    paths.private_dir(state_dir)  # 0700: its logs hold litestream's raw output
 
     if background and not foreground_child:
-        check_free(settings, project=settings.project_dir, log=say)  # early and clear; the child's locks decide
-        _prepare(settings, config, say)
-        argv = [sys.executable, "-m", "backupctl", "start", "--foreground-child"]
-        if settings.env_file:
-            argv += ["--env-file", str(settings.env_file)]
-        if config:
-            argv += ["--config", str(config.expanduser().absolute())]
-        if restore_if_missing:
-            argv.append("--restore-if-missing")
-        say("starting the background supervisor; waiting until its first snapshot is in the replica ...")
-        launched_at = time.time()
-        log_offset = log_size(state_dir)
-        try:
-            started = start_background(argv, state_dir, settings, cwd=Path.cwd())
-        except SupervisorError as exc:
-            raise explain_failed_start(exc, state_dir, launched_at) from None
-        for line in restored_lines(started.log_path, log_offset):  # on stdout as in the foreground, not only in the log
-            _stdout_line(line)
+        started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
+        for line in restored_lines(started.log_path, started.log_offset):  # on stdout as in the foreground, not only in the log
+            out(line)
         success(
             f"replicating in the background: supervisor pid {started.pid}"
             + (f", litestream pid {started.litestream_pid}" if started.litestream_pid else "")
@@ -132,23 +67,14 @@ def start(
         say("stop it with: backupctl stop")
         return 0
 
-    if not foreground_child:
-        check_free(settings, project=settings.project_dir, log=_stderr_log)  # early and clear; the locks decide
-    log = RotatingLog(state_dir / state.LOGFILE, redirect_std=True) if foreground_child else _stderr_log
-    litestream = _prepare(settings, config, log)
-    supervisor = Supervisor(
-        settings=settings,
-        litestream=litestream,
-        state_dir=state_dir,
-        log=log,
-        stop_timeout=stop_timeout_seconds(settings),
+    code = launch.run_foreground(
+        settings,
+        config,
         restore_if_missing=restore_if_missing,
-        background=foreground_child,
-        source_config=litestream.config_path,
-        config_input=fingerprint(settings, litestream.config_path),
-        report=None if foreground_child else _stdout_line,
+        background_child=foreground_child,
+        log=log_line,
+        report=out,
     )
-    code = supervisor.run()
     if code:
         raise typer.Exit(code)
     return 0
@@ -176,23 +102,10 @@ def stop(
     Stops a background supervisor, or a foreground one started in a terminal. One run by a service
     manager (systemd, launchd, a container) is stopped there; `stop` names the command (or --force).
     """
-    from backupctl import paths, processes
-    from backupctl.background import stop_supervisor
     from backupctl.cli.output import emit_json, notice, say, success
-    from backupctl.errors import RefusedError
-    from backupctl.supervisor import stop_timeout_seconds
+    from backupctl.launch import stop_project
 
-    settings = load(env_file)
-    state_dir = paths.project_state_dir(settings.project_dir)
-    wait = timeout if timeout is not None else stop_timeout_seconds(settings) + 15
-    record = processes.supervisor_of(settings.project_dir)
-    if record is not None and record.manager and not force:
-        raise RefusedError(
-            f"the supervisor (pid {record.pid}) runs under {record.manager}, which would start it again or "
-            "consider it failed",
-            f"stop it there: {processes.manager_stop_hint(record.manager)} (or `backupctl stop --force`)",
-        )
-    result = stop_supervisor(record, state_dir, wait)
+    result = stop_project(load(env_file), timeout, force=force)
     if json_:
         emit_json({"was_running": result.was_running, "pid": result.pid, "final_sync": result.final_sync})
         return 0

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import signal
-import sys
-import time
 from typing import Annotated
 
 import typer
 
 from backupctl.cli.app import app
 from backupctl.cli.common import EnvFileOpt, binary_for, load
-
-
-def _stderr_log(line: str) -> None:
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-    sys.stderr.flush()
+from backupctl.cli.output import log_line as _stderr_log
 
 
 @app.command()

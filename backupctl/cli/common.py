@@ -1,4 +1,5 @@
-"""Options shared by every command, so they behave the same everywhere."""
+"""Options shared by every command, so they behave the same everywhere, and the wiring every
+command shares: settings loaded with their warnings shown, the pinned binary, the fast checks."""
 
 from __future__ import annotations
 
@@ -50,41 +51,17 @@ SkipChecksOpt = Annotated[
 
 
 def preflight(settings, *, missing_database: str, restore_if_missing: bool = False, unreachable_is_error: bool = True) -> None:  # noqa: ANN001
-    """Run the fast checks (backupctl.preflight), print their notes, raise their error.
-
-    ``unreachable_is_error=False`` (setup) reports an unreachable replica as a note: the file is
-    still right, and a build machine may have no network; start fails on it.
-    """
+    """The fast checks before litestream (``preflight.run``), their notes on stderr."""
+    from backupctl import preflight as checks
     from backupctl.cli.output import notice
-    from backupctl.preflight import check
 
-    found = check(settings, missing_database=missing_database, restore_if_missing=restore_if_missing)
-    if not unreachable_is_error:
-        for problem in [p for p in found.problems if p.unreachable]:
-            found.problems.remove(problem)
-            found.notes.append(f"{problem.line()} (start fails until it is reachable)")
-    error = found.error()
-    if error is not None:
-        raise error
-    for note in found.notes:
-        notice(note)
-
-
-def explain_failed_start(exc, state_dir: Path, since: float):  # noqa: ANN001, ANN201 - SupervisorError in, the same error out
-    """Put litestream's own last error first in a failed background start, rather than backupctl's
-    restart lines: the supervisor records it in its state file; its log lines are the fallback."""
-    from backupctl import state
-    from backupctl.preflight import litestream_errors
-
-    recorded = state.read_supervisor_state(state_dir)
-    this_run = recorded is not None and (recorded.started_at or 0) >= since - 1  # never a previous run's error
-    cause = recorded.last_error if this_run and recorded.last_error else None
-    if cause is None:
-        errors = litestream_errors(exc.details)
-        cause = errors[-1] if errors else None
-    if cause:
-        exc.message = f"{exc.message}: litestream said: {cause}"
-    return exc
+    checks.run(
+        settings,
+        missing_database=missing_database,
+        restore_if_missing=restore_if_missing,
+        unreachable_is_error=unreachable_is_error,
+        note=notice,
+    )
 
 
 class _Duration(click.ParamType):
@@ -111,16 +88,6 @@ class _Duration(click.ParamType):
 
 
 DURATION = _Duration()
-
-
-def log_size(state_dir: Path) -> int:
-    """Where the supervisor log ends now: what a background start writes comes after."""
-    from backupctl import state
-
-    try:
-        return (state_dir / state.LOGFILE).stat().st_size
-    except OSError:
-        return 0
 
 
 def restored_lines(log_path: Path, since: int) -> list[str]:

@@ -35,6 +35,14 @@ def out(text: str) -> None:
     sys.stdout.flush()
 
 
+def log_line(line: str) -> None:
+    """A log line on stderr with the time of day, as a foreground `start` or `serve` writes them."""
+    import time
+
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    sys.stderr.flush()
+
+
 def table(renderable: Any) -> None:
     """A rich table (or any renderable) on stdout."""
     _console(stderr=False).print(renderable)
@@ -162,9 +170,7 @@ def fitted_table(
     keep = list(range(len(columns)))
 
     def build(indexes: list[int]) -> Table:
-        t = Table(
-            title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left"
-        )
+        t = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
         for i in indexes:
             t.add_column(columns[i], no_wrap=True, justify="right" if columns[i] in right else "left")
         for row in rows:

@@ -6,20 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def explicit_config(config: Path | None) -> Path | None:
-    """The --config file to use as it is (never rendered over), or None for the one rendered from the .env."""
-    if config is None:
-        return None
-    from backupctl.errors import ConfigError
-
-    path = config.expanduser().absolute()
-    if not path.is_file():
-        raise ConfigError(
-            f"--config {config}: no such file",
-            "pass the litestream.yml to use, or drop --config to use the one rendered from the .env",
-        )
-    return path
+from backupctl.project import explicit_config as explicit_config
 
 
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
