@@ -14,30 +14,35 @@ from pathlib import Path
 from typing import Any
 
 
-def foreign_litestreams(target: Path) -> list[tuple[int, str]]:
-    """(pid, command line) of every litestream that replicates or holds ``target`` (a resolved path),
-    this process excluded; backupctl's own are among them (the caller tells them apart by record)."""
+def foreign_litestreams(targets: list[Path]) -> dict[Path, list[tuple[int, str]]]:
+    """For each of ``targets`` (resolved paths): (pid, command line) of every litestream that
+    replicates or holds it, this process excluded; backupctl's own are among them (the caller tells
+    them apart by record). Every process is looked at once, however many databases are asked about."""
     import psutil
 
-    found: list[tuple[int, str]] = []
+    found: dict[Path, list[tuple[int, str]]] = {t: [] for t in targets}
+    opened = {**{str(t): t for t in targets}, **{f"{t}-wal": t for t in targets}}
     me = os.getpid()
-    opened = {str(target), f"{target}-wal"}
     for proc in psutil.process_iter(["pid", "cmdline", "name"]):
         try:
             argv = proc.info["cmdline"] or []
             name = proc.info["name"] or ""
             if proc.info["pid"] == me or not (argv and Path(argv[0]).name.startswith("litestream")) and "litestream" not in name:
                 continue
+            hits: set[Path] = set()
             if _is_replicate(argv):
                 try:
                     cwd: Path | None = Path(proc.cwd())
                 except (psutil.AccessDenied, OSError):
                     cwd = None  # another user's process: absolute paths can still be compared
-                if any(_resolved(p, cwd) == target for p in _replicated_paths(argv, cwd, proc)):
-                    found.append((proc.pid, " ".join(argv)))
-                    continue
-            if any(f.path in opened for f in proc.open_files()):
-                found.append((proc.pid, " ".join(argv) or name))
+                hits = {_resolved(p, cwd) for p in _replicated_paths(argv, cwd, proc)} & found.keys()
+                for target in hits:
+                    found[target].append((proc.pid, " ".join(argv)))
+            for f in proc.open_files():
+                target = opened.get(f.path)
+                if target is not None and target not in hits:
+                    hits.add(target)
+                    found[target].append((proc.pid, " ".join(argv) or name))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
     return found

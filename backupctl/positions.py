@@ -125,22 +125,12 @@ def read_replica(ls: Litestream, db: Database, *, timeout: float = 30.0) -> Repl
 
 
 def read_replicas(ls: Litestream, databases: list[Database], *, timeout: float = 30.0) -> dict[str, ReplicaPosition | Exception]:
-    """``read_replica`` for many databases at once, by str(path): the position, or the error reading
-    that replica gave. 0.5: a replica whose kind can name its LTX files itself (a local folder) is read
-    directly, the others through litestream's listings, side by side."""
+    """``read_replica`` for many databases at once (``restorable.restorable_windows``), by str(path):
+    the position, or the error reading that replica gave."""
     from backupctl.restorable import restorable_windows
 
-    found: dict[str, ReplicaPosition | Exception] = {}
-    if ls.caps.has_ltx:
-        for db in databases:
-            ranges = db.replicas[0].spec.ltx_ranges(db.replicas[0]) if len(db.replicas) == 1 else None
-            if ranges is not None:
-                found[str(db.path)] = ReplicaPosition(empty=not ranges, txid=max((r[1] for r in ranges), default=None))
-    rest = [db for db in databases if str(db.path) not in found]
-    if rest:
-        windows = restorable_windows(ls.settings, ls.binary, rest, config_path=ls.config_path, timeout=timeout)
-        found.update({path: (w if isinstance(w, Exception) else replica_position(w)) for path, w in windows.items()})
-    return found
+    windows = restorable_windows(ls.settings, ls.binary, databases, config_path=ls.config_path, timeout=timeout)
+    return {path: (w if isinstance(w, Exception) else replica_position(w)) for path, w in windows.items()}
 
 
 def local_key(local: LocalPosition, has_ltx: bool) -> float | None:

@@ -300,14 +300,21 @@ def replicators_of(db_path: Path, *, scan: bool = True) -> list[Replicator]:
     ``scan`` looks at every process of this user (litestream command lines, their configs and
     open files): a few tens of milliseconds; without it only backupctl's records are asked.
     """
-    target = os.path.realpath(db_path)
-    ours = [r for r in records(role=REPLICATING_ROLES) if target in r.databases]
-    found = [Replicator(r.pid, r.command_line, r) for r in ours]
-    if scan:
+    return replicators_of_many([db_path], scan=scan)[os.path.realpath(db_path)]
+
+
+def replicators_of_many(db_paths: Iterable[Path], *, scan: bool = True) -> dict[str, list[Replicator]]:
+    """``replicators_of`` for many databases with one look at the records and at most one process
+    scan (a start of 1,000 tenants scanned every process 1,000 times), by resolved path."""
+    targets = [os.path.realpath(p) for p in db_paths]
+    ours = records(role=REPLICATING_ROLES)
+    found = {t: [Replicator(r.pid, r.command_line, r) for r in ours if t in r.databases] for t in targets}
+    if scan and targets:
         from backupctl.foreign_litestreams import foreign_litestreams
 
         known = {r.pid for r in records()}
-        found += [Replicator(pid, line, None) for pid, line in foreign_litestreams(Path(target)) if pid not in known]
+        for target, others in foreign_litestreams([Path(t) for t in targets]).items():
+            found[str(target)] += [Replicator(pid, line, None) for pid, line in others if pid not in known]
     return found
 
 
@@ -330,8 +337,9 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
             _how_to_stop(running),
         )
     live = [r for r in records(role=REPLICATING_ROLES) if r.pid not in allowed]
+    replicators = replicators_of_many([db.path for db in dbs])
     for db in dbs:
-        for other in replicators_of(db.path):
+        for other in replicators[os.path.realpath(db.path)]:
             if other.pid in allowed or (other.record and other.record.parent_pid in allowed):
                 continue
             raise ConflictError(

@@ -9,7 +9,7 @@ positions (``positions.py``) read it. ``restorable_windows`` reads many database
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backupctl.errors import BackupctlError
@@ -96,6 +96,18 @@ def _window_05(db: Database, files: list[LtxFile]) -> Window:
     )
 
 
+def _read_directly(db: Database) -> list[LtxFile] | None:
+    """The LTX files of the database's one replica as its kind reads them (None: ask litestream).
+    Times are truncated to the second, as litestream lists them."""
+    if len(db.replicas) != 1:
+        return None
+    raw = db.replicas[0].spec.ltx_files(db.replicas[0])
+    if raw is None:
+        return None
+    files = [LtxFile(level, lo, hi, size, datetime.fromtimestamp(int(mtime), UTC)) for level, lo, hi, size, mtime in raw]
+    return sorted(files, key=lambda f: (f.timestamp, f.level, f.min_txid))
+
+
 def restorable_windows(
     settings: Settings,
     binary_path: Path,
@@ -106,7 +118,9 @@ def restorable_windows(
     parallel: int = 16,
 ) -> dict[str, Window | BackupctlError]:
     """``restorable_window`` for many databases at once, by str(path): a Window, or the error that
-    database's replica gave. 0.5 runs its listings ``parallel`` at a time (no threads); 0.3 one by one."""
+    database's replica gave. 0.5: a replica whose kind can read its LTX files itself (a local folder,
+    ``ReplicaKind.ltx_files``) is read directly, the others by listings ``parallel`` at a time (no
+    threads); 0.3 one by one."""
     from backupctl.runner import run_many
 
     ls = listing_runner(settings, binary_path, config_path)
@@ -120,6 +134,10 @@ def restorable_windows(
         return found
     listable: list[Database] = []
     for db in databases:
+        direct = _read_directly(db)
+        if direct is not None:
+            found[str(db.path)] = _window_05(db, direct)
+            continue
         try:
             for replica in db.replicas:
                 probe_replica(replica)

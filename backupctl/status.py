@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,12 @@ from backupctl.versions import capabilities
 
 OK, STALE, DOWN, NOT_INITIALIZED, ERROR = "ok", "stale", "down", "not-initialized", "error"
 STATUS_CACHE = "status.json"
+
+
+def _shallow(item: DatabaseStatus) -> dict[str, Any]:
+    """A DatabaseStatus as a JSON object: its fields as they are (``asdict`` deep-copies each one,
+    which was a fifth of `status --json` at 1,000 databases)."""
+    return {name: getattr(item, name) for name in _DATABASE_FIELDS}
 
 
 def stale_after_seconds(settings: Settings) -> float:
@@ -119,7 +125,7 @@ class StatusReport:
             "source": self.source,
             "observed_at": self.observed_at,
             "supervisor": asdict(self.supervisor),
-            "databases": [asdict(d) for d in self.databases],
+            "databases": [_shallow(d) for d in self.databases],
         }
 
 
@@ -334,7 +340,8 @@ def collect_status(
     has_ltx = capabilities(settings.version).has_ltx
     # A running supervisor replicates what its private config held when it started: a database
     # added to the .env since then is not replicated (and not in that config to ask about).
-    unserved = {str(db.path) for db in dbs if supervisor.pid is not None and str(db.path) not in supervisor.databases}
+    replicated = set(supervisor.databases)
+    unserved = {str(db.path) for db in dbs if supervisor.pid is not None and str(db.path) not in replicated}
     served = [db for db in dbs if str(db.path) not in unserved]
     report = StatusReport(
         checked_at=epoch_iso(now) or "", litestream_version=settings.version, stale_after_seconds=threshold,
@@ -388,3 +395,6 @@ def collect_status(
     except OSError:
         pass  # a read-only project folder still gets a status, just without memory across calls
     return report
+
+
+_DATABASE_FIELDS = tuple(f.name for f in fields(DatabaseStatus))

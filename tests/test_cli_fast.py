@@ -54,7 +54,7 @@ def comparable(stdout: str) -> dict:
 
 def test_every_fast_option_is_its_typer_commands_option() -> None:
     group = typer.main.get_command(app)
-    for command, (values, flags, takes_db) in fast.FORMS.items():
+    for command, (values, flags, takes_db, _needed) in fast.FORMS.items():
         params = group.commands[command].params  # type: ignore[attr-defined]
         names = {opt for p in params for opt in p.opts}
         assert set(values) | set(flags) <= names, command

@@ -147,7 +147,8 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     import subprocess
 
     from backupctl import positions
-    from backupctl.listings import restorable_window
+    from backupctl.listings import ltx_files
+    from backupctl.restorable import _window_05, restorable_windows
     from tests.conftest import make_db
 
     proj = tmp_path / "app"
@@ -158,7 +159,7 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     config.write_text(render(settings).text)
     ls = Litestream(litestream_bins["0.5.17"], settings, config)
     replica = settings.databases[0].replicas[0]
-    assert replica.spec.ltx_ranges(replica) == []  # nothing there yet: an empty replica, not an error
+    assert replica.spec.ltx_files(replica) == []  # nothing there yet: an empty replica, not an error
     assert positions.read_replicas(ls, list(settings.databases))[str(db)].empty
     proc = subprocess.Popen([str(ls.binary), "replicate", "-config", str(config)], env=ls.environment.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -170,9 +171,12 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
             con.close()
 
             def agree() -> bool:
-                window = restorable_window(settings, ls.binary, settings.databases[0], config_path=config)
+                # litestream's own listing (restorable_window runs `ltx -level all`) and the direct read
+                theirs = _window_05(settings.databases[0], ltx_files(settings, ls.binary, settings.databases[0], "all",
+                                                                    config_path=config))  # fmt: skip
+                ours = restorable_windows(settings, ls.binary, list(settings.databases), config_path=config)[str(db)]
                 direct = positions.read_replicas(ls, list(settings.databases))[str(db)]
-                return not window.empty and direct.txid == window.max_txid and not direct.empty
+                return not theirs.empty and ours == theirs and direct.txid == theirs.max_txid
 
             from tests.conftest import wait_for
 

@@ -8,6 +8,7 @@ makes. These forms are parsed here and answered by the same functions their type
     backupctl databases --json
     backupctl snapshots|wal|generations --json [DB]
     backupctl ltx --json [--level N|all] [DB]
+    backupctl start --foreground-child [--restore-if-missing]   (the detached supervisor itself)
 
 each with ``--env-file PATH`` and ``--config/-c PATH`` (and ``BACKUPCTL_ENV_FILE``). Anything else
 (another option, a typo, ``--help``, a second argument, no ``--json``) goes to typer, which parses
@@ -23,12 +24,14 @@ from pathlib import Path
 from backupctl.cli.answers import LISTING_COMMANDS
 
 SHARED_VALUES = {"--env-file": "env_file", "--config": "config", "-c": "config"}
-FORMS: dict[str, tuple[dict[str, str], dict[str, str], bool]] = {
-    # command: (options taking a value, flags, takes a DB argument)
-    "status": (SHARED_VALUES, {"--json": "json", "--fresh": "fresh"}, True),
-    "databases": (SHARED_VALUES, {"--json": "json"}, False),
-    **{name: (SHARED_VALUES, {"--json": "json"}, True) for name in LISTING_COMMANDS if name != "ltx"},
-    "ltx": ({**SHARED_VALUES, "--level": "level"}, {"--json": "json"}, True),
+FORMS: dict[str, tuple[dict[str, str], dict[str, str], bool, str]] = {
+    # command: (options taking a value, flags, takes a DB argument, the flag the form needs)
+    "status": (SHARED_VALUES, {"--json": "json", "--fresh": "fresh"}, True, "json"),
+    "databases": (SHARED_VALUES, {"--json": "json"}, False, "json"),
+    **{name: (SHARED_VALUES, {"--json": "json"}, True, "json") for name in LISTING_COMMANDS if name != "ltx"},
+    "ltx": ({**SHARED_VALUES, "--level": "level"}, {"--json": "json"}, True, "json"),
+    # the detached supervisor of `start --background`: a long-lived process, smaller without typer
+    "start": (SHARED_VALUES, {"--foreground-child": "child", "--restore-if-missing": "restore"}, False, "child"),
 }
 
 
@@ -37,7 +40,7 @@ def parse(args: list[str]) -> tuple[str, dict[str, str | bool], str | None] | No
     if not args or args[0] not in FORMS:
         return None
     command, rest = args[0], args[1:]
-    values, flags, takes_db = FORMS[command]
+    values, flags, takes_db, needed = FORMS[command]
     options: dict[str, str | bool] = {}
     database: str | None = None
     i = 0
@@ -62,7 +65,7 @@ def parse(args: list[str]) -> tuple[str, dict[str, str | bool], str | None] | No
         else:
             return None
         i += 1
-    if not options.get("json"):
+    if not options.get(needed):
         return None
     return command, options, database
 
@@ -80,6 +83,16 @@ def answer(args: list[str]) -> int | None:
 
     env_file = options.get("env_file") or os.environ.get("BACKUPCTL_ENV_FILE") or None
     config = Path(str(options["config"])) if "config" in options else None
+    if command == "start":
+        from backupctl import launch
+        from backupctl.cli.output import log_line, out
+        from backupctl.cli.wiring import load_for_recovery
+
+        restore = bool(options.get("restore"))
+        env_path = Path(str(env_file)) if env_file else None
+        settings = load_for_recovery(env_path, lenient=True) if restore else load(env_path)
+        return launch.run_foreground(settings, config, restore_if_missing=restore, background_child=True, log=log_line,
+                                     report=out)  # fmt: skip
     settings = load(Path(str(env_file)) if env_file else None)
     if command == "status":
         report = answers.status_report(settings, database, config, bool(options.get("fresh")))

@@ -49,9 +49,15 @@ def table(renderable: Any) -> None:
 
 
 def emit_json(document: dict[str, Any]) -> None:
-    """The whole --json output: one object with "ok" first, on stdout."""
+    """The whole --json output: one object with "ok" first, on stdout. Indented on a terminal;
+    piped, on one line (as `gh` does): the compact form is what programs read, and Python's
+    indenting encoder took a third of `status --json` at 1,000 databases."""
     body = {"ok": document.pop("ok", True), **document}
-    sys.stdout.write(json.dumps(body, indent=2, default=str, ensure_ascii=False) + "\n")
+    if sys.stdout.isatty():
+        text = json.dumps(body, indent=2, default=str, ensure_ascii=False)
+    else:
+        text = json.dumps(body, separators=(",", ":"), default=str, ensure_ascii=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

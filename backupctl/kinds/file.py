@@ -51,30 +51,32 @@ class FileKind(ReplicaKind):
                 found.append(StoredObject(str(Path(folder, name).relative_to(root)), st.st_size, st.st_mtime))
         return found
 
-    def ltx_ranges(self, replica: Replica) -> list[tuple[int, int]] | None:
-        """The TXID ranges in the names litestream gives its LTX files (``ltx/<level>/<min>-<max>.ltx``,
-        16 hex digits each); a file being written has another name until it is complete."""
-        ranges = []
+    def ltx_files(self, replica: Replica) -> list[tuple[int, int, int, int, float]] | None:
+        """The files litestream names ``ltx/<level>/<min>-<max>.ltx`` (16 hex digits each; a file
+        being written has another name until it is complete), with their size and modification
+        time, which is what litestream's own listing of a folder shows."""
+        found = []
         try:
-            levels = list(os.scandir(Path(replica.path) / "ltx"))
+            levels = [e for e in os.scandir(Path(replica.path) / "ltx") if e.name.isdigit() and e.is_dir()]
         except FileNotFoundError:
             return []
         except OSError:
             return None  # unreadable: let litestream say why
         for level in levels:
-            if not level.is_dir():
-                continue
             try:
-                names = [entry.name for entry in os.scandir(level.path)]
+                entries = list(os.scandir(level.path))
             except OSError:
                 return None
-            for name in names:
-                if len(name) == 37 and name.endswith(".ltx") and name[16] == "-":
-                    try:
-                        ranges.append((int(name[:16], 16), int(name[17:33], 16)))
-                    except ValueError:
-                        continue
-        return ranges
+            for entry in entries:
+                name = entry.name
+                if len(name) != 37 or not name.endswith(".ltx") or name[16] != "-":
+                    continue
+                try:
+                    st = entry.stat()
+                    found.append((int(level.name), int(name[:16], 16), int(name[17:33], 16), st.st_size, st.st_mtime))
+                except (ValueError, OSError):
+                    continue
+        return found
 
 
 def check_replica_folder(replica: Replica) -> Check:
