@@ -123,10 +123,14 @@ class Litestream:
                 **kwargs,  # type: ignore[arg-type]
             )
         except OSError as exc:
-            raise LitestreamError(
-                f"cannot run {argv[0]}: {exc.strerror}",
-                "run `backupctl install --force` to reinstall the pinned binary",
-            ) from None
+            raise cannot_run(argv[0], exc) from None
+
+
+def cannot_run(program: str, exc: OSError) -> LitestreamError:
+    """The error for a litestream binary the system would not start."""
+    return LitestreamError(
+        f"cannot run {program}: {exc.strerror}", "run `backupctl install --force` to reinstall the pinned binary"
+    )
 
 
 def run_command(
@@ -163,10 +167,7 @@ def run_command(
             **(child_kwargs() if die_with_parent else {}),
         )
     except OSError as exc:
-        raise LitestreamError(
-            f"cannot run {argv[0]}: {exc.strerror}",
-            "run `backupctl install --force` to reinstall the pinned binary",
-        ) from None
+        raise cannot_run(argv[0], exc) from None
     try:
         if on_spawn is not None:
             on_spawn(proc)

@@ -207,14 +207,9 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                     position=position,
                 )
             stop_request.check()
-            refused = temporary.write_refusal(settings) if temporary is not None else None
+            refused = _refusal(temporary, settings)
             if refused:
-                return result(
-                    FAILED,
-                    f"the replica refuses new writes, so it is not being kept up to date: {refused}",
-                    replicator=replicator,
-                    attempts=attempts,
-                )
+                return result(FAILED, refused, replicator=replicator, attempts=attempts)
             if temporary is not None and temporary.proc.poll() is not None:
                 return result(
                     FAILED,
@@ -237,14 +232,9 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                 replicator=replicator,
                 attempts=attempts,
             )
-        refused = temporary.write_refusal(settings) if temporary is not None else None
+        refused = _refusal(temporary, settings)
         if refused:
-            return result(
-                FAILED,
-                f"the replica refuses new writes, so it is not being kept up to date: {refused}",
-                replicator=replicator,
-                attempts=attempts,
-            )
+            return result(FAILED, refused, replicator=replicator, attempts=attempts)
         return result(
             INCONCLUSIVE,
             f"the replica restores, but the sentinel had not reached it after {wait:g}s (replica lagging?)",
@@ -473,3 +463,9 @@ class _TemporaryReplicator:
                 h.release()
             self.config.unlink(missing_ok=True)
             self.log.unlink(missing_ok=True)
+
+
+def _refusal(temporary: Any, settings: Settings) -> str | None:
+    """Why verify fails when its temporary replicator's writes are refused (None: they are not)."""
+    refused = temporary.write_refusal(settings) if temporary is not None else None
+    return f"the replica refuses new writes, so it is not being kept up to date: {refused}" if refused else None
