@@ -176,10 +176,11 @@ def _drill_one(
 
     started = time.monotonic()
     try:
-        with staged_restore(ls, db, Path(tempfile.gettempdir()), [], timeout=timeout, on_step=on_step) as staged:
+        folder = Path(tempfile.gettempdir())  # the row counts are compared with the live database's
+        with staged_restore(ls, db, folder, [], timeout=timeout, on_step=on_step, count_rows=True) as staged:
             drill.restore_seconds = time.monotonic() - started
             drill.size = staged.size
-            drill.tables = [dict(t) for t in staged.tables if not t["name"].startswith(INTERNAL_TABLE_PREFIX)]
+            drill.tables = [dict(t) for t in staged.tables or [] if not t["name"].startswith(INTERNAL_TABLE_PREFIX)]
     except BackupctlError as exc:
         stop_request.check()  # a stop is not a failed drill: let it end the drill
         drill.restore_seconds = time.monotonic() - started
