@@ -1,7 +1,7 @@
 """Recovery drill: restore every database from its replica, check it, and measure RPO and RTO.
 
 A drill answers "if this machine died now, what would we get back, and how fast": every
-database is restored through restore.py's staged restore into a private temp folder under the
+database is restored through backupctl.restore's staged restore into a private temp folder under the
 system temp dir (``TMPDIR``), checked (SQLite header, ``PRAGMA integrity_check``), its tables
 counted and compared with the live database where one exists, then removed. Nothing is written
 near the live databases and nothing is left behind (a drill killed with SIGKILL leaves a

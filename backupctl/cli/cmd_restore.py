@@ -99,7 +99,8 @@ def restore(
     verbose: Annotated[
         bool,
         typer.Option(
-            "--verbose", "-v",
+            "--verbose",
+            "-v",
             help="Also list the replica's newest backup (state as of) and count each table's rows (--json always does).",
         ),
     ] = False,  # fmt: skip
@@ -222,7 +223,9 @@ def verify(
     timeout: Annotated[
         float | None,
         typer.Option(
-            "--timeout", click_type=DURATION, help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
+            "--timeout",
+            click_type=DURATION,
+            help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
             show_default=False,
         ),
     ] = None,
