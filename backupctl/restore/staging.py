@@ -64,6 +64,8 @@ def litestream_for(settings: Settings, binary_path: Path) -> Litestream:
 
 def sweep_stale_temp(folder: Path) -> list[Path]:
     """Remove restore temp folders whose process is gone (killed with SIGKILL, power loss)."""
+    import psutil
+
     removed: list[Path] = []
     try:
         entries = list(folder.glob(f"{TEMP_PREFIX}*"))
@@ -73,21 +75,10 @@ def sweep_stale_temp(folder: Path) -> list[Path]:
         match = re.match(re.escape(TEMP_PREFIX) + r"(\d+)-", entry.name)
         if not match or not entry.is_dir():
             continue
-        if int(match.group(1)) != os.getpid() and not _pid_exists(int(match.group(1))):
+        if int(match.group(1)) != os.getpid() and not psutil.pid_exists(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
-
-
-def _pid_exists(pid: int) -> bool:
-    """Signal 0 tells (as psutil.pid_exists does on POSIX, without importing psutil for it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 @contextmanager

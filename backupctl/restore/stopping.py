@@ -15,8 +15,7 @@ import subprocess
 import time
 
 from backupctl.errors import LitestreamError
-from backupctl.runner import Litestream, Result
-from backupctl.runner import _kill_group as runner_kill_group
+from backupctl.runner import Litestream, Result, kill_group
 
 
 class StopRequest:
@@ -44,7 +43,7 @@ class StopRequest:
         if self.error is None:
             self.error = error
         for proc in list(self._children.values()):
-            _kill_group(proc)
+            _kill_unreaped(proc)
 
     def check(self) -> None:
         if self.error is not None:
@@ -69,7 +68,7 @@ class StopRequest:
             self._children[proc.pid] = proc
             spawned.append(proc.pid)
             if self.requested:  # the signal came while it was starting
-                _kill_group(proc)
+                _kill_unreaped(proc)
                 return
             try:
                 recorded.append(
@@ -99,10 +98,10 @@ class StopRequest:
         return result
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_unreaped(proc: subprocess.Popen[bytes]) -> None:
     # Only a child not yet reaped: once reaped, its pid (= its group id) may belong to someone else.
     if proc.returncode is None:
-        runner_kill_group(proc)
+        kill_group(proc)
 
 
 # The one stop request of this process: the CLI's SIGTERM/SIGINT handlers feed it during
