@@ -93,6 +93,17 @@ def parse_addr(text: str, source: str = "--addr") -> BindAddress:
     return BindAddress(host, int(port))
 
 
+def bind_address(settings: Settings, addr: str | None) -> tuple[BindAddress, str]:
+    """Where to listen and what said so: ``addr`` (``--addr``), else BACKUP_HTTP_ADDR, else the default."""
+    if addr is not None:
+        where, source = addr, "--addr"
+    elif settings.values.get("http_addr"):
+        where, source = str(settings.values["http_addr"]), ADDR_VARIABLE
+    else:
+        where, source = DEFAULT_ADDR, "--addr"
+    return parse_addr(where, source), source
+
+
 def check_exposure(addr: BindAddress, token: str | None, source: str) -> None:
     """Refuse a non-loopback address without a token, and a token too short to resist guessing."""
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
