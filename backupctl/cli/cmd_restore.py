@@ -187,7 +187,8 @@ def restore(
             say(f"  size: {human_size(result.size)}   integrity: ok   time: {result.seconds:.2f}s")
             position = ", ".join(f"{k} {v}" for k, v in result.position.items() if v is not None and k != "replica")
             say(f"  position: {position or 'unknown'}   point in time: {result.point_in_time or 'latest'}")
-            state_at = result.state_at or ("unknown" if details else "the newest backup (-v lists its time)")
+            newest = not (details or p.txid or p.generation)  # a plain restore restores the newest backup
+            state_at = result.state_at or ("the newest backup (-v lists its time)" if newest else "unknown")
             say(f"  from: {', '.join(result.source)}   state as of: {state_at}")
             for folder in result.created_folders:
                 say(f"  created folder {folder}")
