@@ -1,7 +1,7 @@
 """Recovery drill: restore every database from its replica, check it, and measure RPO and RTO.
 
 A drill answers "if this machine died now, what would we get back, and how fast": every
-database is restored through restore.py's staged restore into a private temp folder under the
+database is restored through backupctl.restore's staged restore into a private temp folder under the
 system temp dir (``TMPDIR``), checked (SQLite header, ``PRAGMA integrity_check``), its tables
 counted and compared with the live database where one exists, then removed. Nothing is written
 near the live databases and nothing is left behind (a drill killed with SIGKILL leaves a
@@ -177,10 +177,11 @@ def _drill_one(
 
     started = time.monotonic()
     try:
-        with staged_restore(ls, db, Path(tempfile.gettempdir()), [], timeout=timeout, on_step=on_step) as staged:
+        folder = Path(tempfile.gettempdir())  # the row counts are compared with the live database's
+        with staged_restore(ls, db, folder, [], timeout=timeout, on_step=on_step, count_rows=True) as staged:
             drill.restore_seconds = time.monotonic() - started
             drill.size = staged.size
-            drill.tables = [dict(t) for t in staged.tables if not t["name"].startswith(INTERNAL_TABLE_PREFIX)]
+            drill.tables = [dict(t) for t in staged.tables or [] if not t["name"].startswith(INTERNAL_TABLE_PREFIX)]
     except BackupctlError as exc:
         stop_request.check()  # a stop is not a failed drill: let it end the drill
         drill.restore_seconds = time.monotonic() - started

@@ -7,7 +7,7 @@ names can be read back from the replica: the entries found where ``{name}`` stan
 file-name part is matched against them (its folder part must be a plain folder), and every
 match becomes a database at ``<the glob's folder>/<name>``.
 
-Restoring them is restore.py's job (the staged, checked restore; ``restore_if_missing`` for
+Restoring them is backupctl.restore's job (the staged, checked restore; ``restore_if_missing`` for
 `start --restore-if-missing`); this module only decides which databases there are.
 """
 

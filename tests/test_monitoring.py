@@ -436,7 +436,8 @@ def test_notify_retries_then_gives_up_quietly(project) -> None:
 def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
     """A report too old to trust, or a refresh that fails, is never answered with 200."""
     from backupctl.errors import LitestreamError
-    from backupctl.serve import Monitor, Snapshot, health, report_max_age, words
+    from backupctl.serve import Monitor
+    from backupctl.serve_answers import Snapshot, health, report_max_age, words
     from backupctl.settings import load_settings
     from backupctl.status import StatusReport, SupervisorInfo
 

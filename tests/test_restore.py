@@ -260,6 +260,42 @@ def test_default_location_and_the_positional_path_rule(project: Project, version
     assert leftovers(project.db.parent) == []
 
 
+def test_a_plain_restore_runs_only_the_download_and_verbose_adds_the_listing_and_counts(
+    project: Project, version: str, litestream_bins: dict[str, Path], tmp_path: Path
+) -> None:
+    """The report's extras (state time, row counts) cost a listing and a pass per table: only on request."""
+    configure(project, version, "file")
+    with replicating(settings_of(project), litestream_bins[version]):
+        insert(project.db, 4)
+        wait_replicated(project, 4)
+    # The real binary behind a shim that notes each litestream command backupctl runs.
+    calls = tmp_path / "calls.txt"
+    shim = tmp_path / "litestream"
+    shim.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nexec {litestream_bins[version]} "$@"\n')
+    shim.chmod(0o755)
+    env = {"BACKUPCTL_LITESTREAM_BIN": str(shim)}
+
+    plain = run_cli("restore", "-o", str(tmp_path / "plain.db"), cwd=project.dir, env=env)
+    assert plain.returncode == 0, plain.stderr
+    # (`version`: backupctl asks a binary of the user's own which version it is)
+    assert [c for c in calls.read_text().split() if c != "version"] == ["restore"]  # the download, nothing else
+    assert "integrity: ok" in plain.stderr and "state as of: the newest backup (-v lists its time)" in plain.stderr
+    assert "rows" not in plain.stderr and "rows" not in plain.stdout
+    assert count_rows(tmp_path / "plain.db") == 4
+
+    calls.unlink()
+    verbose = run_cli("restore", "-o", str(tmp_path / "verbose.db"), "-v", cwd=project.dir, env=env)
+    assert verbose.returncode == 0, verbose.stderr
+    commands = [c for c in calls.read_text().split() if c != "version"]
+    assert commands.count("restore") == 1 and len(commands) > 1  # plus the listing of the window
+    shown = verbose.stderr + verbose.stdout
+    assert "state as of: 20" in shown  # an RFC 3339 time, listed
+    assert "items" in shown and "rows" in shown  # the table of row counts
+
+    doc = cli_json(run_cli("restore", "-o", str(tmp_path / "json.db"), "--json", cwd=project.dir, env=env))["restores"][0]
+    assert {"name": "items", "rows": 4} in doc["tables"] and doc["state_at"]
+
+
 def test_restore_replicate_write_restore_again(project: Project, version: str, litestream_bins: dict[str, Path]) -> None:
     configure(project, version, "file")
     settings = settings_of(project)

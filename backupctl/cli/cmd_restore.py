@@ -96,6 +96,14 @@ def restore(
         typer.Option("--force", help="Replace an existing database; the old copy is moved aside and kept."),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; write nothing.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also list the replica's newest backup (state as of) and count each table's rows (--json always does).",
+        ),
+    ] = False,  # fmt: skip
     timeout: Annotated[
         float, typer.Option("--timeout", click_type=DURATION, help="Give up on the download after this long: 30m, 90s.")
     ] = 1800.0,
@@ -116,6 +124,7 @@ def restore(
       backupctl restore                          # a new machine: every database back in place
       backupctl restore app.db --force           # onto the live path; the old file is kept aside
       backupctl restore -o /tmp/check.db         # a copy to look at
+      backupctl restore -o /tmp/check.db -v      # ...with the backup's time and each table's rows
       backupctl restore -o /tmp/all/             # every database into one folder
       backupctl restore --timestamp "30m ago"    # point in time
       backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
@@ -128,8 +137,11 @@ def restore(
     out_dir = output is not None and output.endswith(("/", os.sep))
     targets = core.select_targets(settings, db, Path(output) if output is not None else None, output_is_dir=out_dir)
     binary = binary_for(settings)
+    details = verbose or json_out or dry_run  # what the report shows; the restore itself needs none of it
     plans = [
-        core.plan_restore(settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force)
+        core.plan_restore(
+            settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force, details=details
+        )
         for database, out in targets
     ]
     if dry_run:
@@ -175,21 +187,24 @@ def restore(
             say(f"  size: {human_size(result.size)}   integrity: ok   time: {result.seconds:.2f}s")
             position = ", ".join(f"{k} {v}" for k, v in result.position.items() if v is not None and k != "replica")
             say(f"  position: {position or 'unknown'}   point in time: {result.point_in_time or 'latest'}")
-            say(f"  from: {', '.join(result.source)}   state as of: {result.state_at or 'unknown'}")
+            newest = not (details or p.txid or p.generation)  # a plain restore restores the newest backup
+            state_at = result.state_at or ("the newest backup (-v lists its time)" if newest else "unknown")
+            say(f"  from: {', '.join(result.source)}   state as of: {state_at}")
             for folder in result.created_folders:
                 say(f"  created folder {folder}")
             for kept in result.kept:
                 say(f"  previous file kept as {kept}")
             for note in result.notes:
                 notice(note)
-            from rich.table import Table
+            if result.tables is not None:
+                from rich.table import Table
 
-            t = Table(title=f"{result.output.name}: tables")
-            t.add_column("table")
-            t.add_column("rows", justify="right")
-            for row in result.tables:
-                t.add_row(row["name"], str(row["rows"]))
-            table(t)
+                t = Table(title=f"{result.output.name}: tables")
+                t.add_column("table")
+                t.add_column("rows", justify="right")
+                for row in result.tables:
+                    t.add_row(row["name"], str(row["rows"]))
+                table(t)
             if not p.live and p.database.path.exists() and result.output.parent == p.database.path.parent:
                 notice(
                     f"the live database {p.database.path} was not touched; to replace it: stop the app, "
@@ -209,7 +224,9 @@ def verify(
     timeout: Annotated[
         float | None,
         typer.Option(
-            "--timeout", click_type=DURATION, help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
+            "--timeout",
+            click_type=DURATION,
+            help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
             show_default=False,
         ),
     ] = None,

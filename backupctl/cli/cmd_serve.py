@@ -34,16 +34,11 @@ def serve(
     import threading
 
     from backupctl.cli.output import say, success
-    from backupctl.serve import ADDR_VARIABLE, DEFAULT_ADDR, check_exposure, parse_addr, run
+    from backupctl.errors import ExitCode
+    from backupctl.serve import bind_address, check_exposure, run
 
     settings = load(env_file)
-    if addr is not None:
-        where, source = addr, "--addr"
-    elif settings.values.get("http_addr"):
-        where, source = str(settings.values["http_addr"]), ADDR_VARIABLE
-    else:
-        where, source = DEFAULT_ADDR, "--addr"
-    bind = parse_addr(where, source)
+    bind, source = bind_address(settings, addr)
     check_exposure(bind, settings.credentials.http_token, source)  # before anything slow: a refusal is immediate
     binary = binary_for(settings)
 
@@ -70,5 +65,5 @@ def serve(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
-        raise typer.Exit(130 if received[0] == signal.SIGINT else 143)
+        raise typer.Exit(int(ExitCode.INTERRUPTED if received[0] == signal.SIGINT else ExitCode.TERMINATED))
     return 0
