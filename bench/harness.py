@@ -149,7 +149,9 @@ class Project:
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if check and proc.returncode != 0:
-            raise RuntimeError(f"backupctl {' '.join(args)} exited {proc.returncode}: {tail(proc.stderr + proc.stdout)}")
+            said = [x.strip() for x in proc.stderr.splitlines() if x.strip().lower().startswith(("error", "hint"))]
+            why = " | ".join(said) or tail(proc.stderr + proc.stdout)
+            raise RuntimeError(f"backupctl {' '.join(args)} exited {proc.returncode}: {why}")
         return proc
 
     def start(self, timeout: float = 180) -> None:

@@ -179,12 +179,12 @@ def write_doc(path: Path, rows: list[Row], failures: dict[str, str], opts: Optio
         lines += ["## Benchmarks that did not complete", ""]
         lines += [f"- **{name}**: {error}" for name, error in failures.items()]
         lines.append("")
-    notes = sorted({(r.bench, r.note) for r in rows if r.note})
+    notes = list(dict.fromkeys((r.bench, r.note) for r in rows if r.note))  # in the order of the table
     if notes:
         lines += ["## Conditions", ""] + [f"- {bench}: {note}" for bench, note in notes] + [""]
     method = (cases.__doc__ or "").split("Methods (also printed into docs/benchmarks.md):", 1)[-1].strip()
     lines += ["## Method", "", method, "", "## Running them", "", "```",
-              "just bench                                # everything (about 14 minutes on the machine above)",
+              "just bench                                # everything (the header above says how long it took)",
               "just bench --quick                        # shorter windows, fewer runs",
               "just bench --only cli,lag                 # a subset, printed only",
               "just bench --only scale --counts 1,100    # the scale benchmark at some counts",

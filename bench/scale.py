@@ -52,7 +52,7 @@ def idle_window(opts: Options, count: int) -> float:
 
 
 def _label(count: int) -> str:
-    return "1 db" if count == 1 else f"{count:,} dbs"
+    return "scale, 1 db" if count == 1 else f"scale, {count:,} dbs"
 
 
 def _template(folder: Path) -> Path:
@@ -278,13 +278,23 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
 
     raw = _raw_run(raw_project, count)
 
+    goals = count >= GOAL_COUNT
+    raw_start = "raw `litestream replicate` until every database has an LTX file in the replica"
+    raw_stop = "SIGTERM to raw `litestream replicate` until it exits"
     started = time.perf_counter()
-    project.start(timeout=60 + 0.3 * count)
+    start_label = "`start --background` (returns once confirmed)"
+    try:
+        project.start(timeout=60 + 0.3 * count)
+    except Exception as exc:
+        row(start_label, None, "s", float(raw["start"]), raw_start, goal="starts" if goals else "",
+            met=False if goals else None, note=f"{base_note}; backupctl: {exc}")  # fmt: skip
+        row("`stop` (final sync)", None, "s", float(raw["stop"]), raw_stop, note=f"{base_note}; not measured: no start")
+        project.stop()
+        raise
     start_s = time.perf_counter() - started
     try:
-        row("`start --background` (returns once confirmed)", start_s, "s", float(raw["start"]),
-            "raw `litestream replicate` until every database has an LTX file in the replica",
-            note=f"{base_note}, one run each")  # fmt: skip
+        row(start_label, start_s, "s", float(raw["start"]), raw_start, goal="starts" if goals else "",
+            met=True if goals else None, note=f"{base_note}, one run each")  # fmt: skip
         _wait_status_ok(project, 120 + count * 0.5)
         running = f"{base_note}, replication running"
         status = _interleaved(runs, budget, [bc, "status", "--json"], project.raw_argv("status", "-json"), cwd, env)
@@ -303,7 +313,6 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
         window = idle_window(opts, count)
         usage = _idle(project, window)
         sup, ls = usage["supervisor"], usage["litestream"]
-        goals = count >= GOAL_COUNT
         idle_note = f"{base_note}, {sup['window']:.0f} s idle window after status and listings"
         row("supervisor RSS (max)", sup["rss"], "MB", ls["rss"], "its litestream's own RSS",
             goal=f"<= {SUPERVISOR_GOAL_MB:g} MB" if goals else "", met=sup["rss"] <= SUPERVISOR_GOAL_MB if goals else None,
@@ -325,10 +334,8 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
         f"{base_note}, one run each; a row written to {len(probes)} database(s) just before the stop restores: "
         f"backupctl {'yes' if synced else 'NO'}, raw {'yes' if raw['synced'] else 'NO'}"
     )
-    goal_stop = count >= GOAL_COUNT
-    row("`stop` (final sync)", stop_s, "s", float(raw["stop"]), "SIGTERM to raw `litestream replicate` until it exits",
-        goal="starts, replicates, final sync restorable" if goal_stop else "", met=synced if goal_stop else None,
-        note=stop_note)  # fmt: skip
+    row("`stop` (final sync)", stop_s, "s", float(raw["stop"]), raw_stop,
+        goal="stops with a final sync" if goals else "", met=synced if goals else None, note=stop_note)  # fmt: skip
 
 
 def bench_scale(opts: Options) -> list[Row]:
