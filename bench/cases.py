@@ -10,11 +10,13 @@ Methods (also printed into docs/benchmarks.md):
 - scale: 1, 100 and 1,000 small WAL databases (one template file copied N times) matched by one
   glob, file replica, sync 1 s. `setup` against `litestream databases -json` reading the same
   config. `start --background` (returns once replication is confirmed) against a raw `litestream
-  replicate` of its own copy of the databases, timed until every database has an LTX file in its
-  replica. With replication running: `status --json` against `litestream status -json`, and each
-  listing of the pinned version on the first database against the raw listing it wraps (0.5:
-  `snapshots` = `ltx -level 9`, `ltx` and `generations` = `ltx -level all`; 0.3: `snapshots`,
-  `wal`, `generations`), plus `databases --json` against `litestream databases -json`. Then an
+  replicate` of its own copy of the databases, timed until every database has a first file
+  (0.5: LTX; 0.3: snapshot or WAL segment) in its replica. With replication running: `status
+  --json` against `litestream status -json` (0.3 has no status: `litestream databases`), and
+  each listing of the pinned version on the first database against the raw listing it wraps
+  (0.5: `snapshots` = `ltx -level 9`, `ltx` and `generations` = `ltx -level all`; 0.3:
+  `snapshots`, `wal`, `generations`), plus `databases --json` against `litestream databases
+  -json` (0.3: no `-json`). Then an
   idle window: the supervisor's RSS (sampled every second, max), USS and CPU = (user+system CPU
   time in the window) / window, beside the same figures of its litestream child. Last, a row is
   committed to the first and the last database, and `stop` is timed against SIGTERM to the raw

@@ -78,6 +78,7 @@ def machine() -> list[tuple[str, str]]:
         ("backupctl", f"{__version__} (commit {commit or '?'})"),
         ("Disk (work dir)", _disk(WORK)),
         ("Load average at start", " ".join(f"{x:.2f}" for x in LOAD_AT_START) if LOAD_AT_START else "?"),
+        ("Load average at end", " ".join(f"{x:.2f}" for x in os.getloadavg()) if LOAD_AT_START else "?"),
     ]
 
 

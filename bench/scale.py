@@ -4,7 +4,7 @@ For each count, two projects with their own copies of the databases (one templat
 N times) and their own replica folders:
 
 - ``raw``: a plain ``litestream replicate`` of the same config shape: the baselines for start
-  (until every database has an LTX file in the replica), stop (SIGTERM until exit, with the final
+  (until every database has a first file in the replica), stop (SIGTERM until exit, with the final
   sync proven by restoring a row written just before) and nothing else;
 - ``backupctl``: ``setup``, ``start --background`` (returns once replication is confirmed),
   ``status --json`` and the listings with replication running, each interleaved with the raw
@@ -35,6 +35,7 @@ SUPERVISOR_GOAL_MB, SUPERVISOR_GOAL_CPU = 30.0, 0.1  # at 1,000 databases
 GOAL_COUNT = 1000
 COUNTS = (1, 100, 1000)
 MB = 1024 * 1024
+REPLICA_FILES = (".ltx", ".snapshot.lz4", ".wal.lz4")  # what a first sync writes: 0.5, then 0.3
 
 
 def runs_for(opts: Options, count: int) -> int:
@@ -82,11 +83,12 @@ def _db_paths(project: Project, count: int) -> list[Path]:
 
 
 def _replicated(replica: Path, pending: set[str]) -> set[str]:
-    """The databases (replica sub-folders by name) in ``pending`` that hold an LTX file yet."""
+    """The databases (replica sub-folders by name) in ``pending`` whose replica holds a first file
+    (0.5: an LTX file; 0.3: a snapshot or WAL segment)."""
     done = set()
     for name in pending:
         for _root, _dirs, files in os.walk(replica / name):
-            if any(f.endswith(".ltx") for f in files):
+            if any(f.endswith(REPLICA_FILES) for f in files):
                 done.add(name)
                 break
     return done
@@ -271,15 +273,18 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
 
     budget = 8.0 if opts.quick else 25.0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    setup = _interleaved(runs, budget, [bc, "setup"], project.raw_argv("databases", "-json"), cwd, env)
-    row("`setup`", setup.ours_ms, "ms", setup.raw_ms, "`litestream databases -json` (reads the same config)", added=True,
+    has_ltx = project.litestream().caps.has_ltx
+    databases = project.raw_argv("databases", "-json") if has_ltx else project.raw_argv("databases")
+    databases_label = "`litestream databases -json`" if has_ltx else "`litestream databases`"
+    setup = _interleaved(runs, budget, [bc, "setup"], databases, cwd, env)
+    row("`setup`", setup.ours_ms, "ms", setup.raw_ms, f"{databases_label} (reads the same config)", added=True,
         note=setup.note(base_note) + f"; the databases copied from one template in {made:.2f} s; "
         f"open-files limit of the bench {soft}/{hard} (soft/hard)")  # fmt: skip
 
     raw = _raw_run(raw_project, count)
 
     goals = count >= GOAL_COUNT
-    raw_start = "raw `litestream replicate` until every database has an LTX file in the replica"
+    raw_start = "raw `litestream replicate` until every database has a first file in the replica"
     raw_stop = "SIGTERM to raw `litestream replicate` until it exits"
     started = time.perf_counter()
     start_label = "`start --background` (returns once confirmed)"
@@ -297,13 +302,15 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
             met=True if goals else None, note=f"{base_note}, one run each")  # fmt: skip
         _wait_status_ok(project, 120 + count * 0.5)
         running = f"{base_note}, replication running"
-        status = _interleaved(runs, budget, [bc, "status", "--json"], project.raw_argv("status", "-json"), cwd, env)
+        raw_status = project.raw_argv("status", "-json") if has_ltx else databases
+        status_label = "`litestream status -json`" if has_ltx else "`litestream databases` (0.3 has no status)"
+        status = _interleaved(runs, budget, [bc, "status", "--json"], raw_status, cwd, env)
         kind, limit = STATUS_GOALS.get(count, ("absolute", 1000.0))
         if kind == "added":
             goal, met = f"<= raw + {limit:g} ms", status.ours_ms - status.raw_ms <= limit
         else:
             goal, met = f"<= {limit:g} ms", status.ours_ms <= limit
-        row("`status --json`", status.ours_ms, "ms", status.raw_ms, "`litestream status -json`", added=True, goal=goal,
+        row("`status --json`", status.ours_ms, "ms", status.raw_ms, status_label, added=True, goal=goal,
             met=met and not status.failed, note=status.note(running))  # fmt: skip
         for label, ours, theirs, raw_label in _listing_pairs(project):
             got = _interleaved(runs, budget, ours, theirs, cwd, env)
