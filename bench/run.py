@@ -82,6 +82,18 @@ def machine() -> list[tuple[str, str]]:
     ]
 
 
+def _load_warning() -> list[str]:
+    """A line that says so when the machine was busy with other work: its figures are then noisy."""
+    cores = os.cpu_count() or 1
+    if not LOAD_AT_START or LOAD_AT_START[0] <= cores:
+        return []
+    return [
+        "",
+        f"**The machine was busy when this run started** (load average {LOAD_AT_START[0]:.1f} on {cores} cores):",
+        "times are inflated and noisy. Rerun on an idle machine before reading much into them.",
+    ]
+
+
 def _disk(path: Path) -> str:
     try:
         out = subprocess.run(["df", "-hT", str(path)], capture_output=True, text=True, timeout=10).stdout.splitlines()
@@ -159,6 +171,7 @@ def write_doc(path: Path, rows: list[Row], failures: dict[str, str], opts: Optio
         "50 ms of the raw listing, `--help`/`--version` under 80 ms, a restore within 1.15x the raw restore, and a",
         "supervisor of 1,000 databases that starts, stops with a final sync, holds at most 30 MB RSS and idles under",
         "0.1 % CPU. Missing one does not fail the build.",
+        *_load_warning(),
         "",
         "## Machine",
         "",

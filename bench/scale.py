@@ -343,6 +343,7 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
     )
     row("`stop` (final sync)", stop_s, "s", float(raw["stop"]), raw_stop,
         goal="stops with a final sync" if goals else "", met=synced if goals else None, note=stop_note)  # fmt: skip
+    shutil.rmtree(folder, ignore_errors=True)  # 1,000 databases and two replicas; a failed count's folder is kept
 
 
 def bench_scale(opts: Options) -> list[Row]:
