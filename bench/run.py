@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.cases import BENCHMARKS  # noqa: E402
 from bench.harness import ROOT, Options, Partial, Row, litestream_binary, prepare_environment  # noqa: E402
 from bench.scale import COUNTS, one_count  # noqa: E402
+from bench.scale import conditions as scale_conditions  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 WORK = ROOT / ".cache" / "bench"
@@ -194,6 +195,8 @@ def write_doc(path: Path, rows: list[Row], failures: dict[str, str], opts: Optio
         lines += [f"- **{name}**: {error}" for name, error in failures.items()]
         lines.append("")
     notes = list(dict.fromkeys((r.bench, r.note) for r in rows if r.note))  # in the order of the table
+    if any(r.bench.startswith("scale") for r in rows):
+        notes.insert(0, ("scale", scale_conditions(opts)))
     if notes:
         lines += ["## Conditions", ""] + [f"- {bench}: {note}" for bench, note in notes] + [""]
     method = (cases.__doc__ or "").split("Methods (also printed into docs/benchmarks.md):", 1)[-1].strip()

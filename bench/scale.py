@@ -52,6 +52,21 @@ def idle_window(opts: Options, count: int) -> float:
     return 60.0 if count >= GOAL_COUNT else 30.0
 
 
+def conditions(opts: Options) -> str:
+    """One line for the report: how often each count repeats its commands, and the idle windows."""
+    runs = ", ".join(f"{runs_for(opts, c)} at {c:,}" for c in opts.counts)
+    idle = ", ".join(f"{idle_window(opts, c):g} s at {c:,}" for c in opts.counts)
+    return (
+        f"repetitions per command {runs} databases (fewer at 1,000, where one command takes longest; "
+        f"fewer still when they pass {budget(opts):g} s); idle windows {idle}"
+    )
+
+
+def budget(opts: Options) -> float:
+    """Seconds of repetitions per command pair after which no further pair starts."""
+    return 8.0 if opts.quick else 25.0
+
+
 def _label(count: int) -> str:
     return "scale, 1 db" if count == 1 else f"scale, {count:,} dbs"
 
@@ -167,15 +182,15 @@ class Pair:
         return text + (f"; {self.failed} of {self.runs} backupctl runs exited non-zero" if self.failed else "")
 
 
-def _interleaved(runs: int, budget: float, ours: list[str], raw: list[str], cwd: Path, env: dict[str, str]) -> Pair:
+def _interleaved(runs: int, limit_s: float, ours: list[str], raw: list[str], cwd: Path, env: dict[str, str]) -> Pair:
     """Median wall ms of ours and of raw, interleaved after one warm-up each. At most ``runs`` pairs,
-    fewer (at least one) once ``budget`` seconds are spent: a slow command at 1,000 databases must
+    fewer (at least one) once ``limit_s`` seconds are spent: a slow command at 1,000 databases must
     not take the whole run."""
     timed_rc(ours, cwd=cwd)
     timed(raw, cwd=cwd, env=env)
     mine, theirs, failed = [], [], 0
     started = time.monotonic()
-    while len(mine) < runs and (not mine or time.monotonic() - started < budget):
+    while len(mine) < runs and (not mine or time.monotonic() - started < limit_s):
         seconds, rc = timed_rc(ours, cwd=cwd)
         mine.append(seconds)
         failed += rc != 0
@@ -271,12 +286,11 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
     def row(measure: str, value: float | None, unit: str, baseline: float | None, label: str, **kw) -> None:
         rows.append(Row(bench, measure, value, unit, baseline, label, **kw))
 
-    budget = 8.0 if opts.quick else 25.0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     has_ltx = project.litestream().caps.has_ltx
     databases = project.raw_argv("databases", "-json") if has_ltx else project.raw_argv("databases")
     databases_label = "`litestream databases -json`" if has_ltx else "`litestream databases`"
-    setup = _interleaved(runs, budget, [bc, "setup"], databases, cwd, env)
+    setup = _interleaved(runs, budget(opts), [bc, "setup"], databases, cwd, env)
     row("`setup`", setup.ours_ms, "ms", setup.raw_ms, f"{databases_label} (reads the same config)", added=True,
         note=setup.note(base_note) + f"; the databases copied from one template in {made:.2f} s; "
         f"open-files limit of the bench {soft}/{hard} (soft/hard)")  # fmt: skip
@@ -304,7 +318,7 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
         running = f"{base_note}, replication running"
         raw_status = project.raw_argv("status", "-json") if has_ltx else databases
         status_label = "`litestream status -json`" if has_ltx else "`litestream databases` (0.3 has no status)"
-        status = _interleaved(runs, budget, [bc, "status", "--json"], raw_status, cwd, env)
+        status = _interleaved(runs, budget(opts), [bc, "status", "--json"], raw_status, cwd, env)
         kind, limit = STATUS_GOALS.get(count, ("absolute", 1000.0))
         if kind == "added":
             goal, met = f"<= raw + {limit:g} ms", status.ours_ms - status.raw_ms <= limit
@@ -313,7 +327,7 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
         row("`status --json`", status.ours_ms, "ms", status.raw_ms, status_label, added=True, goal=goal,
             met=met and not status.failed, note=status.note(running))  # fmt: skip
         for label, ours, theirs, raw_label in _listing_pairs(project):
-            got = _interleaved(runs, budget, ours, theirs, cwd, env)
+            got = _interleaved(runs, budget(opts), ours, theirs, cwd, env)
             row(f"`{label}`", got.ours_ms, "ms", got.raw_ms, f"`{raw_label}`", added=True,
                 goal=f"<= raw + {LISTING_GOAL_MS:g} ms", met=got.ours_ms - got.raw_ms <= LISTING_GOAL_MS and not got.failed,
                 note=got.note(running) + "; DB: the first database")  # fmt: skip
