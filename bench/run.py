@@ -150,9 +150,9 @@ def print_table(rows: list[Row], failures: dict[str, str]) -> None:
     for r in rows:
         goal = f"  goal {r.goal}: {_met(r).strip('*')}" if r.goal else ""
         base = f"vs {_fmt(r.baseline, r.unit)} ({r.baseline_label.replace('`', '')})" if r.baseline is not None else ""
-        print(f"{r.bench:<10} {r.measure.replace('`', ''):<{width}}  {_fmt(r.value, r.unit):>14}  {base}  {_comparison(r)}{goal}")
+        print(f"{r.bench:<16} {r.measure.replace('`', ''):<{width}}  {_fmt(r.value, r.unit):>14}  {base}  {_comparison(r)}{goal}")
     for name, error in failures.items():
-        print(f"{name:<10} FAILED: {error}")
+        print(f"{name:<16} FAILED: {error}")
 
 
 def write_doc(path: Path, rows: list[Row], failures: dict[str, str], opts: Options, seconds: float, argv: list[str]) -> None:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             failures[name] = str(exc) if isinstance(exc, Partial) else f"{type(exc).__name__}: {exc}"
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
-            print(f"{name:<10} FAILED: {failures[name]}", flush=True)
+            print(f"{name:<16} FAILED: {failures[name]}", flush=True)
         print(f"   ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
     elapsed = time.monotonic() - started
     print()
