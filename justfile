@@ -20,7 +20,7 @@ lint:
 demo *ARGS:
     {{bc}} demo "$@"
 
-# Benchmarks against the raw litestream command; writes docs/benchmarks.md
+# Benchmarks against the raw litestream command (1, 100 and 1,000 databases); writes docs/benchmarks.md. --quick, --only scale,restore
 bench *ARGS:
     {{py}} bench/run.py "$@"
 

@@ -49,12 +49,21 @@ class Row:
         return self.value / self.baseline
 
 
+class Partial(Exception):  # noqa: N818 - not an error of its own: it carries the rows measured before one
+    """A benchmark that broke after some of its rows were measured: run.py reports both."""
+
+    def __init__(self, rows: list[Row], cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.rows = rows
+
+
 @dataclass
 class Options:
     quick: bool
     work: Path
     version: str
     runs: int | None = None
+    counts: tuple[int, ...] = (1, 100, 1000)  # the scale benchmark's database counts
 
     def n(self, full: int, quick: int) -> int:
         return self.runs if self.runs else (quick if self.quick else full)
@@ -140,12 +149,14 @@ class Project:
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if check and proc.returncode != 0:
-            raise RuntimeError(f"backupctl {' '.join(args)} exited {proc.returncode}: {tail(proc.stderr + proc.stdout)}")
+            said = [x.strip() for x in proc.stderr.splitlines() if x.strip().lower().startswith(("error", "hint"))]
+            why = " | ".join(said) or tail(proc.stderr + proc.stdout)
+            raise RuntimeError(f"backupctl {' '.join(args)} exited {proc.returncode}: {why}")
         return proc
 
-    def start(self) -> None:
-        self.cli("start", "--background", timeout=180)
-        self.started = True
+    def start(self, timeout: float = 180) -> None:
+        self.started = True  # from here on, stop() cleans up, even after a start that timed out
+        self.cli("start", "--background", timeout=timeout)
 
     def stop(self) -> None:
         """Stop the supervisor; if `stop` fails, kill what the pidfiles name, by pid."""
@@ -190,14 +201,23 @@ def tail(text: str, lines: int = 6) -> str:
     return " | ".join([x for x in text.strip().splitlines() if x.strip()][-lines:])
 
 
+def timed_rc(
+    argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT
+) -> tuple[float, int]:
+    """Wall seconds of one run and its exit code, measured the same way for backupctl and for the raw binary."""
+    started = time.perf_counter()
+    proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - started, proc.returncode
+
+
 def timed(
     argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT
 ) -> float:
-    """Wall seconds of one run, measured the same way for backupctl and for the raw binary."""
+    """Wall seconds of one run that must exit 0."""
     started = time.perf_counter()
     proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
-    if proc.returncode not in (0,):
+    if proc.returncode != 0:
         raise RuntimeError(
             f"{' '.join(map(str, argv[:3]))} exited {proc.returncode}: {tail(proc.stderr.decode(errors='replace'))}"
         )
