@@ -128,7 +128,7 @@ def collect_replica_status(
             entry.newest_backup, entry.oldest_restorable = listings.iso(window.newest), listings.iso(window.oldest)
             entry.newest_snapshot, entry.snapshot_count = listings.iso(window.newest_snapshot), window.snapshot_count
             if window.newest is not None:
-                entry.newest_backup_age_seconds = round(now - window.newest.timestamp(), 1)
+                entry.newest_backup_age_seconds = round(max(0.0, now - window.newest.timestamp()), 1)
                 age = entry.newest_backup_age_seconds
                 entry.reason = f"the replica holds a restorable backup; the newest is {age:.0f}s old"
             if window.newest is not None and window.oldest is not None:

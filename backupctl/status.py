@@ -295,7 +295,8 @@ def database_status(
         local_updated_at=epoch_iso(local.updated_at),
         replica_position=entry.get("replica_position"),
         newest_backup=newest,
-        newest_backup_age_seconds=round(now - newest_epoch, 1) if newest_epoch is not None else None,
+        # never negative: a backup written while this status read the replicas is newer than `now`
+        newest_backup_age_seconds=round(max(0.0, now - newest_epoch), 1) if newest_epoch is not None else None,
         behind=behind,
         behind_since=epoch_iso(behind_since),
         lag_seconds=round(lag, 1) if lag is not None else None,

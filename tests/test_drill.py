@@ -69,7 +69,10 @@ def test_drill_passes_on_a_healthy_replica_and_fails_on_a_damaged_one(project, v
         # ok allows some lag (the stale threshold): wait until a restore really holds the last rows
         wait_replicated(project, 30)
         # healthy, while replicating: restored, checked, rows equal to the live database's
-        code, doc = drill(project, tmp)
+        # its own TMPDIR: the supervisor's scheduled drills (every 2 s) use `tmp` meanwhile
+        own_tmp = tmp_path / "tmp-manual"
+        own_tmp.mkdir()
+        code, doc = drill(project, own_tmp)
         assert code == 0 and doc["ok"] is True and doc["status"] == "passed", doc
         (db,) = doc["databases"]
         assert db["integrity"] == "ok" and db["tables"] == [{"name": "items", "rows": 30, "live_rows": 30}]
