@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from backupctl import paths
 from backupctl.errors import ConfigError
@@ -27,14 +27,17 @@ LOCK_RETRY_SECONDS = 0.02
 
 @dataclass
 class HeldLock:
+    """A lock taken: ``fd`` is the open lock file (a bare descriptor, no Python buffers: a supervisor
+    holds two per database, and buffered files cost 10 MB at 1,000 databases)."""
+
     path: Path
-    handle: IO[str]
+    fd: int
 
     def release(self) -> None:
         try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
         finally:
-            self.handle.close()
+            os.close(self.fd)
 
 
 def try_lock(path: Path, owner_pid: int | None = None) -> HeldLock | None:
@@ -45,23 +48,21 @@ def try_lock(path: Path, owner_pid: int | None = None) -> HeldLock | None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # kept open while held
     except OSError as exc:
         raise _unusable(path, exc) from None
     for attempt in range(LOCK_RETRIES):
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
             if attempt == LOCK_RETRIES - 1:
-                handle.close()
+                os.close(fd)
                 return None
             time.sleep(LOCK_RETRY_SECONDS)
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(owner_pid or os.getpid()))
-    handle.flush()
-    return HeldLock(path, handle)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(owner_pid or os.getpid()).encode(), 0)
+    return HeldLock(path, fd)
 
 
 def _unusable(path: Path, exc: OSError) -> ConfigError:
