@@ -124,6 +124,10 @@ def start_ticks(pid: int) -> int | None:
 def is_alive(pid: int, create_time: float, argv: list[str] | None = None, ticks: int | None = None) -> bool:
     """The one liveness test: pid exists, started at that time (``ticks`` since boot where the OS has
     them, else ``create_time``), runs ``argv`` (when given), and is not a zombie."""
+    if ticks is not None:
+        known = _alive_from_proc(pid, ticks, argv)
+        if known is not None:
+            return known
     import psutil
 
     try:
@@ -145,6 +149,28 @@ def is_alive(pid: int, create_time: float, argv: list[str] | None = None, ticks:
     except (psutil.Error, ValueError, TypeError, OSError):
         return False
     return True
+
+
+def _alive_from_proc(pid: int, ticks: int, argv: list[str] | None) -> bool | None:
+    """``is_alive`` read straight from Linux's /proc (what psutil reads, without importing it: `status`
+    asks this on every call); None where there is no /proc to read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text("utf-8", "replace").rsplit(")", 1)[1].split()
+        state, started = fields[0], int(fields[19])
+        if started != ticks or state == "Z":
+            return False
+        if argv:
+            current = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "surrogateescape").split("\0")]
+            if current and current[-1] == "":
+                current.pop()
+            # An empty command line is the kernel not answering for a moment (a process being exec'd).
+            if current and current != list(argv):
+                return False
+        return True
+    except FileNotFoundError:
+        return False if Path("/proc/self/stat").exists() else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def register(
