@@ -356,3 +356,20 @@ def kill_pids(*pids: int | None) -> None:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+@pytest.fixture
+def nothing_left_running(tmp_path: Path):
+    """Whatever a failed step left running (a start that timed out, say) dies with the test."""
+    yield
+    kill_pids(*(p.pid for p in processes_mentioning(str(tmp_path))))
+
+
+def insert_rows(db: Path, n: int, table: str = "items") -> None:
+    """n rows committed in one transaction, the way an app writes."""
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=10)
+    with con:
+        con.executemany(f"INSERT INTO {table} (body) VALUES (?)", [(f"row {i}",) for i in range(n)])
+    con.close()

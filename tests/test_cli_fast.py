@@ -16,7 +16,9 @@ import typer.main
 
 from backupctl.cli import fast
 from backupctl.cli.app import app
-from tests.conftest import Project, kill_pids, processes_mentioning, run_cli, wait_for
+from tests.conftest import Project, run_cli, wait_for
+
+pytestmark = pytest.mark.usefixtures("nothing_left_running")
 
 THROUGH_TYPER = (
     "import sys; import backupctl.cli.fast as f; f.answer = lambda args: None; "
@@ -26,12 +28,6 @@ WITHOUT_TYPER = (
     "import sys; from backupctl.cli import main; code = main(sys.argv[1:]); "
     "assert 'typer' not in sys.modules and 'click' not in sys.modules, 'typer was loaded'; raise SystemExit(code)"
 )
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_running(tmp_path: Path):
-    yield
-    kill_pids(*(p.pid for p in processes_mentioning(str(tmp_path))))
 
 
 def run(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -22,23 +22,10 @@ import yaml
 from backupctl import processes, state
 from backupctl.errors import ExitCode
 from tests.conftest import Project, count_rows, kill_pids, make_db, processes_mentioning, run_cli, wait_for
+from tests.conftest import insert_rows as insert
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("nothing_left_running")]
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_running(tmp_path: Path):
-    """Whatever a failed step left running (a start that timed out, say) dies with the test."""
-    yield
-    kill_pids(*(p.pid for p in processes_mentioning(str(tmp_path))))
-
-
-def insert(db: Path, n: int) -> None:
-    con = sqlite3.connect(db, timeout=10)
-    with con:
-        con.executemany("INSERT INTO items (body) VALUES (?)", [(f"row {i}",) for i in range(n)])
-    con.close()
 
 
 def supervisor_state(project: Project) -> state.SupervisorState | None:

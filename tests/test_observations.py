@@ -9,30 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
 from backupctl import state
 from backupctl.observations import MAX_AGE, OBSERVATIONS
 from tests.conftest import Project, count_rows, kill_pids, processes_mentioning, run_cli, wait_for
+from tests.conftest import insert_rows as insert
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_running(tmp_path: Path):
-    yield
-    kill_pids(*(p.pid for p in processes_mentioning(str(tmp_path))))
-
-
-def insert(db: Path, n: int) -> None:
-    con = sqlite3.connect(db, timeout=10)
-    with con:
-        con.executemany("INSERT INTO items (body) VALUES (?)", [(f"row {i}",) for i in range(n)])
-    con.close()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("nothing_left_running")]
 
 
 def status(project: Project, *flags: str) -> tuple[int, dict]:
@@ -96,6 +82,7 @@ def test_status_reads_the_supervisors_looks_and_falls_back_when_they_are_stale(p
 
         # litestream crashes: the supervisor restarts it; its looks start again with the new run.
         os.kill(sup.litestream_pid, signal.SIGKILL)
+
         def restarted_child() -> state.SupervisorState | None:
             now = state.read_supervisor_state(state_dir)
             return now if now and now.state == "running" and now.litestream_pid != sup.litestream_pid else None
