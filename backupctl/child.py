@@ -86,6 +86,9 @@ class ChildRun:
     exited_at: float | None = None
     # Stopped to take up new databases: the settings the next run uses (its config is written).
     reload: Settings | None = None
+    # Stopped on purpose to start again with the same settings: why (litestream made no progress,
+    # or a broken chain is healed by a fresh snapshot).
+    restart: str | None = None
 
 
 @dataclass
@@ -98,6 +101,7 @@ class ChildOutcome:
     final_sync: bool | None = None
     killed: bool = False
     reload: Settings | None = None  # stopped to restart with these settings
+    restart: str | None = None  # stopped to start again with the same settings (why)
 
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:

@@ -57,6 +57,13 @@ class Coverage:
             return self.position_check(databases)
         has_ltx = self.litestream.caps.has_ltx
         wanted = {k: v for k, v in (targets or {}).items() if v.initialized}
+        if not has_ltx and wanted:
+            # 0.3 starts a new generation when the WAL changed while it was stopped: the old
+            # generation's position is then never reached; the new one's snapshot is the target.
+            now_local = self.local_positions([db for db in databases if str(db.path) in wanted])
+            for path, current in now_local.items():
+                if current.generation and current.generation != wanted[path].generation:
+                    wanted[path] = current
         fresh = [db for db in databases if str(db.path) not in wanted]
         local = {**self.local_positions(fresh), **wanted} if fresh else wanted
         covered: set[str] = set()

@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     STATUS_STALE = 10  # status: some database's replica is behind the stale threshold
     STATUS_DOWN = 11  # status: replication is not running, or a database is not initialized
     STATUS_ERROR = 12  # status: a database or its replica reports an error
+    STATUS_BROKEN = 13  # status: a replica is not whole (committed writes missing); backupctl is healing it
     VERIFY_FAILED = 20  # verify: the replica did not restore, or restored without the sentinel
     VERIFY_INCONCLUSIVE = 21  # verify: the replica did not catch up in time
     DRILL_FAILED = 22  # drill: a database did not restore, failed its checks, or lost rows
@@ -42,12 +43,13 @@ VERDICT_EXIT = {
     "down": ExitCode.STATUS_DOWN,
     "not-initialized": ExitCode.STATUS_DOWN,
     "error": ExitCode.STATUS_ERROR,
+    "broken": ExitCode.STATUS_BROKEN,
 }
 VERIFY_EXIT = {"verified": ExitCode.OK, "failed": ExitCode.VERIFY_FAILED, "inconclusive": ExitCode.VERIFY_INCONCLUSIVE}
 DOCTOR_EXIT = {"fail": ExitCode.DOCTOR_FAIL, "warn": ExitCode.DOCTOR_WARN}
 # Worst first: several outcomes in one run exit with the worst of them.
 SEVERITY = (
-    ExitCode.STATUS_ERROR, ExitCode.STATUS_DOWN, ExitCode.STATUS_STALE,
+    ExitCode.STATUS_BROKEN, ExitCode.STATUS_ERROR, ExitCode.STATUS_DOWN, ExitCode.STATUS_STALE,
     ExitCode.VERIFY_FAILED, ExitCode.VERIFY_INCONCLUSIVE,
     ExitCode.DOCTOR_FAIL, ExitCode.DOCTOR_WARN,
 )  # fmt: skip

@@ -157,6 +157,18 @@ def verify_event(record: dict[str, Any]) -> Event:
     return Event("verify", ok, summary, {"verify": {k: record.get(k) for k in keep}})
 
 
+def continuity_event(proof: dict[str, Any], *, healed: bool = False) -> Event:
+    """The event for a continuity check that found a broken chain, or found it whole again."""
+    ok = proof.get("verdict") == "whole"
+    name = proof.get("name") or proof.get("database")
+    if ok:
+        summary = f"backupctl: the replica of {name} is whole again" + (" (healed by a fresh snapshot)" if healed else "")
+    else:
+        summary = f"backupctl: the replica of {name} is NOT whole: {proof.get('reason')}; backupctl is healing it"
+    keep = ("database", "name", "verdict", "reason", "checked_at", "differing_pages")
+    return Event("continuity", ok, summary, {"continuity": {k: proof.get(k) for k in keep}})
+
+
 def verdict_event(report: Any | None, previous: str | None, error: str | None = None) -> Event:
     """The event for a change of verdict: ``report`` a StatusReport (None when it could not be computed)."""
     if report is None:

@@ -52,6 +52,8 @@ MAX_INTERVAL = 15.0  # ...and at most, whatever a look costs
 MAX_AGE = 30.0  # status uses a look at most this old (two MAX_INTERVALs)
 REVALIDATE_EVERY = 60.0  # one unchanged database's replica re-read this often
 CPU_BUDGET = 0.0005  # the share of one core the looks may take over time (0.05 %)
+WATCH_EVERY_TICK = 100  # up to this many databases, each -wal is stat'ed every tick (about 1 s), not only at looks
+STALL_MIN = 10.0  # seconds: live writes unshipped this long (or 3 looks, if longer) mean no progress
 READ_TIMEOUT = 30.0
 
 
@@ -151,6 +153,11 @@ class Observer:
     log: Callable[[str], None] | None = None
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     signatures: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Per database, the looks that saw the live -wal written after the replica's newest backup:
+    # (wall time of the look, the -wal's mtime). A pair goes once the replica holds a backup as new.
+    unshipped: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    wal_seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # the -wal signature each pair was taken at
+    waited: dict[str, float] = field(default_factory=dict)  # at the last reading: how long a live write had waited
     next_look: float = float("-inf")
     last_revalidation: float = float("-inf")
     looks: int = 0
@@ -160,8 +167,17 @@ class Observer:
         self.path = self.state_dir / OBSERVATIONS
 
     def tick(self) -> None:
+        if len(self.databases) <= WATCH_EVERY_TICK:
+            now = time.time()
+            for db in self.databases:
+                self._note_wal(str(db.path), _signature(db.path), now)
         if self.clock() >= self.next_look:
             self.look()
+
+    def _note_wal(self, key: str, sig: tuple[int, int], now: float) -> None:
+        if sig != self.wal_seen.get(key) and sig[1] > 0:
+            self.unshipped.setdefault(key, []).append((now, sig[0] / 1e9))
+        self.wal_seen[key] = sig
 
     def look(self) -> None:
         now = time.time()
@@ -178,16 +194,18 @@ class Observer:
                 written.append(db)
             elif entry.get("behind") is None and entry["local"].get("exists"):
                 written.append(db)  # exists but was not comparable yet (litestream had not started on it)
-            elif entry.get("behind") is True or "replica_error" in entry:
+            elif entry.get("behind") is True or "replica_error" in entry or self.unshipped.get(key):
                 recheck.append(db)  # the replica may have caught up, or become readable again
             else:
                 unchanged.append(db)
+            self._note_wal(key, sig, now)
             self.signatures[key] = sig
         if unchanged and self.clock() - self.last_revalidation >= REVALIDATE_EVERY:
             recheck.append(min(unchanged, key=lambda d: self.entries[str(d.path)].get("read_at", 0.0)))
             self.last_revalidation = self.clock()
         if written or recheck:
             self._read(written, recheck, has_ltx, now)
+            self._account_unshipped(time.time())
             self._publish(now)
         else:
             self._touch(now)
@@ -231,6 +249,34 @@ class Observer:
             entry.update(local_fields(local[key]), observed_at=now)
             record(entry, local[key], window, has_ltx, _updated_at(db.path), now)
 
+    def _account_unshipped(self, read_at: float) -> None:
+        """Drop the live writes the replica now holds; note since when the rest wait (``unshipped_since``)
+        and how long the oldest had waited when the replica was read (``waited``)."""
+        for key, pairs in self.unshipped.items():
+            entry = self.entries.get(key)
+            if entry is None or "read_at" not in entry:
+                continue
+            newest = entry.get("newest")
+            shipped = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
+            if shipped is not None:
+                pairs[:] = [(seen, written) for seen, written in pairs if written > shipped + positions.SLACK_03]
+            if pairs:
+                entry["unshipped_since"] = pairs[0][0]
+                self.waited[key] = read_at - pairs[0][0]
+            else:
+                entry.pop("unshipped_since", None)
+                self.waited.pop(key, None)
+
+    @property
+    def stall_after(self) -> float:
+        return stall_after(self.interval)
+
+    def stalled(self) -> list[tuple[str, float]]:
+        """Databases a live write of which was still missing from the replica when it was last read,
+        though it had waited longer than ``stall_after``: (name, seconds it had waited)."""
+        return [(db.name, self.waited[str(db.path)]) for db in self.databases
+                if self.waited.get(str(db.path), 0.0) > self.stall_after]  # fmt: skip
+
     def _publish(self, now: float) -> None:
         document = {"supervisor_pid": self.supervisor_pid, "interval": self.interval, "observed_at": now,
                     "databases": self.entries}  # fmt: skip
@@ -256,6 +302,29 @@ class Observer:
             self.path.unlink()
         except OSError:
             pass
+
+
+def note_unshipped(entry: dict[str, Any], db_path: Path) -> None:
+    """A reading without the supervisor's looks (`status --fresh`): the live -wal written after the
+    replica's newest backup is unshipped since that write at the latest (``unshipped_since``, kept
+    across calls in the entry while the replica does not catch up with it)."""
+    newest = entry.get("newest")
+    shipped = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
+    try:
+        written = os.stat(f"{db_path}-wal").st_mtime
+    except OSError:
+        written = None
+    if written is None or written == 0 or (shipped is not None and written <= shipped + positions.SLACK_03):
+        entry.pop("unshipped_since", None)
+        return
+    since = entry.get("unshipped_since")
+    if since is None or (shipped is not None and shipped >= float(since)):
+        entry["unshipped_since"] = written
+
+
+def stall_after(interval: float) -> float:
+    """How long live writes may wait for the replica before litestream counts as not making progress."""
+    return max(STALL_MIN, 3 * min(MAX_INTERVAL, max(MIN_INTERVAL, interval)))
 
 
 def _updated_at(path: Path) -> float | None:

@@ -21,6 +21,7 @@ from backupctl.runner import Litestream, scrub
 from backupctl.settings import Settings, parse_duration
 
 Log = Callable[[str], None]
+CONTINUITY_JOB = "continuity"
 
 
 @dataclass
@@ -46,6 +47,10 @@ class PeriodicJob:
             return
         self.next_at = now + self.interval
         self.pid = _fork(self.work)
+
+    def soon(self, delay: float) -> None:
+        """Run the job ``delay`` seconds from now (or as soon as a run in progress ends)."""
+        self.next_at = self.clock() + delay
 
     def running(self) -> bool:
         """The job's child has not exited yet (it is reaped here when it has)."""
@@ -107,6 +112,35 @@ def verify_all(settings: Settings, binary: Path, state_dir: Path, log: Log, stop
         notify.send(settings, notify.verify_event(record.to_json()), log=log)
 
 
+def prove_all(settings: Settings, litestream: Litestream, state_dir: Path, log: Log, stopping: Callable[[], bool]) -> None:
+    """Prove every database's replica whole against the live pages (``continuity``), keep each
+    verdict in continuity.json, and announce a broken chain (and its healing) to the fail URL."""
+    from backupctl import continuity, notify, positions
+
+    for db in settings.databases:
+        if stopping():
+            return
+
+        def covers(db=db) -> bool | None:
+            try:
+                local = positions.local_positions(litestream, [db], timeout=30)[str(db.path)]
+                return positions.covers(positions.read_replica(litestream, db, timeout=30), local, litestream.caps.has_ltx)
+            except Exception:  # noqa: BLE001 - optional: "cannot tell" keeps the verdict undecided
+                return False
+
+        try:
+            proof = continuity.prove(litestream, db, state_dir, replica_covers=covers)
+        except Exception as exc:  # a failed check must never take replication down
+            log(f"backupctl: continuity check of {db.name} failed: {scrub(str(exc) or type(exc).__name__, settings)}")
+            continue
+        previous = (continuity.records(state_dir).get(str(db.path)) or {}).get("verdict")
+        continuity.record(state_dir, proof)
+        loud = "" if proof.verdict == continuity.WHOLE else "NOT PROVEN " if proof.verdict == continuity.UNDECIDED else "BROKEN "
+        log(f"backupctl: continuity of {db.name}: {loud}{proof.verdict}: {scrub(proof.reason, settings)} ({proof.seconds:.1f}s)")
+        if proof.verdict == continuity.BROKEN or (proof.verdict == continuity.WHOLE and previous == continuity.BROKEN):
+            notify.send(settings, notify.continuity_event(proof.to_json(), healed=previous == continuity.BROKEN), log=log)
+
+
 def drill(settings: Settings, litestream: Litestream, state_dir: Path, log: Log) -> None:
     """A scheduled recovery drill (`backupctl drill`), recorded in drill.json."""
     from backupctl.drill import scheduled_drill
@@ -139,4 +173,13 @@ def supervisor_jobs(
             drill(current.settings, current, state_dir, log)
 
         jobs.append(PeriodicJob("drill", parse_duration(settings.drill_interval), scheduled, clock))
+    interval = settings.continuity_interval
+    # Always a job: the supervisor runs it after every confirmed start; "off" only drops the schedule.
+    every = parse_duration(interval) if interval and interval != "off" else float("inf")
+
+    def prove() -> None:
+        current = litestream()
+        prove_all(current.settings, current, state_dir, log, stopping)
+
+    jobs.append(PeriodicJob(CONTINUITY_JOB, every, prove, clock))
     return jobs

@@ -42,6 +42,7 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "version": ("LITESTREAM_VERSION",),
     "verify_interval": ("BACKUP_VERIFY_INTERVAL",),
     "drill_interval": ("BACKUP_DRILL_INTERVAL",),
+    "continuity_interval": ("BACKUP_CONTINUITY_INTERVAL",),
     "stale_after": ("BACKUP_STALE_AFTER",),
     "stop_timeout": ("BACKUP_STOP_TIMEOUT",),
     # `backupctl serve` and notifications (docs/monitoring.md)
@@ -156,6 +157,9 @@ class Settings:
     origins: dict[str, Origin] = field(repr=False)
     warnings: tuple[str, ...] = ()  # worth saying, not failing for (unknown variable names)
     drill_interval: str | None = None
+    # How often the supervisor proves each replica whole against the live pages (continuity.py);
+    # "off" disables the schedule (the check after each confirmed start stays).
+    continuity_interval: str = "1h"
     # BACKUP_DATABASES globs as absolute patterns (restore resolves them against the replica too).
     globs: tuple[str, ...] = ()
 
@@ -241,12 +245,13 @@ def load_settings(
         "retention",
         "verify_interval",
         "drill_interval",
+        "continuity_interval",
         "stale_after",
         "stop_timeout",
     )
     for setting in durations:
         value = values[setting]
-        if value is None:
+        if value is None or (setting == "continuity_interval" and value == "off"):
             continue
         var = origins[setting].variable or setting
         problem = duration_problem(value)
@@ -342,6 +347,7 @@ def load_settings(
         ),
         verify_interval=values["verify_interval"],
         drill_interval=values["drill_interval"],
+        continuity_interval=values["continuity_interval"] or "1h",
         globs=tuple(globs),
         stale_after=values["stale_after"],
         stop_timeout=values["stop_timeout"],

@@ -10,7 +10,15 @@ Per database the verdict is one of:
   running one does not replicate this database (added to the settings after it started);
 - ``not-initialized``: litestream has never replicated this database;
 - ``error``: the database is missing, litestream reports an error for it, or the replica
-  cannot be read and no earlier reading exists.
+  cannot be read and no earlier reading exists;
+- ``broken``: the last continuity check (``backupctl.continuity``) found the replica's newest
+  state equal to no committed state of the live database: committed writes are missing from it.
+  The supervisor heals it with a fresh snapshot; the verdict stays until a check proves it whole.
+
+"Behind" also covers a litestream that makes no progress: the live ``-wal`` written after the
+replica's newest backup (``unshipped_since``). Past ``observations.stall_after`` that is ``stale``
+at once, naming litestream's last error, whatever the stale threshold: a hung litestream's own
+position stops with it, so only the live file shows it.
 
 "Stale" is about the replica being *behind the local database*, not about its age: an idle
 database produces no new backup files and stays ``ok``. Positions and "does the replica
@@ -39,7 +47,7 @@ from backupctl.paths import project_state_dir
 from backupctl.settings import Database, Settings, parse_duration
 from backupctl.versions import capabilities
 
-OK, STALE, DOWN, NOT_INITIALIZED, ERROR = "ok", "stale", "down", "not-initialized", "error"
+OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = "ok", "stale", "down", "not-initialized", "error", "broken"
 STATUS_CACHE = "status.json"
 
 
@@ -229,6 +237,7 @@ def database_status(
     unserved: bool = False,
     observed_at: float | None = None,
     verifies: dict[str, dict[str, Any]] | None = None,
+    proof: dict[str, Any] | None = None,
 ) -> DatabaseStatus:
     """The verdict for one database from its entry (``observations.record`` has brought it up to
     date with the reading). ``replica_error``: the replica could not be read at the last reading.
@@ -242,6 +251,11 @@ def database_status(
     behind_since: float | None = float(entry["pending"]["since"]) if behind and entry.get("pending") else None
     if behind and behind_since is None:
         behind_since = now
+    unshipped = entry.get("unshipped_since") if supervisor.running and has_reading else None
+    if unshipped is not None:
+        behind = True
+        behind_since = min(float(unshipped), behind_since if behind_since is not None else now)
+    stall = observations.stall_after(settings.sync_seconds)
 
     newest = entry.get("newest")
     newest_epoch = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
@@ -249,7 +263,7 @@ def database_status(
     unread_for = now - float(entry["read_at"]) if has_reading else None
     as_of = f" (the supervisor's look {max(0.0, now - observed_at):.0f}s ago)" if observed_at is not None else ""
 
-    verdict, reason = OK, "the replica holds everything the local database has" + as_of
+    verdict, reason = OK, "the replica holds everything litestream has read of the local database" + as_of
     if not local.exists:
         verdict, reason = ERROR, f"the database file {db.path} does not exist"
     elif unserved:
@@ -272,6 +286,20 @@ def database_status(
         verdict, reason = DOWN, f"replication is not running (supervisor {supervisor.state})"
     elif replica_error is None and entry.get("empty"):
         verdict, reason = NOT_INITIALIZED, "the replica is empty"
+    elif proof is not None and proof.get("verdict") == "broken":
+        verdict = BROKEN
+        reason = (
+            f"the replica is NOT whole: {proof.get('reason')} "
+            f"(found {epoch_iso(proof.get('broken_since') or proof.get('checked_at'))}); "
+            "the supervisor heals it with a fresh snapshot; restores of earlier points may miss rows"
+        )
+    elif unshipped is not None and now - float(unshipped) > stall:
+        verdict = STALE
+        cause = f": {supervisor.last_error}" if supervisor.last_error else " (it may be hung)"
+        reason = (
+            f"litestream has shipped nothing for {now - float(unshipped):.0f}s though the database was written "
+            f"(no progress after {stall:g}s){cause}"
+        )
     elif behind and lag is not None and lag > threshold:
         verdict, reason = STALE, f"the replica has been behind the local database for {lag:.0f}s (threshold {threshold:g}s)"
     elif replica_error is not None and unread_for is not None and unread_for > threshold:
@@ -350,6 +378,9 @@ def collect_status(
     )  # fmt: skip
 
     verifies = state.verify_records(state_dir)
+    from backupctl.continuity import records as continuity_records
+
+    proofs = continuity_records(state_dir)
     seen = None
     if supervisor.running and supervisor.pid is not None and not fresh:
         seen = observations.published(state_dir, supervisor.pid, now)
@@ -363,7 +394,7 @@ def collect_status(
             position = local_position(entry) or positions.LocalPosition(exists=db.path.exists())
             verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
                                       threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
-                                      verifies=verifies)  # fmt: skip
+                                      verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
             report.databases.append(verdict)
         return report
 
@@ -388,8 +419,9 @@ def collect_status(
         entry = cache.setdefault(str(db.path), {})
         if str(db.path) not in unserved:
             record(entry, position, window, has_ltx, local.updated_at, now)
+            observations.note_unshipped(entry, db.path)
         verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx,
-                                  str(db.path) in unserved, verifies=verifies)  # fmt: skip
+                                  str(db.path) in unserved, verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
         report.databases.append(verdict)
     try:
         state.write_json(state_dir / STATUS_CACHE, cache)

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import locks, processes, state
+from backupctl import continuity, locks, processes, state
 from backupctl.atomic import write_atomic
 from backupctl.child import (
     LITESTREAM_OUTPUT,
@@ -72,7 +72,7 @@ from backupctl.dbwatch import WATCH_INTERVAL, DatabaseWatch
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.observations import Observer
-from backupctl.periodic import PeriodicJob, supervisor_jobs
+from backupctl.periodic import CONTINUITY_JOB, PeriodicJob, supervisor_jobs
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.service_managers import service_manager
 from backupctl.settings import Database, Settings, parse_duration
@@ -88,6 +88,9 @@ MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
 FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, slowing to 5 s
+CONTINUITY_AFTER_START = 2.0  # seconds after a confirmed start before its continuity check
+MAX_HEALS = 3  # fresh snapshots in a row for one database before backupctl stops trying (and says so)
+STALL_KILL_AFTER = 5.0  # a litestream that made no progress gets this long after SIGTERM
 
 
 def stop_timeout_seconds(settings: Settings) -> float:
@@ -154,6 +157,12 @@ class Supervisor:
     _watch: DatabaseWatch | None = field(default=None, init=False)
     _record: processes.ProcessRecord | None = field(default=None, init=False)
     _observer: Observer | None = field(default=None, init=False)
+    # Read transactions that keep each WAL whole while no litestream watches it (continuity.WalGuard).
+    _guard: continuity.WalGuard = field(default_factory=continuity.WalGuard, init=False)
+    _heal: set[str] = field(default_factory=set, init=False)  # databases to snapshot afresh at the next spawn
+    _heals: dict[str, int] = field(default_factory=dict, init=False)  # fresh snapshots since the last whole verdict
+    _proofs_seen: float = field(default=0.0, init=False)  # the newest continuity verdict acted on
+    _last_error_at: float | None = field(default=None, init=False)  # clock() of litestream's last ERROR line
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -210,6 +219,7 @@ class Supervisor:
         finally:
             for job in self._jobs:
                 job.end()
+            self._guard.release()
             self.status.litestream_pid = None
             if self.status.state != state.FATAL:
                 self._transition(state.STOPPED)
@@ -237,6 +247,8 @@ class Supervisor:
                 break
             if outcome.reload is not None:  # stopped on purpose to take up new databases: no backoff
                 self._adopt(outcome.reload)
+                continue
+            if outcome.restart is not None:  # stopped on purpose (no progress, or healing): no backoff
                 continue
             if outcome.confirmed and outcome.runtime >= self.stable_after:
                 failures = 0
@@ -280,6 +292,7 @@ class Supervisor:
         # shadow WAL): once every replica holds that, this start is confirmed. At start 0.5 may cut a
         # new TXID from its own shutdown checkpoint, shipped only at the next sync (10 s by default):
         # waiting for it would make every idle restart wait a sync interval for no new data.
+        self._keep_chains_whole()
         targets = self._positions.local_positions(list(self.settings.databases))
         proc = spawn()
         run = ChildRun(proc=proc, started=self.clock(), targets=targets, pending={str(db.path) for db in self.settings.databases})
@@ -301,6 +314,9 @@ class Supervisor:
                 now = self.clock()
                 self._on_tick(run, now)
                 if proc.poll() is not None:
+                    if self.stop_signal is None and run.restart is None and run.exited_at is None:
+                        # Died on its own: hold every WAL still until the next litestream has confirmed.
+                        self._guard.hold(list(self.settings.databases), self.log)
                     run.exited_at = run.exited_at if run.exited_at is not None else now
                     if run.eof or output.reader_done() or now - run.exited_at > 5:  # a grandchild may hold the pipe
                         break
@@ -326,6 +342,8 @@ class Supervisor:
         self._look_for_new_databases(run, now)
         if self._observer is not None and run.confirmed and run.term_sent_at is None and self.stop_signal is None:
             self._observer.tick()
+            self._restart_if_stalled(run, now)
+        self._heal_broken_chains(run, now)
 
     def _new_observer(self) -> Observer | None:
         """What this litestream run publishes for `status` (none with an injected position check)."""
@@ -337,6 +355,7 @@ class Supervisor:
     def _on_line(self, run: ChildRun, line: LogLine) -> None:
         self.log(f"litestream: {line.readable}")
         if line.level == "ERROR":
+            self._last_error_at = self.clock()
             run.errors_seen += 1
             self._error_lines.append(line.readable)
             self.status.last_error = line.error_text
@@ -363,6 +382,10 @@ class Supervisor:
                 self._transition(state.RUNNING)
                 pid = run.proc.pid
                 self.log(f"backupctl: replication running (every replica holds its database's position); litestream pid {pid}")
+                # litestream holds its own read transaction now; the guard's job is done. The new
+                # chain is proven against the live pages shortly (continuity).
+                self._guard.release()
+                self._continuity_soon()
                 return
         if run.errors_seen and now - run.started >= self.start_deadline:
             run.failed_start = f"litestream reported errors and did not confirm replication within {self.start_deadline:g}s"
@@ -396,7 +419,100 @@ class Supervisor:
         if stopped or run.reload is not None:
             final_sync = self.status.final_sync = self._positions.final_sync(run, returncode)
         self._save()
-        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed, run.reload)
+        return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed,
+                            run.reload, run.restart)  # fmt: skip
+
+    # -- whole chains (continuity) ---------------------------------------------------------
+    def _keep_chains_whole(self) -> None:
+        """Before litestream starts: a database to heal, or whose WAL was restarted while no
+        litestream watched (0.5 would continue its chain without the frames checkpointed meanwhile),
+        gets a fresh snapshot: its WAL is emptied by a TRUNCATE checkpoint, and litestream then
+        snapshots every page. A database whose WAL the guard held needs none."""
+        has_ltx = self.litestream.caps.has_ltx
+        for db in self.settings.databases:
+            key = str(db.path)
+            why = "to heal its broken chain" if key in self._heal else None
+            if why is None and not self._guard.holds(db):
+                reason = continuity.chain_break(db, has_ltx)
+                why = f"because {reason}" if reason else None
+            if why is None:
+                continue
+            self._guard.release([db])
+            if not has_ltx:
+                continuity.restart_generation_03(db)
+                self.log(f"backupctl: {db.name}: starting a new generation {why} (a full snapshot)")
+            elif continuity.force_snapshot(db):
+                size = db.path.stat().st_size if db.path.exists() else 0
+                self.log(f"backupctl: {db.name}: a fresh snapshot {why} (a full upload, about {size // 1024} KiB)")
+            else:
+                self.log(f"backupctl: {db.name}: could NOT force a fresh snapshot {why}: the app kept its WAL busy; "
+                         "the continuity check will tell whether the chain is whole")  # fmt: skip
+        self._heal.clear()
+
+    def _continuity_job(self) -> PeriodicJob | None:
+        return next((job for job in self._jobs if job.name == CONTINUITY_JOB), None)
+
+    def _continuity_soon(self) -> None:
+        job = self._continuity_job()
+        if job is not None and self.position_check is None:
+            job.soon(CONTINUITY_AFTER_START)
+
+    def _heal_broken_chains(self, run: ChildRun, now: float) -> None:
+        """A continuity check found a broken chain: restart litestream with a fresh snapshot of
+        that database (at most MAX_HEALS times in a row; the verdict stays broken meanwhile)."""
+        job = self._continuity_job()
+        if job is None or job.running() or not run.confirmed or run.term_sent_at is not None or self.stop_signal is not None:
+            return
+        proofs = continuity.records(self.state_dir)
+        newest = max((float(p.get("checked_at") or 0) for p in proofs.values() if isinstance(p, dict)), default=0.0)
+        if newest <= self._proofs_seen:
+            return
+        self._proofs_seen = newest
+        heal = []
+        for db in self.settings.databases:
+            proof = proofs.get(str(db.path)) or {}
+            if proof.get("verdict") == continuity.WHOLE:
+                self._heals.pop(str(db.path), None)
+            elif proof.get("verdict") == continuity.BROKEN:
+                tries = self._heals.get(str(db.path), 0)
+                if tries >= MAX_HEALS:
+                    if tries == MAX_HEALS:
+                        self.log(f"backupctl: {db.name}: the chain is still broken after {MAX_HEALS} fresh snapshots; "
+                                 "giving up healing it (status says broken; see docs/faults.md)")  # fmt: skip
+                        self._heals[str(db.path)] = tries + 1
+                    continue
+                self._heals[str(db.path)] = tries + 1
+                heal.append(db)
+        if heal:
+            self._heal = {str(db.path) for db in heal}
+            names = ", ".join(db.name for db in heal)
+            run.restart = "heal"
+            why = f"the replica of {names} is missing committed writes: restarting litestream with a fresh snapshot"
+            self._send_term(run, now, self.stop_timeout, why)
+
+    def _restart_if_stalled(self, run: ChildRun, now: float) -> None:
+        """litestream has shipped nothing for a while though the live WAL was written: it is hung
+        (or cannot write its replica). Restart it, holding every WAL still meanwhile."""
+        if self._observer is None or run.term_sent_at is not None:
+            return
+        stalled = self._observer.stalled()
+        if not stalled:
+            return
+        # A litestream that keeps logging errors is alive and retrying (an unreachable replica, a full
+        # disk): `status` names the error; it is restarted only once that has gone on for long.
+        # A silent one is hung (0.3.13 on a full disk, a SIGSTOP): restarted at once.
+        longest = max(seconds for _, seconds in stalled)
+        recent_error = self._last_error_at is not None and now - self._last_error_at < self._observer.stall_after
+        if recent_error and longest < 5 * self._observer.stall_after:
+            return
+        what = "; ".join(f"{name}: nothing shipped for {seconds:.0f}s" for name, seconds in stalled)
+        cause = f" (its last error: {self.status.last_error})" if self.status.last_error else ""
+        run.restart = "stalled"
+        self._guard.hold(list(self.settings.databases), self.log)
+        self._transition(state.STOPPING)
+        run.term_sent_at, run.kill_at = now, now + STALL_KILL_AFTER
+        self.log(f"backupctl: litestream is not making progress though the databases are written ({what}){cause}; restarting it")
+        send_signal(run.proc, signal.SIGTERM)
 
     # -- new databases (a glob in BACKUP_DATABASES) ---------------------------------------
     def _renders_own_config(self) -> bool:
@@ -421,6 +537,7 @@ class Supervisor:
             return
         self._held += widening.held
         run.reload = widening.settings
+        self._guard.hold(list(self.settings.databases), self.log)
         self._send_term(
             run, now, self.stop_timeout, f"new database(s) {names}: restarting litestream to replicate them (final sync first)"
         )
