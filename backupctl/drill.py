@@ -33,8 +33,6 @@ from backupctl.runner import Litestream, scrub
 from backupctl.settings import Database, Settings
 
 PASSED, FAILED = "passed", "failed"
-# Listed backup times are truncated to the second: a live file written in the same second is not "newer".
-MTIME_SLACK = 1.0
 # Litestream's own bookkeeping tables (0.3) differ between the live database and a restore.
 INTERNAL_TABLE_PREFIX = "_litestream"
 
@@ -189,11 +187,17 @@ def _drill_one(
         drill.reason = scrub(exc.message + (f": {cause}" if cause and cause not in exc.message else ""), settings)
         drill.notes.extend(scrub(d, settings) for d in exc.details[-5:-1])
         return drill
-    drill.status, drill.reason = _compare(db.path, drill, newest)
+    drill.status, drill.reason = _compare(db.path, drill, lambda: _prove(ls, db, folder))
     return drill
 
 
-def _compare(live: Path, drill: DatabaseDrill, newest: float | None) -> tuple[str, str]:
+def _prove(ls: Litestream, db: Database, folder: Path) -> Any:
+    from backupctl.continuity import prove
+
+    return prove(ls, db, folder)
+
+
+def _compare(live: Path, drill: DatabaseDrill, prove: Callable[[], Any]) -> tuple[str, str]:
     """Compare the restored tables with the live database's (where one exists)."""
     counts = live_counts(live)
     if counts is None:
@@ -203,13 +207,28 @@ def _compare(live: Path, drill: DatabaseDrill, newest: float | None) -> tuple[st
         table["live_rows"] = counts.get(table["name"])
     differ = sorted(name for name, rows in counts.items() if restored.get(name) != rows)
     if not differ:
-        return PASSED, f"restored and checked (integrity ok); {len(counts)} table(s) match the live database"
+        proof = prove()
+        if proof.verdict == "broken":
+            return FAILED, f"the replica is NOT whole: {proof.reason}"
+        matched = f"restored and checked (integrity ok); {len(counts)} table(s) match the live database"
+        if proof.verdict == "whole":
+            return PASSED, f"{matched}, and the replica equals it page for page"
+        return PASSED, f"{matched} by row count (not proven page for page: {proof.reason})"
     listed = ", ".join(f"{n} ({restored.get(n, 'missing')} restored, {counts[n]} live)" for n in differ[:5])
-    written_since = newest is None or _last_write(live) > newest + MTIME_SLACK
-    if written_since:
-        drill.notes.append(f"differs from the live database, which was written after the newest backup: {listed}")
-        return PASSED, "restored and checked (integrity ok); the live database has newer writes than the replica"
-    return FAILED, f"the restored copy differs from the live database, which has no writes since the newest backup: {listed}"
+    # Newer live writes, or rows the replica lost? File times cannot tell (litestream's own
+    # checkpoint touches the file): the continuity check compares the replica's newest state with
+    # the live database's committed states, page for page.
+    proof = prove()
+    drill.notes.append(f"differs from the live database: {listed}; continuity: {proof.verdict} ({proof.reason})")
+    if proof.verdict == "whole":
+        return (
+            PASSED,
+            "restored and checked (integrity ok); the live database has newer writes, and the replica "
+            "equals it at a committed transaction, page for page",
+        )
+    if proof.verdict == "broken":
+        return FAILED, f"the replica is NOT whole: {proof.reason}"
+    return FAILED, f"the restored copy differs from the live database, and the replica could not be proven whole: {proof.reason}"
 
 
 def live_counts(path: Path) -> dict[str, int] | None:
@@ -231,16 +250,6 @@ def live_counts(path: Path) -> dict[str, int] | None:
         return None
     finally:
         con.close()
-
-
-def _last_write(path: Path) -> float:
-    times = []
-    for candidate in (path, Path(f"{path}-wal")):
-        try:
-            times.append(candidate.stat().st_mtime)
-        except OSError:
-            pass
-    return max(times, default=0.0)
 
 
 # --- state and schedule ------------------------------------------------------------------------

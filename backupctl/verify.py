@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import locks, paths, processes, state
+from backupctl import continuity, locks, paths, processes, state
 from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError, ExitCode
 from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, staged_restore, stop_request
 from backupctl.runner import Litestream, scrub, tail
@@ -199,13 +199,20 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
             if found:
                 timings["replicate"] = time.monotonic() - started - timings["write"] - restore_seconds
                 timings["restore"] = restore_seconds
-                return result(
-                    VERIFIED,
-                    "the sentinel row came back from the replica; integrity ok",
-                    replicator=replicator,
-                    attempts=attempts,
-                    position=position,
-                )
+                # The sentinel proves new writes arrive; the continuity check proves none is missing.
+                if on_step:
+                    on_step("comparing the replica's newest state with the live database, page for page")
+                t = time.monotonic()
+                proof = continuity.prove(ls, db, tmp_root)
+                timings["continuity"] = time.monotonic() - t
+                continuity.record(paths.project_state_dir(settings.project_dir), proof)
+                status, reason = VERIFIED, "the sentinel row came back from the replica; integrity ok; " + proof.reason
+                if proof.verdict == continuity.BROKEN:
+                    status, reason = FAILED, f"the sentinel row came back, but the replica is NOT whole: {proof.reason}"
+                elif proof.verdict == continuity.UNDECIDED:
+                    status = INCONCLUSIVE
+                    reason = f"the sentinel row came back (integrity ok), but the replica was not proven whole: {proof.reason}"
+                return result(status, reason, replicator=replicator, attempts=attempts, position=position)
             stop_request.check()
             refused = _refusal(temporary, settings)
             if refused:
