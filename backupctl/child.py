@@ -89,6 +89,7 @@ class ChildRun:
     # Stopped on purpose to start again with the same settings: why (litestream made no progress,
     # or a broken chain is healed by a fresh snapshot).
     restart: str | None = None
+    next_guard_check: float = 0.0  # when to look again whether litestream has read past the WAL guard
 
 
 @dataclass

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import re
 import sqlite3
 import struct
 import time
@@ -46,6 +47,9 @@ WHOLE, BROKEN, UNDECIDED = "whole", "broken", "undecided"
 RECORDS = "continuity.json"
 LTX_HEADER = 100
 CATCH_UP_TIMEOUT = 30.0  # seconds litestream gets to read the live WAL past the check's start
+# A restore that fails this way proves the chain broken (0.5: "cannot calc restore plan: non-contiguous
+# ltx files"), unlike one that cannot reach the replica.
+_DAMAGED = re.compile(r"integrity_check|not an SQLite database|non-contiguous|malformed|missing page", re.IGNORECASE)
 READER_TIMEOUT = 5.0  # a read transaction waits this long for a lock (a write-locked database)
 
 Log = Callable[[str], None]
@@ -268,7 +272,8 @@ def prove(
     """Check that ``db``'s replica is whole now (see the module docstring). Never raises for a
     verdict: a replica that cannot be read or restored gives ``undecided`` with the reason, a
     restored copy that fails its integrity check gives ``broken``. ``replica_covers`` answers
-    "does the replica hold litestream's own position?" (asked only when the pages differ)."""
+    "does the replica hold litestream's own position?" (default: ``replica_holds_local``); the
+    restore waits for it, so a replica merely behind litestream is never taken for a broken one."""
     from backupctl.restore.staging import staged_restore
 
     started = time.monotonic()
@@ -286,7 +291,8 @@ def prove(
         wal0 = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
         first = wal0.last_commit.index if wal0.last_commit is not None else 0
         end0 = wal0.committed_end
-        # litestream must have read the live WAL at least as far as the state our reader sees.
+        # litestream must have read the live WAL at least as far as the state our reader sees, and
+        # the replica must hold what it read (0.5 uploads its local LTX files after writing them).
         deadline = time.monotonic() + catch_up_timeout
         while first and not _passed(read_position(db.path, has_ltx), wal0, end0):
             if time.monotonic() >= deadline:
@@ -296,6 +302,15 @@ def prove(
                 )
                 return proof
             sleep(0.25)
+        covers = replica_covers or (lambda: replica_holds_local(ls, db))
+        while first and covers() is not True:
+            if time.monotonic() >= deadline:
+                proof.reason = (
+                    f"the replica did not receive what litestream read within {catch_up_timeout:g}s "
+                    "(a slow or unreachable replica); it is compared again later"
+                )
+                return proof
+            sleep(0.5)
         try:
             with staged_restore(ls, db, work_dir, [], timeout=max(60.0, catch_up_timeout * 4)) as staged:
                 proof.replica_position = dict(staged.position)
@@ -305,7 +320,7 @@ def prove(
                     return proof
                 found = match(db.path, wal1, staged.path, first)
         except LitestreamError as exc:
-            if "integrity_check" in exc.message or "not an SQLite database" in exc.message:
+            if _DAMAGED.search(" ".join([exc.message, *exc.details])):
                 proof.verdict = BROKEN
                 proof.reason = f"the replica's newest state does not restore to a sound database: {exc.message}"
             else:
@@ -324,16 +339,23 @@ def prove(
         proof.reason = f"the replica's newest state equals the live database at {at}, page for page ({found.pages} pages)"
         return proof
     proof.differing_pages = found.differing
-    covers = replica_covers() if replica_covers is not None else True
-    if covers is False:
-        proof.reason = "the replica is behind litestream's own position; it is compared again once it catches up"
-        return proof
     proof.verdict = BROKEN
     proof.reason = (
         f"the replica's newest state matches no committed state of the live database: {found.differing} "
         "page(s) differ at the closest one (committed writes are missing from the replica)"
     )
     return proof
+
+
+def replica_holds_local(ls: Litestream, db: Database) -> bool | None:
+    """Does the replica hold litestream's own position of ``db`` (None: cannot tell now)?"""
+    from backupctl import positions
+
+    try:
+        local = positions.local_positions(ls, [db], timeout=30, shipped_only=True)[str(db.path)]
+        return positions.covers(positions.read_replica(ls, db, timeout=30), local, ls.caps.has_ltx)
+    except BackupctlError:
+        return None
 
 
 # --------------------------------------------------------------------------- records
@@ -425,6 +447,7 @@ class WalGuard:
 
     def __init__(self) -> None:
         self._readers: dict[str, _Reader] = {}
+        self._held_at: dict[str, tuple[int, int, int]] = {}  # the live WAL (salts, size) when taken
 
     def hold(self, databases: list[Database], log: Log | None = None) -> None:
         for db in databases:
@@ -433,6 +456,8 @@ class WalGuard:
                 continue
             try:
                 self._readers[key] = _Reader(db.path)
+                wal = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
+                self._held_at[key] = (wal.salt1, wal.salt2, wal.committed_end)
             except sqlite3.Error as exc:
                 if log is not None:
                     log(f"backupctl: cannot hold {db.name}'s WAL while litestream restarts: {exc}")
@@ -440,9 +465,23 @@ class WalGuard:
     def holds(self, db: Database) -> bool:
         return str(db.path) in self._readers
 
+    def release_read(self, databases: list[Database], has_ltx: bool) -> None:
+        """Let go of the databases whose live WAL the running litestream has read past the point
+        the guard was taken at: those frames are in its local LTX files (0.5) or shadow WAL (0.3)
+        now, whatever happens to the WAL, so an outage of the replica does not grow the WAL for ever."""
+        for db in databases:
+            key = str(db.path)
+            held = self._held_at.get(key)
+            if key not in self._readers or held is None:
+                continue
+            position = read_position(db.path, has_ltx)
+            if position is not None and (position.salt1, position.salt2) == held[:2] and position.end >= held[2]:
+                self.release([db])
+
     def release(self, databases: list[Database] | None = None) -> None:
         keys = list(self._readers) if databases is None else [str(db.path) for db in databases]
         for key in keys:
+            self._held_at.pop(key, None)
             reader = self._readers.pop(key, None)
             if reader is not None:
                 reader.close()
@@ -470,7 +509,7 @@ def chain_break(db: Database, has_ltx: bool) -> str | None:
     return "its WAL was checkpointed and restarted while litestream was not running"
 
 
-SNAPSHOT_TRIES = 20
+SNAPSHOT_TIMEOUT = 1800.0  # seconds: a full upload of a large database over a slow link
 
 
 def restart_generation_03(db: Database) -> None:
@@ -483,16 +522,14 @@ def restart_generation_03(db: Database) -> None:
         pass
 
 
-def force_snapshot(db: Database, sleep: Callable[[float], None] = time.sleep) -> bool:
-    """Make the next litestream start with a full snapshot of ``db``: a TRUNCATE checkpoint empties
-    the WAL, and litestream 0.5, finding its last offset past the WAL's end, snapshots every page.
-    Only while no litestream runs on it. SQLite's own checkpoint: no data moves anywhere but into
-    the database file. Returns False when the app kept the WAL busy through every try."""
-    for _ in range(SNAPSHOT_TRIES):
+def _truncate_wal(db: Database, tries: int = 20, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Empty ``db``'s WAL with SQLite's own TRUNCATE checkpoint (every frame goes into the database
+    file, nowhere else). False when readers kept it busy through every try."""
+    for _ in range(tries):
         try:
             con = sqlite3.connect(str(db.path), timeout=READER_TIMEOUT, isolation_level=None)
             try:
-                busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                busy = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             finally:
                 con.close()
         except sqlite3.Error:
@@ -501,3 +538,27 @@ def force_snapshot(db: Database, sleep: Callable[[float], None] = time.sleep) ->
             return True
         sleep(0.1)
     return False
+
+
+def force_snapshot(ls: Litestream, databases: list[Database], config: Path | None = None) -> str | None:
+    """Make the next litestream start of ``databases`` begin with a full snapshot, while no litestream
+    replicates them. 0.5: their WAL is emptied by a TRUNCATE checkpoint, so litestream finds its last
+    offset past the WAL's end and writes every page into its next L0 file (newer than any page a
+    hole left, in every compaction level too); where the app keeps the WAL busy, ``replicate -once
+    -force-snapshot`` (``config`` names just those databases; default: ``ls``'s) writes a level-9
+    snapshot instead, which compacted files from before it can still shadow. 0.3: the next start
+    begins a new generation. Hold a ``WalGuard`` right after this until the next litestream has read
+    their WAL. Returns None, or why it did not work."""
+    if not ls.caps.has_ltx:
+        for db in databases:
+            restart_generation_03(db)
+        return None
+    busy = [db for db in databases if db.path.exists() and not _truncate_wal(db)]
+    if not busy:
+        return None
+    runner = Litestream(ls.binary, ls.settings, config) if config is not None else ls
+    try:
+        runner.run("replicate", "-once", "-force-snapshot", timeout=SNAPSHOT_TIMEOUT, what="litestream snapshot")
+    except BackupctlError as exc:
+        return exc.message
+    return None

@@ -199,7 +199,7 @@ def verdict_event(report: Any | None, previous: str | None, error: str | None = 
 
 def overall_verdict(report: Any) -> str:
     """One word for the whole report: ``ok``, else the verdict behind the exit code (error > down > stale)."""
-    order = ("error", "down", "not-initialized", "stale")
+    order = ("broken", "error", "down", "not-initialized", "stale")
     verdicts = {d.verdict for d in report.databases}
     for verdict in order:
         if verdict in verdicts:

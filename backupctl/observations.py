@@ -158,6 +158,9 @@ class Observer:
     unshipped: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     wal_seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # the -wal signature each pair was taken at
     waited: dict[str, float] = field(default_factory=dict)  # at the last reading: how long a live write had waited
+    # How far litestream has read each live WAL (continuity.read_position) and since when it has not moved.
+    read_positions: dict[str, Any] = field(default_factory=dict)
+    read_moved_at: dict[str, float] = field(default_factory=dict)
     next_look: float = float("-inf")
     last_revalidation: float = float("-inf")
     looks: int = 0
@@ -263,9 +266,20 @@ class Observer:
             if pairs:
                 entry["unshipped_since"] = pairs[0][0]
                 self.waited[key] = read_at - pairs[0][0]
+                self._account_reading(key, read_at)
             else:
                 entry.pop("unshipped_since", None)
                 self.waited.pop(key, None)
+
+    def _account_reading(self, key: str, now: float) -> None:
+        """Since when litestream's own reading of this live WAL has not moved (a hung litestream's
+        stops; one that cannot reach its replica goes on reading the WAL into local LTX files)."""
+        from backupctl.continuity import read_position
+
+        position = read_position(Path(key), self.litestream.caps.has_ltx)
+        if key not in self.read_positions or position != self.read_positions[key]:
+            self.read_positions[key] = position
+            self.read_moved_at[key] = now
 
     @property
     def stall_after(self) -> float:
@@ -273,9 +287,16 @@ class Observer:
 
     def stalled(self) -> list[tuple[str, float]]:
         """Databases a live write of which was still missing from the replica when it was last read,
-        though it had waited longer than ``stall_after``: (name, seconds it had waited)."""
-        return [(db.name, self.waited[str(db.path)]) for db in self.databases
-                if self.waited.get(str(db.path), 0.0) > self.stall_after]  # fmt: skip
+        though it had waited longer than ``stall_after``, while litestream's own reading of the WAL
+        did not move either (hung, not merely unable to reach the replica): (name, seconds waited)."""
+        now = time.time()
+        found = []
+        for db in self.databases:
+            key = str(db.path)
+            waited = self.waited.get(key, 0.0)
+            if waited > self.stall_after and now - self.read_moved_at.get(key, now) > self.stall_after:
+                found.append((db.name, waited))
+        return found
 
     def _publish(self, now: float) -> None:
         document = {"supervisor_pid": self.supervisor_pid, "interval": self.interval, "observed_at": now,

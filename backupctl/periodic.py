@@ -115,21 +115,14 @@ def verify_all(settings: Settings, binary: Path, state_dir: Path, log: Log, stop
 def prove_all(settings: Settings, litestream: Litestream, state_dir: Path, log: Log, stopping: Callable[[], bool]) -> None:
     """Prove every database's replica whole against the live pages (``continuity``), keep each
     verdict in continuity.json, and announce a broken chain (and its healing) to the fail URL."""
-    from backupctl import continuity, notify, positions
+    from backupctl import continuity, notify
 
     for db in settings.databases:
         if stopping():
             return
 
-        def covers(db=db) -> bool | None:
-            try:
-                local = positions.local_positions(litestream, [db], timeout=30)[str(db.path)]
-                return positions.covers(positions.read_replica(litestream, db, timeout=30), local, litestream.caps.has_ltx)
-            except Exception:  # noqa: BLE001 - optional: "cannot tell" keeps the verdict undecided
-                return False
-
         try:
-            proof = continuity.prove(litestream, db, state_dir, replica_covers=covers)
+            proof = continuity.prove(litestream, db, state_dir)
         except Exception as exc:  # a failed check must never take replication down
             log(f"backupctl: continuity check of {db.name} failed: {scrub(str(exc) or type(exc).__name__, settings)}")
             continue

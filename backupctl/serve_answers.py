@@ -29,7 +29,7 @@ from backupctl.paths import project_state_dir
 from backupctl.settings import Settings
 
 LITESTREAM_METRICS_TIMEOUT = 2.0  # seconds: a scrape must not hang on litestream's own endpoint
-VERDICTS = ("ok", "stale", "down", "not-initialized", "error")
+VERDICTS = ("ok", "stale", "down", "not-initialized", "error", "broken")
 SUPERVISOR_STATES = (state.STARTING, state.RUNNING, state.BACKOFF, state.FATAL, state.STOPPING, state.STOPPED)
 
 

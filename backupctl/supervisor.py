@@ -90,6 +90,7 @@ FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: shor
 FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, slowing to 5 s
 CONTINUITY_AFTER_START = 2.0  # seconds after a confirmed start before its continuity check
 MAX_HEALS = 3  # fresh snapshots in a row for one database before backupctl stops trying (and says so)
+GUARD_MIN_HOLD = 10.0  # seconds a new litestream runs under the WAL guard at least, unless confirmed sooner
 STALL_KILL_AFTER = 5.0  # a litestream that made no progress gets this long after SIGTERM
 
 
@@ -293,6 +294,9 @@ class Supervisor:
         # new TXID from its own shutdown checkpoint, shipped only at the next sync (10 s by default):
         # waiting for it would make every idle restart wait a sync interval for no new data.
         self._keep_chains_whole()
+        # litestream 0.5.17 can checkpoint at start before it has read what the app wrote while it was
+        # stopped, which loses those frames: the guard holds every WAL until it has read past it.
+        self._guard.hold(list(self.settings.databases), self.log)
         targets = self._positions.local_positions(list(self.settings.databases))
         proc = spawn()
         run = ChildRun(proc=proc, started=self.clock(), targets=targets, pending={str(db.path) for db in self.settings.databases})
@@ -334,6 +338,19 @@ class Supervisor:
         when idle, every 0.1 s while it logs): confirm, stop, periodic jobs, new databases, and the
         looks `status` reads."""
         self._check_confirmation(run, now)
+        # Not confirmed yet (a slow or unreachable replica): once litestream has read past the guard
+        # and run a while (its start-up checkpoint is behind it), the guard lets go, so an outage
+        # does not grow the WAL for ever.
+        hold_at_least = max(GUARD_MIN_HOLD, 2 * self.settings.sync_seconds)
+        if (
+            self._guard
+            and not run.confirmed
+            and run.term_sent_at is None
+            and now >= run.next_guard_check
+            and now - run.started >= hold_at_least
+        ):
+            run.next_guard_check = now + 1.0
+            self._guard.release_read(list(self.settings.databases), self.litestream.caps.has_ltx)
         # A position check can take long (1,000 replicas): a stop asked meanwhile gets its full
         # final-sync window from now, not from before the check.
         self._drive_stop(run, self.clock())
@@ -395,6 +412,9 @@ class Supervisor:
         proc = run.proc
         if run.term_sent_at is None and proc.poll() is None:
             if self.stop_signal is not None:
+                # litestream's shutdown releases its read transaction: without ours, a checkpoint
+                # racing its final sync can take frames out of the WAL unseen.
+                self._guard.hold(list(self.settings.databases), self.log)
                 self._send_term(run, now, self.stop_timeout, f"stopping litestream (final sync, up to {self.stop_timeout:g}s)")
             elif run.failed_start is not None:
                 run.term_sent_at, run.kill_at = now, now + FAILED_START_GRACE
@@ -426,28 +446,42 @@ class Supervisor:
     def _keep_chains_whole(self) -> None:
         """Before litestream starts: a database to heal, or whose WAL was restarted while no
         litestream watched (0.5 would continue its chain without the frames checkpointed meanwhile),
-        gets a fresh snapshot: its WAL is emptied by a TRUNCATE checkpoint, and litestream then
-        snapshots every page. A database whose WAL the guard held needs none."""
+        gets a full snapshot first (``continuity.force_snapshot``), under the WAL guard so that the
+        app cannot open a new hole before the next litestream has read its WAL. A database whose
+        WAL the guard held across the gap needs none."""
         has_ltx = self.litestream.caps.has_ltx
+        why: dict[str, str] = {}
         for db in self.settings.databases:
             key = str(db.path)
-            why = "to heal its broken chain" if key in self._heal else None
-            if why is None and not self._guard.holds(db):
-                reason = continuity.chain_break(db, has_ltx)
-                why = f"because {reason}" if reason else None
-            if why is None:
-                continue
-            self._guard.release([db])
-            if not has_ltx:
-                continuity.restart_generation_03(db)
-                self.log(f"backupctl: {db.name}: starting a new generation {why} (a full snapshot)")
-            elif continuity.force_snapshot(db):
-                size = db.path.stat().st_size if db.path.exists() else 0
-                self.log(f"backupctl: {db.name}: a fresh snapshot {why} (a full upload, about {size // 1024} KiB)")
-            else:
-                self.log(f"backupctl: {db.name}: could NOT force a fresh snapshot {why}: the app kept its WAL busy; "
-                         "the continuity check will tell whether the chain is whole")  # fmt: skip
+            if key in self._heal:
+                why[key] = "to heal its broken chain"
+            elif not self._guard.holds(db) and (reason := continuity.chain_break(db, has_ltx)):
+                why[key] = f"because {reason}"
         self._heal.clear()
+        if not why:
+            return
+        chosen = [db for db in self.settings.databases if str(db.path) in why]
+        self._guard.release(chosen)  # a guard would keep the TRUNCATE checkpoint from emptying the WAL
+        for db in chosen:
+            size = db.path.stat().st_size if db.path.exists() else 0
+            self.log(f"backupctl: {db.name}: a full snapshot {why[str(db.path)]} (a full upload, about {size // 1024} KiB)")
+        failed = continuity.force_snapshot(self.litestream, chosen, self._snapshot_config(chosen))
+        self._guard.hold(chosen, self.log)
+        if failed:
+            self.log(f"backupctl: the full snapshot failed: {scrub(failed, self.settings)}; "
+                     "the continuity check after the start will tell whether the chain is whole")  # fmt: skip
+
+    def _snapshot_config(self, chosen: list[Database]) -> Path | None:
+        """A config naming only ``chosen`` (rendered as the private one was), or None for the private one."""
+        if len(chosen) == len(self.settings.databases) or not self._renders_own_config():
+            return None
+        import dataclasses
+
+        from backupctl.render import render
+
+        path = self.state_dir / "snapshot.yml"
+        write_atomic(path, render(dataclasses.replace(self.settings, databases=tuple(chosen))).text)
+        return path
 
     def _continuity_job(self) -> PeriodicJob | None:
         return next((job for job in self._jobs if job.name == CONTINUITY_JOB), None)
