@@ -540,22 +540,25 @@ def _truncate_wal(db: Database, tries: int = 20, sleep: Callable[[float], None] 
     return False
 
 
-def force_snapshot(ls: Litestream, databases: list[Database], config: Path | None = None) -> str | None:
-    """Make the next litestream start of ``databases`` begin with a full snapshot, while no litestream
+def force_snapshot(databases: list[Database], has_ltx: bool) -> list[Database]:
+    """Make the next litestream start of ``databases`` begin with every page, while no litestream
     replicates them. 0.5: their WAL is emptied by a TRUNCATE checkpoint, so litestream finds its last
     offset past the WAL's end and writes every page into its next L0 file (newer than any page a
-    hole left, in every compaction level too); where the app keeps the WAL busy, ``replicate -once
-    -force-snapshot`` (``config`` names just those databases; default: ``ls``'s) writes a level-9
-    snapshot instead, which compacted files from before it can still shadow. 0.3: the next start
-    begins a new generation. Hold a ``WalGuard`` right after this until the next litestream has read
-    their WAL. Returns None, or why it did not work."""
-    if not ls.caps.has_ltx:
+    hole left, in every compaction level too). 0.3: the next start begins a new generation. Take a
+    ``WalGuard`` right after this until the next litestream has read their WAL. Returns the
+    databases whose WAL the app kept busy through every try."""
+    if not has_ltx:
         for db in databases:
             restart_generation_03(db)
-        return None
-    busy = [db for db in databases if db.path.exists() and not _truncate_wal(db)]
-    if not busy:
-        return None
+        return []
+    return [db for db in databases if db.path.exists() and not _truncate_wal(db)]
+
+
+def snapshot_level9(ls: Litestream, config: Path | None = None) -> str | None:
+    """0.5: write a level-9 snapshot of the databases in ``config`` (default: ``ls``'s) now
+    (``replicate -once -force-snapshot``), while no other litestream replicates them. A restore of
+    the newest state starts from the newest level-9 snapshot, so this also bridges LTX files missing
+    from the replica (a "non-contiguous" chain). Returns None, or why it failed."""
     runner = Litestream(ls.binary, ls.settings, config) if config is not None else ls
     try:
         runner.run("replicate", "-once", "-force-snapshot", timeout=SNAPSHOT_TIMEOUT, what="litestream snapshot")

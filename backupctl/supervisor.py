@@ -451,11 +451,12 @@ class Supervisor:
         WAL the guard held across the gap needs none."""
         has_ltx = self.litestream.caps.has_ltx
         why: dict[str, str] = {}
+        heal = set(self._heal)
         for db in self.settings.databases:
             key = str(db.path)
-            if key in self._heal:
+            if key in heal:
                 why[key] = "to heal its broken chain"
-            elif not self._guard.holds(db) and (reason := continuity.chain_break(db, has_ltx)):
+            elif reason := continuity.chain_break(db, has_ltx):  # the guard may have come after the WAL restarted
                 why[key] = f"because {reason}"
         self._heal.clear()
         if not why:
@@ -465,11 +466,16 @@ class Supervisor:
         for db in chosen:
             size = db.path.stat().st_size if db.path.exists() else 0
             self.log(f"backupctl: {db.name}: a full snapshot {why[str(db.path)]} (a full upload, about {size // 1024} KiB)")
-        failed = continuity.force_snapshot(self.litestream, chosen, self._snapshot_config(chosen))
+        busy = continuity.force_snapshot(chosen, has_ltx)
         self._guard.hold(chosen, self.log)
-        if failed:
-            self.log(f"backupctl: the full snapshot failed: {scrub(failed, self.settings)}; "
-                     "the continuity check after the start will tell whether the chain is whole")  # fmt: skip
+        # Healing (and a WAL the app kept busy) also gets a level-9 snapshot: a restore starts from
+        # the newest one, which bridges LTX files missing from the replica.
+        level9 = [db for db in chosen if str(db.path) in heal or db in busy] if has_ltx else []
+        if level9:
+            failed = continuity.snapshot_level9(self.litestream, self._snapshot_config(level9))
+            if failed:
+                self.log(f"backupctl: the level-9 snapshot failed: {scrub(failed, self.settings)}; "
+                         "the continuity check after the start will tell whether the chain is whole")  # fmt: skip
 
     def _snapshot_config(self, chosen: list[Database]) -> Path | None:
         """A config naming only ``chosen`` (rendered as the private one was), or None for the private one."""
