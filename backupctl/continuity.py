@@ -294,23 +294,21 @@ def prove(
         # litestream must have read the live WAL at least as far as the state our reader sees, and
         # the replica must hold what it read (0.5 uploads its local LTX files after writing them).
         deadline = time.monotonic() + catch_up_timeout
-        while first and not _passed(read_position(db.path, has_ltx), wal0, end0):
-            if time.monotonic() >= deadline:
-                proof.reason = (
-                    f"litestream has not read the live database's newest writes within {catch_up_timeout:g}s "
-                    "(it may be hung or far behind); the replica cannot be compared with it now"
-                )
-                return proof
-            sleep(0.25)
         covers = replica_covers or (lambda: replica_holds_local(ls, db))
-        while first and covers() is not True:
-            if time.monotonic() >= deadline:
-                proof.reason = (
-                    f"the replica did not receive what litestream read within {catch_up_timeout:g}s "
-                    "(a slow or unreachable replica); it is compared again later"
-                )
-                return proof
-            sleep(0.5)
+        waits = (
+            (lambda: _passed(read_position(db.path, has_ltx), wal0, end0), 0.25,
+             "litestream has not read the live database's newest writes within {t:g}s (it may be hung or far "
+             "behind); the replica cannot be compared with it now"),
+            (lambda: covers() is True, 0.5,
+             "the replica did not receive what litestream read within {t:g}s (a slow or unreachable replica); "
+             "it is compared again later"),
+        )  # fmt: skip
+        for ready, pause, why in waits if first else ():
+            while not ready():
+                if time.monotonic() >= deadline:
+                    proof.reason = why.format(t=catch_up_timeout)
+                    return proof
+                sleep(pause)
         try:
             with staged_restore(ls, db, work_dir, [], timeout=max(60.0, catch_up_timeout * 4)) as staged:
                 proof.replica_position = dict(staged.position)
@@ -452,8 +450,8 @@ class WalGuard:
     def hold(self, databases: list[Database], log: Log | None = None) -> None:
         for db in databases:
             key = str(db.path)
-            if key in self._readers or not db.path.exists():
-                continue
+            if key in self._readers or not in_wal_mode(db.path):
+                continue  # a rollback-journal database has no WAL to hold (and litestream must switch it)
             try:
                 self._readers[key] = _Reader(db.path)
                 wal = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
@@ -488,6 +486,16 @@ class WalGuard:
 
     def __bool__(self) -> bool:
         return bool(self._readers)
+
+
+def in_wal_mode(path: Path) -> bool:
+    """The database header says WAL (file format read and write versions 2)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head.startswith(sqlite_wal.DB_HEADER_MAGIC) and head[18] == 2 and head[19] == 2
 
 
 def chain_break(db: Database, has_ltx: bool) -> str | None:

@@ -131,9 +131,8 @@ def metrics_text(snapshot: Snapshot, settings: Settings, interval: float, now: f
         family("status_ok", "1 when every database is ok (backupctl status exits 0)", ()).add_metric(
             [], 1.0 if int(report.exit_code) == 0 else 0.0
         )
-        family("status_exit_code", "what backupctl status would exit with (0 ok, 10 stale, 11 down, 12 error)", ()).add_metric(
-            [], float(int(report.exit_code))
-        )
+        what = "what backupctl status would exit with (0 ok, 10 stale, 11 down, 12 error, 13 broken)"
+        family("status_exit_code", what, ()).add_metric([], float(int(report.exit_code)))
         family("status_checked_timestamp_seconds", "when this report was taken (checked_at of status --json)", ()).add_metric(
             [], _epoch(report.checked_at) or snapshot.computed_at
         )
