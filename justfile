@@ -11,7 +11,7 @@ default: test lint
 
 # Run every test (real litestream, real SeaweedFS on loopback); 3 workers: most tests wait on real syncs, not CPU
 test *ARGS:
-    {{py}} -m pytest -n 3 "$@"
+    {{py}} -m pytest -n 4 "$@"
 
 lint:
     {{py}} -m ruff check backupctl tests scripts bench
@@ -23,6 +23,10 @@ demo *ARGS:
 # Benchmarks against the raw litestream command (1, 100 and 1,000 databases); writes docs/benchmarks.md. --quick, --only scale,restore
 bench *ARGS:
     {{py}} bench/run.py "$@"
+
+# What keeping a backup whole costs (continuity check, forced snapshot, WAL guard), as ratios; --write updates docs/benchmarks.md
+bench-whole *ARGS:
+    {{py}} bench/whole.py "$@"
 
 # Generate litestream.yml from .env
 backup-setup:

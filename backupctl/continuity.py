@@ -157,13 +157,25 @@ def _passed(position: WalPosition | None, wal: sqlite_wal.WalFile, end: int) -> 
 # --------------------------------------------------------------------------- the live side
 
 
+class NotWal(Exception):
+    """The database is not in WAL mode: there is no WAL to hold (and litestream must switch it)."""
+
+
 class _Reader:
-    """A read transaction on the live database: holds its WAL still while the check runs."""
+    """A read transaction on the live database: holds its WAL still while the check runs.
+
+    POSIX advisory locks belong to a process and an inode: closing *any* descriptor of the database
+    file drops every lock the process holds on it, SQLite's included ("How To Corrupt An SQLite
+    Database File", 2.2). So while a reader is open, this process never opens and closes the live
+    database file by itself; the check reads its pages through a descriptor opened before and
+    closed after the reader (``prove``), and the WAL guard asks SQLite for the journal mode."""
 
     def __init__(self, path: Path) -> None:
         uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
         self.con = sqlite3.connect(uri, uri=True, timeout=READER_TIMEOUT, isolation_level=None)
         try:
+            if str(self.con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                raise NotWal(str(path))
             self.con.execute("BEGIN")
             self.con.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except BaseException:
@@ -185,16 +197,19 @@ class Match:
     differing: int  # at the closest candidate
 
 
-def match(db_path: Path, wal: sqlite_wal.WalFile, restored: Path, first: int) -> Match:
+def match(live_fd: int, wal: sqlite_wal.WalFile, restored: Path, first: int) -> Match:
     """Find the committed state of the live database, at or after WAL frame ``first`` (0: the
     database file alone), that equals the ``restored`` copy page for page.
 
     ``wal`` must be read while a read transaction begun before frame ``first`` was committed is
     still held: then no frame after ``first`` has been copied into the database file, and a page
-    with no frame at or before a commit point reads from the database file as it was then."""
-    page_size = wal.page_size or sqlite_wal.page_size_of(db_path) or 4096
+    with no frame at or before a commit point reads from the database file as it was then.
+    ``live_fd``: a descriptor of the live database file, read with pread and never closed here."""
+    head = os.pread(live_fd, 100, 0)
+    page_size = wal.page_size or (struct.unpack(">H", head[16:18])[0] if len(head) == 100 else 4096)
+    page_size = 65536 if page_size == 1 else page_size
     with contextlib.ExitStack() as stack:
-        live = _Pages(stack, db_path, page_size)
+        live = _LivePages(live_fd, page_size)
         copy = _Pages(stack, restored, page_size)
         wal_fh = stack.enter_context(open(wal.path, "rb")) if wal.frames else None
 
@@ -241,8 +256,21 @@ def match(db_path: Path, wal: sqlite_wal.WalFile, restored: Path, first: int) ->
         return best
 
 
+class _LivePages:
+    """The live database file's pages, read with pread on a descriptor the caller owns."""
+
+    def __init__(self, fd: int, page_size: int) -> None:
+        self.fd, self.page_size = fd, page_size
+        self.count = os.fstat(fd).st_size // page_size
+
+    def page(self, p: int) -> bytes | None:
+        if p > self.count:
+            return None
+        return os.pread(self.fd, self.page_size, (p - 1) * self.page_size)
+
+
 class _Pages:
-    """A database file's pages through a read-only memory map."""
+    """A private file's pages (the restored copy) through a read-only memory map."""
 
     def __init__(self, stack: contextlib.ExitStack, path: Path, page_size: int) -> None:
         self.page_size = page_size
@@ -274,16 +302,33 @@ def prove(
     restored copy that fails its integrity check gives ``broken``. ``replica_covers`` answers
     "does the replica hold litestream's own position?" (default: ``replica_holds_local``); the
     restore waits for it, so a replica merely behind litestream is never taken for a broken one."""
-    from backupctl.restore.staging import staged_restore
-
     started = time.monotonic()
     proof = Proof(str(db.path), db.name, UNDECIDED, "", time.time())
     if not db.path.exists():
         proof.reason = f"the database file {db.path} does not exist"
         return proof
+    try:
+        live_fd = os.open(db.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        proof.reason = f"cannot read {db.path}: {exc.strerror}"
+        return proof
+    try:
+        return _prove(ls, db, work_dir, proof, live_fd, catch_up_timeout, sleep, replica_covers)
+    finally:
+        os.close(live_fd)  # only now: the reader is closed, so no SQLite lock of ours goes with it
+        proof.seconds = round(time.monotonic() - started, 2)
+
+
+def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: int, catch_up_timeout: float,
+           sleep: Callable[[float], None], replica_covers: Callable[[], bool | None] | None) -> Proof:  # fmt: skip
+    from backupctl.restore.staging import staged_restore
+
     has_ltx = ls.caps.has_ltx
     try:
         reader = _Reader(db.path)
+    except NotWal:
+        proof.reason = f"{db.path} is not in WAL mode yet (litestream switches it when it starts)"
+        return proof
     except sqlite3.Error as exc:
         proof.reason = f"cannot open a read transaction on {db.path}: {exc}"
         return proof
@@ -316,7 +361,7 @@ def prove(
                 if first and (wal1.salt1, wal1.salt2) != (wal0.salt1, wal0.salt2):
                     proof.reason = "the live WAL was restarted during the check; it runs again later"
                     return proof
-                found = match(db.path, wal1, staged.path, first)
+                found = match(live_fd, wal1, staged.path, first)
         except LitestreamError as exc:
             if _DAMAGED.search(" ".join([exc.message, *exc.details])):
                 proof.verdict = BROKEN
@@ -329,7 +374,6 @@ def prove(
             return proof
     finally:
         reader.close()
-        proof.seconds = round(time.monotonic() - started, 2)
     proof.pages = found.pages
     if found.frame is not None:
         proof.verdict, proof.frame = WHOLE, found.frame
@@ -450,12 +494,14 @@ class WalGuard:
     def hold(self, databases: list[Database], log: Log | None = None) -> None:
         for db in databases:
             key = str(db.path)
-            if key in self._readers or not in_wal_mode(db.path):
-                continue  # a rollback-journal database has no WAL to hold (and litestream must switch it)
+            if key in self._readers or not db.path.exists():
+                continue
             try:
                 self._readers[key] = _Reader(db.path)
                 wal = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
                 self._held_at[key] = (wal.salt1, wal.salt2, wal.committed_end)
+            except NotWal:
+                continue  # a rollback-journal database has no WAL to hold (and litestream must switch it)
             except sqlite3.Error as exc:
                 if log is not None:
                     log(f"backupctl: cannot hold {db.name}'s WAL while litestream restarts: {exc}")
@@ -486,16 +532,6 @@ class WalGuard:
 
     def __bool__(self) -> bool:
         return bool(self._readers)
-
-
-def in_wal_mode(path: Path) -> bool:
-    """The database header says WAL (file format read and write versions 2)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(20)
-    except OSError:
-        return False
-    return len(head) == 20 and head.startswith(sqlite_wal.DB_HEADER_MAGIC) and head[18] == 2 and head[19] == 2
 
 
 def chain_break(db: Database, has_ltx: bool) -> str | None:

@@ -1,19 +1,18 @@
-"""Reading a live SQLite database's files as SQLite itself defines them: the database header, the
-``-wal`` (header, frames, the checksum chain that says which frames are valid) and the shared-memory
-index's backfill mark. backupctl never writes these files; it reads them to prove what a replica
-holds against the live database's own pages (``continuity``) and to see writes litestream has not
-picked up (``observations``).
+"""Reading a live SQLite database's ``-wal`` as SQLite itself defines it: its header, its frames and
+the checksum chain that says which frames are valid. backupctl never writes it; ``continuity`` reads
+it to prove a replica against the live pages, to tell whether a WAL was restarted while litestream
+was stopped, and to note where the WAL guard was taken.
 
-The formats are SQLite's documented ones (https://www.sqlite.org/fileformat2.html, "The WAL file"
-and "The WAL-index format"). A frame is valid when its salts match the WAL header's and the running
-checksum over every frame before it (and its own header and page) matches: that is exactly the set
-of frames a reader would use. A frame whose header holds a database size is a commit frame: the
-state after it is a state some transaction committed.
+The format is SQLite's documented one (https://www.sqlite.org/fileformat2.html, "The WAL file").
+SQLite takes no POSIX lock on the -wal itself, so opening and closing it never drops one. A frame
+is valid when its salts match the WAL header's and the running checksum over every frame before it
+(and its own header and page) matches: that is exactly the set of frames a reader would use. A
+frame whose header holds a database size is a commit frame: the state after it is a state some
+transaction committed.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,6 @@ WAL_HEADER = 32
 FRAME_HEADER = 24
 WAL_MAGIC_LE, WAL_MAGIC_BE = 0x377F0682, 0x377F0683
 DB_HEADER_MAGIC = b"SQLite format 3\x00"
-# The WAL-index (-shm) header: two 48-byte copies, then the checkpoint info whose first field is
-# nBackfill, the number of frames already copied back into the database file (native byte order).
-SHM_BACKFILL_OFFSET = 96
 
 
 @dataclass(frozen=True)
@@ -126,37 +122,3 @@ def read_wal(path: Path, *, verify_checksums: bool = True) -> WalFile:
     last = wal.last_commit
     wal.frames = wal.frames[: last.index] if last is not None else []
     return wal
-
-
-def backfilled_frames(db_path: Path) -> int | None:
-    """How many frames of the current -wal are already copied into the database file (the
-    WAL-index's nBackfill), or None when the -shm cannot be read."""
-    try:
-        with open(f"{db_path}-shm", "rb") as fh:
-            raw = fh.read(SHM_BACKFILL_OFFSET + 4)
-    except OSError:
-        return None
-    if len(raw) < SHM_BACKFILL_OFFSET + 4:
-        return None
-    return struct.unpack("=I", raw[SHM_BACKFILL_OFFSET : SHM_BACKFILL_OFFSET + 4])[0]
-
-
-def page_size_of(db_path: Path) -> int | None:
-    """The page size in the database header (None: not an SQLite database)."""
-    try:
-        with open(db_path, "rb") as fh:
-            head = fh.read(100)
-    except OSError:
-        return None
-    if len(head) < 100 or not head.startswith(DB_HEADER_MAGIC):
-        return None
-    size = struct.unpack(">H", head[16:18])[0]
-    return 65536 if size == 1 else size
-
-
-def page_count_of(path: Path, page_size: int) -> int:
-    """Pages in a database file by its size."""
-    try:
-        return os.stat(path).st_size // page_size
-    except OSError:
-        return 0
