@@ -162,7 +162,7 @@ class Supervisor:
     _guard: continuity.WalGuard = field(default_factory=continuity.WalGuard, init=False)
     _heal: set[str] = field(default_factory=set, init=False)  # databases to snapshot afresh at the next spawn
     _heals: dict[str, int] = field(default_factory=dict, init=False)  # fresh snapshots since the last whole verdict
-    _proofs_seen: float = field(default=0.0, init=False)  # the newest continuity verdict acted on
+    _proofs_seen: int = field(default=0, init=False)  # continuity.json's mtime when its verdicts were last acted on
     _last_error_at: float | None = field(default=None, init=False)  # clock() of litestream's last ERROR line
 
     # -- public -------------------------------------------------------------------------
@@ -503,11 +503,14 @@ class Supervisor:
         job = self._continuity_job()
         if job is None or job.running() or not run.confirmed or run.term_sent_at is not None or self.stop_signal is not None:
             return
-        proofs = continuity.records(self.state_dir)
-        newest = max((float(p.get("checked_at") or 0) for p in proofs.values() if isinstance(p, dict)), default=0.0)
-        if newest <= self._proofs_seen:
+        try:  # one stat a tick; the verdicts are read only when a check wrote new ones
+            written = os.stat(self.state_dir / continuity.RECORDS).st_mtime_ns
+        except OSError:
             return
-        self._proofs_seen = newest
+        if written == self._proofs_seen:
+            return
+        self._proofs_seen = written
+        proofs = continuity.records(self.state_dir)
         heal = []
         for db in self.settings.databases:
             proof = proofs.get(str(db.path)) or {}
@@ -531,8 +534,8 @@ class Supervisor:
             self._send_term(run, now, self.stop_timeout, why)
 
     def _restart_if_stalled(self, run: ChildRun, now: float) -> None:
-        """litestream has shipped nothing for a while though the live WAL was written: it is hung
-        (or cannot write its replica). Restart it, holding every WAL still meanwhile."""
+        """litestream has shipped nothing for a while though the live WAL was written, and its own
+        reading of the WAL has stopped too: it is hung. Restart it, holding every WAL still meanwhile."""
         if self._observer is None or run.term_sent_at is not None:
             return
         stalled = self._observer.stalled()
