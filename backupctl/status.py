@@ -282,20 +282,21 @@ def database_status(
     elif not has_reading:
         verdict = ERROR
         reason = f"cannot read the replica: {replica_error or 'no reading'}"
+    elif proof is not None and proof.get("verdict") == "broken":
+        verdict = BROKEN
+        heals = "the supervisor heals it with a full snapshot" if supervisor.running else "start replication to heal it"
+        reason = (
+            f"the replica is NOT whole: {proof.get('reason')} "
+            f"(found {epoch_iso(proof.get('broken_since') or proof.get('checked_at'))}); "
+            f"{heals}; restores of earlier points may miss rows"
+        )
     elif not supervisor.running:
         verdict, reason = DOWN, f"replication is not running (supervisor {supervisor.state})"
     elif replica_error is None and entry.get("empty"):
         verdict, reason = NOT_INITIALIZED, "the replica is empty"
-    elif proof is not None and proof.get("verdict") == "broken":
-        verdict = BROKEN
-        reason = (
-            f"the replica is NOT whole: {proof.get('reason')} "
-            f"(found {epoch_iso(proof.get('broken_since') or proof.get('checked_at'))}); "
-            "the supervisor heals it with a fresh snapshot; restores of earlier points may miss rows"
-        )
     elif unshipped is not None and now - float(unshipped) > stall:
         verdict = STALE
-        cause = f": {supervisor.last_error}" if supervisor.last_error else " (it may be hung)"
+        cause = f"; litestream's last error: {supervisor.last_error}" if supervisor.last_error else " (it may be hung)"
         reason = (
             f"litestream has shipped nothing for {now - float(unshipped):.0f}s though the database was written "
             f"(no progress after {stall:g}s){cause}"
