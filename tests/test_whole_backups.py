@@ -249,12 +249,13 @@ def use_file_replica(project: Project, version: str) -> None:
     )  # fmt: skip
 
 
-def shutdown(project: Project, writer: Writer) -> None:
-    """Finally-block cleanup: the writer, then the supervisor (a failed test may leave it running)."""
-    try:
-        writer.stop()
-    except AssertionError:
-        pass
+def shutdown(project: Project, *writers: Writer) -> None:
+    """Finally-block cleanup: the writers, then the supervisor (a failed test may leave it running)."""
+    for writer in writers:
+        try:
+            writer.stop()
+        except AssertionError:
+            pass
     try:
         run_cli("stop", cwd=project.dir, timeout=120)
     except subprocess.TimeoutExpired:
@@ -627,13 +628,5 @@ def test_twenty_new_databases_under_a_glob_while_five_are_written(project: Proje
             for check in checks:
                 check.result()
     finally:
-        for w in writers:
-            try:
-                w.stop()
-            except AssertionError:
-                pass
-        try:
-            run_cli("stop", cwd=project.dir, timeout=120)
-        except subprocess.TimeoutExpired:
-            pass
+        shutdown(project, *writers)
     assert_nothing_running(project, tag)
