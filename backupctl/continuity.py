@@ -348,7 +348,9 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
              "the replica did not receive what litestream read within {t:g}s (a slow or unreachable replica); "
              "it is compared again later"),
         )  # fmt: skip
-        for ready, pause, why in waits if first else ():
+        # With no WAL frame the state to match is the database file alone: only the replica's catching
+        # up with litestream is waited for.
+        for ready, pause, why in waits if first else waits[1:]:
             while not ready():
                 if time.monotonic() >= deadline:
                     proof.reason = why.format(t=catch_up_timeout)
