@@ -48,8 +48,12 @@ RECORDS = "continuity.json"
 LTX_HEADER = 100
 CATCH_UP_TIMEOUT = 30.0  # seconds litestream gets to read the live WAL past the check's start
 # A restore that fails this way proves the chain broken (0.5: "cannot calc restore plan: non-contiguous
-# ltx files"), unlike one that cannot reach the replica.
-_DAMAGED = re.compile(r"integrity_check|not an SQLite database|non-contiguous|malformed|missing page", re.IGNORECASE)
+# ltx files"; 0.3 after a full replica disk: "missing initial wal segment"), unlike one that cannot
+# reach the replica.
+_DAMAGED = re.compile(
+    r"integrity_check|not an SQLite database|non-contiguous|malformed|missing page|missing initial wal segment",
+    re.IGNORECASE,
+)
 READER_TIMEOUT = 5.0  # a read transaction waits this long for a lock (a write-locked database)
 
 Log = Callable[[str], None]

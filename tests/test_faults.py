@@ -438,13 +438,12 @@ def _fill(folder: Path, leave: int) -> Path:
 
 
 @pytest.mark.timeout(300)
-def test_replica_disk_fills_up_during_a_snapshot(app_factory, tmp_path: Path, version: str) -> None:
+def test_replica_disk_fills_up_during_a_snapshot(app_factory, tmp_path: Path) -> None:
     disk = tmp_path / "replica-disk"
     _mount_tmpfs(disk, "48m")
     try:
         # A snapshot every 5 s, so one is due while the replica's disk is full.
-        app = app_factory("app", BACKUP_LOCAL_DIR=str(disk / "replica"), BACKUP_SNAPSHOT_INTERVAL="5s", BACKUP_RETENTION="10s",
-                          LITESTREAM_VERSION=version)  # fmt: skip
+        app = app_factory("app", BACKUP_LOCAL_DIR=str(disk / "replica"), BACKUP_SNAPSHOT_INTERVAL="5s", BACKUP_RETENTION="10s")
         app.start()
         with Writer(app.db, pause=0.05) as writer:
             writer.wait_rows(20)
