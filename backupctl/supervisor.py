@@ -91,6 +91,7 @@ FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, 
 CONTINUITY_AFTER_START = 2.0  # seconds after a confirmed start before its continuity check
 MAX_HEALS = 3  # fresh snapshots in a row for one database before backupctl stops trying (and says so)
 GUARD_MIN_HOLD = 10.0  # seconds a new litestream runs under the WAL guard at least, unless confirmed sooner
+ERRORS_QUIET = 15.0  # seconds without a litestream error before the chain is proven again
 STALL_KILL_AFTER = 5.0  # a litestream that made no progress gets this long after SIGTERM
 
 
@@ -164,6 +165,7 @@ class Supervisor:
     _heals: dict[str, int] = field(default_factory=dict, init=False)  # fresh snapshots since the last whole verdict
     _proofs_seen: int = field(default=0, init=False)  # continuity.json's mtime when its verdicts were last acted on
     _last_error_at: float | None = field(default=None, init=False)  # clock() of litestream's last ERROR line
+    _recheck_after_errors: bool = field(default=False, init=False)  # prove the chain once litestream's errors stop
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -360,6 +362,7 @@ class Supervisor:
         if self._observer is not None and run.confirmed and run.term_sent_at is None and self.stop_signal is None:
             self._observer.tick()
             self._restart_if_stalled(run, now)
+            self._recheck_when_errors_stop(now)
         self._heal_broken_chains(run, now)
 
     def _new_observer(self) -> Observer | None:
@@ -373,6 +376,7 @@ class Supervisor:
         self.log(f"litestream: {line.readable}")
         if line.level == "ERROR":
             self._last_error_at = self.clock()
+            self._recheck_after_errors = True
             run.errors_seen += 1
             self._error_lines.append(line.readable)
             self.status.last_error = line.error_text
@@ -496,6 +500,15 @@ class Supervisor:
         job = self._continuity_job()
         if job is not None and self.position_check is None:
             job.soon(CONTINUITY_AFTER_START)
+
+    def _recheck_when_errors_stop(self, now: float) -> None:
+        """After litestream reported errors (a full disk, an outage) and has been quiet for a while,
+        prove the chain again: 0.3.13 went on after a full replica disk with a generation that no
+        longer restored, while every position looked fine."""
+        if self._recheck_after_errors and self._last_error_at is not None and now - self._last_error_at >= ERRORS_QUIET:
+            self._recheck_after_errors = False
+            self.log("backupctl: litestream's errors have stopped; proving the replicas whole again")
+            self._continuity_soon()
 
     def _heal_broken_chains(self, run: ChildRun, now: float) -> None:
         """A continuity check found a broken chain: restart litestream with a fresh snapshot of
