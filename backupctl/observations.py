@@ -53,6 +53,7 @@ MAX_AGE = 30.0  # status uses a look at most this old (two MAX_INTERVALs)
 REVALIDATE_EVERY = 60.0  # one unchanged database's replica re-read this often
 CPU_BUDGET = 0.0005  # the share of one core the looks may take over time (0.05 %)
 WATCH_EVERY_TICK = 100  # up to this many databases, each -wal is stat'ed every tick (about 1 s), not only at looks
+MAX_PAIRS = 1000  # unshipped writes remembered per database
 STALL_MIN = 10.0  # seconds: live writes unshipped this long (or 3 looks, if longer) mean no progress
 READ_TIMEOUT = 30.0
 
@@ -179,7 +180,10 @@ class Observer:
 
     def _note_wal(self, key: str, sig: tuple[int, int], now: float) -> None:
         if sig != self.wal_seen.get(key) and sig[1] > 0:
-            self.unshipped.setdefault(key, []).append((now, sig[0] / 1e9))
+            pairs = self.unshipped.setdefault(key, [])
+            pairs.append((now, sig[0] / 1e9))
+            if len(pairs) > MAX_PAIRS:  # a long outage: keep the oldest (what "waited" is measured from) and the newest
+                del pairs[1 : len(pairs) - MAX_PAIRS // 2]
         self.wal_seen[key] = sig
 
     def look(self) -> None:

@@ -128,8 +128,8 @@ def prove_all(settings: Settings, litestream: Litestream, state_dir: Path, log: 
             continue
         previous = (continuity.records(state_dir).get(str(db.path)) or {}).get("verdict")
         continuity.record(state_dir, proof)
-        loud = "" if proof.verdict == continuity.WHOLE else "NOT PROVEN " if proof.verdict == continuity.UNDECIDED else "BROKEN "
-        log(f"backupctl: continuity of {db.name}: {loud}{proof.verdict}: {scrub(proof.reason, settings)} ({proof.seconds:.1f}s)")
+        word = {continuity.BROKEN: "BROKEN", continuity.UNDECIDED: "NOT PROVEN (undecided)"}.get(proof.verdict, proof.verdict)
+        log(f"backupctl: continuity of {db.name}: {word}: {scrub(proof.reason, settings)} ({proof.seconds:.1f}s)")
         if proof.verdict == continuity.BROKEN or (proof.verdict == continuity.WHOLE and previous == continuity.BROKEN):
             notify.send(settings, notify.continuity_event(proof.to_json(), healed=previous == continuity.BROKEN), log=log)
 
