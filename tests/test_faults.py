@@ -172,7 +172,14 @@ class App:
         sup = doc["supervisor"]
         assert sup["running"] is True, sup
         assert psutil.pid_exists(sup["pid"]) and "start" in psutil.Process(sup["pid"]).cmdline()
-        assert [p.pid for p in self.litestreams()] == [sup["litestream_pid"]]
+        found = self.litestreams()
+        replicating = [p.pid for p in found if p.info["cmdline"][1:2] == ["replicate"] and "-once" not in p.info["cmdline"]]
+        assert replicating == [sup["litestream_pid"]]
+        # Any other litestream is the supervisor's own continuity check (a staged restore or a forced
+        # snapshot), run by a child of the supervisor, never a stray.
+        family = {c.pid for c in psutil.Process(sup["pid"]).children(recursive=True)}
+        strays = [" ".join(p.info["cmdline"]) for p in found if p.pid not in family and p.pid != sup["litestream_pid"] and p.is_running()]
+        assert strays == [], strays
         return doc
 
     def assert_stopped_cleanly(self, stop_doc: dict) -> None:
