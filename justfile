@@ -9,7 +9,7 @@ py := if path_exists(justfile_directory() / ".venv/bin/python") == "true" { just
 
 default: test lint
 
-# Run every test (real litestream, real SeaweedFS on loopback); 3 workers: most tests wait on real syncs, not CPU
+# Run every test (real litestream, real SeaweedFS on loopback); 4 workers: most tests wait on real syncs, not CPU
 test *ARGS:
     {{py}} -m pytest -n 4 "$@"
 
