@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl import processes, state
-from backupctl.atomic import open_private
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.logfiles import log_tail
-from backupctl.paths import private_dir
+from backupctl.owned import open_private, secure_dir
 from backupctl.settings import Settings
 from backupctl.supervisor import DEFAULT_STOP_TIMEOUT
 
@@ -40,7 +39,7 @@ def start_background(
     that lost a race with another start (exit 6) is answered by asking the process records who won.
     """
     log_path = state_dir / state.LOGFILE
-    private_dir(state_dir)
+    secure_dir(state_dir, what="state folder")
     offset = log_path.stat().st_size if log_path.exists() else 0
     with os.fdopen(open_private(log_path), "ab") as log_handle:  # 0600, never through a symlink
         proc = subprocess.Popen(  # noqa: S603 - argv list, no shell

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from backupctl import paths
 from backupctl.errors import BinaryError
+from backupctl.owned import open_lock, secure_dir
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
 
 USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
@@ -79,6 +80,7 @@ def cached(version: str) -> InstalledBinary | None:
     exe = folder / "litestream"
     if not exe.is_file():
         return None
+    _trusted_cache()
     meta = _read_meta(folder)
     digest = sha256_file(exe)
     return InstalledBinary(exe, pin.version, pin.platform, digest, digest == pin.sha256, meta.get("source", "cache"))
@@ -134,17 +136,26 @@ def reported_version(exe: Path) -> str:
     return out.splitlines()[0].strip() if out else ""
 
 
+def _trusted_cache() -> Path:
+    """The binary store, refused when another user could write it: the executables in it run with the
+    user's credentials, and a writable folder lets one be swapped between its sha256 check and its start."""
+    cache = secure_dir(paths.cache_dir(), trust_root=True, what="litestream cache folder")
+    return secure_dir(cache / "litestream", trust_root=True, what="litestream cache folder")
+
+
 @contextmanager
 def install_lock(version: str, plat: str) -> Iterator[None]:
     """One installer at a time per version and platform, across processes."""
-    lock_dir = paths.cache_dir() / "litestream" / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{version}-{plat}.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    lock_dir = secure_dir(_trusted_cache() / ".locks", what="lock folder")
+    fd = open_lock(lock_dir / f"{version}-{plat}.lock")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def ensure_binary(version: str, notify: Notify | None = None, source: str = "auto") -> InstalledBinary:

@@ -51,7 +51,7 @@ def setup(
     note: Note,
 ) -> Setup:
     """Render the config; unless ``print_only``, write it to ``output`` (default: beside the .env)."""
-    from backupctl.atomic import write_atomic
+    from backupctl.owned import write_atomic
     from backupctl.render import render
 
     rendered = render(settings)
@@ -99,10 +99,10 @@ def set_local_mode(settings: Settings, local: bool, note: Note) -> None:
 
     marker = local_mode_marker(settings.project_dir)
     if local:
-        from backupctl.paths import private_dir
+        from backupctl.owned import secure_dir, write_atomic
 
-        private_dir(marker.parent)
-        marker.write_text("set by `backupctl setup --local`; removed by a plain `backupctl setup`\n", "utf-8")
+        secure_dir(marker.parent, what="state folder")
+        write_atomic(marker, "set by `backupctl setup --local`; removed by a plain `backupctl setup`\n")
         note("local mode: start, status and restore use the local folder until you run `backupctl setup` again")
     elif marker.exists():
         marker.unlink()
@@ -122,9 +122,9 @@ def check_config(
     """
     import tempfile
 
-    from backupctl.atomic import write_atomic
     from backupctl.binary import ensure_binary
     from backupctl.listings import configured_databases
+    from backupctl.owned import write_atomic
     from backupctl.render import render
     from backupctl.runner import Litestream
 

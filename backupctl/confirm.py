@@ -120,7 +120,7 @@ class Coverage:
 def private_config(source: Path, state_dir: Path) -> Path:
     """A copy of the config taken now (mode 0600), what litestream runs with: a later `setup`, or a
     changed .env or template, never alters what this supervisor replicates (status says so)."""
-    from backupctl.atomic import write_atomic
+    from backupctl.owned import write_atomic
 
     private = state_dir / state.PRIVATE_CONFIG
     try:

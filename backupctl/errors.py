@@ -90,6 +90,12 @@ class ConfigError(BackupctlError):
     kind = "config"
 
 
+class UnsafePathError(ConfigError):
+    """A file or folder backupctl would write through is a link, not ours, or writable by others (exit 3)."""
+
+    kind = "unsafe-path"
+
+
 class BinaryError(BackupctlError):
     exit_code = ExitCode.BINARY
     kind = "binary"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backupctl.errors import RefusedError, SupervisorError
+from backupctl.owned import secure_dir
 from backupctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def launch_background(settings: Settings, config: Path | None, *, restore_if_mis
     from backupctl.background import start_background
     from backupctl.processes import check_free
 
-    state_dir = paths.private_dir(paths.project_state_dir(settings.project_dir))  # 0700: its logs hold litestream's output
+    state_dir = secure_dir(paths.project_state_dir(settings.project_dir))  # 0700: its logs hold litestream output
     check_free(settings, project=settings.project_dir, log=log)  # early and clear; the child's locks decide
     prepare_litestream(settings, config, log)
     argv = [sys.executable, "-m", "backupctl", "start", "--foreground-child"]
@@ -100,7 +101,7 @@ def run_foreground(
     from backupctl.render import fingerprint
     from backupctl.supervisor import Supervisor, stop_timeout_seconds
 
-    state_dir = paths.private_dir(paths.project_state_dir(settings.project_dir))  # 0700: its logs hold litestream's output
+    state_dir = secure_dir(paths.project_state_dir(settings.project_dir))  # 0700: its logs hold litestream output
     if background_child:
         log = RotatingLog(state_dir / state.LOGFILE, redirect_std=True)
     else:

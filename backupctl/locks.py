@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from backupctl import paths
 from backupctl.errors import ConfigError
+from backupctl.owned import open_lock, read_private
 
 if TYPE_CHECKING:
     from backupctl.settings import Database, Replica
@@ -47,8 +48,7 @@ def try_lock(path: Path, owner_pid: int | None = None) -> HeldLock | None:
     takes and releases the lock to look at it: that must not read as "already running".
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # kept open while held
+        fd = open_lock(path)  # kept open while held; never through a planted link
     except OSError as exc:
         raise _unusable(path, exc) from None
     for attempt in range(LOCK_RETRIES):
@@ -83,24 +83,26 @@ def holder(path: Path) -> int | None:
     if probe:
         return None
     try:
-        return int(path.read_text("utf-8").strip() or 0) or -1
-    except (OSError, ValueError):
+        return int((read_private(path) or "").strip() or 0) or -1
+    except ValueError:
         return -1
 
 
 def try_lock_probe(path: Path) -> bool:
     """True if the lock is free right now (takes and releases it at once)."""
     try:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+        fd = open_lock(path)
     except OSError as exc:
         raise _unusable(path, exc) from None
-    with handle:
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         return True
+    finally:
+        os.close(fd)
 
 
 def database_lock_path(db_path: Path) -> Path:

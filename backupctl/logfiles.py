@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from backupctl.atomic import open_private
-from backupctl.paths import private_dir
+from backupctl.owned import open_private, secure_dir
 
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
@@ -31,7 +30,7 @@ class RotatingLog:
         self.backups = backups
         self.redirect_std = redirect_std  # keep fd 1/2 (tracebacks) pointing at the current file
         self._lock = threading.Lock()
-        private_dir(path.parent)
+        secure_dir(path.parent, what="log folder")
         self._handle = self._open()
 
     def _open(self) -> IO[str]:

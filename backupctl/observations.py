@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backupctl import positions
-from backupctl.atomic import write_atomic
 from backupctl.errors import BackupctlError
+from backupctl.owned import write_atomic
 
 if TYPE_CHECKING:
     from backupctl.restorable import Window

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
 from pathlib import Path
+
+from backupctl.owned import secure_dir
 
 CACHE_ENV = "BACKUPCTL_CACHE_DIR"
 STATE_ENV = "BACKUPCTL_STATE_DIR"
@@ -43,25 +46,40 @@ def project_state_dir(project_dir: Path, environ: os._Environ[str] | dict[str, s
         # other's supervisor: the first project to use it owns it (state.claim refuses others).
         from backupctl.state import claim
 
-        folder = Path(env[STATE_ENV]).expanduser().resolve()
+        folder = _secured(Path(env[STATE_ENV]).expanduser().resolve(), "state folder")
         claim(folder, project_dir)
         return folder
-    return project_dir / ".backupctl"
+    return _secured(project_dir / ".backupctl", "state folder")
+
+
+def _secured(folder: Path, what: str) -> Path:
+    """``owned.secure_dir``, except that a folder that cannot be created (a read-only project) is
+    returned as it is: a command that only reads finds nothing in it, one that writes says why."""
+    try:
+        return secure_dir(folder, what=what)
+    except PermissionError:
+        return folder
+    except OSError as exc:
+        if os.path.lexists(folder):
+            raise
+        if exc.errno in (errno.EROFS, errno.EACCES):
+            return folder
+        raise
+
+
+def locks_dir(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """Where the database and replica locks of this user live (0700, never a link)."""
+    home = _secured(state_home(environ), "backupctl state folder")
+    return _secured(home / "locks", "lock folder")
+
+
+def records_dir() -> Path:
+    """Where the process records of this user live (0700, never a link): see processes.py."""
+    home = _secured(state_home(), "backupctl state folder")
+    return _secured(home / "procs", "process-record folder")
 
 
 def lock_path(kind: str, key: str, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
     """A lock file for a database or replica destination, shared by all projects of this user."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return state_home(environ) / "locks" / f"{kind}-{digest}.lock"
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and its parents) if needed, and make it 0700 when it is ours and not a link:
-    it holds logs with litestream's raw output, pidfiles and state that other users need not read."""
-    import stat
-
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-    return path
+    return locks_dir(environ) / f"{kind}-{digest}.lock"

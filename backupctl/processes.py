@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import paths
-from backupctl.atomic import write_atomic
 from backupctl.errors import ConflictError
+from backupctl.owned import read_private, write_atomic
 
 SUPERVISOR = "supervisor"
 LITESTREAM = "litestream"  # the supervisor's `litestream replicate`
@@ -59,7 +59,7 @@ Log = Callable[[str], None]
 
 
 def registry_dir() -> Path:
-    return paths.state_home() / "procs"
+    return paths.records_dir()
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class ProcessRecord:
     started_at: float = 0.0
     start_ticks: int | None = None  # Linux: start time in clock ticks since boot (see start_ticks)
     parent_start_ticks: int | None = None
+    exe: str | None = None  # the executable it runs (resolved), checked before it is ever signalled
 
     @property
     def file(self) -> Path:
@@ -90,7 +91,8 @@ class ProcessRecord:
         return " ".join(self.argv)
 
     def alive(self) -> bool:
-        return is_alive(self.pid, self.create_time, self.argv, self.start_ticks)
+        """The process of this record is running, and it is backupctl or litestream (``runs_our_program``)."""
+        return is_alive(self.pid, self.create_time, self.argv, self.start_ticks) and runs_our_program(self)
 
     def parent_alive(self) -> bool:
         if self.parent_pid is None or self.parent_create_time is None:
@@ -149,6 +151,44 @@ def is_alive(pid: int, create_time: float, argv: list[str] | None = None, ticks:
     except (psutil.Error, ValueError, TypeError, OSError):
         return False
     return True
+
+
+def executable_of(pid: int) -> str | None:
+    """The resolved path of the executable a process runs; None when it cannot be read (another
+    user's process, or gone)."""
+    if sys.platform.startswith("linux"):
+        try:
+            # A replaced binary (a reinstall, a Python upgrade) reads "PATH (deleted)": the same program.
+            return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+        except OSError:
+            return None
+    import psutil
+
+    try:
+        exe = psutil.Process(pid).exe()
+    except (psutil.Error, OSError):
+        return None
+    return os.path.realpath(exe) if exe else None
+
+
+def runs_our_program(record: ProcessRecord) -> bool:
+    """The process is really what the record says: the executable it recorded, and that is litestream
+    for the litestream roles, backupctl (under Python or frozen) for the others.
+
+    A record is a file anyone able to write our state folder could forge; this check, with the
+    folder's and file's ownership (owned.py), keeps a forged one from getting `sleep` or a shell
+    signalled. Litestream is recognised by its executable's name (litestream*), as foreign
+    litestreams are (foreign_litestreams.py)."""
+    exe = executable_of(record.pid)
+    if exe is None or (record.exe is not None and exe != record.exe):
+        return False
+    name = os.path.basename(exe).lower()
+    if record.role in CHILD_ROLES:
+        return name.startswith("litestream")
+    if name.startswith("backupctl"):  # a frozen build
+        return True
+    args = [os.path.basename(a) for a in record.argv[1:3]]
+    return name.startswith("python") and ("backupctl" in args or record.argv[1:3] == ["-m", "backupctl"])
 
 
 def _alive_from_proc(pid: int, ticks: int, argv: list[str] | None) -> bool | None:
@@ -212,6 +252,7 @@ def register(
         started_at=time.time(),
         start_ticks=start_ticks(pid),
         parent_start_ticks=start_ticks(parent_pid) if parent_pid else None,
+        exe=executable_of(pid),
     )
     write_atomic(record.file, json.dumps(asdict(record), indent=2))
     return record
@@ -239,8 +280,12 @@ def unregister(record: ProcessRecord | None) -> None:
 
 
 def _read(path: Path) -> ProcessRecord | None:
+    """A record, only from a file of ours, mode 0600, not a link: anything else is not backupctl's."""
+    text = read_private(path, strict=True)
+    if text is None:
+        return None
     try:
-        raw = json.loads(path.read_text("utf-8"))
+        raw = json.loads(text)
         known = {k: v for k, v in raw.items() if k in ProcessRecord.__dataclass_fields__}
         return ProcessRecord(**known)
     except (OSError, ValueError, TypeError, AttributeError):
@@ -457,12 +502,14 @@ def reap_orphans(
             except psutil.TimeoutExpired:
                 if log:
                     log(f"backupctl: pid {record.pid} did not exit within {timeout:g}s; killing it")
-                try:
+                # Its own process group (runner.py starts litestream in a new session) is killed whole;
+                # never a group this record does not lead.
+                if record.alive() and os.getpgid(record.pid) == record.pid:
                     os.killpg(record.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+                elif record.alive():
                     proc.kill()
                 proc.wait(10)
-        except psutil.Error:
+        except (psutil.Error, OSError):
             pass
         record.file.unlink(missing_ok=True)
         stopped.append(record.pid)

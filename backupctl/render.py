@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from backupctl.atomic import write_atomic
 from backupctl.errors import ConfigError
-from backupctl.paths import private_dir
+from backupctl.owned import secure_dir, write_atomic
 from backupctl.settings import Settings
 from backupctl.versions import capabilities
 
@@ -323,7 +322,7 @@ def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:
         write_atomic(path, text)
         action = "created" if current_bytes is None else "updated"
     try:
-        private_dir(stamp_path.parent)
+        secure_dir(stamp_path.parent, what="state folder")
         write_atomic(
             stamp_path,
             json.dumps({"path": str(path), "input": key, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}),

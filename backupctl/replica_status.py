@@ -79,7 +79,7 @@ def collect_replica_status(
     import dataclasses
     import tempfile
 
-    from backupctl.atomic import write_atomic
+    from backupctl.owned import write_atomic
     from backupctl.render import config_for_reading, render
 
     now = time.time() if now is None else now

@@ -194,7 +194,7 @@ def systemd_user_dir() -> Path:
 
 def install_systemd_user_unit(rendered: RenderedService) -> Path:
     """Write the unit to ~/.config/systemd/user/<name>.service (atomically)."""
-    from backupctl.atomic import write_atomic
+    from backupctl.owned import write_atomic
 
     if rendered.kind != "systemd":
         raise ConfigError("only systemd units can be installed", "pass `systemd`")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl.atomic import write_atomic
+from backupctl.owned import write_atomic
 
 STATEFILE = "supervisor.json"
 PRIVATE_CONFIG = "supervisor.yml"

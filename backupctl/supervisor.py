@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import continuity, locks, processes, state
-from backupctl.atomic import write_atomic
 from backupctl.child import (
     LITESTREAM_OUTPUT,
     ChildOutcome,
@@ -72,6 +71,7 @@ from backupctl.dbwatch import WATCH_INTERVAL, DatabaseWatch
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.litestream_log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.observations import Observer
+from backupctl.owned import write_atomic
 from backupctl.periodic import CONTINUITY_JOB, PeriodicJob, supervisor_jobs
 from backupctl.runner import Litestream, _kill_group, scrub
 from backupctl.service_managers import service_manager

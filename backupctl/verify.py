@@ -49,6 +49,7 @@ from typing import Any
 
 from backupctl import continuity, locks, paths, processes, state
 from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError, ExitCode
+from backupctl.owned import secure_dir
 from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, staged_restore, stop_request
 from backupctl.runner import Litestream, scrub, tail
 from backupctl.settings import Database, Settings, parse_duration
@@ -154,7 +155,8 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
 
     if not db.path.exists():
         return result(FAILED, f"{db.path} does not exist: there is nothing to verify")
-    tmp_root = paths.private_dir(paths.private_dir(paths.project_state_dir(settings.project_dir)) / "tmp")
+    state_folder = secure_dir(paths.project_state_dir(settings.project_dir), what="state folder")
+    tmp_root = secure_dir(state_folder / "tmp", what="state folder")
     ls = litestream_for(settings, binary_path)
     temporary: _TemporaryReplicator | None = None
     processes.reap_orphans(databases=[db.path], replicas=[r.lock_key for r in db.replicas])  # a killed verify's
@@ -390,7 +392,7 @@ class _TemporaryReplicator:
         """A `litestream replicate` of this database alone. It holds the database and replica locks,
         is recorded (role verify-replicator), and dies with this process (PR_SET_PDEATHSIG on Linux;
         elsewhere the next start/verify/doctor stops it as an orphan)."""
-        from backupctl.atomic import open_private, write_atomic
+        from backupctl.owned import open_private, write_atomic
         from backupctl.render import render
 
         held = locks.take_replication_locks([db])

@@ -178,7 +178,9 @@ class App:
         # Any other litestream is the supervisor's own continuity check (a staged restore or a forced
         # snapshot), run by a child of the supervisor, never a stray.
         family = {c.pid for c in psutil.Process(sup["pid"]).children(recursive=True)}
-        strays = [" ".join(p.info["cmdline"]) for p in found if p.pid not in family and p.pid != sup["litestream_pid"] and p.is_running()]
+        strays = [
+            " ".join(p.info["cmdline"]) for p in found if p.pid not in family | {sup["litestream_pid"]} and p.is_running()
+        ]
         assert strays == [], strays
         return doc
 

@@ -39,8 +39,16 @@ def test_overlapping_replica_locations_are_one_place() -> None:
     assert not processes._overlaps("file:///r/app.db", "file:///r/app.db2")
 
 
+def backupctl_lookalike(tmp_path: Path) -> subprocess.Popen:
+    """A Python process whose command line is that of a `backupctl` console script (it only sleeps)."""
+    script = tmp_path / "bin" / "backupctl"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("import time\ntime.sleep(60)\n")
+    return subprocess.Popen([sys.executable, str(script)])
+
+
 def test_a_record_is_believed_only_for_its_own_process(tmp_path: Path) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleeper = backupctl_lookalike(tmp_path)
     try:
         record = processes.register(processes.SUPERVISOR, sleeper.pid, project=tmp_path, databases=[tmp_path / "a.db"])
         assert record is not None and record.alive()
@@ -64,7 +72,7 @@ def test_a_record_is_believed_only_for_its_own_process(tmp_path: Path) -> None:
 
 
 def test_a_killed_verify_leaves_a_record_to_clean_up_after(tmp_path: Path) -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = backupctl_lookalike(tmp_path)
     record = processes.register(processes.VERIFY, child.pid, project=tmp_path, databases=[tmp_path / "a.db"])
     child.kill()
     child.wait()
@@ -96,7 +104,49 @@ def test_a_shared_state_folder_belongs_to_its_first_project(tmp_path: Path) -> N
 def test_this_process_is_alive_by_its_own_record(tmp_path: Path) -> None:
     me = processes.register(processes.SUPERVISOR, os.getpid(), project=tmp_path)
     try:
-        assert me is not None and me.alive() and me.create_time == psutil.Process().create_time()
+        assert me is not None and me.create_time == psutil.Process().create_time()
+        assert processes.is_alive(me.pid, me.create_time, me.argv, me.start_ticks)
+        # ... but pytest is not backupctl: a supervisor record for it is never acted on
+        assert not me.alive() and processes.supervisor_of(tmp_path) is None
     finally:
         processes.unregister(me)
     assert not me.file.exists()
+
+
+def test_a_forged_record_gets_no_process_signalled(tmp_path: Path) -> None:
+    """A record naming `sleep` (pid, start time and argv all right) is not believed; nor is a record
+    file that is not the user's own 0600 file, nor a record whose executable changed."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    lookalike = backupctl_lookalike(tmp_path)
+    try:
+        for role in (processes.SUPERVISOR, processes.LITESTREAM):
+            forged = processes.register(role, sleeper.pid, project=tmp_path, databases=[tmp_path / "a.db"])
+            assert forged is not None and forged.file.exists()
+            assert processes.is_alive(forged.pid, forged.create_time, forged.argv, forged.start_ticks)
+            assert not forged.alive()
+            assert processes.records(project=tmp_path) == []  # not believed, and pruned
+            assert not forged.file.exists()
+        from backupctl.background import stop_supervisor
+
+        forged = processes.register(processes.SUPERVISOR, sleeper.pid, project=tmp_path)
+        assert stop_supervisor(forged, tmp_path / "state", 5).was_running is False
+        assert sleeper.poll() is None  # never signalled
+        # the right program, but a record file others could have written: not read at all
+        record = processes.register(processes.SUPERVISOR, lookalike.pid, project=tmp_path)
+        assert record is not None and processes.supervisor_of(tmp_path) == record
+        os.chmod(record.file, 0o644)
+        assert processes.supervisor_of(tmp_path) is None
+        os.chmod(record.file, 0o600)
+        assert processes.supervisor_of(tmp_path) == record
+        # a record whose recorded executable is not the one running
+        assert not dataclasses.replace(record, exe="/usr/bin/env").alive()
+        # a record file that is a link to a real record is not followed
+        link = record.file.with_name(f"{processes.SUPERVISOR}-1.json")
+        link.symlink_to(record.file)
+        assert [r.pid for r in processes.records(project=tmp_path)] == [lookalike.pid]
+        link.unlink()
+        processes.unregister(record)
+    finally:
+        for proc in (sleeper, lookalike):
+            proc.kill()
+            proc.wait()

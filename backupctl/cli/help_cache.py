@@ -75,10 +75,9 @@ def keep(path: Path, text: str) -> None:
     """Keep a help text (atomically; a cache that cannot be written is simply not used)."""
     if not text.startswith("Usage:"):
         return
-    from backupctl.atomic import write_atomic
+    from backupctl.owned import write_atomic
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text, mode=0o644)
     except OSError:
         pass
