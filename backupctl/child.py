@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from backupctl import positions, processes
 from backupctl.errors import LitestreamError
-from backupctl.logfiles import OutputTail, fresh_private_file
+from backupctl.logfiles import OutputTail
+from backupctl.owned import open_private, secure_dir
 from backupctl.runner import Litestream
 from backupctl.settings import Settings
 
@@ -49,9 +50,10 @@ def default_spawn(litestream: Litestream, output: Path) -> Callable[[], ChildPro
     """A spawn that runs `litestream replicate` with its output appended to ``output``."""
 
     def spawn() -> ChildProcess:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fresh_private_file(output)
-        with open(output, "ab") as handle:  # O_APPEND: the reader may truncate it when it grows
+        secure_dir(output.parent, what="state folder")
+        # Emptied, then appended to (O_APPEND: the reader may truncate it when it grows), 0600 and
+        # never through a link: it receives litestream's raw output.
+        with os.fdopen(open_private(output, truncate=True), "ab") as handle:
             kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": handle, "stderr": subprocess.STDOUT}
             kwargs.update(processes.child_kwargs())  # PR_SET_PDEATHSIG on Linux
             try:

@@ -62,12 +62,6 @@ class RotatingLog:
             self._handle.close()
 
 
-def fresh_private_file(path: Path) -> None:
-    """Create (or empty) ``path`` with mode 0600, never readable by others even for an instant:
-    it receives litestream's raw, unmasked output."""
-    os.close(open_private(path, append=False, truncate=True))
-
-
 class OutputTail:
     """Follows litestream's output file from the supervisor's main thread (no reader thread: see the
     module docstring on PR_SET_PDEATHSIG). Reading a regular file never blocks; keeps the file small."""

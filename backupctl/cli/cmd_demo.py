@@ -17,6 +17,7 @@ import typer
 
 from backupctl.cli.app import app
 from backupctl.errors import ExitCode
+from backupctl.owned import write_atomic
 
 
 class DemoFailed(Exception):
@@ -156,13 +157,13 @@ def demo(
         return result
 
     try:
-        (folder / ".env").write_text(
+        write_atomic(
+            folder / ".env",
             "# backupctl demo: a local-folder replica, synced every second\n"
             f"BACKUP_DATABASES={db.name}\n"
             f"BACKUP_LOCAL_DIR={replica.name}\n"
             "BACKUP_SYNC_INTERVAL=1s\n"
             f"LITESTREAM_VERSION={version}\n",
-            encoding="utf-8",
         )
         step("create a SQLite database in WAL mode", lambda: _create_database(db))
         step("render litestream.yml", lambda: check(_backupctl(folder, "setup"), "setup"))

@@ -112,7 +112,8 @@ def check_replica_folder(replica: Replica) -> Check:
         )
     probe = folder / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     try:
-        probe.write_bytes(b"backupctl doctor probe\n")
+        with probe.open("xb") as handle:  # O_EXCL: a new file, never through a link planted there
+            handle.write(b"backupctl doctor probe\n")
         ok = probe.read_bytes() == b"backupctl doctor probe\n"
         probe.unlink()
     except OSError as exc:
