@@ -446,6 +446,27 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
                     f"replica {replica.destination} is already written by pid {holder}",
                     "two projects must never share one replica location: give this one its own",
                 )
+    _check_foreign_replica_writers(dbs, allowed)
+
+
+def _check_foreign_replica_writers(dbs: list[Any], allowed: set[int]) -> None:
+    """A litestream backupctl did not start, writing into one of our replica locations (or one inside
+    or around it), even for another database: two writers there destroy each other's backups."""
+    from backupctl.foreign_litestreams import foreign_replica_writers, replicas_overlap
+
+    ours = {r.pid for r in records()} | allowed
+    writers = [(pid, line, keys) for pid, line, keys in foreign_replica_writers() if pid not in ours]
+    for db in dbs:
+        for replica in db.replicas:
+            for pid, line, keys in writers:
+                if any(replicas_overlap(replica.lock_key, key) for key in keys):
+                    raise ConflictError(
+                        f"replica {replica.destination} is already written by a litestream not started by backupctl, "
+                        f"pid {pid}: {line}",
+                        "two writers in one replica location break both backups: stop that litestream (and remove it "
+                        "from your Procfile, systemd unit or sidecar), or give this project its own location "
+                        "(BACKUP_LOCAL_DIR, BACKUP_BUCKET or BACKUP_PATH)",
+                    )
 
 
 def _overlaps(a: str, b: str) -> bool:

@@ -321,3 +321,38 @@ def test_a_second_user_cannot_plant_anything_even_under_umask_000(project: Proje
             assert not os.path.lexists(folder / "planted")
     finally:
         assert run_cli("stop", cwd=project.dir).returncode == 0
+
+
+@pytest.mark.parametrize("form", ["url", "nested-url", "config"])
+def test_a_foreign_litestream_writing_our_replica_location_is_found(
+    project: Project, tmp_path: Path, litestream_bins, form: str
+) -> None:
+    """A raw litestream replicating *another* database into this project's replica location (or a folder
+    around it): `start` refuses, naming it, instead of making two writers of one replica."""
+    from tests.conftest import make_db
+
+    other = make_db(tmp_path / "other" / "other.db", rows=1)
+    ours = settings_of(project).databases[0].replicas[0]
+    if form == "url":
+        argv = ["replicate", str(other), f"file://{ours.path}"]
+    elif form == "nested-url":
+        argv = ["replicate", str(other), f"file://{project.replica_dir}"]
+    else:
+        config = tmp_path / "other" / "litestream.yml"
+        config.write_text(f"dbs:\n  - path: {other}\n    replica:\n      type: file\n      path: {ours.path}\n")
+        argv = ["replicate", "-config", str(config)]
+    raw = subprocess.Popen([str(litestream_bins["0.5.17"]), *argv], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: any(f.path == str(other) for f in psutil.Process(raw.pid).open_files()), 20, 0.1,
+                 "the raw litestream to open its database")  # fmt: skip
+        refused = run_cli("start", "--background", cwd=project.dir, timeout=60)
+        assert refused.returncode == ExitCode.CONFLICT, refused.stderr
+        assert f"pid {raw.pid}" in refused.stderr and "not started by backupctl" in refused.stderr
+        assert processes.supervisor_of(project.dir) is None
+    finally:
+        raw.terminate()
+        raw.wait(60)
+    started = run_cli("start", "--background", cwd=project.dir, timeout=90)  # once it is gone, start works
+    assert started.returncode == 0, started.stderr
+    assert run_cli("stop", cwd=project.dir).returncode == 0
