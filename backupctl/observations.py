@@ -21,8 +21,10 @@ is measured and the next one waits long enough to keep the supervisor's share of
 When nothing changed the document is not rewritten; its modification time is set to the time of
 the look. `status` (``published``) trusts the document only when the supervisor named in it is the
 live one and the look is at most ``MAX_AGE`` old; otherwise it reads litestream and the replicas
-itself. So an observation is never older than ``MAX_AGE`` when it gives a verdict, and a stuck
-supervisor makes `status` slower, not wrong.
+itself. A replica reading in a recent look may still be older (an idle database's replica is
+re-read only every ``REVALIDATE_EVERY``, one at a time): `status` lists those replicas itself. So
+no reading older than ``MAX_AGE`` gives a verdict, and a stuck supervisor makes `status` slower,
+not wrong.
 """
 
 from __future__ import annotations

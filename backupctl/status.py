@@ -390,9 +390,27 @@ def collect_status(
     if seen is not None:
         report.source = "supervisor"
         report.observed_at = epoch_iso(seen.observed_at)
+        # The supervisor re-reads an unchanged database's replica only now and then: a replica reading
+        # older than MAX_AGE is read again here, so no verdict rests on it (a deleted replica shows).
+        def read_at(db: Database) -> float:
+            return float(seen.entries.get(str(db.path), {}).get("read_at") or 0.0)
+
+        old = [db for db in served if now - read_at(db) > observations.MAX_AGE]
+        rereads: dict[str, Any] = {}
+        if old:
+            from backupctl.render import config_for_reading
+
+            binary = binary_path() if callable(binary_path) else binary_path
+            reading_config = config_path or config_for_reading(settings)
+            rereads = restorable.restorable_windows(settings, binary, old, config_path=reading_config, timeout=timeout)
         for db in dbs:
             entry = dict(seen.entries.get(str(db.path), {}))
             position = local_position(entry) or positions.LocalPosition(exists=db.path.exists())
+            if str(db.path) in rereads:
+                reading = rereads[str(db.path)]
+                window = reading if isinstance(reading, restorable.Window) else None
+                entry["replica_error"] = reading.message if isinstance(reading, BackupctlError) else None
+                record(entry, position, window, has_ltx, _local(db, position).updated_at, now)
             verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
                                       threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
                                       verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip

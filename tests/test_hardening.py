@@ -356,3 +356,29 @@ def test_a_foreign_litestream_writing_our_replica_location_is_found(
     started = run_cli("start", "--background", cwd=project.dir, timeout=90)  # once it is gone, start works
     assert started.returncode == 0, started.stderr
     assert run_cli("stop", cwd=project.dir).returncode == 0
+
+
+def test_status_never_rests_on_a_replica_reading_older_than_30s(project: Project, litestream_bins) -> None:
+    """The supervisor re-reads an unchanged database's replica only now and then: a deleted replica must
+    show in `status` at once, not minutes later. Its reading is made old by hand (as minutes of an idle
+    database would), then the replica is deleted."""
+    from backupctl import observations
+
+    assert run_cli("start", "--background", cwd=project.dir, timeout=120).returncode == 0
+    try:
+        insert_rows(project.db, 3)
+        wait_for(lambda: run_cli("status", cwd=project.dir).returncode == 0, 60, 0.5, "status ok")
+        shutil.rmtree(project.replica_dir)
+        path = project.dir / ".backupctl" / observations.OBSERVATIONS
+        document = json.loads(path.read_text())
+        for entry in document["databases"].values():
+            entry["read_at"] = time.time() - 240
+        path.write_text(json.dumps(document))
+        result = run_cli("status", "--json", cwd=project.dir)
+        doc = json.loads(result.stdout)
+        assert doc["source"] == "supervisor"  # the supervisor's look, with the old replica reading redone
+        (verdict,) = doc["databases"]
+        assert result.returncode != 0 and verdict["verdict"] != "ok", verdict
+        assert verdict["replica_read_at"] and verdict["replica_read_at"] >= doc["checked_at"][:19], verdict
+    finally:
+        run_cli("stop", cwd=project.dir, timeout=120)
