@@ -86,6 +86,17 @@ def cached(version: str) -> InstalledBinary | None:
     return InstalledBinary(exe, pin.version, pin.platform, digest, digest == pin.sha256, meta.get("source", "cache"))
 
 
+def tampered(found: InstalledBinary) -> BinaryError:
+    """The refusal of a cached binary whose sha256 is not its pin's: every command that would run it
+    (and `version`, which would run `litestream version`) says the same, and runs nothing."""
+    return BinaryError(
+        f"the cached Litestream {found.version} at {found.path} does not match its pinned sha256 (tampered or corrupted); "
+        "refusing to run it with your credentials",
+        "reinstall the pinned build: backupctl install --force",
+        details=[f"expected sha256 {platform_pin(found.version).sha256}", f"got      sha256 {found.sha256}"],
+    )
+
+
 def user_binary(version: str, environ: dict[str, str] | None = None) -> InstalledBinary | None:
     """A binary the user points at with BACKUPCTL_LITESTREAM_BIN, version-checked."""
     env = os.environ if environ is None else environ
@@ -171,12 +182,7 @@ def ensure_binary(version: str, notify: Notify | None = None, source: str = "aut
         return user
     found = cached(version)
     if found is not None and not found.verified:
-        raise BinaryError(
-            f"the cached Litestream {version} at {found.path} does not match its pinned sha256 (tampered or corrupted); "
-            "refusing to run it with your credentials",
-            "reinstall the pinned build: backupctl install --force",
-            details=[f"expected sha256 {platform_pin(version).sha256}", f"got      sha256 {found.sha256}"],
-        )
+        raise tampered(found)
     if found is not None:
         return found
     if os.environ.get(NO_DOWNLOAD_ENV):

@@ -47,9 +47,15 @@ def project_version(env_file: Path | None) -> str:
 
 
 def litestream_report(env_file: Path | None) -> dict[str, Any]:
-    """`version`: backupctl's version and the project's pinned litestream (installed? verified? from where?)."""
+    """`version`: backupctl's version and the project's pinned litestream (installed? verified? from where?).
+
+    A cached binary whose sha256 is not the pin's is never run, not even for `litestream version`
+    (every other command refuses it too): ``litestream`` stays None and ``ok``/``error`` carry the
+    refusal (``binary.tampered``), for the command to report and exit with. A user's own binary
+    (BACKUPCTL_LITESTREAM_BIN) is run as every command runs it, with ``verified`` saying whether it
+    is the pinned build."""
     from backupctl import __version__
-    from backupctl.binary import cached, reported_version, user_binary
+    from backupctl.binary import cached, reported_version, tampered, user_binary
     from backupctl.versions import platform_pin
 
     pinned = project_version(env_file)
@@ -67,6 +73,9 @@ def litestream_report(env_file: Path | None) -> dict[str, Any]:
         "verified": False,
         "source": None,
     }
+    if binary is not None and not binary.verified and binary.source != "user":
+        doc.update(path=str(binary.path), sha256=binary.sha256, source=binary.source)
+        return {"ok": False, **doc, "error": tampered(binary).to_json()}
     if binary is not None:
         doc.update(
             litestream=reported_version(binary.path),

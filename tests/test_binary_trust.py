@@ -52,3 +52,32 @@ def test_a_user_binary_that_is_not_the_pinned_build_is_named_every_run(project, 
         assert f"BACKUPCTL_LITESTREAM_BIN={own} is not the pinned Litestream {V5} build" in result.stderr
     pinned = run_cli("databases", cwd=project.dir, env={"BACKUPCTL_LITESTREAM_BIN": str(litestream_bins[V5])})
     assert pinned.returncode == 0 and "not the pinned" not in pinned.stderr
+
+
+def test_version_never_runs_a_cached_binary_that_fails_its_sha256(project, litestream_bins, tmp_path) -> None:
+    env, exe = _private_cache(litestream_bins, tmp_path)
+    # A stand-in that would leave a mark if run, and answers like the pinned build (its sha256 cannot match).
+    marker = tmp_path / "ran"
+    exe.write_text(f"#!/bin/sh\ntouch '{marker}'\necho {V5}\n")
+    exe.chmod(0o755)
+    text = run_cli("version", cwd=project.dir, env=env)
+    assert text.returncode == ExitCode.BINARY, (text.stdout, text.stderr)
+    assert text.stdout.startswith("backupctl  ") and "litestream not run" in text.stdout
+    assert "verified   no, sha256 differs from the pin" in text.stdout
+    assert "does not match its pinned sha256" in text.stderr and "install --force" in text.stderr
+    doc = json.loads((as_json := run_cli("version", "--json", cwd=project.dir, env=env)).stdout)
+    assert as_json.returncode == ExitCode.BINARY and as_json.stderr == ""
+    assert doc["ok"] is False and doc["verified"] is False and doc["installed"] is True
+    assert doc["litestream"] is None and doc["path"] == str(exe) and doc["backupctl"]
+    assert doc["error"]["kind"] == "binary" and doc["error"]["exit_code"] == ExitCode.BINARY
+    assert "does not match its pinned sha256" in doc["error"]["message"]
+    assert not marker.exists(), "version ran the binary that failed its sha256 check"
+    # Every other command refuses it alike, and runs nothing either.
+    refused = run_cli("databases", "--json", cwd=project.dir, env=env)
+    assert refused.returncode == ExitCode.BINARY and json.loads(refused.stdout)["error"] == doc["error"]
+    assert not marker.exists()
+    # The pinned build back in place: verified, run, exit 0.
+    shutil.copy2(litestream_bins[V5], exe)
+    good = json.loads((ok := run_cli("version", "--json", cwd=project.dir, env=env)).stdout)
+    assert ok.returncode == 0 and good["ok"] is True and good["verified"] is True and good["litestream"] == V5
+    assert "error" not in good

@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
+import click
+import typer.main
+
+from backupctl.cli.app import app
 from backupctl.errors import ExitCode
 from tests.conftest import ROOT, run_cli
+
+
+def every_command() -> list[tuple[list[str], click.Command]]:
+    """Each command of the CLI by its words (`status`, `templates eject`), as typer builds them."""
+    found = []
+
+    def walk(command: click.Command, words: list[str]) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*words, name])
+        else:
+            found.append((words, command))
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def usage_error_document(result: subprocess.CompletedProcess[str], argv: list[str]) -> dict:
+    """The one JSON error object a usage error under --json prints, checked whole."""
+    assert result.returncode == ExitCode.USAGE, (argv, result.stdout, result.stderr)
+    assert result.stdout.count("\n") == 1 and result.stderr == "", (argv, result.stdout, result.stderr)
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["ok", "error"] and doc["ok"] is False, argv
+    error = doc["error"]
+    assert set(error) == {"kind", "exit_code", "message", "hint", "details"}, argv
+    assert error["kind"] == "usage" and error["exit_code"] == ExitCode.USAGE and error["message"], argv
+    assert error["hint"].startswith("see `backupctl") and error["hint"].endswith(" --help`"), argv
+    return error
 
 
 def test_every_command_is_documented_in_the_readme() -> None:
@@ -73,3 +108,45 @@ def test_setup_local_is_remembered_until_a_plain_setup(project) -> None:
     assert run_cli("setup", cwd=project.dir).returncode == 0
     assert replica() == "r2"
     assert 'type: "s3"' in (project.dir / "litestream.yml").read_text()
+
+
+def test_a_usage_error_under_json_is_one_json_error_object(project) -> None:
+    commands = every_command()
+    with_json = [words for words, command in commands if any("--json" in p.opts for p in command.params)]
+    without_json = [words for words, command in commands if words not in with_json]
+    assert len(with_json) >= 15 and ["status"] in with_json and ["version"] in with_json
+    cases: list[tuple[list[str], str, list[str]]] = []  # (argv, what the message names, the command it is about)
+    for i, words in enumerate(with_json):  # --json before and after the mistake, by turns
+        mistake = ["--no-such-option"]
+        cases.append(([*words, *(["--json", *mistake] if i % 2 else [*mistake, "--json"])], "--no-such-option", words))
+    # A command without --json is still asked for JSON: it says so in JSON.
+    cases += [([*words, "--json"], "--json", words) for words in without_json]
+    cases += [
+        (["status", "--json", "--config"], "--config", ["status"]),  # a missing value (the fast path's own option)
+        (["ltx", "--json", "--level"], "--level", ["ltx"]),
+        (["status", "--json", "-c"], "-c", ["status"]),
+        (["install", "--json", "--source", "nope"], "nope", ["install"]),  # a bad value
+        (["status", "--json", "--interval", "soon"], "soon", ["status"]),
+        (["stop", "--json", "--timeout", "-5s"], "-5s", ["stop"]),
+        (["status", "--json", "a.db", "b.db"], "b.db", ["status"]),  # an argument too many
+        (["--json", "status"], "--json", []),  # an option of no command
+        (["no-such-command", "--json"], "no-such-command", []),
+    ]
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return run_cli(*argv, cwd=project.dir)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, [argv for argv, _, _ in cases]))
+    for (argv, named, words), result in zip(cases, results, strict=True):
+        error = usage_error_document(result, argv)
+        command = " ".join(["backupctl", *words])
+        assert named in error["message"], (argv, error)
+        assert error["hint"] == f"see `{command} --help`", (argv, error)
+        assert error["details"] and error["details"][0].startswith(f"Usage: {command} "), (argv, error)
+    # For people, nothing changes: click's own text on stderr, stdout empty, exit 2.
+    for argv in (["status", "--no-such-option"], ["ltx", "--level"], ["no-such-command"]):
+        human = run_cli(*argv, cwd=project.dir)
+        assert human.returncode == ExitCode.USAGE and human.stdout == "", (argv, human.stdout)
+        assert human.stderr.startswith(("Usage: backupctl", "Error: ")) and "Error: " in human.stderr, (argv, human.stderr)
+        assert "{" not in human.stderr and "Traceback" not in human.stderr, argv

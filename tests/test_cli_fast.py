@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import click
 import pytest
 import typer.main
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from backupctl.cli import fast
 from backupctl.cli.app import app
@@ -105,3 +110,126 @@ def test_mistakes_get_typers_answer_or_the_same_error(project: Project) -> None:
         assert ours.returncode == theirs.returncode and ours.returncode not in (0, 1, 2), (form, ours.stderr)
         assert json.loads(ours.stdout) == json.loads(theirs.stdout), form
         assert json.loads(ours.stdout)["ok"] is False and "Traceback" not in ours.stderr
+
+
+def click_params(argv: list[str]) -> dict[str, object]:
+    """What click itself reads from ``argv`` (a command and its arguments), as the typer command gets it."""
+    group = typer.main.get_command(app)
+    command = group.commands[argv[0]]  # type: ignore[attr-defined]
+    ctx = command.make_context(argv[0], list(argv[1:]), parent=click.Context(group, info_name="backupctl"))
+    return {name: value if value is None or isinstance(value, bool) else str(value) for name, value in ctx.params.items()}
+
+
+def plain_form(command: str, options: dict[str, str | bool], database: str | None) -> list[str]:
+    """The form the fast parser understood, spelled the one way nobody can read otherwise."""
+    values, flags, _takes_db, _needed = fast.FORMS[command]
+    argv = [command]
+    for key, value in options.items():
+        if value is True:
+            argv.append(next(f for f, k in flags.items() if k == key))
+        else:
+            argv += [next(o for o, k in values.items() if k == key and o.startswith("--")), str(value)]
+    return argv + ([database] if database is not None else [])
+
+
+# Every spelling click knows, and those it reads another way than it looks: glued, doubled, empty, `--`.
+TOKENS = ["--json", "--fresh", "--level", "--level=9", "--level=-1", "9", "all", "-1", "--config", "-c", "--config=x.yml",
+          "--config=", "-c=x.yml", "-cx.yml", "-c=", "x.yml", "=x.yml", "--env-file", "--env-file=e.env", "e.env", "app.db",
+          "", "-", "--", "--bogus", "--json=1", "-h", "--help", "--foreground-child", "--restore-if-missing", "--js"]  # fmt: skip
+
+
+@st.composite
+def fast_looking_argv(draw: st.DrawFn) -> list[str]:
+    """A command of the fast path, the flag its form needs somewhere, and up to five tokens around it."""
+    command = draw(st.sampled_from(sorted(fast.FORMS)))
+    needed = next(f for f, k in fast.FORMS[command][1].items() if k == fast.FORMS[command][3])
+    rest = draw(st.lists(st.sampled_from(TOKENS), max_size=5))
+    rest.insert(draw(st.integers(0, len(rest))), needed)
+    return [command, *rest]
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(argv=fast_looking_argv())
+def test_whatever_the_fast_parser_answers_click_reads_the_same(argv: list[str]) -> None:
+    # Soundness: a form answered without typer is one click accepts, with the same values as its plain
+    # spelling; anything else (click reads it otherwise, or rejects it) must be left to typer.
+    command, rest = argv[0], argv[1:]
+    parsed = fast.parse([command, *rest])
+    if parsed is None:
+        return
+    try:
+        read = click_params([command, *rest])
+    except click.exceptions.ClickException as exc:
+        pytest.fail(f"the fast parser answered {[command, *rest]} but click rejects it: {exc.format_message()}")
+    assert read == click_params(plain_form(*parsed)), [command, *rest]
+
+
+def test_a_short_option_takes_no_equals_sign() -> None:
+    # click reads `-c=PATH` as the path "=PATH" and `-cPATH` as "PATH": never the fast parser's to guess.
+    assert click_params(["status", "--json", "-c=x.yml"])["config"] == "=x.yml"
+    for form in (["status", "--json", "-c=x.yml"], ["snapshots", "--json", "-cx.yml"], ["status", "--json", ""]):
+        assert fast.parse(form) is None, form
+    assert fast.parse(["status", "--json", "--config=x.yml"]) == ("status", {"json": True, "config": "x.yml"}, None)
+
+
+def test_every_argv_form_gets_the_same_answer_with_and_without_the_fast_path(project: Project) -> None:
+    assert run_cli("setup", cwd=project.dir).returncode == 0
+    mine = project.dir / "mine.yml"
+    mine.write_text((project.dir / "litestream.yml").read_text())
+    env, yml = str(project.env_file), str(mine)
+    # (argv, answered by the fast path?) Every option the fast path reads, in every spelling click knows.
+    table: list[tuple[list[str], bool]] = [
+        (["status", "--json"], True),
+        (["status", "--json", "--config", yml], True),
+        (["status", "--json", f"--config={yml}"], True),
+        (["status", "--json", "-c", yml], True),
+        (["status", "--json", f"-c={yml}"], False),  # click: the file "=mine.yml" (no such file, exit 3)
+        (["status", "--json", f"-c{yml}"], False),
+        (["status", "--json", "-c"], False),
+        (["status", "--json", "--config"], False),
+        (["status", "--json", "--config="], False),
+        (["status", "--json", "-c", "--fresh"], False),  # click: the file "--fresh"
+        (["status", "--json", "-c", yml, "--config", yml], False),
+        (["status", "--json", "--env-file", env], True),
+        (["status", "--json", f"--env-file={env}"], True),
+        (["status", "--json", "--env-file", env, "--env-file", env], False),
+        (["status", "--json", "--json"], False),
+        (["status", "--json", "--fresh", "--fresh"], False),
+        (["status", "--json=1"], False),
+        (["status", "--json", "--bogus"], False),
+        (["status", "--js"], False),
+        (["status", "app.db", "--json"], True),
+        (["status", "--json", "app.db", "--fresh"], True),
+        (["status", "--json", "--", "app.db"], False),
+        (["status", "--json", "--"], False),
+        (["status", "--json", ""], False),
+        (["status", "--json", "-"], False),
+        (["--json", "status"], False),
+        (["databases", "--json", "-c", yml], True),
+        (["databases", "--json", f"-c={yml}"], False),
+        (["databases", "--json", "app.db"], False),
+        (["snapshots", "--json", f"--config={yml}", "app.db"], True),
+        (["wal", "-c", yml, "--json"], True),
+        (["generations", "--json", f"-c={yml}"], False),
+        (["ltx", "--json", "--level", "9"], True),
+        (["ltx", "--json", "--level=9"], True),
+        (["ltx", "--json", "--level=-1"], True),
+        (["ltx", "--json", "--level", "-1"], False),
+        (["ltx", "--json", "--level"], False),
+        (["ltx", "--json", "--level", "all", "--level", "9"], False),
+        (["start", "--foreground-child", "--bogus"], False),
+    ]  # fmt: skip
+
+    def both(form: list[str]) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+        return run_cli(*form, cwd=project.dir), run(THROUGH_TYPER, *form, cwd=project.dir)
+
+    with ThreadPoolExecutor(2) as pool:  # two processes at a time: each mostly waits on its own startup
+        answers = list(pool.map(both, [form for form, _ in table]))
+    for (form, answered_fast), (ours, theirs) in zip(table, answers, strict=True):
+        assert ours.returncode == theirs.returncode, (form, ours.stderr, theirs.stderr)
+        if ours.stdout.startswith("{"):
+            assert comparable(ours.stdout) == comparable(theirs.stdout), form
+        else:
+            assert ours.stdout == theirs.stdout, form
+        assert "Traceback" not in ours.stderr + theirs.stderr, form
+        assert (fast.parse(form) is not None) == answered_fast, form  # the fast path still answers what it can

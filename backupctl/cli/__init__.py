@@ -2,7 +2,8 @@
 
 ``main`` is the single error boundary: every :class:`~backupctl.errors.BackupctlError`
 becomes a short message (or a JSON document with ``--json``) and its documented exit code.
-Commands signal a non-zero exit with ``typer.Exit(code)``; usage errors exit 2 (typer).
+Commands signal a non-zero exit with ``typer.Exit(code)``. Usage errors (click's) reach it too, as
+``output.UsageError`` (``app.Group``): exit 2, click's text for people, the JSON error with ``--json``.
 """
 
 from __future__ import annotations

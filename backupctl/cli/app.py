@@ -12,6 +12,8 @@ so help looks the same everywhere with the installed typer and click:
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -20,6 +22,7 @@ import typer.core
 import typer.models
 
 from backupctl import __version__
+from backupctl.cli.output import UsageError
 
 
 def _help_records(command: click.Command, ctx: click.Context) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -59,7 +62,44 @@ def _argument_help(callback: Any) -> dict[str, str]:
     return found
 
 
-class Command(typer.core.TyperCommand):
+def usage_error(exc: click.UsageError, where: click.Context | None = None) -> UsageError:
+    """click's usage error as backupctl's, with what click would print for people kept in ``show``.
+    ``where``: the command's context when click's parser raised the error without one."""
+    ctx = exc.ctx or where
+    path = ctx.command_path if ctx is not None else "backupctl"
+    details = [ctx.get_usage()] if ctx is not None and not isinstance(exc, click.exceptions.NoArgsIsHelpError) else []
+    return UsageError(exc.format_message(), f"see `{path} --help`", details=details, show=exc.show)
+
+
+@contextmanager
+def _usage_errors(resilient: bool, where: Callable[[], click.Context] | None = None) -> Iterator[None]:
+    """Let click's usage errors out of typer as :class:`UsageError`: typer would print them and exit 2
+    itself, leaving stdout empty under --json; ``cli.main``, the one error boundary, reports them as
+    every other error. Shell completion parses resiliently and keeps click's own handling."""
+    try:
+        yield
+    except click.UsageError as exc:
+        if resilient:
+            raise
+        raise usage_error(exc, where() if where is not None and exc.ctx is None else None) from None
+
+
+class _ParsesToTheBoundary(click.Command):
+    """Parsing (``make_context``) whose usage errors leave as :class:`UsageError` (``_usage_errors``)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        # click's parser says "Option '--level' requires an argument." without a context: the JSON
+        # error still names the command (people get click's own text, unchanged).
+        def where() -> click.Context:
+            return self.context_class(self, info_name=info_name, parent=parent)
+
+        with _usage_errors(bool(extra.get("resilient_parsing")), where):
+            return super().make_context(info_name, args, parent, **extra)
+
+
+class Command(_ParsesToTheBoundary, typer.core.TyperCommand):
     """A command whose arguments keep their help and are listed once."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -76,8 +116,15 @@ class Command(typer.core.TyperCommand):
         """Click 8.5 lists arguments here too: typer's "Arguments" section (in format_options) is enough."""
 
 
-class Group(typer.core.TyperGroup):
-    """A group of commands (the root, `templates`) with the same help as :class:`Command`."""
+class Group(_ParsesToTheBoundary, typer.core.TyperGroup):
+    """A group of commands (the root, `templates`) with the same help as :class:`Command`.
+
+    Its arguments are parsed in ``make_context`` and its command's in ``invoke`` (the command's own
+    ``make_context``, then its callback): every usage error of a command line passes through one of them."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors(ctx.resilient_parsing):
+            return super().invoke(ctx)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         _write_options(self, ctx, formatter)

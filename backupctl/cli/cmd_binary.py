@@ -118,22 +118,34 @@ def install(
 
 @app.command("version")
 def version_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
-    """Show backupctl's version and the project's pinned Litestream: path, version, verified, source."""
+    """Show backupctl's version and the project's pinned Litestream: path, version, verified, source.
+
+    A cached Litestream that fails its sha256 check is not run (exit 4)."""
     from backupctl.cli.output import emit_json, out
+    from backupctl.errors import BinaryError, ExitCode
     from backupctl.project import litestream_report
 
     doc = litestream_report(env_file)
+    refused = doc.get("error")
     if json_:
-        emit_json(doc)
+        emit_json(doc)  # a refusal is the report with "ok": false and the error: backupctl's version is still said
+        if refused:
+            raise typer.Exit(int(ExitCode.BINARY))
         return 0
     out(f"backupctl  {doc['backupctl']}")
     if not doc["installed"]:
         out(f"litestream {doc['litestream_pinned']} (pinned) is not installed for {doc['platform']}; run `backupctl install`")
         return 0
-    out(f"litestream {doc['litestream']} (pinned {doc['litestream_pinned']})")
+    if refused:
+        out(f"litestream not run (pinned {doc['litestream_pinned']}): its sha256 differs from the pin")
+    else:
+        out(f"litestream {doc['litestream']} (pinned {doc['litestream_pinned']})")
     out(f"binary     {doc['path']}")
     state = "yes, sha256 matches the pin" if doc["verified"] else "no, sha256 differs from the pin"
     out(f"verified   {state}")
     out(f"source     {doc['source']}")
     out(f"platform   {doc['platform']}")
+    if refused:
+        # The same refusal, on stderr through the error boundary, as every command that would run it.
+        raise BinaryError(str(refused["message"]), str(refused["hint"]), details=[str(d) for d in refused["details"]])
     return 0

@@ -12,8 +12,12 @@ makes. These forms are parsed here and answered by the same functions their type
 
 each with ``--env-file PATH`` and ``--config/-c PATH`` (and ``BACKUPCTL_ENV_FILE``). Anything else
 (another option, a typo, ``--help``, a second argument, no ``--json``) goes to typer, which parses
-it and reports a mistake. ``tests/test_cli_fast.py`` checks that every option here is its typer
-command's too, and that both answer alike.
+it and reports a mistake. So does every form click would read another way than the plain one, or
+that this parser is not sure of: a value glued to a short option (``-cPATH``, and ``-c=PATH``, which
+click reads as the path ``=PATH``), a value or argument that starts with ``-`` or is empty, ``--``,
+an option given twice. ``tests/test_cli_fast.py`` checks that every option here is its typer
+command's too, that click parses every form answered here to the same values, and that both answer
+alike.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def parse(args: list[str]) -> tuple[str, dict[str, str | bool], str | None] | No
     i = 0
     while i < len(rest):
         arg = rest[i]
-        name, eq, inline = arg.partition("=")
+        # Only a long option takes `=VALUE` in click: `-c=PATH` is `-c` with the value "=PATH".
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if arg in flags and flags[arg] not in options:
             options[flags[arg]] = True
         elif name in values and values[name] not in options:
@@ -60,7 +65,7 @@ def parse(args: list[str]) -> tuple[str, dict[str, str | bool], str | None] | No
             if not value:
                 return None
             options[values[name]] = value
-        elif takes_db and database is None and not arg.startswith("-"):
+        elif takes_db and database is None and arg and not arg.startswith("-"):
             database = arg
         else:
             return None

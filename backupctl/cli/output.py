@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from backupctl.errors import BackupctlError, ExitCode
@@ -68,9 +69,29 @@ def emit_json_line(document: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class UsageError(BackupctlError):
+    """A mistake on the command line that click found (unknown option or command, missing or bad value).
+
+    Raised out of typer (``app.Group``) so that it reaches the one error boundary like any error:
+    with --json it is the usual error document, kind "usage"; for people, ``show`` prints click's own
+    text (usage line, "Try ... --help", the error), as typer did before."""
+
+    exit_code = ExitCode.USAGE
+    kind = "usage"
+
+    def __init__(
+        self, message: str, hint: str = "", *, details: list[str] | None = None, show: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(message, hint, details=details)
+        self.show = show
+
+
 def report_error(exc: BackupctlError, json_mode: bool) -> None:
     if json_mode:
         emit_json({"ok": False, "error": exc.to_json()})
+        return
+    if isinstance(exc, UsageError) and exc.show is not None:
+        exc.show()
         return
     try:
         console = _console()
