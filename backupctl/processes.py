@@ -426,9 +426,11 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
         holder = locks.holder(locks.database_lock_path(db.path))
         if holder and holder not in allowed:
             who = record_of(holder) if holder > 0 else None
+            if who is not None:
+                raise ConflictError(f"{db.path} is already being replicated by {who.describe()}", _how_to_stop(who))
             raise ConflictError(
-                f"{db.path} is already being replicated by " + (who.describe() if who else f"pid {holder}"),
-                _how_to_stop(who) if who else "stop that supervisor first (`backupctl stop` in its project)",
+                f"{db.path} is held by pid {holder} ({_command_line(holder)}): a replicator, or a restore over it",
+                "wait for a restore to finish, or stop that supervisor (`backupctl stop` in its project), then start again",
             )
         for replica in db.replicas:
             key = replica.lock_key
@@ -467,6 +469,15 @@ def _check_foreign_replica_writers(dbs: list[Any], allowed: set[int]) -> None:
                         "from your Procfile, systemd unit or sidecar), or give this project its own location "
                         "(BACKUP_LOCAL_DIR, BACKUP_BUCKET or BACKUP_PATH)",
                     )
+
+
+def _command_line(pid: int) -> str:
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline()) or "?"
+    except (psutil.Error, OSError):
+        return "gone now"
 
 
 def _overlaps(a: str, b: str) -> bool:

@@ -382,3 +382,33 @@ def test_status_never_rests_on_a_replica_reading_older_than_30s(project: Project
         assert verdict["replica_read_at"] and verdict["replica_read_at"] >= doc["checked_at"][:19], verdict
     finally:
         run_cli("stop", cwd=project.dir, timeout=120)
+
+
+def test_start_is_refused_while_a_restore_replaces_the_database(project: Project, litestream_bins) -> None:
+    """`restore --force` holds the database's lock from its first step to its swap: a `start` meanwhile
+    would replicate the old file, then the swapped one. The restore is paused (SIGSTOP) mid-way so the
+    overlap is certain."""
+    insert_rows(project.db, 20)
+    assert run_cli("start", "--background", cwd=project.dir, timeout=120).returncode == 0
+    wait_for(lambda: run_cli("status", cwd=project.dir).returncode == 0, 60, 0.5, "status ok")
+    assert run_cli("stop", cwd=project.dir, timeout=120).returncode == 0
+    restore = subprocess.Popen([sys.executable, "-m", "backupctl", "restore", "app.db", "--force"], cwd=project.dir,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        lock = locks.database_lock_path(project.db)
+        wait_for(lambda: restore.poll() is not None or locks.holder(lock) == restore.pid, 60, 0.01, "the restore's lock")
+        assert restore.poll() is None, restore.communicate()
+        restore.send_signal(signal.SIGSTOP)
+        refused = run_cli("start", "--background", cwd=project.dir, timeout=60)
+        assert refused.returncode == ExitCode.CONFLICT, refused.stderr
+        assert f"pid {restore.pid}" in refused.stderr and "restore" in refused.stderr, refused.stderr
+        restore.send_signal(signal.SIGCONT)
+        out, err = restore.communicate(timeout=120)
+        assert restore.returncode == 0, err
+    finally:
+        restore.send_signal(signal.SIGCONT)
+        kill_pids(restore.pid)
+    assert count_rows(project.db) == 20
+    started = run_cli("start", "--background", cwd=project.dir, timeout=120)
+    assert started.returncode == 0, started.stderr
+    assert run_cli("stop", cwd=project.dir, timeout=120).returncode == 0

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl.errors import NotFoundError, RefusedError
+from backupctl import locks
+from backupctl.errors import ConflictError, NotFoundError, RefusedError
 from backupctl.restore.plan import RestorePlan, plan_restore, window_or_none
 from backupctl.restore.staging import RESTORE_TIMEOUT, Step, litestream_for, staged_restore
 from backupctl.restore.stopping import stop_request
@@ -93,13 +94,42 @@ def execute_restore(
     *,
     timeout: float = RESTORE_TIMEOUT,
     on_step: Step | None = None,
+    holds_lock: bool = False,
 ) -> RestoreResult:
-    """Carry out a plan: restore to a temp file, check it, move the old copy aside if any, rename."""
+    """Carry out a plan: restore to a temp file, check it, move the old copy aside if any, rename.
+
+    ``holds_lock``: the caller already holds the database's lock (the supervisor restoring a missing
+    database before it replicates); else a restore over the live database takes it."""
     started = time.monotonic()
     ls = litestream_for(settings, binary_path)
     out = plan.output
     kept: list[Path] = []
-    created = create_folder(out.parent)
+    # Restoring over the live database holds its lock from the start: a `start` meanwhile is refused
+    # (a supervisor would replicate the old file, then the swapped one, forking the replica).
+    held = _hold_database(plan.database) if plan.live and not holds_lock else None
+    try:
+        created = create_folder(out.parent)
+        return _restore_and_swap(settings, binary_path, plan, ls, out, kept, created, started, timeout, on_step)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _hold_database(db: Database) -> locks.HeldLock:
+    lock = locks.try_lock(locks.database_lock_path(db.path))
+    if lock is None:
+        holder = locks.holder(locks.database_lock_path(db.path))
+        raise ConflictError(
+            f"{db.path} is held by pid {holder}: backupctl replicates it, or another restore runs over it",
+            "stop replication first (`backupctl stop`) or let the other restore finish, then restore again",
+        )
+    return lock
+
+
+def _restore_and_swap(
+    settings: Settings, binary_path: Path, plan: RestorePlan, ls: Any, out: Path, kept: list[Path], created: list[Path],
+    started: float, timeout: float, on_step: Step | None,
+) -> RestoreResult:  # fmt: skip
     try:
         args, counted = plan.restore_args(), plan.details
         with staged_restore(ls, plan.database, out.parent, args, timeout=timeout, on_step=on_step, count_rows=counted) as staged:
@@ -198,7 +228,7 @@ def restore_if_missing(
     # The supervisor logs the restore with its state time and row counts (docs/supervision.md).
     plan = plan_restore(settings, binary_path, db, db.path, details=True)
     try:
-        result = execute_restore(settings, binary_path, plan, timeout=timeout)
+        result = execute_restore(settings, binary_path, plan, timeout=timeout, holds_lock=True)
     except NotFoundError:
         return None
     return result
