@@ -104,11 +104,30 @@ def bind_address(settings: Settings, addr: str | None) -> tuple[BindAddress, str
     return parse_addr(where, source), source
 
 
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be BACKUP_HTTP_TOKEN, or None. Never quotes the token: it is a secret.
+
+    A token is one word of visible characters, at least MIN_TOKEN_LENGTH long. Blank is refused
+    first (16 spaces pass a length check but guard nothing), then any whitespace or control
+    character: clients and proxies strip or fold whitespace in header values and cannot send
+    control characters at all, so such a token would never match, or match something shorter.
+    """
+    if not token.strip():
+        return f"{TOKEN_VARIABLE} is blank (empty or only whitespace)"
+    if any(c.isspace() or not c.isprintable() for c in token):
+        return f"{TOKEN_VARIABLE} contains whitespace or a control character"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"{TOKEN_VARIABLE} is shorter than {MIN_TOKEN_LENGTH} characters"
+    return None
+
+
 def check_exposure(addr: BindAddress, token: str | None, source: str) -> None:
-    """Refuse a non-loopback address without a token, and a token too short to resist guessing."""
-    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+    """Refuse a non-loopback address without a token, and a token that is blank, not one word, or too short."""
+    problem = token_problem(token) if token is not None else None
+    if problem:
         raise ConfigError(
-            f"{TOKEN_VARIABLE} is shorter than {MIN_TOKEN_LENGTH} characters",
+            problem,
+            f"use {MIN_TOKEN_LENGTH} or more visible characters without spaces; "
             "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
     if not addr.loopback and not token:
