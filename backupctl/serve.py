@@ -309,7 +309,7 @@ class _RequestReader(io.RawIOBase):
 
     A deadline for the whole request, not a timeout per read: each read waits only for what is
     left of it, so a client sending a byte now and then is cut off all the same (TimeoutError,
-    which http.server answers by closing the connection). Only a body is ever read here.
+    which http.server answers by closing the connection). From the socket only a body is read.
     """
 
     def __init__(self, sock: socket.socket, head: bytes, deadline: float, send_timeout: float) -> None:
