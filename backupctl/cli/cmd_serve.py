@@ -24,6 +24,12 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    request_deadline: Annotated[
+        float | None,
+        # Hidden, for tests only (tests/test_serve_hardening.py): a slow client is cut off after this
+        # many seconds instead of serve.REQUEST_DEADLINE (10 s), so the test need not wait that long.
+        typer.Option("--request-deadline", hidden=True, min=0.1, max=600.0),
+    ] = None,
 ) -> int:
     """Serve /healthz, /metrics (Prometheus) and a status page, refreshed every sync interval (at most 15s).
 
@@ -60,7 +66,16 @@ def serve(
         )
 
     try:
-        run(settings, binary, bind, addr_source=source, log=_stderr_log, stop=stop, on_ready=ready)
+        run(
+            settings,
+            binary,
+            bind,
+            addr_source=source,
+            log=_stderr_log,
+            stop=stop,
+            on_ready=ready,
+            request_deadline=request_deadline,
+        )
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
