@@ -26,7 +26,7 @@ from pathlib import Path
 
 from backupctl import paths
 from backupctl.errors import BinaryError
-from backupctl.owned import open_lock, secure_dir
+from backupctl.owned import make_dirs, open_lock, secure_dir
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
 
 USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
@@ -214,7 +214,7 @@ def install(
             found = cached(version)
             if found is not None and found.verified:  # a tampered one is replaced
                 return found
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder.parent)  # 0700 whatever the umask: it will hold an executable
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
         try:
             exe, used = _fetch(pin, source, staging, notify, progress)
