@@ -4,7 +4,6 @@ SQLite databases, the real pinned litestream, the real CLI in a subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -245,10 +244,12 @@ def test_second_replicator_on_the_same_database(project, s3_server, s3_bucket, l
 def test_backupctl_lock_holder_counts_as_one_replicator(project, litestream_bins):
     """backupctl's own lock on the database is the one allowed replicator, not a second."""
     from backupctl import locks, processes
+    from tests.test_processes import backupctl_lookalike
 
-    held = locks.try_lock(locks.database_lock_path(project.db))
+    supervisor = backupctl_lookalike(project.dir.parent)  # a process whose command line is `backupctl`
+    held = locks.try_lock(locks.database_lock_path(project.db), owner_pid=supervisor.pid)
     assert held is not None
-    record = processes.register(processes.SUPERVISOR, os.getpid(), project=project.dir, databases=[project.db])
+    record = processes.register(processes.SUPERVISOR, supervisor.pid, project=project.dir, databases=[project.db])
     try:
         report = run_doctor(project.env_file)
         (check,) = [c for c in report.checks if c.name == "replicators"]
@@ -256,6 +257,8 @@ def test_backupctl_lock_holder_counts_as_one_replicator(project, litestream_bins
     finally:
         processes.unregister(record)
         held.release()
+        supervisor.kill()
+        supervisor.wait()
 
 
 def test_config_database_paths_reads_rendered_and_hand_written_configs(tmp_path):

@@ -67,7 +67,7 @@ def replicating(settings: Settings, binary: Path, *, hold_lock: bool = True) -> 
             from backupctl import processes
 
             record = processes.register(
-                processes.SUPERVISOR, proc.pid, project=settings.project_dir, databases=[d.path for d in settings.databases]
+                processes.LITESTREAM, proc.pid, project=settings.project_dir, databases=[d.path for d in settings.databases]
             )
             for db in settings.databases:
                 lock = locks.try_lock(locks.database_lock_path(db.path), owner_pid=proc.pid)

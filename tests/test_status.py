@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from backupctl import processes, state
+from backupctl import state
 from backupctl.paths import project_state_dir
-from backupctl.render import sync_config
-from backupctl.runner import Litestream
 from backupctl.settings import load_settings
 from backupctl.status import stale_after_seconds
-from tests.conftest import S3_KEY, S3_SECRET, S3Server, free_port_base, make_db, run_cli
-from tests.test_listings import insert, stop, write_env
+from tests.conftest import S3_KEY, S3_SECRET, S3Server, free_port_base, kill_pids, make_db, run_cli
+from tests.test_listings import insert, write_env
 
 DB_KEYS = {
     "name", "path", "verdict", "reason", "destinations", "size", "wal_size", "local_position", "local_updated_at",
@@ -51,27 +48,29 @@ def private_s3(tmp_path: Path) -> Iterator[S3Server]:
         server.stop()
 
 
-def start_replication(proj: Path, binary: Path) -> subprocess.Popen:
-    """Real `litestream replicate`, registered the way the supervisor registers itself."""
-    settings = load_settings(proj / ".env")
-    config = sync_config(settings).path
-    proc = Litestream(binary, settings, config).popen("replicate", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state_dir = project_state_dir(proj)
-    record = processes.register(processes.SUPERVISOR, proc.pid, project=proj, databases=[d.path for d in settings.databases])
-    now = time.time()
-    state.write_supervisor_state(
-        state_dir,
-        state.SupervisorState(state=state.RUNNING, pid=proc.pid, create_time=record.create_time, litestream_pid=proc.pid,
-                              started_at=now, child_started_at=now, config_path=str(config), version=settings.version,
-                              databases=[str(d.path) for d in settings.databases]),
-    )  # fmt: skip
-    return proc
+@dataclass
+class Running:
+    proj: Path
+    pid: int  # the supervisor
+    litestream_pid: int | None
 
 
-def kill_now(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def start_replication(proj: Path, binary: Path) -> Running:
+    """A real background supervisor (its litestream is the pinned ``binary``, chosen by the .env)."""
+    res = run_cli("start", "--background", cwd=proj, timeout=180)
+    assert res.returncode == 0, res.stderr
+    doc = state.read_supervisor_state(project_state_dir(proj))
+    assert doc is not None and doc.pid and Path(os.path.realpath(binary)).exists()
+    return Running(proj, doc.pid, doc.litestream_pid)
+
+
+def stop(running: Running) -> None:
+    result = run_cli("stop", cwd=running.proj, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def kill_now(running: Running) -> None:
+    kill_pids(running.pid, running.litestream_pid)
 
 
 def status_json(proj: Path) -> tuple[int, dict]:
