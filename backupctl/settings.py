@@ -406,7 +406,12 @@ def _database_paths(
     raw: str | None, project_dir: Path, errors: Checking, replica_globs: bool = False
 ) -> tuple[list[Path], list[str]]:
     """The database files, and every glob as an absolute pattern (also when it matched files)."""
-    if not raw:
+    # An empty entry (`a.db,`, `a.db,,b.db`) names no file: it is skipped, as a trailing comma in a
+    # list usually is, and every database that is named is still backed up. A value whose entries are
+    # all empty (",", " , ", a tab) names nothing at all: that is the empty value, refused in its words,
+    # not a green setup that backs up nothing.
+    items = [s.strip() for s in raw.split(",") if s.strip()] if raw else []
+    if not items:
         errors.add(
             "BACKUP_DATABASES",
             "no database to back up",
@@ -416,9 +421,7 @@ def _database_paths(
     paths: list[Path] = []
     seen: set[Path] = set()  # the same order as paths, looked up in constant time (1,000 tenants)
     globs: list[str] = []
-    for item in (s.strip() for s in raw.split(",")):
-        if not item:
-            continue
+    for item in items:
         path = _resolve(item, project_dir)
         if glob.has_magic(item):
             globs.append(str(path))
