@@ -23,6 +23,7 @@ from backupctl.envfile import find_env_file as find_env_file
 from backupctl.envfile import read_chains, unknown_variables
 from backupctl.envfile import read_env_file as read_env_file
 from backupctl.errors import ConfigError
+from backupctl.filekinds import kernel_folder, not_regular
 from backupctl.kinds import REPLICA_KINDS as REPLICA_KINDS
 from backupctl.kinds import Replica as Replica
 from backupctl.kinds.base import Checking
@@ -402,6 +403,9 @@ def _replica_kinds(
     return tuple(kinds)
 
 
+_KERNEL_FILES = "where the kernel makes up every file as it is read: none is a database"
+
+
 def _database_paths(
     raw: str | None, project_dir: Path, errors: Checking, replica_globs: bool = False
 ) -> tuple[list[Path], list[str]]:
@@ -434,12 +438,27 @@ def _database_paths(
                     "(or `start --restore-if-missing`) finds the databases in the replica",
                 )
             for m in matches:
-                if m not in seen:
+                if kernel := kernel_folder(m, resolved=True):
+                    what = f"{item!r} matches {str(m)!r}, in {kernel}, {_KERNEL_FILES}"
+                    errors.add("BACKUP_DATABASES", what, "narrow the pattern to your SQLite files")
+                elif m not in seen:
                     seen.add(m)
                     paths.append(m)
             continue
-        if path.is_dir():
+        # Only stat, never open: opening a FIFO waits for a writer (setup hung), a device never ends.
+        # A path that does not exist yet passes (below): litestream waits for the application to create it.
+        what = not_regular(path)
+        named = repr(item) + (f" (a link to {str(path.resolve())!r})" if path.is_symlink() else "")
+        if kernel := kernel_folder(path):
+            errors.add("BACKUP_DATABASES", f"{named} is in {kernel}, {_KERNEL_FILES}", "name your SQLite database file")
+        elif what == "a folder":
             errors.add("BACKUP_DATABASES", f"{item!r} is a folder", "name the SQLite file inside it")
+        elif what is not None:
+            errors.add(
+                "BACKUP_DATABASES",
+                f"{named} is {what}, not a regular file, so it cannot be an SQLite database",
+                "name the SQLite database file itself",
+            )
         elif not path.parent.is_dir() and not replica_globs:
             errors.add("BACKUP_DATABASES", f"the folder of {item!r} ({path.parent}) does not exist", "create it, or fix the path")
         elif path.resolve() not in seen:

@@ -6,6 +6,9 @@ project with the real CLI, and each must be refused (or shown) in words that nam
 from __future__ import annotations
 
 import json
+import os
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +45,57 @@ def test_an_empty_entry_beside_a_database_is_skipped(project: Project) -> None:
     result = run_cli("databases", "--json", cwd=project.dir)
     assert result.returncode == 0, result.stderr
     assert [d["path"] for d in json.loads(result.stdout)["databases"]] == [str(project.db)]
+
+
+# --------------------------------------------------------------------------- 2. databases that are no file
+
+
+def _socket_file(path: Path) -> Path:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: (os.mkfifo(p), p)[1], "is a FIFO (named pipe), not a regular file"),
+        (_socket_file, "is a socket, not a regular file"),
+        (lambda p: (p.symlink_to("/dev/zero"), p)[1], "(a link to '/dev/zero') is a character device, not a regular file"),
+    ],
+    ids=["fifo", "socket", "link-to-dev-zero"],
+)
+def test_a_database_that_is_no_regular_file_is_refused_without_opening_it(project: Project, make, needle: str) -> None:
+    odd = make(project.dir / "db" / "odd.db")
+    project.env_file.write_text(f"BACKUP_DATABASES=db/odd.db\nBACKUP_LOCAL_DIR={project.replica_dir}\n")
+    result = run_cli("setup", cwd=project.dir, timeout=30)  # opening a FIFO would block: a hang fails here
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert f"BACKUP_DATABASES: 'db/odd.db' {needle}" in result.stderr
+    assert not (project.dir / "litestream.yml").exists()
+    assert odd.is_symlink() or not odd.is_file()
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("/dev/zero", "'/dev/zero' is a character device"),
+        ("/proc/self/environ", "'/proc/self/environ' is in /proc, where the kernel makes up every file"),
+        ("/proc/self/env*", "matches '/proc/"),
+        ("/sys/kernel/not-there.db", "'/sys/kernel/not-there.db' is in /sys"),
+        ("db", "'db' is a folder"),
+    ],
+)
+def test_devices_folders_and_kernel_files_are_not_databases(project: Project, value: str, needle: str) -> None:
+    project.env_file.write_text(f"BACKUP_DATABASES={value}\nBACKUP_LOCAL_DIR={project.replica_dir}\n")
+    for command in (("setup",), ("status",), ("doctor", "--json")):  # --json: a table on a pipe folds the words
+        result = run_cli(*command, cwd=project.dir, timeout=30)
+        assert result.returncode != 0, (command, result.stdout, result.stderr)
+        assert needle in result.stdout + result.stderr, command
+
+
+def test_a_database_that_does_not_exist_yet_is_still_waited_for(project: Project) -> None:
+    """Unchanged: litestream replicates a database once the application creates it."""
+    project.env_file.write_text(f"BACKUP_DATABASES=db/later.db\nBACKUP_LOCAL_DIR={project.replica_dir}\n")
+    result = run_cli("setup", cwd=project.dir)
+    assert result.returncode == 0, result.stderr
+    assert "waiting for later.db to be created" in result.stderr
