@@ -99,3 +99,44 @@ def test_a_database_that_does_not_exist_yet_is_still_waited_for(project: Project
     result = run_cli("setup", cwd=project.dir)
     assert result.returncode == 0, result.stderr
     assert "waiting for later.db to be created" in result.stderr
+
+
+# --------------------------------------------------------------------------- 3. a .env that is no file
+
+
+def test_a_env_that_is_a_fifo_is_named_for_what_it_is(project: Project) -> None:
+    project.env_file.unlink()
+    os.mkfifo(project.env_file)
+    sub = project.dir / "app"
+    sub.mkdir()
+    for cwd in (project.dir, sub):  # found by the search upwards too, not skipped as if missing
+        result = run_cli("status", cwd=cwd, timeout=30)  # a read of the FIFO would block: a hang fails here
+        assert result.returncode == ExitCode.CONFIG, result.stderr
+        assert f"{project.env_file} is a FIFO (named pipe), not a regular file" in result.stderr
+        assert "no .env found" not in result.stderr and "no such file" not in result.stderr
+    named = run_cli("setup", "--env-file", ".env", cwd=project.dir, timeout=30)
+    assert named.returncode == ExitCode.CONFIG
+    assert f"--env-file .env ({project.env_file}) is a FIFO (named pipe), not a regular file" in named.stderr
+    device = run_cli("env", "--json", "--env-file", "/dev/null", cwd=project.dir, timeout=30)
+    assert device.returncode == ExitCode.CONFIG
+    assert json.loads(device.stdout)["error"]["message"] == (
+        "--env-file /dev/null is a character device, not a regular file, so it was not read"
+    )
+    # The commands about the binary read only the version, and a broken ./.env counts as none there.
+    assert run_cli("version", cwd=project.dir, timeout=30).returncode == 0
+
+
+def test_a_folder_named_env_is_passed_over_as_before(project: Project) -> None:
+    """`python -m venv .env` is common: such a folder is not the settings, the search goes on above it."""
+    sub = project.dir / "service"
+    (sub / ".env").mkdir(parents=True)
+    result = run_cli("env", "--json", cwd=sub)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["env_file"] == str(project.env_file)
+
+
+def test_a_config_that_is_a_fifo_is_named_for_what_it_is(project: Project) -> None:
+    os.mkfifo(project.dir / "pipe.yml")
+    result = run_cli("status", "--config", "pipe.yml", cwd=project.dir, timeout=30)
+    assert result.returncode == ExitCode.CONFIG
+    assert "--config pipe.yml is a FIFO (named pipe), not a regular file" in result.stderr
