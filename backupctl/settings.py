@@ -302,9 +302,19 @@ def load_settings(
                 )
     prefix = values["path"]
     if prefix is not None:
+        absolute = prefix.startswith("/")
         prefix = prefix.strip("/")
         if not prefix:
             errors.add("BACKUP_PATH", "is only slashes", "write a prefix like backups/{name}, or leave it unset")
+        elif absolute:
+            # Dropping the slash (as before) would quietly turn /etc/passwd into a bucket key etc/passwd:
+            # whoever wrote an absolute path meant something else, so say what a replica path is instead.
+            errors.add(
+                "BACKUP_PATH",
+                f"{values['path']!r} is an absolute path, but a replica path is relative: where the backup goes "
+                "inside the bucket (or the sftp login folder), not a path on this machine",
+                "write it without the leading '/', like backups/{name}",
+            )
         elif any(part in (".", "..") for part in prefix.split("/")):
             errors.add(
                 "BACKUP_PATH",

@@ -140,3 +140,23 @@ def test_a_config_that_is_a_fifo_is_named_for_what_it_is(project: Project) -> No
     result = run_cli("status", "--config", "pipe.yml", cwd=project.dir, timeout=30)
     assert result.returncode == ExitCode.CONFIG
     assert "--config pipe.yml is a FIFO (named pipe), not a regular file" in result.stderr
+
+
+# --------------------------------------------------------------------------- 4. an absolute replica path
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "/backups/{name}", "//x"])
+def test_an_absolute_replica_path_is_refused_not_made_relative(project: Project, value: str) -> None:
+    project.env_file.write_text(f"BACKUP_DATABASES=db/app.db\nBACKUP_BUCKET=b\nBACKUP_PATH={value}\n")
+    result = run_cli("setup", "--print", cwd=project.dir)
+    assert result.returncode == ExitCode.CONFIG, result.stdout
+    assert f"BACKUP_PATH: {value!r} is an absolute path, but a replica path is relative" in result.stderr
+    assert "inside the bucket" in result.stderr and "without the leading '/'" in result.stderr
+    assert value.strip("/") not in result.stdout  # no config naming the stripped path
+
+
+def test_a_trailing_slash_on_the_replica_path_is_still_fine(project: Project) -> None:
+    project.env_file.write_text("BACKUP_DATABASES=db/app.db\nBACKUP_BUCKET=b\nBACKUP_PATH=backups/{name}/\n")
+    result = run_cli("setup", "--print", cwd=project.dir)
+    assert result.returncode == 0, result.stderr
+    assert '"backups/app.db"' in result.stdout
