@@ -269,6 +269,18 @@ def load_settings(
     elif metrics_addr is not None and int(metrics_addr.rsplit(":", 1)[1]) > 65535:
         errors.add("BACKUP_LITESTREAM_METRICS_ADDR", f"{metrics_addr!r} has a port above 65535", "use a port from 1 to 65535")
 
+    for setting in ("notify_url", "notify_fail_url"):
+        url = values[setting]
+        if url is not None and has_userinfo(url):
+            # Named without the URL: its user:password@ part is the secret to keep out of every output.
+            errors.add(
+                origins[setting].variable or setting,
+                "the URL has a user:password@ part before its host: backupctl would not log in with it, and it would "
+                "go to the name resolver as part of the host name (and into error messages)",
+                "remove the user:password@ part; if the service needs a credential, use its token URL "
+                "(a secret path or query, like a ping URL) instead",
+            )
+
     # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
     local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local
     kinds = _replica_kinds(values, origins, errors, local_mode)
@@ -366,6 +378,17 @@ def load_settings(
         origins=origins,
         warnings=tuple(warnings),
     )
+
+
+def has_userinfo(url: str) -> bool:
+    """True when ``url`` carries ``user:password@`` (or just ``user@``) before its host."""
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # an unbalanced [ in the host: look at the authority as written
+        netloc = url.partition("//")[2].split("/", 1)[0]
+    return "@" in netloc
 
 
 LOCAL_MODE_MARKER = "local-mode"

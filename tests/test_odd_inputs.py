@@ -160,3 +160,62 @@ def test_a_trailing_slash_on_the_replica_path_is_still_fine(project: Project) ->
     result = run_cli("setup", "--print", cwd=project.dir)
     assert result.returncode == 0, result.stderr
     assert '"backups/app.db"' in result.stdout
+
+
+# --------------------------------------------------------------------------- 5. a password in a notify URL
+
+PASSWORD = "Pw-Very-Secret-123"
+
+
+def _files_holding(root: Path, text: str) -> list[Path]:
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and text.encode() in path.read_bytes():
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("variable", ["BACKUP_NOTIFY_URL", "BACKUP_NOTIFY_FAIL_URL"])
+def test_a_notify_url_with_a_password_is_refused_without_saying_it(project: Project, isolated_home: Path, variable: str) -> None:
+    project.env_file.write_text(
+        f"BACKUP_DATABASES=db/app.db\nBACKUP_LOCAL_DIR={project.replica_dir}\n"
+        f"{variable}=https://alice:{PASSWORD}@hc-ping.example/ping/1234\n"
+    )
+    outputs = []
+    for command in (("setup",), ("env",), ("env", "--json"), ("status", "--json"), ("doctor",), ("doctor", "--json"),
+                    ("start",), ("serve",)):  # fmt: skip
+        result = run_cli(*command, cwd=project.dir, timeout=60)
+        assert result.returncode != 0, command
+        outputs.append(result.stdout + result.stderr)
+    setup = outputs[0]
+    assert f"{variable}: the URL has a user:password@ part before its host" in setup
+    assert "remove the user:password@ part" in setup
+    for text in outputs:
+        assert PASSWORD not in text and "alice" not in text
+    assert not (project.dir / "litestream.yml").exists()
+    # Nor in any file backupctl wrote (state, logs): only the .env holds it.
+    assert _files_holding(project.dir, PASSWORD) == [project.env_file]
+    assert _files_holding(isolated_home, PASSWORD) == []
+
+
+def test_notify_never_resolves_a_host_holding_a_password(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings made without validation (a library caller) still never send: urllib would resolve
+    "alice:<password>@host" as a host name and quote the password in its error."""
+    import dataclasses
+
+    from backupctl import notify
+    from backupctl.settings import Credentials, load_settings
+
+    resolved: list[object] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: resolved.append(a) or [])
+    settings = load_settings(project.env_file, environ={})
+    url = f"http://alice:{PASSWORD}@127.0.0.1:9/ping"
+    settings = dataclasses.replace(settings, credentials=Credentials(notify_url=url, notify_fail_url=url))
+    lines: list[str] = []
+    for ok in (True, False):
+        assert notify.send(settings, notify.Event("verify", ok, "x"), log=lines.append, retry_delays=()) is False
+    assert resolved == []
+    assert lines and all("user:password@" in line and PASSWORD not in line and "alice" not in line for line in lines)
