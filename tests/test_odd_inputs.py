@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backupctl.errors import ExitCode
-from tests.conftest import Project, run_cli
+from tests.conftest import Project, run_cli, wait_for
 
 NO_DATABASE = "BACKUP_DATABASES: no database to back up"
 
@@ -219,3 +219,59 @@ def test_notify_never_resolves_a_host_holding_a_password(project: Project, monke
         assert notify.send(settings, notify.Event("verify", ok, "x"), log=lines.append, retry_delays=()) is False
     assert resolved == []
     assert lines and all("user:password@" in line and PASSWORD not in line and "alice" not in line for line in lines)
+
+
+# --------------------------------------------------------------------------- 6. control characters in names
+
+ODD_NAME = "new\nline.db"
+ESCAPED = "new\\nline.db"
+
+
+def test_shown_escapes_control_characters_once() -> None:
+    from backupctl.display import shown
+
+    assert shown("plain päth/ünïcode.db") == "plain päth/ünïcode.db"
+    assert shown("a\nb\tc\rd\x1b[31me\x7f\u202ef\udcff") == "a\\nb\\tc\\rd\\x1b[31me\\x7f\\u202ef\\udcff"
+    assert shown(shown("a\nb\x1b")) == shown("a\nb\x1b")  # a message escaped where it was made passes a sink unchanged
+
+
+def _assert_escaped(text: str, what: str) -> None:
+    assert ODD_NAME not in text, f"{what} printed the newline raw:\n{text}"
+    assert ESCAPED in text, f"{what} did not name the database:\n{text}"
+
+
+def test_a_newline_in_a_database_name_is_shown_escaped_and_kept_in_json(project: Project, nothing_left_running) -> None:
+    from tests.conftest import make_db
+
+    odd = make_db(project.dir / "db" / ODD_NAME, rows=3)
+    project.db.unlink()
+    project.env_file.write_text(f"BACKUP_DATABASES=db/*.db\nBACKUP_LOCAL_DIR={project.replica_dir}\nBACKUP_SYNC_INTERVAL=1s\n")
+    for command in (("setup",), ("env",), ("databases",), ("status",), ("doctor",)):
+        result = run_cli(*command, cwd=project.dir)
+        assert result.returncode in (0, 11), (command, result.stderr)  # 11: not replicated yet
+        _assert_escaped(result.stdout + result.stderr, command[0])
+    missing = run_cli("status", "nope", cwd=project.dir)
+    assert missing.returncode != 0 and f"(configured: {ESCAPED})" in missing.stderr
+    _assert_escaped(missing.stderr, "an error")
+    # --json keeps the real name: a program needs the exact file.
+    doc = json.loads(run_cli("databases", "--json", cwd=project.dir).stdout)
+    assert [d["path"] for d in doc["databases"]] == [str(odd)]
+
+    started = run_cli("start", "--background", cwd=project.dir, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        status = run_cli("status", cwd=project.dir)
+        assert status.returncode == 0, status.stdout + status.stderr
+        _assert_escaped(status.stdout, "status")
+        log = project.dir / ".backupctl" / "supervisor.log"
+        wait_for(lambda: f"continuity of {ESCAPED}" in log.read_text(), what="the continuity check after the start")
+    finally:
+        assert run_cli("stop", cwd=project.dir, timeout=120).returncode == 0
+    assert ODD_NAME not in log.read_text()  # a name cannot fake a line of the log
+    restored = run_cli("restore", "-o", str(project.dir / "out") + "/", cwd=project.dir, timeout=120)
+    assert restored.returncode == 0, restored.stderr
+    _assert_escaped(restored.stderr, "restore")
+    assert (project.dir / "out" / ODD_NAME).is_file()
+    refused = run_cli("restore", "-o", str(project.dir / "out") + "/", cwd=project.dir, timeout=120)
+    assert refused.returncode != 0
+    _assert_escaped(refused.stderr, "restore's refusal")
