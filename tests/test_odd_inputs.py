@@ -221,6 +221,16 @@ def test_notify_never_resolves_a_host_holding_a_password(project: Project, monke
     assert lines and all("user:password@" in line and PASSWORD not in line and "alice" not in line for line in lines)
 
 
+def test_an_s3_endpoint_with_a_password_is_refused_without_saying_it(project: Project) -> None:
+    """The same mistake in BACKUP_ENDPOINT, which is no secret setting: `env` and litestream.yml would show it."""
+    project.env_file.write_text(f"BACKUP_DATABASES=db/app.db\nBACKUP_BUCKET=b\nBACKUP_ENDPOINT=http://bob:{PASSWORD}@127.0.0.1:9\n")
+    for command in (("setup", "--print"), ("env", "--json")):
+        result = run_cli(*command, cwd=project.dir)
+        assert result.returncode == ExitCode.CONFIG, command
+        assert "BACKUP_ENDPOINT: the URL has a user:password@ part" in result.stdout + result.stderr
+        assert PASSWORD not in result.stdout + result.stderr and "bob" not in result.stdout + result.stderr
+
+
 # --------------------------------------------------------------------------- 6. control characters in names
 
 ODD_NAME = "new\nline.db"
