@@ -8,11 +8,13 @@ overrides the same variable in the file. Empty values count as unset.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl.errors import ConfigError
+from backupctl.filekinds import kind_of, not_regular
 
 # Read elsewhere (by backupctl or by litestream): not settings, but not typos either.
 OTHER_KNOWN_VARIABLES = frozenset(
@@ -37,11 +39,23 @@ class Origin:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """The .env's variables, exactly as written (no interpolation, os.environ untouched)."""
+    """The .env's variables, exactly as written (no interpolation, os.environ untouched).
+
+    Only a regular file is read. A FIFO would block the open until some writer came (and be empty
+    the second time it is read), a device is no .env: each is refused by what stat says, and a
+    file swapped for one since is caught by a non-blocking open checked with fstat."""
     from dotenv import dotenv_values
 
+    what = not_regular(path)
+    if what is not None:
+        raise _not_a_file(str(path), what)
     try:
-        raw = dotenv_values(path, interpolate=False, encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, encoding="utf-8") as stream:  # closes fd
+            what = kind_of(os.fstat(fd).st_mode)
+            if what is not None:
+                raise _not_a_file(str(path), what)
+            raw = dotenv_values(stream=stream, interpolate=False)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text ({exc.reason})", "save the .env as UTF-8") from None
     except OSError as exc:
@@ -56,6 +70,10 @@ def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
         path = env_file.expanduser()
         if not path.is_absolute():
             path = cwd / path
+        what = not_regular(path)
+        if what is not None:
+            shown = f"--env-file {env_file}" + ("" if env_file == path else f" ({path})")
+            raise _not_a_file(shown, what)
         if not path.is_file():
             raise ConfigError(
                 f"--env-file {env_file}: no such file",
@@ -66,7 +84,22 @@ def find_env_file(env_file: Path | None, cwd: Path) -> Path | None:
         candidate = folder / ".env"
         if candidate.is_file():
             return candidate.resolve()
+        what = not_regular(candidate)
+        # A FIFO, socket or device named .env is this project's .env gone wrong: found, so that
+        # read_env_file says what it is, rather than "no .env found". A folder named .env is most
+        # often a virtualenv (python -m venv .env), not settings: the search goes on above it.
+        if what is not None and what != "a folder":
+            return candidate.resolve()
     return None
+
+
+def _not_a_file(named: str, what: str) -> ConfigError:
+    """The error for a .env that exists but is no regular file (``named`` as the user named it)."""
+    return ConfigError(
+        f"{named} is {what}, not a regular file, so it was not read",
+        "make the .env a plain text file; settings that come from elsewhere (a secrets manager, "
+        "<(...)) can be exported in the environment, which overrides the .env",
+    )
 
 
 def env_search_note(cwd: Path) -> str:

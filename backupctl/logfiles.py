@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from backupctl.display import shown
 from backupctl.owned import open_private, secure_dir
 
 LOG_MAX_BYTES = 5 * 1024 * 1024
@@ -43,8 +44,8 @@ class RotatingLog:
 
     def __call__(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with self._lock:
-            self._handle.write(f"{stamp} {line}\n")
+        with self._lock:  # escaped: a newline in a database's name must not fake a line of the log
+            self._handle.write(f"{stamp} {shown(line)}\n")
             self._handle.flush()
             if self._handle.tell() >= self.max_bytes:
                 self._rotate()

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from backupctl.settings import Settings
+from backupctl.settings import Settings, has_userinfo
 
 Log = Callable[[str], None]
 
@@ -89,6 +89,10 @@ def problems(settings: Settings) -> list[str]:
             valid = False
         if not valid:
             found.append(f"{variable}: not an http(s) URL with a host ({redact(url)}); write it like https://hc-ping.com/<uuid>")
+        elif has_userinfo(url):
+            # urllib would not log in with it: it would resolve "user:password@host" as a host name,
+            # and its error would quote the password. The settings refuse it; this keeps send() from trying.
+            found.append(f"{variable}: has a user:password@ part ({redact(url)}); remove it")
     return found
 
 

@@ -17,12 +17,14 @@ raised as one error. :func:`check` returns them all, for callers that weigh them
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError
+from backupctl.filekinds import kind_of
 from backupctl.settings import Database, Replica, Settings
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -44,15 +46,24 @@ class DatabaseFile:
 
 
 def read_database_file(path: Path) -> DatabaseFile:
-    """Classify the file at ``path`` from its header, without opening it as a database."""
+    """Classify the file at ``path`` from its header, without opening it as a database.
+
+    Only a regular file is opened: a FIFO would block the open until a writer came, and a device
+    (/dev/zero) is no database. The settings refuse both; a file swapped for one since is caught here
+    by stat first, and by a non-blocking open checked again with fstat."""
     try:
-        with path.open("rb") as handle:
+        what = kind_of(os.stat(path).st_mode)
+        if what is not None:
+            return DatabaseFile(path, DB_NOT_SQLITE, error=f"it is {what}")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            what = kind_of(os.fstat(fd).st_mode)
+            if what is not None:
+                return DatabaseFile(path, DB_NOT_SQLITE, error=f"it is {what}")
             header = handle.read(100)
             size = handle.seek(0, 2)
     except FileNotFoundError:
         return DatabaseFile(path, DB_MISSING)
-    except IsADirectoryError:
-        return DatabaseFile(path, DB_NOT_SQLITE, error="it is a folder")
     except OSError as exc:
         return DatabaseFile(path, DB_UNREADABLE, error=exc.strerror or str(exc))
     if size == 0:

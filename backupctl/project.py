@@ -91,7 +91,15 @@ def explicit_config(config: Path | None) -> Path | None:
     """The --config file to use as it is (never rendered over), or None for the one rendered from the .env."""
     if config is None:
         return None
+    from backupctl.filekinds import not_regular
+
     path = config.expanduser().absolute()
+    what = not_regular(path)
+    if what is not None:  # said as it is, not "no such file"; litestream would block on a FIFO
+        raise ConfigError(
+            f"--config {config} is {what}, not a regular file",
+            "pass the litestream.yml file itself, or drop --config to use the one rendered from the .env",
+        )
     if not path.is_file():
         raise ConfigError(
             f"--config {config}: no such file",

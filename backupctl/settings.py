@@ -23,6 +23,7 @@ from backupctl.envfile import find_env_file as find_env_file
 from backupctl.envfile import read_chains, unknown_variables
 from backupctl.envfile import read_env_file as read_env_file
 from backupctl.errors import ConfigError
+from backupctl.filekinds import kernel_folder, not_regular
 from backupctl.kinds import REPLICA_KINDS as REPLICA_KINDS
 from backupctl.kinds import Replica as Replica
 from backupctl.kinds.base import Checking
@@ -268,6 +269,18 @@ def load_settings(
     elif metrics_addr is not None and int(metrics_addr.rsplit(":", 1)[1]) > 65535:
         errors.add("BACKUP_LITESTREAM_METRICS_ADDR", f"{metrics_addr!r} has a port above 65535", "use a port from 1 to 65535")
 
+    for setting in ("notify_url", "notify_fail_url"):
+        url = values[setting]
+        if url is not None and has_userinfo(url):
+            # Named without the URL: its user:password@ part is the secret to keep out of every output.
+            errors.add(
+                origins[setting].variable or setting,
+                "the URL has a user:password@ part before its host: backupctl would not log in with it, and it would "
+                "go to the name resolver as part of the host name (and into error messages)",
+                "remove the user:password@ part; if the service needs a credential, use its token URL "
+                "(a secret path or query, like a ping URL) instead",
+            )
+
     # None: follow the project's `setup --local` marker; True/False: setup saying which it wants.
     local_mode = local_mode_marker(project_dir).exists() if force_local is None else force_local
     kinds = _replica_kinds(values, origins, errors, local_mode)
@@ -301,9 +314,19 @@ def load_settings(
                 )
     prefix = values["path"]
     if prefix is not None:
+        absolute = prefix.startswith("/")
         prefix = prefix.strip("/")
         if not prefix:
             errors.add("BACKUP_PATH", "is only slashes", "write a prefix like backups/{name}, or leave it unset")
+        elif absolute:
+            # Dropping the slash (as before) would quietly turn /etc/passwd into a bucket key etc/passwd:
+            # whoever wrote an absolute path meant something else, so say what a replica path is instead.
+            errors.add(
+                "BACKUP_PATH",
+                f"{values['path']!r} is an absolute path, but a replica path is relative: where the backup goes "
+                "inside the bucket (or the sftp login folder), not a path on this machine",
+                "write it without the leading '/', like backups/{name}",
+            )
         elif any(part in (".", "..") for part in prefix.split("/")):
             errors.add(
                 "BACKUP_PATH",
@@ -357,6 +380,17 @@ def load_settings(
     )
 
 
+def has_userinfo(url: str) -> bool:
+    """True when ``url`` carries ``user:password@`` (or just ``user@``) before its host."""
+    from urllib.parse import urlsplit
+
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # an unbalanced [ in the host: look at the authority as written
+        netloc = url.partition("//")[2].split("/", 1)[0]
+    return "@" in netloc
+
+
 LOCAL_MODE_MARKER = "local-mode"
 
 
@@ -402,11 +436,19 @@ def _replica_kinds(
     return tuple(kinds)
 
 
+_KERNEL_FILES = "where the kernel makes up every file as it is read: none is a database"
+
+
 def _database_paths(
     raw: str | None, project_dir: Path, errors: Checking, replica_globs: bool = False
 ) -> tuple[list[Path], list[str]]:
     """The database files, and every glob as an absolute pattern (also when it matched files)."""
-    if not raw:
+    # An empty entry (`a.db,`, `a.db,,b.db`) names no file: it is skipped, as a trailing comma in a
+    # list usually is, and every database that is named is still backed up. A value whose entries are
+    # all empty (",", " , ", a tab) names nothing at all: that is the empty value, refused in its words,
+    # not a green setup that backs up nothing.
+    items = [s.strip() for s in raw.split(",") if s.strip()] if raw else []
+    if not items:
         errors.add(
             "BACKUP_DATABASES",
             "no database to back up",
@@ -416,9 +458,7 @@ def _database_paths(
     paths: list[Path] = []
     seen: set[Path] = set()  # the same order as paths, looked up in constant time (1,000 tenants)
     globs: list[str] = []
-    for item in (s.strip() for s in raw.split(",")):
-        if not item:
-            continue
+    for item in items:
         path = _resolve(item, project_dir)
         if glob.has_magic(item):
             globs.append(str(path))
@@ -431,12 +471,27 @@ def _database_paths(
                     "(or `start --restore-if-missing`) finds the databases in the replica",
                 )
             for m in matches:
-                if m not in seen:
+                if kernel := kernel_folder(m, resolved=True):
+                    what = f"{item!r} matches {str(m)!r}, in {kernel}, {_KERNEL_FILES}"
+                    errors.add("BACKUP_DATABASES", what, "narrow the pattern to your SQLite files")
+                elif m not in seen:
                     seen.add(m)
                     paths.append(m)
             continue
-        if path.is_dir():
+        # Only stat, never open: opening a FIFO waits for a writer (setup hung), a device never ends.
+        # A path that does not exist yet passes (below): litestream waits for the application to create it.
+        what = not_regular(path)
+        named = repr(item) + (f" (a link to {str(path.resolve())!r})" if path.is_symlink() else "")
+        if kernel := kernel_folder(path):
+            errors.add("BACKUP_DATABASES", f"{named} is in {kernel}, {_KERNEL_FILES}", "name your SQLite database file")
+        elif what == "a folder":
             errors.add("BACKUP_DATABASES", f"{item!r} is a folder", "name the SQLite file inside it")
+        elif what is not None:
+            errors.add(
+                "BACKUP_DATABASES",
+                f"{named} is {what}, not a regular file, so it cannot be an SQLite database",
+                "name the SQLite database file itself",
+            )
         elif not path.parent.is_dir() and not replica_globs:
             errors.add("BACKUP_DATABASES", f"the folder of {item!r} ({path.parent}) does not exist", "create it, or fix the path")
         elif path.resolve() not in seen:

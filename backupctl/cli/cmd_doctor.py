@@ -19,6 +19,7 @@ def doctor(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     Exit code: 0 all ok, 30 warnings only, 31 at least one failed check.
     """
     from backupctl.cli.output import emit_json, say, table
+    from backupctl.display import shown
     from backupctl.doctor import run_doctor
 
     report = run_doctor(env_file)
@@ -35,12 +36,13 @@ def doctor(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
         for check in report.checks:
             label, style = _MARKS[check.status]
             body = Text()
+            # Escaped piece by piece: the "\nfix:" line break is the table's own, a newline in a path is not.
             if check.subject:
-                body.append(check.subject + ": ", style="bold")
-            body.append(check.found)
+                body.append(shown(check.subject) + ": ", style="bold")
+            body.append(shown(check.found))
             if check.fix and check.status in ("warn", "fail", "info"):
                 body.append("\nfix: " if check.status != "info" else "\nadvice: ", style="cyan")
-                body.append(check.fix)
+                body.append(shown(check.fix))
             t.add_row(Text(label, style=style), check.name, body)
         table(t)
         counts = report.counts()

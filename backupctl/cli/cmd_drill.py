@@ -27,13 +27,13 @@ def drill(
     """
     from backupctl import drill as core
     from backupctl import paths
-    from backupctl.cli.cmd_restore import _signals_stop, _status
+    from backupctl.cli.cmd_restore import _signals_stop, _status, _step
     from backupctl.cli.output import emit_json, notice, say, success, table
 
     settings = load_for_recovery(env_file)
     binary = binary_for(settings)
     with _signals_stop("drill"), _status("recovery drill", json_out) as status:
-        step = (lambda msg, s=status: s.update(msg)) if status is not None else None
+        step = _step(status)
         result = core.run_drill(settings, binary, timeout=timeout, on_step=step)
     core.record(paths.project_state_dir(settings.project_dir), result)
     if json_out:
@@ -41,12 +41,14 @@ def drill(
     else:
         from rich.table import Table
 
+        from backupctl.display import shown
+
         t = Table(title="recovery drill")
         for column in ("database", "result", "size", "restore", "newest state", "RPO", "tables"):
             t.add_column(column, justify="right" if column in ("size", "restore", "RPO", "tables") else "left")
         for d in result.databases:
             t.add_row(
-                d.name,
+                shown(d.name),
                 d.status,
                 human_size(d.size),
                 f"{d.restore_seconds:.2f}s" if d.restore_seconds is not None else "-",

@@ -116,16 +116,17 @@ def _status_table(report: Any, console: Any) -> Any:
     from rich.text import Text
 
     from backupctl.cli.output import fitted_table
+    from backupctl.display import shown
 
     parts: list[Any] = [_supervisor_line(report)]
     if report.supervisor.last_error:
-        parts.append(Text(f"last error: {report.supervisor.last_error}", style="red"))
+        parts.append(Text(f"last error: {shown(report.supervisor.last_error)}", style="red"))
     columns, rows = _status_columns(report)
     title = f"Litestream {report.litestream_version} · stale after {report.stale_after_seconds:g}s"
     parts.append(fitted_table(console, columns, [r[:-1] for r in rows], title=title, optional=_STATUS_OPTIONAL))
     for d in report.databases:
         if d.verdict != "ok" or d.replica_error:
-            parts.append(Text(f"{d.name}: {d.reason}", style=_STATUS_STYLES.get(d.verdict, "yellow")))
+            parts.append(Text(shown(f"{d.name}: {d.reason}"), style=_STATUS_STYLES.get(d.verdict, "yellow")))
     return Group(*parts)
 
 
@@ -260,6 +261,7 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
     from rich.text import Text
 
     from backupctl.cli.output import table
+    from backupctl.display import shown
 
     styles = {"ok": "green", "not-initialized": "red", "error": "bold red"}
     t = Table(title=f"Litestream {report.litestream_version} · from the replicas alone (no local database, no supervisor)")
@@ -267,7 +269,7 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
         t.add_column(col)
     for d in report.databases:
         t.add_row(
-            d.name,
+            shown(d.name),
             Text("holds a backup" if d.verdict == "ok" else d.verdict, style=styles.get(d.verdict, "")),
             _ago(d.newest_backup),
             _ago(d.oldest_restorable),
@@ -277,7 +279,7 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
     table(t)
     for d in report.databases:
         if d.verdict != "ok":
-            table(Text(f"{d.name}: {d.reason}", style=styles.get(d.verdict, "red")))
+            table(Text(shown(f"{d.name}: {d.reason}"), style=styles.get(d.verdict, "red")))
     raise typer.Exit(int(report.exit_code))
 
 

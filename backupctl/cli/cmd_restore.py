@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +57,21 @@ def _status(message: str, json_mode: bool):  # -> a context manager with .update
         return nullcontext(None)
     from rich.console import Console
 
-    return Console(stderr=True).status(message)
+    return Console(stderr=True).status(_spinner_text(message))
+
+
+def _spinner_text(message: str) -> Any:
+    """A spinner's words as plain Text, escaped: a database's name is neither rich markup nor a line break."""
+    from rich.text import Text
+
+    from backupctl.display import shown
+
+    return Text(shown(message))
+
+
+def _step(status: Any) -> Callable[[str], None] | None:
+    """The ``on_step`` that shows each step on the spinner (None without one)."""
+    return None if status is None else (lambda message: status.update(_spinner_text(message)))
 
 
 @app.command()
@@ -168,7 +182,7 @@ def restore(
         for p in plans:
             try:
                 with _status(f"restoring {p.database.name}", json_out) as status:
-                    step = (lambda msg, s=status: s.update(msg)) if status is not None else None
+                    step = _step(status)
                     result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
             except (Terminated, Interrupted) as exc:
                 if results:  # the databases restored before the signal stay restored: say which
@@ -199,11 +213,13 @@ def restore(
             if result.tables is not None:
                 from rich.table import Table
 
-                t = Table(title=f"{result.output.name}: tables")
+                from backupctl.display import shown
+
+                t = Table(title=shown(f"{result.output.name}: tables"))
                 t.add_column("table")
                 t.add_column("rows", justify="right")
-                for row in result.tables:
-                    t.add_row(row["name"], str(row["rows"]))
+                for row in result.tables:  # a table's name is the application's: it may hold anything too
+                    t.add_row(shown(row["name"]), str(row["rows"]))
                 table(t)
             if not p.live and p.database.path.exists() and result.output.parent == p.database.path.parent:
                 notice(
@@ -251,7 +267,7 @@ def verify(
     with _signals_stop("verify"):
         for database in settings.database(db):
             with _status(f"verifying {database.name}", json_out) as status:
-                step = (lambda msg, s=status: s.update(msg)) if status is not None else None
+                step = _step(status)
                 results.append(core.verify_database(settings, binary, database, timeout=timeout, on_step=step))
     codes = [r.exit_code for r in results]
     code = worst_exit(codes)

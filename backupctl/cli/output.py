@@ -1,4 +1,10 @@
-"""Printing for people (rich, stderr for messages) and for machines (JSON, stdout only)."""
+"""Printing for people (rich, stderr for messages) and for machines (JSON, stdout only).
+
+Every message, error and table cell for people passes through ``display.shown``: a file name with
+a newline or an escape sequence in it is printed escaped (``new\\nline.db``), never raw. JSON keeps
+the real value. ``out`` is data (a rendered config, log lines already escaped when written) and is
+printed as it is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from backupctl.display import shown
 from backupctl.errors import BackupctlError, ExitCode
 
 
@@ -19,15 +26,15 @@ def _console(stderr: bool = True):  # -> rich.console.Console
 
 def say(message: str) -> None:
     """A message for people, on stderr (stdout stays clean for data)."""
-    _console().print(message, markup=False)
+    _console().print(shown(message), markup=False)
 
 
 def notice(message: str) -> None:
-    _console().print(f"note: {message}", style="yellow", markup=False)
+    _console().print(f"note: {shown(message)}", style="yellow", markup=False)
 
 
 def success(message: str) -> None:
-    _console().print(message, style="green", markup=False)
+    _console().print(shown(message), style="green", markup=False)
 
 
 def out(text: str) -> None:
@@ -40,7 +47,7 @@ def log_line(line: str) -> None:
     """A log line on stderr with the time of day, as a foreground `start` or `serve` writes them."""
     import time
 
-    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {shown(line)}\n")
     sys.stderr.flush()
 
 
@@ -96,15 +103,15 @@ def report_error(exc: BackupctlError, json_mode: bool) -> None:
     try:
         console = _console()
     except Exception:  # rich cannot even be imported (out of file descriptors): plain text still works
-        sys.stderr.write(f"error: {exc.message}\n" + "".join(f"  {line}\n" for line in exc.details))
-        sys.stderr.write(f"hint: {exc.hint}\n" if exc.hint else "")
+        sys.stderr.write(f"error: {shown(exc.message)}\n" + "".join(f"  {shown(line)}\n" for line in exc.details))
+        sys.stderr.write(f"hint: {shown(exc.hint)}\n" if exc.hint else "")
         sys.stderr.flush()
         return
-    console.print(f"error: {exc.message}", style="bold red", markup=False)
+    console.print(f"error: {shown(exc.message)}", style="bold red", markup=False)
     for line in exc.details:
-        console.print(f"  {line}", markup=False)
+        console.print(f"  {shown(line)}", markup=False)
     if exc.hint:
-        console.print(f"hint: {exc.hint}", style="cyan", markup=False)
+        console.print(f"hint: {shown(exc.hint)}", style="cyan", markup=False)
 
 
 def os_error(exc: OSError) -> BackupctlError:
@@ -147,6 +154,16 @@ def _plain(cell: Any) -> str:
     return cell.plain if hasattr(cell, "plain") else str(cell)
 
 
+def shown_cell(cell: Any) -> Any:
+    """A table cell (a string or rich Text) with its control characters escaped; a Text keeps its style."""
+    from rich.text import Text
+
+    if not isinstance(cell, Text):
+        return shown(str(cell))
+    plain = shown(cell.plain)
+    return cell if plain == cell.plain else Text(plain, style=cell.style)
+
+
 def print_table(
     columns: list[str],
     rows: list[list[Any]],
@@ -166,8 +183,8 @@ def print_table(
         if title:
             say(title)
         out("\t".join(columns))
-        for row in rows:
-            out("\t".join(_plain(c).replace("\t", " ").replace("\n", " ") for c in row))
+        for row in rows:  # a tab or newline in a name, escaped, cannot shift a column or start a row
+            out("\t".join(shown(_plain(c)) for c in row))
         if caption:
             say(caption)
         return
@@ -195,6 +212,8 @@ def fitted_table(
     from rich.text import Text
 
     keep = list(range(len(columns)))
+    rows = [[shown_cell(c) for c in row] for row in rows]
+    title, caption = (shown(title) if title else None), (shown(caption) if caption else None)
 
     def build(indexes: list[int]) -> Table:
         t = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")

@@ -71,11 +71,21 @@ class S3Kind(ReplicaKind):
 
     def check(self, checking: Checking) -> None:
         endpoint = checking.values["endpoint"]
-        if endpoint and checking.once("s3-endpoint") and not valid_endpoint(endpoint):
+        if not endpoint or not checking.once("s3-endpoint"):
+            return
+        if not valid_endpoint(endpoint):
             checking.add(
                 checking.variable("endpoint", "BACKUP_ENDPOINT"),
                 f"{endpoint!r} is not an http(s) URL with a host (and a port from 1 to 65535, if any)",
                 "write it like https://<account>.r2.cloudflarestorage.com or http://127.0.0.1:9000",
+            )
+        elif "@" in urlsplit(endpoint).netloc:
+            # Not echoed: the endpoint is no secret setting, so `env` and litestream.yml would show the password.
+            checking.add(
+                checking.variable("endpoint", "BACKUP_ENDPOINT"),
+                "the URL has a user:password@ part before its host, which S3 does not use and which would be "
+                "shown by `backupctl env` and written into litestream.yml",
+                "remove it: the access key goes in BACKUP_ACCESS_KEY_ID and BACKUP_SECRET_ACCESS_KEY",
             )
 
     def check_values(self, checking: Checking) -> None:

@@ -57,7 +57,10 @@ class RestoreResult:
         """One line: what, where, from when, how much."""
         when = f"state as of {self.state_at}" if self.state_at else "latest state"
         rows = "" if self.tables is None else f"{sum(t['rows'] for t in self.tables)} rows in {len(self.tables)} tables, "
-        return (
+        from backupctl.display import shown
+
+        # Escaped here: a foreground start prints it as data on stdout, past the message printers.
+        return shown(
             f"restored {self.database.name} to {self.output}: {_size_text(self.size)}, {when}, "
             f"{rows}{self.seconds:.2f}s, from {', '.join(self.source)}"
         )
