@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from backupctl.errors import UnsafePathError
+from backupctl.filekinds import kind_of
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -97,7 +98,8 @@ def _check_opened(fd: int, path: Path) -> None:
     st = os.fstat(fd)
     problem = None
     if not stat.S_ISREG(st.st_mode):
-        problem = "is not a regular file"
+        what = kind_of(st.st_mode)
+        problem = "is not a regular file" if what == "not a regular file" else f"is {what}, not a regular file"
     elif st.st_uid != os.geteuid():
         problem = f"belongs to {_who(st.st_uid)}"
     if problem:
