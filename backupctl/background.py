@@ -11,7 +11,7 @@ from pathlib import Path
 
 from backupctl import processes, state
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
-from backupctl.logfiles import log_tail
+from backupctl.logfiles import collapse_repeats, log_tail
 from backupctl.owned import open_private, secure_dir
 from backupctl.settings import Settings
 from backupctl.supervisor import DEFAULT_STOP_TIMEOUT
@@ -67,14 +67,14 @@ def start_background(
             raise SupervisorError(
                 f"the background supervisor exited (code {code}) before replication started",
                 f"see the log: backupctl logs ({log_path})",
-                details=log_tail(log_path, 15, since=offset),
+                details=collapse_repeats(log_tail(log_path, 40, since=offset))[-15:],
             )
         if time.monotonic() > deadline:
             _terminate_quietly(proc)
             raise SupervisorError(
                 f"replication was not confirmed within {timeout:g}s; stopped the background supervisor",
                 f"see the log: backupctl logs ({log_path}); `backupctl doctor` checks the replica",
-                details=log_tail(log_path, 15, since=offset),
+                details=collapse_repeats(log_tail(log_path, 40, since=offset))[-15:],
             )
         time.sleep(poll)
 

@@ -7,6 +7,7 @@ litestream's output, which can quote endpoints and paths.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -118,6 +119,30 @@ def log_tail(path: Path, lines: int, since: int = 0) -> list[str]:
     except OSError:
         return []
     return [line for line in text.splitlines() if line.strip()][-lines:] if lines > 0 else []
+
+
+_STAMP = re.compile(r"^\S*\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*\s+|\btime=\S+\s*")
+
+
+_REQUEST_IDS = re.compile(r"\b(RequestID|HostID|request id|host id):\s*[^,)\s]*", re.IGNORECASE)
+
+
+def collapse_repeats(lines: list[str]) -> list[str]:
+    """Lines that repeat but for their time stamps, request ids and numbers (litestream retrying one
+    failing request every second, at each compaction level) shown once, with how many times: fifteen
+    `SignatureDoesNotMatch` lines say one thing."""
+    out: list[str] = []
+    counts: list[int] = []
+    keys: list[str] = []
+    for line in lines:
+        key = re.sub(r"\d+", "#", _REQUEST_IDS.sub("", _STAMP.sub("", line)))  # L1, L2...: one failure
+        if key in keys:
+            counts[keys.index(key)] += 1
+            continue
+        keys.append(key)
+        counts.append(1)
+        out.append(line)
+    return [line if n == 1 else f"{line}  (×{n})" for line, n in zip(out, counts, strict=True)]
 
 
 def follow(path: Path, lines: int, poll: float = 0.25, stop: Callable[[], bool] | None = None) -> Iterator[str]:

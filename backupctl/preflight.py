@@ -7,8 +7,11 @@ their real cause.
 
 Only what is cheap is checked: the database file (exists, is SQLite, journal mode from its
 header without opening a connection), a local-folder replica's folder (doctor's write probe),
-and an S3/R2/sftp endpoint's TCP port (a short connect timeout, no request, no credentials).
-`backupctl doctor` does the thorough checks (credentials, bucket permissions).
+and an S3/R2/sftp endpoint's TCP port (a short connect timeout). `start` also runs doctor's probe
+of an S3/R2 replica (list, write, read and delete one small object: about a second): wrong
+credentials fail in that second with doctor's one-line diagnosis, where litestream would retry
+for half a minute and log a `SignatureDoesNotMatch` line each time. `backupctl doctor` does the
+thorough checks.
 
 :func:`run` is what `setup` and `start` call: the checks, their notes passed on, their problems
 raised as one error. :func:`check` returns them all, for callers that weigh them themselves.
@@ -119,12 +122,14 @@ def check(
     missing_database: str = "note",
     restore_if_missing: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT,
+    credentials: bool = False,
 ) -> Preflight:
     """Check every database and replica of ``settings``, cheaply.
 
     ``missing_database``: ``"note"`` (an app may create it on first boot: say we wait for it)
     or ``"error"`` (a background start would wait for a first snapshot that never comes).
     With ``restore_if_missing`` a missing database is expected: it is restored before replicating.
+    ``credentials``: a reachable S3/R2 replica is also probed with its credentials (doctor's probe).
     """
     result = Preflight()
     for db in settings.databases:
@@ -137,6 +142,8 @@ def check(
                 continue
             seen.add(key)
             problem = check_replica(replica, connect_timeout)
+            if problem is None and credentials:
+                problem = check_credentials(settings, replica)
             if problem is not None:
                 result.problems.append(problem)
     return result
@@ -149,13 +156,14 @@ def run(
     note: Callable[[str], None],
     restore_if_missing: bool = False,
     unreachable_is_error: bool = True,
+    credentials: bool = False,
 ) -> None:
     """The fast checks before litestream runs: raise their error, pass their notes to ``note``.
 
     ``unreachable_is_error=False`` (setup) reports an unreachable replica as a note: the file is
     still right, and a build machine may have no network; start fails on it.
     """
-    found = check(settings, missing_database=missing_database, restore_if_missing=restore_if_missing)
+    found = check(settings, missing_database=missing_database, restore_if_missing=restore_if_missing, credentials=credentials)
     if not unreachable_is_error:
         for problem in [p for p in found.problems if p.unreachable]:
             found.problems.remove(problem)
@@ -241,6 +249,21 @@ def check_replica(replica: Replica, connect_timeout: float = CONNECT_TIMEOUT) ->
         "check BACKUP_ENDPOINT (host and port) and that the server is up and reachable from here",
         unreachable=True,
     )
+
+
+def check_credentials(settings: Settings, replica: Replica) -> Problem | None:
+    """Doctor's probe of an S3/R2 replica, as a Problem when it fails (a WARN, such as a missing
+    library, is left to doctor). Other kinds: None (litestream's own errors tell)."""
+    from backupctl.kinds.s3 import S3Kind
+
+    if not isinstance(replica.spec, S3Kind):
+        return None
+    from backupctl.doctor import FAIL, cleaner
+
+    found = replica.spec.probe(settings, replica, [], cleaner(settings))
+    if found.status != FAIL:
+        return None
+    return Problem(replica.destination, found.found, found.fix or "run `backupctl doctor` for the details")
 
 
 def tcp_connect_error(address: tuple[str, int], timeout: float) -> str | None:

@@ -320,7 +320,9 @@ def test_serve_tells_when_backups_stop(
         time.sleep(3)  # not a passing flap (1s threshold): it stays failing while S3 is down
         code, body = healthz(base)
         assert code == 503, body
-        assert json.loads(get(base + "/status.json")[2])["databases"][0]["replica_error"], "S3 is down: the replica is unreadable"
+        # S3 is down: the replica is unreadable, once the supervisor's next look has tried it
+        wait_until(lambda: json.loads(get(base + "/status.json")[2])["databases"][0]["replica_error"], 30,
+                   "the replica error on the status page", 0.2)  # fmt: skip
         assert receiver.find(fail_path, event="verdict", ok=False)
 
         # 8. The page in the failing state: the verdict /healthz gives, in its colour (not green).

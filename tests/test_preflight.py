@@ -139,16 +139,29 @@ def test_start_says_once_that_it_switches_a_rollback_journal_database_to_wal(pro
 @pytest.mark.s3
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_a_failed_background_start_shows_litestreams_own_error(project, s3_server, s3_bucket) -> None:
+def test_wrong_credentials_fail_start_in_a_second_and_litestreams_own_error_shows_past_the_checks(
+    project, s3_server, s3_bucket
+) -> None:
     project.write_env(
         BACKUP_DATABASES="db/app.db", BACKUP_REPLICA="s3", BACKUP_BUCKET=s3_bucket, BACKUP_ENDPOINT=s3_server.endpoint,
         BACKUP_ACCESS_KEY_ID=S3_KEY, BACKUP_SECRET_ACCESS_KEY="definitely-the-wrong-secret", BACKUP_SYNC_INTERVAL="1s",
     )  # fmt: skip
-    result = run_cli("start", "--background", cwd=project.dir, timeout=140)
+    # start probes the replica the way doctor does: one diagnosis, no litestream run, no raw error lines
+    for args in (["start", "--background"], ["start"]):
+        checked = run_cli(*args, cwd=project.dir, timeout=60)
+        assert checked.returncode == ExitCode.CONFIG, checked.stderr
+        assert "the secret does not match" in checked.stderr and "SignatureDoesNotMatch" not in checked.stderr, checked.stderr
+        assert "definitely-the-wrong-secret" not in checked.stderr + checked.stdout
+        assert not (project.dir / ".backupctl" / "supervisor.log").exists()
+    # past the checks (--skip-checks), litestream's own error is what the failed start shows
+    result = run_cli("start", "--background", "--skip-checks", cwd=project.dir, timeout=140)
     try:
         assert result.returncode == ExitCode.SUPERVISOR, result.stderr
         error_line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
         assert "litestream said:" in error_line and "SignatureDoesNotMatch" in error_line, result.stderr
+        # litestream's retries, one line a second at each level, are collapsed into one line with a count
+        for kind in ("litestream: ERROR compaction failed", "litestream: ERROR sync error"):
+            assert sum(kind in line for line in result.stderr.splitlines()) <= 1, result.stderr
         assert "definitely-the-wrong-secret" not in result.stderr
     finally:
         run_cli("stop", cwd=project.dir)

@@ -61,6 +61,7 @@ def preflight(settings, *, missing_database: str, restore_if_missing: bool = Fal
         restore_if_missing=restore_if_missing,
         unreachable_is_error=unreachable_is_error,
         note=notice,
+        credentials=True,  # start: wrong credentials fail in a second, with doctor's diagnosis
     )
 
 
