@@ -94,16 +94,22 @@ def _replica_keys(argv: list[str], cwd: Path | None, proc: Any) -> list[str]:
     positional = [a for a in argv[2:] if not a.startswith("-")]
     if config is None and len(positional) >= 2:
         return [k for k in (_url_key(u, cwd) for u in positional[1:]) if k]  # `replicate DB URL...`
+    text = _config_text(config, cwd, proc)
+    return config_replica_keys(text, cwd) if text is not None else []
+
+
+def _config_text(config: str | None, cwd: Path | None, proc: Any) -> str | None:
+    """The config a `litestream replicate` reads: its -config, else $LITESTREAM_CONFIG, else
+    /etc/litestream.yml; None when it cannot be read."""
     if config is None:
         try:
             config = proc.environ().get("LITESTREAM_CONFIG") or "/etc/litestream.yml"
         except Exception:
             config = "/etc/litestream.yml"
     try:
-        text = _resolved(config, cwd).read_text("utf-8", errors="replace")
+        return _resolved(config, cwd).read_text("utf-8", errors="replace")
     except OSError:
-        return []
-    return config_replica_keys(text, cwd)
+        return None
 
 
 def _url_key(url: str, cwd: Path | None) -> str | None:
@@ -208,36 +214,15 @@ def _replicated_paths(argv: list[str], cwd: Path | None, proc: Any) -> list[str]
     positional = [a for a in argv[2:] if not a.startswith("-")]
     if config is None and positional and not any(a.startswith("-exec") for a in argv):
         return positional[:1]  # `litestream replicate DB REPLICA_URL`
-    if config is None:
-        try:
-            config = proc.environ().get("LITESTREAM_CONFIG") or "/etc/litestream.yml"
-        except Exception:
-            config = "/etc/litestream.yml"
-    try:
-        text = _resolved(config, cwd).read_text("utf-8", errors="replace")
-    except OSError:
-        return []
-    return config_database_paths(text)
+    text = _config_text(config, cwd, proc)
+    return config_database_paths(text) if text is not None else []
 
 
 def config_database_paths(text: str) -> list[str]:
     """Every `path:` value in a litestream.yml (database and replica paths alike; callers compare)."""
     import re
 
-    found = []
-    for match in re.finditer(r"^\s*-?\s*path:\s*(.+?)\s*$", text, re.MULTILINE):
-        raw = match.group(1)
-        if raw.startswith('"'):
-            try:
-                raw = json.loads(raw.replace("\\x24", "$"))
-            except ValueError:
-                raw = raw.strip('"')
-        elif raw.startswith("'"):
-            raw = raw.strip("'")
-        else:
-            raw = raw.split(" #", 1)[0].strip()
-        found.append(raw)
-    return found
+    return [_scalar(m.group(1)) for m in re.finditer(r"^\s*-?\s*path:\s*(.+?)\s*$", text, re.MULTILINE)]
 
 
 def _resolved(path: Path | str, cwd: Path | None = None) -> Path:
