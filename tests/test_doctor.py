@@ -195,7 +195,7 @@ def test_broken_settings_are_a_failed_check_not_a_crash(project):
     assert "BACKUP_SYNC_INTERVAL" in check["found"] and "BACKUP_REPLICA" in check["found"]
     human = run_cli("doctor", cwd=project.dir)
     assert human.returncode == ExitCode.DOCTOR_FAIL
-    assert "FAIL" in human.stdout and "Traceback" not in human.stderr
+    assert "\nfail\tsettings\t" in human.stdout and "Traceback" not in human.stderr
 
 
 @pytest.mark.timeout(60)
@@ -275,8 +275,14 @@ def test_human_output_has_fixes(project, litestream_bins):
     con.close()
     proc = run_cli("doctor", cwd=project.dir, env={"COLUMNS": "200"})
     assert proc.returncode == ExitCode.DOCTOR_FAIL
-    assert "PRAGMA journal_mode=WAL;" in proc.stdout
-    assert "fix:" in proc.stdout
+    # piped: the fix is the last column of the failed check's line
+    failed = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("fail\t")]
+    assert any("PRAGMA journal_mode=WAL;" in cells[-1] for cells in failed), proc.stdout
+    # on a terminal: the box, with the fix under what was found
+    from tests.test_words_and_output import run_tty
+
+    shown = run_tty("doctor", cwd=project.dir)[1]
+    assert "fix:" in shown and "journal_mode=WAL;" in shown, shown  # words wrap at 80 columns, never break
 
 
 def test_make_db_is_wal(tmp_path: Path):

@@ -206,6 +206,18 @@ def test_tables_fit_80_columns_and_pipes_get_every_identifier(project: Project, 
     assert piped[0] == "database\tlevel\ttxids\tsize\ttimestamp"
     assert all(len(line.split("\t")) == 5 for line in piped) and "\t0000000000000001-0000000000000001\t" in piped[1]
     assert replica_url in run_cli("databases", cwd=project.dir).stdout.splitlines()[1].split("\t")
+    # doctor, drill, cost and the replica-only status, piped: tab-separated and complete, no boxes
+    for command, header in ((["doctor"], "status\tcheck\tsubject\tfound\tfix"),
+                            (["drill"], "database\tresult\tsize\trestore\tnewest state\tRPO\ttables"),
+                            (["cost"], "item\tR2\tS3"),
+                            (["status", "--replica-only"],
+                             "database\treplica\tnewest backup\trestorable since\twindow\tsnapshots")):  # fmt: skip
+        lines = run_cli(*command, cwd=project.dir, timeout=180).stdout.splitlines()
+        assert lines and lines[0] == header, (command, lines)
+        assert all(line.count("\t") == header.count("\t") for line in lines), (command, lines)
+        assert not any(ch in "".join(lines) for ch in "│┃━─…"), (command, lines)
+        if command == ["doctor"]:  # the long replica path is whole, not broken mid-word
+            assert any(str(long_dir) in line for line in lines), lines
 
     # a txid restore reports that point in time, not "latest"
     out = tmp_path / "at-txid-1.db"

@@ -18,7 +18,7 @@ def doctor(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
 
     Exit code: 0 all ok, 30 warnings only, 31 at least one failed check.
     """
-    from backupctl.cli.output import emit_json, say, table
+    from backupctl.cli.output import emit_json, print_table, say
     from backupctl.display import shown
     from backupctl.doctor import run_doctor
 
@@ -44,7 +44,9 @@ def doctor(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
                 body.append("\nfix: " if check.status != "info" else "\nadvice: ", style="cyan")
                 body.append(shown(check.fix))
             t.add_row(Text(label, style=style), check.name, body)
-        table(t)
+        # Piped: one complete tab-separated line per check (the box above folds and cuts at 80 columns).
+        rows = [[check.status, check.name, check.subject or "", check.found, check.fix or ""] for check in report.checks]
+        print_table(["status", "check", "subject", "found", "fix"], rows, title="backupctl doctor", terminal=t)
         counts = report.counts()
         say(f"{counts['ok']} ok, {counts['info']} info, {counts['warn']} warning(s), {counts['fail']} failed")
     if report.exit_code:
@@ -72,7 +74,7 @@ def cost(env_file: EnvFileOpt = None, json_: JsonOpt = False, price: PriceOpt = 
     import os
 
     from backupctl.cli.common import load
-    from backupctl.cli.output import emit_json, say, table
+    from backupctl.cli.output import emit_json, print_table, say
     from backupctl.cost import PRICES_ENV, estimate_cost, parse_price_overrides
 
     settings = load(env_file)
@@ -105,9 +107,10 @@ def cost(env_file: EnvFileOpt = None, json_: JsonOpt = False, price: PriceOpt = 
     ]
     if r2["storage_at_retention"] is not None:
         rows.insert(1, ("storage once retention is full", "storage_at_retention"))
-    for label, key in rows:
-        t.add_row(label, _usd(r2[key]), _usd(s3[key]))
-    table(t)
+    cells = [[label, _usd(r2[key]), _usd(s3[key])] for label, key in rows]
+    for row in cells:
+        t.add_row(*row)
+    print_table(["item", "R2", "S3"], cells, title="estimated monthly cost (USD)", terminal=t)
     say(
         f"stored {_gb(usage['stored_bytes'])}, {usage['writes_per_month']:.0f} uploads/month observed "
         f"({usage['writes_per_month_if_busy']:.0f} if every sync had changes), retention {usage['retention_days']:g} days"

@@ -28,7 +28,7 @@ def drill(
     from backupctl import drill as core
     from backupctl import paths
     from backupctl.cli.cmd_restore import _signals_stop, _status, _step
-    from backupctl.cli.output import emit_json, notice, say, success, table
+    from backupctl.cli.output import emit_json, notice, print_table, say, success
 
     settings = load_for_recovery(env_file)
     binary = binary_for(settings)
@@ -43,11 +43,12 @@ def drill(
 
         from backupctl.display import shown
 
+        columns = ["database", "result", "size", "restore", "newest state", "RPO", "tables"]
         t = Table(title="recovery drill")
-        for column in ("database", "result", "size", "restore", "newest state", "RPO", "tables"):
+        for column in columns:
             t.add_column(column, justify="right" if column in ("size", "restore", "RPO", "tables") else "left")
-        for d in result.databases:
-            t.add_row(
+        rows = [
+            [
                 shown(d.name),
                 d.status,
                 human_size(d.size),
@@ -55,8 +56,12 @@ def drill(
                 d.state_at or "unknown",
                 f"{d.rpo_seconds:.0f}s" if d.rpo_seconds is not None else "-",
                 str(len(d.tables)),
-            )
-        table(t)
+            ]
+            for d in result.databases
+        ]
+        for row in rows:
+            t.add_row(*row)
+        print_table(columns, rows, title="recovery drill", terminal=t)
         for d in result.databases:
             say(f"{d.name}: {d.reason}")
             for note in d.notes:

@@ -257,29 +257,29 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 
         emit_json(report.to_json())
         raise typer.Exit(int(report.exit_code))
-    from rich.table import Table
     from rich.text import Text
 
-    from backupctl.cli.output import table
+    from backupctl.cli.output import print_table, say
     from backupctl.display import shown
 
     styles = {"ok": "green", "not-initialized": "red", "error": "bold red"}
-    t = Table(title=f"Litestream {report.litestream_version} · from the replicas alone (no local database, no supervisor)")
-    for col in ("database", "replica", "newest backup", "restorable since", "window", "snapshots"):
-        t.add_column(col)
-    for d in report.databases:
-        t.add_row(
+    columns = ["database", "replica", "newest backup", "restorable since", "window", "snapshots"]
+    rows = [
+        [
             shown(d.name),
             Text("holds a backup" if d.verdict == "ok" else d.verdict, style=styles.get(d.verdict, "")),
             _ago(d.newest_backup),
             _ago(d.oldest_restorable),
             _duration(d.restorable_window_seconds),
             "-" if d.snapshot_count is None else str(d.snapshot_count),
-        )
-    table(t)
-    for d in report.databases:
+        ]
+        for d in report.databases
+    ]
+    title = f"Litestream {report.litestream_version} · from the replicas alone (no local database, no supervisor)"
+    print_table(columns, rows, title=title)
+    for d in report.databases:  # on stderr, as drill's reasons: piped stdout stays one tab-separated table
         if d.verdict != "ok":
-            table(Text(shown(f"{d.name}: {d.reason}"), style=styles.get(d.verdict, "red")))
+            say(f"{d.name}: {d.reason}")
     raise typer.Exit(int(report.exit_code))
 
 

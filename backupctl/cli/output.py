@@ -172,12 +172,14 @@ def print_table(
     caption: str | None = None,
     optional: tuple[str, ...] = (),
     right: tuple[str, ...] = (),
+    terminal: Any = None,
 ) -> None:
     """Data as a table on stdout; cells are strings or rich Text (for colour).
 
     - Piped (stdout not a terminal): plain tab-separated lines, a header line first, every column,
       nothing cut or wrapped, like `gh`. The title and caption go to stderr.
-    - On a terminal: see :func:`fitted_table`.
+    - On a terminal: ``terminal`` when given (a rich renderable laid out for reading, such as doctor's
+      folded fixes), else :func:`fitted_table`.
     """
     if not sys.stdout.isatty():
         if title:
@@ -189,6 +191,9 @@ def print_table(
             say(caption)
         return
     console = _console(stderr=False)
+    if terminal is not None:
+        console.print(terminal)
+        return
     console.print(fitted_table(console, columns, rows, title=title, caption=caption, optional=optional, right=right))
 
 
