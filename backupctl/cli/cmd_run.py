@@ -51,10 +51,10 @@ def start(
 
     \b
     Examples:
-      backupctl start                          # foreground (Procfile, systemd, Kamal, docker)
-      backupctl start --background             # returns once the first snapshot is in the replica
-      backupctl start -b --restore-if-missing  # a new machine: restore first, then replicate
-      backupctl start --exit-zero-on-clean-stop # what `just backup-start` runs (backupctl justfile)
+      backupctl start                            # foreground (Procfile, systemd, Kamal, docker)
+      backupctl start --background               # returns once the first snapshot is in the replica
+      backupctl start -b --restore-if-missing    # a new machine: restore first, then replicate
+      backupctl start --exit-zero-on-clean-stop  # what `just backup-start` runs (backupctl justfile)
     """
     from backupctl import launch
     from backupctl.cli.output import log_line, out, say, success
