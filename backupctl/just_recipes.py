@@ -64,7 +64,6 @@ def render_backup_just(just_version: Version | None) -> str:
     is taken as a current one."""
     import jinja2
 
-    from backupctl import __version__
     from backupctl.render import default_templates_dir
 
     env = jinja2.Environment(
@@ -75,8 +74,8 @@ def render_backup_just(just_version: Version | None) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # No backupctl version in it: an upgrade that changes no recipe leaves the app's file as it is.
     context = {
-        "version": __version__,
         "here": HERE,  # a just expression, printed as it is: Jinja does not render its own output again
         "continue_attr": just_version is None or just_version >= CONTINUE_SINCE,
         "just_version": shown_version(just_version),

@@ -49,6 +49,12 @@ def justfile_command(
         return 0
     if found is None:
         notice(f"no .env in {project_dir} or above: backup.just goes here, where the recipes will look for one")
+    elif found.name != ".env":
+        # The recipes find the settings as a plain `backupctl` does from that folder: the nearest .env.
+        notice(
+            f"the recipes run backupctl in {project_dir}, which reads the nearest .env, not {found.name}: "
+            "rename it .env, or set BACKUPCTL_ENV_FILE where just runs"
+        )
     done = just_recipes.write_backup_just(target, text, force=force)
     if done.kept is not None:
         notice(f"kept your previous {target.name} as {done.kept}")
