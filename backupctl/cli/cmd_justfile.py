@@ -60,7 +60,7 @@ def justfile_command(
         notice(f"kept your previous {target.name} as {done.kept}")
     success(f"{target} {done.action}" if done.action == "unchanged" else f"{done.action} {target}")
     if just_version is None:
-        notice("no `just` on PATH: the recipes need just 1.29 or newer (https://just.systems)")
+        notice("no `just` on PATH: these recipes need just 1.54 or newer (https://just.systems)")
     elif just_version < just_recipes.NEEDS:
         notice(f"just {just_recipes.shown_version(just_version)} is too old for these recipes: they need 1.29 or newer")
     elif just_version < just_recipes.CONTINUE_SINCE:
