@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backupctl.errors import RefusedError, SupervisorError
+from backupctl.errors import ExitCode, RefusedError, SupervisorError
 from backupctl.owned import secure_dir
 from backupctl.settings import Settings
 
@@ -92,9 +92,14 @@ def run_foreground(
     background_child: bool,
     log: Log,
     report: Log | None,
+    exit_zero_on_clean_stop: bool = False,
 ) -> int:
     """`start` in the foreground (or as the detached child of `start --background`, logging to the
-    project's rotating log): run the supervisor until it stops; its exit code."""
+    project's rotating log): run the supervisor until it stops; its exit code.
+
+    ``exit_zero_on_clean_stop``: a stop by SIGINT or SIGTERM whose final sync completed is 0, not
+    130/143. Task runners (just) call any non-zero exit a failure, and a recipe's shell cannot tell a
+    clean stop from one whose final sync was not confirmed; the supervisor can."""
     from backupctl import paths, state
     from backupctl.logfiles import RotatingLog
     from backupctl.processes import check_free
@@ -119,7 +124,10 @@ def run_foreground(
         config_input=fingerprint(settings, litestream.config_path),
         report=None if background_child else report,
     )
-    return supervisor.run()
+    code = supervisor.run()
+    if exit_zero_on_clean_stop and code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED) and supervisor.status.final_sync:
+        return int(ExitCode.OK)
+    return code
 
 
 def _log_size(state_dir: Path) -> int:

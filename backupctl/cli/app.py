@@ -170,6 +170,7 @@ def _root(
 # Registration order is the order of `backupctl --help`.
 # isort: off
 from backupctl.cli import cmd_config  # noqa: E402,F401
+from backupctl.cli import cmd_justfile  # noqa: E402,F401
 from backupctl.cli import cmd_binary  # noqa: E402,F401
 from backupctl.cli import cmd_run  # noqa: E402,F401
 from backupctl.cli import cmd_inspect  # noqa: E402,F401

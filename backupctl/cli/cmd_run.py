@@ -33,6 +33,14 @@ def start(
         typer.Option("--restore-if-missing", help="Restore a missing database from its replica before replicating."),
     ] = False,
     skip_checks: SkipChecksOpt = False,
+    exit_zero_on_clean_stop: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero-on-clean-stop",
+            help="Foreground: exit 0, not 130/143, when Ctrl-C or SIGTERM stopped it and the final sync completed "
+            "(for task runners such as just, which call any non-zero exit a failure).",
+        ),
+    ] = False,
     foreground_child: Annotated[bool, typer.Option("--foreground-child", hidden=True)] = False,
 ) -> int:
     """Replicate continuously: run litestream under supervision (foreground unless --background).
@@ -43,9 +51,10 @@ def start(
 
     \b
     Examples:
-      backupctl start                          # foreground (Procfile, systemd, Kamal, docker)
-      backupctl start --background             # returns once the first snapshot is in the replica
-      backupctl start -b --restore-if-missing  # a new machine: restore first, then replicate
+      backupctl start                            # foreground (Procfile, systemd, Kamal, docker)
+      backupctl start --background               # returns once the first snapshot is in the replica
+      backupctl start -b --restore-if-missing    # a new machine: restore first, then replicate
+      backupctl start --exit-zero-on-clean-stop  # what `just backup-start` runs (backupctl justfile)
     """
     from backupctl import launch
     from backupctl.cli.output import log_line, out, say, success
@@ -74,6 +83,7 @@ def start(
         background_child=foreground_child,
         log=log_line,
         report=out,
+        exit_zero_on_clean_stop=exit_zero_on_clean_stop,
     )
     if code:
         raise typer.Exit(code)
