@@ -45,8 +45,9 @@ pins VERSION *ARGS:
     {{py}} scripts/compute_pins.py --write "$@"
 
 # Start replication in the foreground
+[continue]
 backup-start:
-    {{bc}} start
+    @exec {{bc}} start --exit-zero-on-clean-stop
 
 # Start replication in the background (returns once replication is confirmed)
 backup-start-bg:
