@@ -211,9 +211,10 @@ def _open(
     opener = _opener(loopback_http)
     # S310: only https (or loopback http) URLs get here: checked above, and on every redirect.
     request = urllib.request.Request(url, headers={"User-Agent": "backupctl", "Accept": accept})  # noqa: S310
-    if credentials is not None and _origin(url) == credentials.origin:
+    with_credentials = credentials is not None and _origin(url) == credentials.origin
+    if with_credentials:
         # Unredirected: urllib copies ordinary headers onto a redirect, which may lead to another host.
-        request.add_unredirected_header("Authorization", credentials.header)
+        request.add_unredirected_header("Authorization", credentials.header)  # type: ignore[union-attr]
     host = host_of(url)
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -229,7 +230,7 @@ def _open(
                     continue
             if exc.code == 404:
                 hint = "the release or mirror does not have this file; check the version and the mirror"
-            elif exc.code in (401, 403) and credentials is not None:
+            elif exc.code in (401, 403) and with_credentials:
                 hint = "the server refuses the credentials in the index URL (user:token@); check them"
             else:
                 hint = "try again later, or use another --source"
