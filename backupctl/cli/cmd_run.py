@@ -194,12 +194,13 @@ def service(
     ] = False,
     user_name: Annotated[
         str | None,
-        typer.Option("--user-name", help="With --system: the account the unit runs as.", show_default=False),
+        typer.Option("--user-name", metavar="NAME", help="With --system: the account the unit runs as.", show_default=False),
     ] = None,
     data: Annotated[
         str | None,
         typer.Option(
             "--data",
+            metavar="VOLUME|PATH",
             help="compose only: the named volume (a name; default: storage) or host folder (a path, like ./storage) "
             "holding the databases, mounted at /data/storage.",
             show_default=False,
@@ -209,6 +210,7 @@ def service(
         str | None,
         typer.Option(
             "--container-user",
+            metavar="UID:GID",
             help="compose only: UID:GID the container runs as and the image is built for (default: 1000:1000).",
             show_default=False,
         ),
