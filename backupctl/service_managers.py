@@ -50,11 +50,13 @@ def _name(pid: int) -> str:
         return ""
 
 
-def manager_stop_hint(manager: str) -> str:
+def manager_stop_hint(manager: str, euid: int | None = None) -> str:
     if manager.startswith("systemd user unit "):
         return f"systemctl --user stop {manager.removeprefix('systemd user unit ')}"
     if manager.startswith("systemd unit "):
-        return f"systemctl stop {manager.removeprefix('systemd unit ')}"
+        # A system unit (`service systemd --system`) runs as its User=, but only root may stop it.
+        sudo = "" if (os.geteuid() if euid is None else euid) == 0 else "sudo "
+        return f"{sudo}systemctl stop {manager.removeprefix('systemd unit ')}"
     if manager.startswith("launchd job "):
         return f"launchctl stop {manager.removeprefix('launchd job ')}"
     if manager == "a container":

@@ -12,3 +12,9 @@ def test_service_manager_is_read_from_the_environment() -> None:
     assert service_managers.manager_stop_hint("systemd user unit backupctl-app.service") == (
         "systemctl --user stop backupctl-app.service"
     )
+
+
+def test_a_system_unit_is_stopped_with_sudo_unless_by_root() -> None:
+    manager = "systemd unit backupctl-app.service"
+    assert service_managers.manager_stop_hint(manager, euid=1000) == "sudo systemctl stop backupctl-app.service"
+    assert service_managers.manager_stop_hint(manager, euid=0) == "systemctl stop backupctl-app.service"

@@ -181,7 +181,11 @@ def service(
     kind: Annotated[ServiceKind, typer.Argument(help="systemd, launchd, compose or procfile.")],
     env_file: EnvFileOpt = None,
     install: Annotated[
-        bool, typer.Option("--install", help="systemd only: write it as a user unit to ~/.config/systemd/user/.")
+        bool,
+        typer.Option(
+            "--install",
+            help="systemd only: write the unit to ~/.config/systemd/user/ (with --system: /etc/systemd/system/, as root).",
+        ),
     ] = False,
     image: Annotated[
         str | None,
@@ -194,24 +198,100 @@ def service(
     serve: Annotated[
         bool, typer.Option("--serve", help="Define `backupctl serve` (health, metrics, status page) instead of the supervisor.")
     ] = False,
+    system: Annotated[
+        bool,
+        typer.Option("--system", help="systemd only: a system unit run as --user-name (multi-user.target), not a user unit."),
+    ] = False,
+    user_name: Annotated[
+        str | None,
+        typer.Option("--user-name", metavar="NAME", help="With --system: the account the unit runs as.", show_default=False),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="VOLUME|PATH",
+            help="compose only: the named volume (a name; default: storage) or host folder (a path, like ./storage) "
+            "holding the databases, mounted at /data/storage.",
+            show_default=False,
+        ),
+    ] = None,
+    container_user: Annotated[
+        str | None,
+        typer.Option(
+            "--container-user",
+            metavar="UID:GID",
+            help="compose only: UID:GID the container runs as and the image is built for (default: 1000:1000).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Print a service definition that runs `backupctl start` in the foreground (unit, plist, compose, Procfile).
 
     With --serve, one for `backupctl serve` to run next to it (a unit/service of its own).
+
+    \b
+    Examples:
+      backupctl service systemd --install                              # a user unit
+      backupctl service systemd --system --user-name deploy --install  # a system unit (as root)
+      backupctl service compose > compose.backupctl.yml                # beside the .env
+      backupctl service compose --data campfire_storage                # the app's named volume
+      backupctl service procfile >> Procfile                           # backupctl from PATH, ./.env
     """
-    from backupctl.cli.output import out, say, success
+    from backupctl.cli.output import UsageError, out, say, success
     from backupctl.errors import RefusedError
-    from backupctl.service import install_systemd_user_unit, render_service
+    from backupctl.service import install_systemd_unit, render_service
+
+    misplaced = [
+        option
+        for option, given, allowed in (
+            ("--system", system, kind is ServiceKind.systemd),
+            ("--user-name", user_name is not None, system),
+            ("--image", image is not None, kind is ServiceKind.compose),
+            ("--data", data is not None, kind is ServiceKind.compose),
+            ("--container-user", container_user is not None, kind is ServiceKind.compose),
+        )
+        if given and not allowed
+    ]
+    if misplaced:
+        raise UsageError(
+            f"{', '.join(misplaced)} does not apply to `service {kind.value}`"
+            + (" without --system" if misplaced == ["--user-name"] else ""),
+            "see `backupctl service --help`: --system and --user-name are for systemd, --image, --data and "
+            "--container-user for compose",
+        )
+    if system and not user_name:
+        raise UsageError(
+            "--system needs --user-name: the account the unit runs as",
+            "name the user who owns the project and its .env, like --user-name deploy (root would work, and should not)",
+        )
+    if install and kind is not ServiceKind.systemd:
+        raise RefusedError("--install only installs systemd units", "redirect the output to a file instead")
 
     settings = load(env_file)
-    rendered = render_service(kind.value, settings, image=image, command="serve" if serve else "start")
+    rendered = render_service(
+        kind.value,
+        settings,
+        image=image,
+        command="serve" if serve else "start",
+        system_user=user_name if system else None,
+        data=data,
+        container_user=container_user,
+    )
     if not install:
         out(rendered.text)
         return 0
-    if kind is not ServiceKind.systemd:
-        raise RefusedError("--install only installs systemd user units", "redirect the output to a file instead")
-    path = install_systemd_user_unit(rendered)
+    from backupctl.service import backupctl_command
+
+    # Who is not root is told to render the unit as themselves (their environment) and write it with sudo.
+    printing = [*backupctl_command(), "service", "systemd", "--system", "--user-name", str(user_name)]
+    printing += ["--serve"] if serve else []
+    printing += ["--env-file", str(settings.env_file)] if settings.env_file else []
+    path = install_systemd_unit(rendered, print_command=printing)
     success(f"wrote {path}")
+    if rendered.system:
+        say(f"enable it with: systemctl daemon-reload && systemctl enable --now {path.name}")
+        return 0
     say(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {path.name}")
     say("keep it running after logout with: loginctl enable-linger $USER")
     return 0
