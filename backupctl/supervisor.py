@@ -442,6 +442,10 @@ class Supervisor:
         final_sync: bool | None = None
         if stopped or run.reload is not None:
             final_sync = self.status.final_sync = self._positions.final_sync(run, returncode)
+        if not stopped and run.reload is None and run.restart is None and self.status.state in (state.RUNNING, state.STARTING):
+            # It died on its own: never a "running" document without a litestream, even for an instant
+            # (the loop decides next between BACKOFF and FATAL, both allowed from here).
+            self._transition(state.BACKOFF)
         self._save()
         return ChildOutcome(returncode, runtime, run.confirmed, stopped, run.failed_start, final_sync, run.killed,
                             run.reload, run.restart)  # fmt: skip

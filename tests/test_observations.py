@@ -85,7 +85,8 @@ def test_status_reads_the_supervisors_looks_and_falls_back_when_they_are_stale(p
 
         def restarted_child() -> state.SupervisorState | None:
             now = state.read_supervisor_state(state_dir)
-            return now if now and now.state == "running" and now.litestream_pid != sup.litestream_pid else None
+            fresh = now and now.state == "running" and now.litestream_pid not in (None, sup.litestream_pid)
+            return now if fresh else None
 
         restarted = wait_for(restarted_child, 60, what="litestream restarted")
         pids.append(restarted.litestream_pid)
