@@ -109,6 +109,23 @@ class Command(_ParsesToTheBoundary, typer.core.TyperCommand):
             if isinstance(param, click.Argument) and not param.help and param.name in declared:
                 param.help = declared[param.name]
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Litestream's single-dash spellings first (``spellings.normalise``), then click's parse."""
+        from backupctl.cli.spellings import SpellingError, normalise
+
+        options = {
+            name: not (param.is_flag or param.count)
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option)
+            for name in (*param.opts, *param.secondary_opts)
+        }
+        try:
+            args = normalise(args, options, ctx.command_path)
+        except SpellingError as exc:
+            if not ctx.resilient_parsing:  # shell completion reads the words as click does, never fails
+                raise click.UsageError(str(exc), ctx) from None
+        return super().parse_args(ctx, args)
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         _write_options(self, ctx, formatter)
 

@@ -27,7 +27,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="A litestream.yml to use as it is (default: the one rendered beside the .env).", show_default=False
+        "--config",
+        "-c",
+        help="A litestream.yml to use as it is (default: the one rendered beside the .env); litestream's -config works too.",
+        show_default=False,
     ),
 ]
 
