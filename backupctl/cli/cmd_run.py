@@ -39,7 +39,9 @@ def start(
 
     Restarts litestream with backoff if it dies, stops it gracefully (final sync) on Ctrl-C or
     SIGTERM, and refuses to run twice on one database. Fast checks first (database file, replica
-    folder or endpoint): a mistake fails in seconds with its cause.
+    folder or endpoint): a mistake fails in seconds with its cause. --background when this
+    project's supervisor already replicates with the same settings says so and exits 0 (with other
+    settings, exit 6).
 
     \b
     Examples:
@@ -52,6 +54,16 @@ def start(
 
     # A new machine: the databases (and their folders) may exist only in the replica.
     settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
+    if background and not foreground_child:
+        # "Make sure it replicates": this project's supervisor, replicating with these settings, is a yes.
+        running = launch.already_running(settings, config)
+        if running is not None:
+            success(
+                f"already running: {running.record.describe()}"
+                + (f", litestream pid {running.litestream_pid}" if running.litestream_pid else "")
+            )
+            say(f"log: {running.log_path}  (backupctl logs -f)")
+            return 0
     if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
 
