@@ -11,6 +11,7 @@ so help looks the same everywhere with the installed typer and click:
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,8 +34,19 @@ def _help_records(command: click.Command, ctx: click.Context) -> tuple[list[tupl
         if record is None:
             continue
         name, help_text = record
-        (args if param.param_type_name == "argument" else opts).append((name, help_text.replace("\\[", "[")))
+        help_text = _duration_default(param, help_text.replace("\\[", "["))
+        (args if param.param_type_name == "argument" else opts).append((name, help_text))
     return args, opts
+
+
+def _duration_default(param: click.Parameter, help_text: str) -> str:
+    """A duration option's default as the duration people type (`[default: 30m]`), not as the seconds
+    click holds (`[default: 1800.0]`): the option takes `30m`, so its help says `30m` too."""
+    spelled = getattr(param.type, "spelled", None)
+    default = param.default
+    if spelled is None or isinstance(default, bool) or not isinstance(default, int | float):
+        return help_text
+    return re.sub(rf"(\bdefault: ){re.escape(str(default))}(?=[];])", lambda m: m.group(1) + spelled(default), help_text)
 
 
 def _write_options(command: click.Command, ctx: click.Context, formatter: click.HelpFormatter) -> None:

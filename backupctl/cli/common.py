@@ -89,6 +89,17 @@ class _Duration(click.ParamType):
             self.fail(f"{value!r} is not positive", param, ctx)
         return seconds
 
+    @staticmethod
+    def spelled(seconds: float) -> str:
+        """Seconds as the duration people write (1800 -> 30m, 90 -> 1m30s, 0.5 -> 500ms): how --help shows a default."""
+        if seconds < 1:
+            return f"{round(seconds * 1000)}ms"
+        whole = round(seconds)
+        hours, rest = divmod(whole, 3600)
+        minutes, secs = divmod(rest, 60)
+        text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+        return text or "0s"
+
 
 DURATION = _Duration()
 
