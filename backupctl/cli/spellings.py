@@ -68,7 +68,8 @@ def normalise(args: list[str], options: Mapping[str, bool], command: str) -> lis
             continue
         name, eq, value = arg[1:].partition("=")
         meant = LITESTREAM.get(name)
-        if meant is not None and meant in options:
+        # `-o PATH` is click's reading too; only Go's `-o=PATH` needs translating (click: the path "=PATH").
+        if meant is not None and meant in options and (len(name) > 1 or eq):
             result.append(f"{meant}={value}" if eq else meant)
             if not eq and options[meant] and i < len(args):
                 result.append(args[i])
@@ -78,9 +79,10 @@ def normalise(args: list[str], options: Mapping[str, bool], command: str) -> lis
             raise SpellingError(f"-{name} is litestream's option; `{command}` has no {meant}: {INSTEAD[name]}")
         if len(name) > 1 and f"--{name}" in options:
             raise SpellingError(f"-{name} is not an option; did you mean --{name}?")
-        if _click_reads(arg, options):
+        reading = _click_reads(arg, options)
+        if reading is not None:
             result.append(arg)
-            if options.get(arg) and i < len(args):  # `-o PATH`: PATH is a value, whatever it looks like
+            if reading and i < len(args):  # `-o PATH`, `-vo PATH`: PATH is a value, whatever it looks like
                 result.append(args[i])
                 i += 1
             continue
@@ -91,15 +93,14 @@ def normalise(args: list[str], options: Mapping[str, bool], command: str) -> lis
     return result
 
 
-def _click_reads(arg: str, options: Mapping[str, bool]) -> bool:
-    """click reads ``arg`` (one dash) as short options: flags in a row (``-bv``), the last of them
-    possibly taking the rest as its value (``-vo/tmp/x``, ``-tyesterday``)."""
+def _click_reads(arg: str, options: Mapping[str, bool]) -> bool | None:
+    """How click reads ``arg`` (one dash) as short options: flags in a row (``-bv``), the last of them
+    possibly taking the rest of the word as its value (``-tyesterday``). None: not at all; True: the
+    next argument is the last option's value (``-o PATH``, ``-vo PATH``); False: the word is complete."""
     for n, char in enumerate(arg[1:]):
         short = f"-{char}"
         if short not in options:
-            return False
+            return None
         if options[short]:
-            return True  # the rest of the word (or the next argument) is its value
-        if n == len(arg) - 2:
-            return True
+            return n == len(arg) - 2  # nothing glued on: the value is the next argument
     return False
