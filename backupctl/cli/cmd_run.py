@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from backupctl.cli.common import (
     preflight,
     restored_lines,
 )
+from backupctl.errors import ConflictError
 
 
 @app.command()
@@ -58,17 +59,20 @@ def start(
         # "Make sure it replicates": this project's supervisor, replicating with these settings, is a yes.
         running = launch.already_running(settings, config)
         if running is not None:
-            success(
-                f"already running: {running.record.describe()}"
-                + (f", litestream pid {running.litestream_pid}" if running.litestream_pid else "")
-            )
-            say(f"log: {running.log_path}  (backupctl logs -f)")
-            return 0
+            return _already_running(running)
     if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
 
     if background and not foreground_child:
-        started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
+        try:
+            started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
+        except ConflictError:
+            # Lost a race with another start of this project (both found none running): the same answer
+            # as when the other one had been first, once it replicates. Anything else stays refused.
+            running = launch.already_running(settings, config)
+            if running is None:
+                raise
+            return _already_running(running)
         for line in restored_lines(started.log_path, started.log_offset):  # on stdout as in the foreground, not only in the log
             out(line)
         success(
@@ -89,6 +93,15 @@ def start(
     )
     if code:
         raise typer.Exit(code)
+    return 0
+
+
+def _already_running(running: Any) -> int:  # launch.Running (imported lazily with launch)
+    from backupctl.cli.output import say, success
+
+    pids = f"{running.record.describe()}" + (f", litestream pid {running.litestream_pid}" if running.litestream_pid else "")
+    success(f"already running: {pids}")
+    say(f"log: {running.log_path}  (backupctl logs -f)")
     return 0
 
 
