@@ -178,6 +178,7 @@ def test_litestream_spellings_are_translated_only_where_the_command_has_the_opti
         (["-output", "x.db"], restore, "did you mean --output?"),  # not `-o utput`
         (["-forse"], restore, "-forse is not an option of `backupctl restore`; did you mean --force?"),
         (["-config", "x.yml"], restore, "has no --config"),
+        (["-database=db/app.db"], restore, "name the database as its argument (`backupctl restore db/app.db`)"),
         (["-timestamp", "x"], status, "it is `backupctl restore`'s"),
     ):
         with pytest.raises(SpellingError, match=re.escape(said)):

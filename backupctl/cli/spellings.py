@@ -15,6 +15,7 @@ works on that command's own options, so every parse of a command line agrees: th
   ``-bv``, a short option with its value glued on like ``-tyesterday``) is a usage error naming the
   ``--long`` option meant. A word that is exactly a long option's name (``-force``, ``-output``)
   is always that mistake, even where click could read it otherwise (``-output`` as ``-o utput``).
+  litestream-ruby's ``-database=PATH`` (the Campfire guide) is answered with the argument form.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def normalise(args: list[str], options: Mapping[str, bool], command: str) -> lis
             continue
         if meant is not None and len(name) > 1:
             raise SpellingError(f"-{name} is litestream's option; `{command}` has no {meant}: {INSTEAD[name]}")
+        if name == "database":  # litestream-ruby's rake tasks (the Campfire guide), not litestream's own flag
+            example = f"{command} {value if eq else 'DB'}"
+            raise SpellingError(f"-database is not an option of `{command}`: name the database as its argument (`{example}`)")
         if len(name) > 1 and f"--{name}" in options:
             raise SpellingError(f"-{name} is not an option; did you mean --{name}?")
         reading = _click_reads(arg, options)
