@@ -163,8 +163,10 @@ def test_litestream_spellings_are_translated_only_where_the_command_has_the_opti
         (["-timestamp", "2026-12-03T10:31:01Z"], ["--timestamp", "2026-12-03T10:31:01Z"]),
         (["-timestamp=2026-12-03T10:31:01Z", "app.db"], ["--timestamp=2026-12-03T10:31:01Z", "app.db"]),
         (["-generation", "abc", "-txid=1"], ["--generation", "abc", "--txid=1"]),
-        (["-o=/tmp/x.db", "-if-db-not-exists", "-if-replica-exists"],
-         ["--output=/tmp/x.db", "--if-db-not-exists", "--if-replica-exists"]),
+        (
+            ["-o=/tmp/x.db", "-if-db-not-exists", "-if-replica-exists"],
+            ["--output=/tmp/x.db", "--if-db-not-exists", "--if-replica-exists"],
+        ),
         # what click reads already stays as it is: glued short values, flag clusters, values, after `--`
         (["-tyesterday", "-vo", "/tmp/x", "-o", "-timestamp"], ["-tyesterday", "-vo", "/tmp/x", "-o", "-timestamp"]),
         (["--output", "-force", "-vo", "-v", "--", "-timestamp"], ["--output", "-force", "-vo", "-v", "--", "-timestamp"]),
