@@ -77,7 +77,7 @@ backup-snapshots *ARGS:
 backup-generations *ARGS:
     {{bc}} generations "$@"
 
-# Restore: to the default location, or `just backup-restore /path/to/restore.db`
+# Restore: to the default location (several databases: add a name or --all), or `just backup-restore /path/to/restore.db`
 backup-restore *ARGS:
     {{bc}} restore "$@"
 

@@ -124,3 +124,8 @@ class NotFoundError(BackupctlError):
 class SupervisorError(BackupctlError):
     exit_code = ExitCode.SUPERVISOR
     kind = "supervisor"
+
+
+class NoBackupError(NotFoundError):
+    """The replica holds no backup of a database at all (a first deploy), rather than none at the point
+    asked for: what `restore --if-replica-exists` passes over."""

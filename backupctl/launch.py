@@ -5,8 +5,9 @@ installs the pinned binary; :func:`run_foreground` runs the supervisor in this p
 :func:`launch_background` starts a detached one (through ``background.py``) and, when it fails,
 puts litestream's own last error first (:func:`explain_failed_start`); :func:`stop_project`
 stops this project's supervisor unless a service manager runs it. Before either start, refuses
-when anything else replicates these databases (``processes.check_free``). Messages go to the
-``log`` callables the command passes.
+when anything else replicates these databases (``processes.check_free``); a `start --background`
+that finds this project's own supervisor replicating with the same settings has nothing to do
+(:func:`already_running`). Messages go to the ``log`` callables the command passes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backupctl.errors import ExitCode, RefusedError, SupervisorError
+from backupctl.errors import ConflictError, ExitCode, RefusedError, SupervisorError
 from backupctl.owned import secure_dir
 from backupctl.settings import Settings
 
 if TYPE_CHECKING:
     from backupctl.background import StopResult
+    from backupctl.processes import ProcessRecord
     from backupctl.runner import Litestream
 
 Log = Callable[[str], None]
@@ -56,6 +58,64 @@ class Launched:
     litestream_pid: int | None
     log_path: Path
     log_offset: int  # where this start's lines begin in the log
+
+
+@dataclass(frozen=True)
+class Running:
+    record: ProcessRecord
+    litestream_pid: int | None
+    log_path: Path
+
+
+def already_running(settings: Settings, config: Path | None, *, timeout: float = 120.0, poll: float = 0.2) -> Running | None:
+    """`start --background` when this project's supervisor runs already: what runs, when it replicates
+    with the settings this start would use (so there is nothing to do: exit 0, as people expect of
+    "make sure it runs"), else None when none runs.
+
+    Raises ConflictError (exit 6, as before) when it runs with other settings (a restart applies them:
+    saying "running" would hide that the new ones are not in use) or is not replicating (backoff, fatal,
+    stopping). One still starting is waited for, as a start of our own would be, up to ``timeout``."""
+    from backupctl import paths, processes, state
+    from backupctl.project import explicit_config
+    from backupctl.render import fingerprint
+
+    record = processes.supervisor_of(settings.project_dir)
+    if record is None:
+        return None
+    state_dir = paths.project_state_dir(settings.project_dir)
+    wanted = explicit_config(config) or settings.config_path
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = state.read_supervisor_state_of(state_dir, record.pid, record.create_time)
+        if doc is not None:  # None: it has only just started and written nothing yet
+            same = (
+                doc.config_source is not None
+                and Path(doc.config_source) == wanted
+                and doc.config_input == fingerprint(settings, wanted)
+            )
+            if not same:
+                raise ConflictError(
+                    f"replication is already running for this project, with other settings: {record.describe()}",
+                    f"it runs with {doc.config_source or 'an unknown config'}; to apply the current settings, restart "
+                    "it: `backupctl stop`, then `backupctl start --background`",
+                )
+            if doc.state == state.RUNNING:
+                return Running(record, doc.litestream_pid, state_dir / state.LOGFILE)
+            if doc.state != state.STARTING:
+                why = f" ({doc.last_error})" if doc.last_error else ""
+                raise ConflictError(
+                    f"this project's supervisor is already running but {doc.state}{why}: {record.describe()}",
+                    "`backupctl status` and `backupctl logs` say why; `backupctl stop`, then start again",
+                )
+        if not record.alive():  # it stopped meanwhile: this start can go ahead
+            return None
+        if time.monotonic() > deadline:
+            raise ConflictError(
+                f"this project's supervisor is already running but has not confirmed replication in {timeout:g}s: "
+                f"{record.describe()}",
+                "`backupctl status` and `backupctl logs` say why",
+            )
+        time.sleep(poll)
 
 
 def launch_background(settings: Settings, config: Path | None, *, restore_if_missing: bool, log: Log) -> Launched:

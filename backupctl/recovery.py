@@ -18,7 +18,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from backupctl.errors import BackupctlError, ConfigError, LitestreamError, NotFoundError
+from backupctl.errors import BackupctlError, ConfigError, LitestreamError, NoBackupError, NotFoundError
 from backupctl.settings import Replica, Settings
 
 NAME_MARK = "{name}"
@@ -69,7 +69,9 @@ def resolve_databases(settings: Settings, *, note: Callable[[str], None] | None 
         matches = sorted(name for name in held or [] if fnmatchcase(name, base))
         if not matches and not local:
             where = ", ".join(r.destination for r in _name_replicas(settings))
-            raise NotFoundError(
+            # An empty replica is a first deploy (`restore --if-replica-exists` passes over it); a replica
+            # holding other names is a pattern or a replica setting that points elsewhere.
+            raise (NotFoundError if held else NoBackupError)(
                 f"BACKUP_DATABASES: {pattern!r} matches no local file and no database in the replica ({where})",
                 "check the pattern and the replica settings (BACKUP_PATH, BACKUP_BUCKET, BACKUP_LOCAL_DIR); "
                 f"the replica holds: {', '.join(held) or 'nothing'}",

@@ -342,13 +342,18 @@ def load_settings(
 
     warnings = unknown_variables(file_values, environ, source_name, KNOWN_VARIABLES)
     if errors.problems:
+        count = f"{len(errors.problems)} problem{'s' if len(errors.problems) > 1 else ''}"
+        if path is None:
+            # Outside a project every setting is missing: the missing .env is the cause, so it comes first.
+            raise ConfigError(
+                f"{env_search_note(cwd)}, which has {count}",
+                "run backupctl from your project's folder (or below it), or name the file with --env-file PATH",
+                details=errors.problems + warnings,
+            )
         raise ConfigError(
-            f"{len(errors.problems)} problem{'s' if len(errors.problems) > 1 else ''} in the settings"
-            + (f" ({path})" if path else ""),
-            'fix the variables named above (README, "Settings", lists them all), then run the command again'
-            if path
-            else "run backupctl from your project's folder (or below it), or name the file with --env-file PATH",
-            details=errors.problems + warnings + ([] if path else [env_search_note(cwd)]),
+            f"{count} in the settings ({path})",
+            'fix the variables named above (README, "Settings", lists them all), then run the command again',
+            details=errors.problems + warnings,
         )
 
     databases = tuple(_database(p, kinds, values, local_dir, version) for p in db_paths)

@@ -8,6 +8,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import click
+import pytest
 import typer.main
 
 from backupctl.cli.app import app
@@ -150,3 +151,66 @@ def test_a_usage_error_under_json_is_one_json_error_object(project) -> None:
         assert human.returncode == ExitCode.USAGE and human.stdout == "", (argv, human.stdout)
         assert human.stderr.startswith(("Usage: backupctl", "Error: ")) and "Error: " in human.stderr, (argv, human.stderr)
         assert "{" not in human.stderr and "Traceback" not in human.stderr, argv
+
+
+def test_litestream_spellings_are_translated_only_where_the_command_has_the_option() -> None:
+    from backupctl.cli.spellings import SpellingError, normalise
+
+    restore = {"--timestamp": True, "-t": True, "--txid": True, "--generation": True, "--output": True, "-o": True,
+               "--if-db-not-exists": False, "--if-replica-exists": False, "--force": False, "-v": False, "--json": False,
+               "--help": False, "-h": False}  # fmt: skip
+    for argv, read in (
+        (["-timestamp", "2026-12-03T10:31:01Z"], ["--timestamp", "2026-12-03T10:31:01Z"]),
+        (["-timestamp=2026-12-03T10:31:01Z", "app.db"], ["--timestamp=2026-12-03T10:31:01Z", "app.db"]),
+        (["-generation", "abc", "-txid=1"], ["--generation", "abc", "--txid=1"]),
+        (
+            ["-o=/tmp/x.db", "-if-db-not-exists", "-if-replica-exists"],
+            ["--output=/tmp/x.db", "--if-db-not-exists", "--if-replica-exists"],
+        ),
+        # what click reads already stays as it is: glued short values, flag clusters, values, after `--`
+        (["-tyesterday", "-vo", "/tmp/x", "-o", "-timestamp"], ["-tyesterday", "-vo", "/tmp/x", "-o", "-timestamp"]),
+        (["--output", "-force", "-vo", "-v", "--", "-timestamp"], ["--output", "-force", "-vo", "-v", "--", "-timestamp"]),
+    ):
+        assert normalise(argv, restore, "backupctl restore") == read, argv
+    status = {"--config": True, "-c": True, "--json": False, "--fresh": False}
+    assert normalise(["-config", "x.yml", "--json"], status, "backupctl status") == ["--config", "x.yml", "--json"]
+    assert normalise(["-c=x.yml"], status, "backupctl status") == ["-c=x.yml"]  # click's own reading (the path "=x.yml")
+    for argv, options, said in (
+        (["-force"], restore, "-force is not an option; did you mean --force?"),
+        (["-output", "x.db"], restore, "did you mean --output?"),  # not `-o utput`
+        (["-forse"], restore, "-forse is not an option of `backupctl restore`; did you mean --force?"),
+        (["-config", "x.yml"], restore, "has no --config"),
+        (["-database=db/app.db"], restore, "name the database as its argument (`backupctl restore db/app.db`)"),
+        (["-timestamp", "x"], status, "it is `backupctl restore`'s"),
+    ):
+        with pytest.raises(SpellingError, match=re.escape(said)):
+            normalise(argv, options, "backupctl restore")
+
+
+def test_litestream_spellings_on_the_command_line(project) -> None:
+    """The real CLI: each spelling reaches the option it names (exit 3 proves the restore read both points
+    to restore), and a mistake is a usage error naming the --long option, for people and under --json."""
+    cases = [
+        (["restore", "-timestamp", "2026-12-03T10:31:01Z", "-txid", "1"], ExitCode.CONFIG, "--txid and --timestamp both"),
+        (["restore", "-generation=0123456789abcdef"], ExitCode.CONFIG, "--generation is a Litestream 0.3 option"),
+        (["restore", "-force"], ExitCode.USAGE, "did you mean --force?"),
+        (["restore", "-config", "x.yml"], ExitCode.USAGE, "--env-file"),
+        (["status", "-timestamp", "x"], ExitCode.USAGE, "it is `backupctl restore`'s"),
+        (["status", "-config", str(project.dir / "missing.yml")], ExitCode.CONFIG, "missing.yml: no such file"),
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda case: run_cli(*case[0], cwd=project.dir), cases))
+    for (argv, code, said), result in zip(cases, results, strict=True):
+        assert result.returncode == code and said in result.stderr, (argv, result.stderr)
+    error = usage_error_document(run_cli("status", "--json", "-fresh", cwd=project.dir), ["status", "-fresh"])
+    assert error["message"] == "-fresh is not an option; did you mean --fresh?"
+
+
+def test_duration_defaults_read_as_durations_in_help() -> None:
+    for command, option, default in (("restore", "--timeout", "30m"), ("drill", "--timeout", "30m"),
+                                     ("status", "--interval", "3s")):  # fmt: skip
+        text = " ".join(run_cli(command, "--help", env={"COLUMNS": "200"}).stdout.split())
+        assert f"{option} DURATION" in text and f"[default: {default}]" in text, (command, text)
+        again = " ".join(run_cli(command, "--help", env={"COLUMNS": "200"}).stdout.split())  # from the help cache
+        assert again == text
+    assert run_cli("drill", "--timeout", "soon").returncode == ExitCode.USAGE  # a duration now, like the others

@@ -135,7 +135,8 @@ def plain_form(command: str, options: dict[str, str | bool], database: str | Non
 # Every spelling click knows, and those it reads another way than it looks: glued, doubled, empty, `--`.
 TOKENS = ["--json", "--fresh", "--level", "--level=9", "--level=-1", "9", "all", "-1", "--config", "-c", "--config=x.yml",
           "--config=", "-c=x.yml", "-cx.yml", "-c=", "x.yml", "=x.yml", "--env-file", "--env-file=e.env", "e.env", "app.db",
-          "", "-", "--", "--bogus", "--json=1", "-h", "--help", "--foreground-child", "--restore-if-missing", "--js"]  # fmt: skip
+          "", "-", "--", "--bogus", "--json=1", "-h", "--help", "--foreground-child", "--restore-if-missing", "--js",
+          "-config", "-config=x.yml", "-fresh", "-json"]  # fmt: skip
 
 
 @st.composite
@@ -218,6 +219,10 @@ def test_every_argv_form_gets_the_same_answer_with_and_without_the_fast_path(pro
         (["ltx", "--json", "--level"], False),
         (["ltx", "--json", "--level", "all", "--level", "9"], False),
         (["start", "--foreground-child", "--bogus"], False),
+        # litestream's spellings: typer reads them (as --config), the fast path leaves them all to it
+        (["status", "--json", "-config", yml], False),
+        (["databases", "--json", f"-config={yml}"], False),
+        (["status", "--json", "-fresh"], False),  # a usage error naming --fresh
     ]  # fmt: skip
 
     def both(form: list[str]) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
@@ -233,3 +238,5 @@ def test_every_argv_form_gets_the_same_answer_with_and_without_the_fast_path(pro
             assert ours.stdout == theirs.stdout, form
         assert "Traceback" not in ours.stderr + theirs.stderr, form
         assert (fast.parse(form) is not None) == answered_fast, form  # the fast path still answers what it can
+    # `-config PATH` is `--config PATH`, whichever path answers
+    assert click_params(["status", "--json", "-config", yml]) == click_params(["status", "--json", "--config", yml])

@@ -32,8 +32,12 @@ def test_no_env_anywhere_says_where_it_looked(tmp_path) -> None:
     lonely.mkdir(parents=True)
     result = run_cli("status", cwd=lonely)
     assert result.returncode == ExitCode.CONFIG
-    assert f"no .env found in {lonely} or any folder above it" in result.stderr
+    # the cause first: every missing setting (no database to back up) follows from the missing .env
+    assert result.stderr.startswith(f"error: no .env found in {lonely} or any folder above it"), result.stderr
+    assert result.stderr.index("no .env found") < result.stderr.index("no database to back up")
     assert "--env-file" in result.stderr and ".env.example" not in result.stderr
+    error = json.loads(run_cli("env", "--json", cwd=lonely).stdout)["error"]
+    assert error["message"].startswith("no .env found") and "BACKUP_DATABASES" in error["details"][0]
 
 
 def test_misspelled_variables_are_named_with_the_likely_meaning(project) -> None:

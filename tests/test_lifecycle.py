@@ -250,3 +250,33 @@ def test_neighbour_projects_never_share_a_replica_or_a_state_folder(project: Pro
         kill_pids(*pids)
     assert restored_rows(project, "mine.db") == 2
     assert sorted(p.name for p in project.replica_dir.iterdir()) == ["app.db"]
+
+
+def test_a_second_background_start_says_already_running_unless_the_settings_differ(project: Project) -> None:
+    """`start --background` is how people and scripts make sure replication runs: the same supervisor
+    running with the same settings is a yes (exit 0, naming it); with other settings it is still a no."""
+    pids: list[int | None] = []
+    try:
+        assert run_cli("start", "--background", cwd=project.dir, timeout=60).returncode == 0
+        current = supervisor_state(project)
+        pids += [current.pid, current.litestream_pid]
+        again = run_cli("start", "--background", cwd=project.dir, timeout=60)
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stderr and f"pid {current.pid}" in again.stderr, again.stderr
+        assert "starting the background supervisor" not in again.stderr  # nothing was launched
+        spelled = run_cli("start", "-b", "-config", str(project.dir / "litestream.yml"), cwd=project.dir, timeout=60)
+        assert spelled.returncode == 0 and "already running" in spelled.stderr, spelled.stderr  # the very same config
+        # other settings: a restart would apply them, so "running" would be a lie; it names the supervisor
+        changed = run_cli("start", "--background", cwd=project.dir, env={"BACKUP_SYNC_INTERVAL": "7s"}, timeout=60)
+        assert changed.returncode == ExitCode.CONFLICT, changed.stderr
+        assert "other settings" in changed.stderr and f"pid {current.pid}" in changed.stderr, changed.stderr
+        mine = project.dir / "mine.yml"
+        mine.write_text((project.dir / "litestream.yml").read_text())
+        own = run_cli("start", "--background", "--config", str(mine), cwd=project.dir, timeout=60)
+        assert own.returncode == ExitCode.CONFLICT and "other settings" in own.stderr, own.stderr
+        foreground = run_cli("start", cwd=project.dir, timeout=60)  # a foreground start cannot be "already" anything
+        assert foreground.returncode == ExitCode.CONFLICT, foreground.stderr
+        assert supervisor_state(project).pid == current.pid and len(litestreams_on(project.db)) == 1
+        stop(project)
+    finally:
+        kill_pids(*pids)

@@ -107,11 +107,15 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     os.chmod(new, 0o750)
     owner = (1000, 1000) if os.geteuid() == 0 else (os.getuid(), os.getgid())  # as root: the app's uid, not root's
     os.chown(new, *owner)
-    planned = run_cli("restore", "--dry-run", "--json", cwd=new, timeout=120)
+    # four databases and none named: refused, naming them, before anything is read or written
+    unnamed = run_cli("restore", "--dry-run", cwd=new, timeout=120)
+    assert unnamed.returncode == ExitCode.USAGE, unnamed.stdout + unnamed.stderr
+    assert f"configured: {', '.join(sorted(RAILS))}" in unnamed.stderr and "--all" in unnamed.stderr
+    planned = run_cli("restore", "--all", "--dry-run", "--json", cwd=new, timeout=120)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert sorted(p["name"] for p in json.loads(planned.stdout)["plans"]) == list(RAILS)
     assert not (new / "storage").exists()  # a dry run writes no database and no folder
-    restored = run_cli("restore", "--json", cwd=new, timeout=240)
+    restored = run_cli("restore", "--all", "--json", cwd=new, timeout=240)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     doc = json.loads(restored.stdout)
     assert sorted(r["name"] for r in doc["restores"]) == list(RAILS)
@@ -137,7 +141,7 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
     started = start_stop(new, {"production.sqlite3": 7, "production_queue.sqlite3": 3}, "--restore-if-missing")
     assert [ln.split()[1] for ln in started.stdout.splitlines()] == ["production_cable.sqlite3"], started.stdout
     expected = counts(new / "storage")
-    check = run_cli("restore", "-o", f"{tmp_path / 'check'}/", cwd=new, timeout=240)
+    check = run_cli("restore", "--all", "-o", f"{tmp_path / 'check'}/", cwd=new, timeout=240)
     assert check.returncode == 0, check.stdout + check.stderr
     assert counts(tmp_path / "check") == expected
     assert "restored 4 databases" in check.stderr
@@ -184,7 +188,7 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
         code = proc.wait(120)
     assert code == ExitCode.TERMINATED, (boot.parent / "boot.stderr").read_text()
     expected = counts(boot / "storage")
-    final = run_cli("restore", "-o", f"{tmp_path / 'final'}/", cwd=boot, timeout=240)
+    final = run_cli("restore", "--all", "-o", f"{tmp_path / 'final'}/", cwd=boot, timeout=240)
     assert final.returncode == 0, final.stdout + final.stderr
     assert counts(tmp_path / "final") == expected
 

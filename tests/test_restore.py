@@ -97,15 +97,15 @@ def insert(db: Path, n: int, prefix: str = "row") -> None:
     con.close()
 
 
-def wait_replicated(project: Project, rows: int, deadline: float = 60) -> None:
-    """Poll real restores until the replica holds `rows` rows."""
+def wait_replicated(project: Project, rows: int, deadline: float = 60, name: str | None = None) -> None:
+    """Poll real restores until the replica holds `rows` rows (of database `name`, when several are configured)."""
     out = project.dir / "probe.db"
     end = time.monotonic() + deadline
     seen = None
     while time.monotonic() < end:
         for f in project.dir.glob("probe.db*"):
             f.unlink()
-        proc = run_cli("restore", "-o", str(out), "--json", cwd=project.dir)
+        proc = run_cli("restore", *([name] if name else []), "-o", str(out), "--json", cwd=project.dir)
         if proc.returncode == 0:
             seen = count_rows(out)
             if seen == rows:
@@ -161,6 +161,72 @@ def test_point_in_time_restore_returns_exactly_the_rows_before(
     assert proc.returncode == 8, proc.stderr
     assert "restorable window is" in proc.stderr and "2001-01-01T00:00:00Z" in proc.stderr
     assert not (out.parent / "old.db").exists() and leftovers(out.parent) == []
+
+
+def test_litestream_spellings_several_databases_and_the_if_flags(
+    project: Project, version: str, litestream_bins: dict[str, Path], tmp_path: Path
+) -> None:
+    """Restore steps as litestream guides write them, on one replicated project of three databases."""
+    for name in ("b.db", "c.db"):
+        make_db(project.db.parent / name, rows=1)
+    project.write_env(**{**configure(project, version, "file"), "BACKUP_DATABASES": "db/app.db,db/b.db,db/c.db"})
+    with replicating(settings_of(project), litestream_bins[version]):
+        insert(project.db, 5, "before")
+        wait_replicated(project, 5, name="app.db")
+        time.sleep(1.2)
+        point = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        time.sleep(1.2)
+        insert(project.db, 7, "after")
+        wait_replicated(project, 12, name="app.db")
+
+    # three databases and none named: refused (exit 2) naming them, nothing written
+    before = sorted(p.name for p in project.db.parent.iterdir())
+    for argv in (["restore"], ["restore", "--dry-run"], ["restore", "-o", f"{tmp_path / 'all'}/"]):
+        refused = run_cli(*argv, cwd=project.dir)
+        assert refused.returncode == 2, refused.stderr
+        assert "configured: app.db, b.db, c.db" in refused.stderr and "--all" in refused.stderr, refused.stderr
+    assert sorted(p.name for p in project.db.parent.iterdir()) == before and not (tmp_path / "all").exists()
+    everything = cli_json(run_cli("restore", "--all", "-o", f"{tmp_path / 'all'}/", "--json", cwd=project.dir))
+    assert sorted(r["name"] for r in everything["restores"]) == ["app.db", "b.db", "c.db"] and everything["skipped"] == []
+
+    # litestream's spellings: -timestamp with a space or an =, -o=PATH as Go reads it
+    spelled = run_cli("restore", "app.db", "-timestamp", point, f"-o={tmp_path / 'pit.db'}", cwd=project.dir)
+    assert spelled.returncode == 0, spelled.stderr
+    assert count_rows(tmp_path / "pit.db") == 5 and not (project.dir / f"={tmp_path / 'pit.db'}").exists()
+    glued = cli_json(run_cli("restore", "app.db", f"-timestamp={point}", "-o", str(tmp_path / "pit2.db"), "--json",
+                             cwd=project.dir))  # fmt: skip
+    assert glued["restores"][0]["point_in_time"] == point and count_rows(tmp_path / "pit2.db") == 5
+    if version.startswith("0.5"):
+        by_txid = run_cli("restore", "app.db", "-txid", "1", "-o", str(tmp_path / "txid.db"), cwd=project.dir)
+        assert by_txid.returncode == 0, by_txid.stderr
+        wrong = run_cli("restore", "app.db", "-generation", "0123456789abcdef", cwd=project.dir)
+        assert wrong.returncode == 3 and "--generation is a Litestream 0.3 option" in wrong.stderr, wrong.stderr
+    else:
+        listing = Litestream(litestream_bins[version], settings_of(project)).run("generations", str(project.db))
+        generation = listing.stdout.splitlines()[1].split()[1]
+        by_generation = run_cli("restore", "app.db", f"-generation={generation}", "-o", str(tmp_path / "g.db"), cwd=project.dir)
+        assert by_generation.returncode == 0, by_generation.stderr
+        assert count_rows(tmp_path / "g.db") == 12
+
+    # -if-db-not-exists: every database is there, so nothing is done (exit 0); a free output is restored
+    skipped = cli_json(run_cli("restore", "--all", "-if-db-not-exists", "--json", cwd=project.dir))
+    assert skipped["restores"] == [] and [s["name"] for s in skipped["skipped"]] == ["app.db", "b.db", "c.db"]
+    assert sorted(p.name for p in project.db.parent.iterdir()) == before
+    again = run_cli("restore", "app.db", "--if-db-not-exists", "-o", str(tmp_path / "pit.db"), cwd=project.dir)
+    assert again.returncode == 0 and "already holds a database" in again.stderr and count_rows(tmp_path / "pit.db") == 5
+    fresh = run_cli("restore", "app.db", "-if-db-not-exists", "-o", str(tmp_path / "fresh.db"), cwd=project.dir)
+    assert fresh.returncode == 0 and count_rows(tmp_path / "fresh.db") == 12, fresh.stderr
+
+    # -if-replica-exists: a database never replicated has no backup; exit 0 with a note instead of 8
+    make_db(project.db.parent / "new.db", rows=1)
+    new = {"BACKUP_DATABASES": "db/app.db,db/new.db"}  # the environment overrides the .env
+    empty = run_cli("restore", "new.db", "-o", str(tmp_path / "new.db"), cwd=project.dir, env=new)
+    assert empty.returncode == 8, empty.stderr
+    passed = run_cli("restore", "--all", "-if-replica-exists", "-o", f"{tmp_path / 'boot'}/", "--json", cwd=project.dir, env=new)
+    doc = cli_json(passed)
+    assert [r["name"] for r in doc["restores"]] == ["app.db"] and [s["name"] for s in doc["skipped"]] == ["new.db"]
+    assert "no backup" in doc["skipped"][0]["reason"] and not (tmp_path / "boot" / "new.db").exists()
+    assert leftovers(project.db.parent) == [] and leftovers(tmp_path / "boot") == []
 
 
 def test_open_database_is_refused_and_force_keeps_the_old_copy(

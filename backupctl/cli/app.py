@@ -11,6 +11,7 @@ so help looks the same everywhere with the installed typer and click:
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,8 +34,19 @@ def _help_records(command: click.Command, ctx: click.Context) -> tuple[list[tupl
         if record is None:
             continue
         name, help_text = record
-        (args if param.param_type_name == "argument" else opts).append((name, help_text.replace("\\[", "[")))
+        help_text = _duration_default(param, help_text.replace("\\[", "["))
+        (args if param.param_type_name == "argument" else opts).append((name, help_text))
     return args, opts
+
+
+def _duration_default(param: click.Parameter, help_text: str) -> str:
+    """A duration option's default as the duration people type (`[default: 30m]`), not as the seconds
+    click holds (`[default: 1800.0]`): the option takes `30m`, so its help says `30m` too."""
+    spelled = getattr(param.type, "spelled", None)
+    default = param.default
+    if spelled is None or isinstance(default, bool) or not isinstance(default, int | float):
+        return help_text
+    return re.sub(rf"(\bdefault: ){re.escape(str(default))}(?=[];])", lambda m: m.group(1) + spelled(default), help_text)
 
 
 def _write_options(command: click.Command, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -108,6 +120,23 @@ class Command(_ParsesToTheBoundary, typer.core.TyperCommand):
         for param in self.params:
             if isinstance(param, click.Argument) and not param.help and param.name in declared:
                 param.help = declared[param.name]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Litestream's single-dash spellings first (``spellings.normalise``), then click's parse."""
+        from backupctl.cli.spellings import SpellingError, normalise
+
+        options = {
+            name: not (param.is_flag or param.count)
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option)
+            for name in (*param.opts, *param.secondary_opts)
+        }
+        try:
+            args = normalise(args, options, ctx.command_path)
+        except SpellingError as exc:
+            if not ctx.resilient_parsing:  # shell completion reads the words as click does, never fails
+                raise click.UsageError(str(exc), ctx) from None
+        return super().parse_args(ctx, args)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         _write_options(self, ctx, formatter)

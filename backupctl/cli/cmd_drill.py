@@ -7,13 +7,14 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
 
 
 @app.command()
 def drill(
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Give up on one database's download after this many seconds.")
+        float,
+        typer.Option("--timeout", click_type=DURATION, help="Give up on one database's download after this long: 30m, 90s."),
     ] = 1800.0,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,

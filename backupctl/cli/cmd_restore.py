@@ -80,11 +80,14 @@ def restore(
         str | None,
         typer.Argument(
             metavar="[DB|PATH]",
-            help="Database (name or path) to restore; default all. A path that is not a configured "
-            "database is where to restore to (with one database configured).",
+            help="Database (name or path) to restore; with several configured, name one or pass --all. A path that is "
+            "not a configured database is where to restore to (with one database configured).",
             show_default=False,
         ),
     ] = None,
+    all_databases: Annotated[
+        bool, typer.Option("--all", help="Restore every configured database (needed when several are and no DB is named).")
+    ] = False,
     output: Annotated[
         str | None,
         typer.Option(
@@ -109,6 +112,21 @@ def restore(
         bool,
         typer.Option("--force", help="Replace an existing database; the old copy is moved aside and kept."),
     ] = False,
+    if_db_not_exists: Annotated[
+        bool,
+        typer.Option(
+            "--if-db-not-exists",
+            help="Only where no database is yet: exit 0, restoring nothing, when the output (without -o: the "
+            "database's own path) holds one.",
+        ),
+    ] = False,
+    if_replica_exists: Annotated[
+        bool,
+        typer.Option(
+            "--if-replica-exists",
+            help="Exit 0 with a note, restoring nothing, when the replica holds no backup yet (a first deploy), not 8.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would happen; write nothing.")] = False,
     verbose: Annotated[
         bool,
@@ -129,40 +147,96 @@ def restore(
     Default output: the database's own path when no database is there (a new machine), else a
     side file next to it (app.db.restored-<UTC time>). The restore is written to a temp file,
     checked (PRAGMA integrity_check) and renamed into place; a failure leaves nothing behind.
-    On a new machine a glob in BACKUP_DATABASES is matched against the databases the replica
-    holds, and missing folders are created like their parent folder.
+    With several databases configured, name one or pass --all. On a new machine a glob in
+    BACKUP_DATABASES is matched against the databases the replica holds, and missing folders are
+    created like their parent folder.
+
+    Litestream's own spellings work as well: -timestamp, -generation, -txid, -o (also -o=PATH),
+    -if-db-not-exists and -if-replica-exists, with a value after a space or an =.
 
     \b
     Examples:
       backupctl restore --dry-run                # what would be restored, from where, the window
-      backupctl restore                          # a new machine: every database back in place
+      backupctl restore                          # a new machine: the database back in place
+      backupctl restore --all                    # ...every database, when several are configured
       backupctl restore app.db --force           # onto the live path; the old file is kept aside
       backupctl restore -o /tmp/check.db         # a copy to look at
       backupctl restore -o /tmp/check.db -v      # ...with the backup's time and each table's rows
-      backupctl restore -o /tmp/all/             # every database into one folder
+      backupctl restore --all -o /tmp/all/       # every database into one folder
       backupctl restore --timestamp "30m ago"    # point in time
+      backupctl restore -timestamp=2024-01-15T12:00:00Z  # litestream's spelling, as its guides write it
       backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
+      backupctl restore --all --if-db-not-exists --if-replica-exists  # boot: restore only what is missing
     """
     from backupctl import restore as core
     from backupctl.cli import Interrupted
     from backupctl.cli.output import emit_json, notice, say, success, table
+    from backupctl.errors import NoBackupError
 
-    settings = load_for_recovery(env_file)
+    skipped: list[dict[str, str | None]] = []  # databases left alone by --if-db-not-exists / --if-replica-exists
+
+    def skip(name: str | None, path: Path | None, reason: str) -> None:
+        skipped.append({"name": name, "database": None if path is None else str(path), "reason": reason})
+        if not json_out:
+            notice(reason)
+
+    def nothing_to_restore(exc: NoBackupError) -> int:
+        skip(None, None, f"{exc.message}: nothing restored (--if-replica-exists)")  # no database is known yet
+        if json_out:
+            emit_json({"ok": True, **({"dry_run": True, "plans": []} if dry_run else {"restores": []}), "skipped": skipped})
+        return 0
+
+    if db is not None and all_databases:
+        raise _usage("name a database or pass --all, not both", "`backupctl restore DB` restores that one; --all every one")
+    try:
+        settings = load_for_recovery(env_file)
+    except NoBackupError as exc:  # a glob that the replica holds nothing for yet: a first deploy
+        if not if_replica_exists:
+            raise
+        return nothing_to_restore(exc)
+    if db is None and not all_databases and len(settings.databases) > 1:
+        names = [d.name for d in settings.databases]
+        raise _usage(
+            f"{len(names)} databases are configured; say which to restore",
+            f"name one (`backupctl restore {names[0]}`), or pass --all to restore every one",
+            details=[f"configured: {', '.join(names)}"],
+        )
     out_dir = output is not None and output.endswith(("/", os.sep))
     targets = core.select_targets(settings, db, Path(output) if output is not None else None, output_is_dir=out_dir)
+    if if_db_not_exists:  # litestream's meaning: the output already holds a database, so there is nothing to do
+        for database, out in list(targets):
+            there = core.restore_destination(database, out)
+            if core.occupied(there):
+                targets.remove((database, out))
+                skip(database.name, database.path, f"{there} already holds a database: {database.name} not restored "
+                     "(--if-db-not-exists)")  # fmt: skip
     binary = binary_for(settings)
     details = verbose or json_out or dry_run  # what the report shows; the restore itself needs none of it
-    plans = [
-        core.plan_restore(
-            settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force, details=details
-        )
-        for database, out in targets
-    ]
+
+    def passed_over(database: Any, exc: NoBackupError) -> bool:
+        """--if-replica-exists: an empty replica is noted and passed over; else the error stands."""
+        if not if_replica_exists:
+            return False
+        skip(database.name, database.path, f"{exc.message}: nothing restored (--if-replica-exists)")
+        return True
+
+    plans = []
+    for database, out in targets:
+        try:
+            plan = core.plan_restore(
+                settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force,
+                details=details,
+            )  # fmt: skip
+            if dry_run:  # an empty replica fails the dry run as it would fail the restore (exit 8)
+                core.require_a_backup(settings, binary, plan)
+        except NoBackupError as exc:
+            if passed_over(database, exc):
+                continue
+            raise
+        plans.append(plan)
     if dry_run:
-        for p in plans:  # an empty replica fails the dry run as it would fail the restore (exit 8)
-            core.require_a_backup(settings, binary, p)
         if json_out:
-            emit_json({"ok": True, "dry_run": True, "plans": [p.to_json() for p in plans]})
+            emit_json({"ok": True, "dry_run": True, "plans": [p.to_json() for p in plans], "skipped": skipped})
             return 0
         for p in plans:
             say(f"would restore {p.database.name} from {', '.join(p.source)}")
@@ -184,6 +258,10 @@ def restore(
                 with _status(f"restoring {p.database.name}", json_out) as status:
                     step = _step(status)
                     result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
+            except NoBackupError as exc:  # 0.3 on a new machine finds out only now that the replica is empty
+                if passed_over(p.database, exc):
+                    continue
+                raise
             except (Terminated, Interrupted) as exc:
                 if results:  # the databases restored before the signal stay restored: say which
                     done = ", ".join(f"{r['name']} ({r['output']})" for r in results)
@@ -227,11 +305,20 @@ def restore(
                     f"then `backupctl restore {p.database.name} --force`"
                 )
     if json_out:
-        emit_json({"ok": True, "restores": results})
+        emit_json({"ok": True, "restores": results, "skipped": skipped})
     elif len(results) > 1:
         total = sum(r["size"] for r in results)
         success(f"restored {len(results)} databases ({human_size(total)}) in {sum(r['seconds'] for r in results):.2f}s")
+    elif not results:
+        say("nothing was restored")
     return 0
+
+
+def _usage(message: str, hint: str, details: list[str] | None = None) -> BackupctlError:
+    """A command line that does not say enough (which database): exit 2, as click's usage errors."""
+    from backupctl.cli.output import UsageError
+
+    return UsageError(message, hint, details=details)
 
 
 @app.command()

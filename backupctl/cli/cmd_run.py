@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from backupctl.cli.common import (
     preflight,
     restored_lines,
 )
+from backupctl.errors import ConflictError
 
 
 @app.command()
@@ -47,7 +48,9 @@ def start(
 
     Restarts litestream with backoff if it dies, stops it gracefully (final sync) on Ctrl-C or
     SIGTERM, and refuses to run twice on one database. Fast checks first (database file, replica
-    folder or endpoint): a mistake fails in seconds with its cause.
+    folder or endpoint): a mistake fails in seconds with its cause. --background when this
+    project's supervisor already replicates with the same settings says so and exits 0 (with other
+    settings, exit 6).
 
     \b
     Examples:
@@ -61,11 +64,24 @@ def start(
 
     # A new machine: the databases (and their folders) may exist only in the replica.
     settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
+    if background and not foreground_child:
+        # "Make sure it replicates": this project's supervisor, replicating with these settings, is a yes.
+        running = launch.already_running(settings, config)
+        if running is not None:
+            return _already_running(running)
     if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
 
     if background and not foreground_child:
-        started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
+        try:
+            started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
+        except ConflictError:
+            # Lost a race with another start of this project (both found none running): the same answer
+            # as when the other one had been first, once it replicates. Anything else stays refused.
+            running = launch.already_running(settings, config)
+            if running is None:
+                raise
+            return _already_running(running)
         for line in restored_lines(started.log_path, started.log_offset):  # on stdout as in the foreground, not only in the log
             out(line)
         success(
@@ -87,6 +103,15 @@ def start(
     )
     if code:
         raise typer.Exit(code)
+    return 0
+
+
+def _already_running(running: Any) -> int:  # launch.Running (imported lazily with launch)
+    from backupctl.cli.output import say, success
+
+    pids = f"{running.record.describe()}" + (f", litestream pid {running.litestream_pid}" if running.litestream_pid else "")
+    success(f"already running: {pids}")
+    say(f"log: {running.log_path}  (backupctl logs -f)")
     return 0
 
 

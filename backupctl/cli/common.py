@@ -27,7 +27,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="A litestream.yml to use as it is (default: the one rendered beside the .env).", show_default=False
+        "--config",
+        "-c",
+        help="A litestream.yml to use as it is (default: the one rendered beside the .env); litestream's -config works too.",
+        show_default=False,
     ),
 ]
 
@@ -86,6 +89,17 @@ class _Duration(click.ParamType):
         if seconds <= 0:
             self.fail(f"{value!r} is not positive", param, ctx)
         return seconds
+
+    @staticmethod
+    def spelled(seconds: float) -> str:
+        """Seconds as the duration people write (1800 -> 30m, 90 -> 1m30s, 0.5 -> 500ms): how --help shows a default."""
+        if seconds < 1:
+            return f"{round(seconds * 1000)}ms"
+        whole = round(seconds)
+        hours, rest = divmod(whole, 3600)
+        minutes, secs = divmod(rest, 60)
+        text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+        return text or "0s"
 
 
 DURATION = _Duration()

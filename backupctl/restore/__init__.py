@@ -35,6 +35,7 @@ from backupctl.restore.plan import (
     require_a_backup,
     resolve_output,
     restorable_window,
+    restore_destination,
     select_targets,
 )
 from backupctl.restore.staging import RESTORE_TIMEOUT, TEMP_PREFIX, Staged, Step, litestream_for, staged_restore, sweep_stale_temp
@@ -86,6 +87,7 @@ __all__ = [
     "require_a_backup",
     "resolve_output",
     "restorable_window",
+    "restore_destination",
     "restore_database",
     "restore_if_missing",
     "same_file",

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from backupctl.errors import ConfigError, NotFoundError, RefusedError
+from backupctl.errors import ConfigError, NoBackupError, NotFoundError, RefusedError
 from backupctl.restore.swap import check_not_in_use, kept_path, occupied, present_files, same_file, side_path
 from backupctl.settings import Database, Settings
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
@@ -47,7 +47,8 @@ def select_targets(
     DB is a configured database (name or path). If it is not, but looks like a path
     (see :func:`looks_like_path`) and one database is configured, it is the output path:
     ``backupctl restore /path/to/restore.db`` restores that database there.
-    No DB selects every database, each to its default location.
+    No DB selects every database, each to its default location (the CLI asks for --all when there
+    are several).
     """
     if db_arg:
         try:
@@ -81,14 +82,22 @@ def select_targets(
     return [(db, output) for db in dbs]
 
 
+def restore_destination(db: Database, output: Path | None) -> Path:
+    """Where litestream's own restore would write: the output given (a folder takes the database's
+    name), else the database's path. What ``--if-db-not-exists`` looks at."""
+    if output is None:
+        return db.path
+    out = Path(output).expanduser()
+    out = out if out.is_absolute() else Path.cwd() / out
+    if out.is_dir():
+        out = out / db.name
+    return out.absolute()
+
+
 def resolve_output(db: Database, output: Path | None, now: datetime | None = None, *, force: bool = False) -> tuple[Path, str]:
     """The output path and why it was chosen. With ``force`` and no path, the live database's path."""
     if output is not None:
-        out = Path(output).expanduser()
-        out = out if out.is_absolute() else Path.cwd() / out
-        if out.is_dir():
-            out = out / db.name
-        return out.absolute(), "the path you gave"
+        return restore_destination(db, output), "the path you gave"
     if not occupied(db.path):
         return db.path, "no database is there (a new machine), so the restore goes into place"
     if force:
@@ -263,7 +272,7 @@ def plan_restore(
         window = restorable_window(settings, binary_path, db)
         stamp = to_rfc3339(moment)
         if window is None:
-            raise NotFoundError(
+            raise NoBackupError(
                 f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
                 "start replication (`backupctl start`) and let it sync once; `backupctl status` shows it",
             )
@@ -325,7 +334,7 @@ def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -
         return  # 0.3 cannot list a replica without its local file (a new machine): the restore will tell
     if restorable_window(settings, binary_path, plan.database) is None:  # raises when unreachable
         db = plan.database
-        raise NotFoundError(
+        raise NoBackupError(
             f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
             "start replication (`backupctl start`) and let it sync once; if Litestream 0.3 wrote this replica, "
             "set LITESTREAM_VERSION=0.3.13 (0.5 cannot list 0.3 backups)",

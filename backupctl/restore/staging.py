@@ -25,7 +25,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
-from backupctl.errors import LitestreamError, NotFoundError
+from backupctl.errors import LitestreamError, NoBackupError, NotFoundError
 from backupctl.restore.integrity import check_database
 from backupctl.restore.stopping import stop_request
 from backupctl.restore.swap import create_folder
@@ -118,7 +118,8 @@ def staged_restore(
             text = " ".join(exc.details)
             if _NO_BACKUP.search(text):
                 at = next((args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("-")), None)
-                raise NotFoundError(
+                # Without a point asked for, nothing at all is there; with one, maybe only not that point.
+                raise (NotFoundError if at else NoBackupError)(
                     f"the replica has no backup of {db.name}" + (f" matching {at}" if at else ""),
                     "check the replica settings (`backupctl env`) and that replication ran (`backupctl status`)",
                     details=exc.details,
