@@ -28,6 +28,25 @@ OTHER_KNOWN_VARIABLES = frozenset(
 )  # fmt: skip
 # Names in these families that are neither of the above are most likely typos: warn, with "did you mean".
 WATCHED_PREFIXES = ("BACKUP_", "BACKUPCTL_", "R2_", "LITESTREAM_")
+# AWS_* is shared with every AWS tool (the SDKs, the CLI, a Rails app's storage), so an unknown AWS_ name
+# is no typo by itself: only one very close to an AWS_ name backupctl reads is, and only while that name
+# is not set too (AWS_ACCESS_KEY beside AWS_ACCESS_KEY_ID is some other tool's variable). 0.88 takes
+# AWS_SECRET_ACCES_KEY (0.98) and AWS_REGOIN (0.90) but not AWS_S3_REGION (0.87) or AWS_SECRET_KEY (0.80).
+SHARED_PREFIX = "AWS_"
+SHARED_CUTOFF = 0.88
+# What the AWS SDKs and CLI read: never a typo of ours, whatever the ratio says.
+AWS_TOOL_VARIABLES = frozenset(
+    {
+        "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CA_BUNDLE",
+        "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME",
+        "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE",
+        "AWS_METADATA_SERVICE_TIMEOUT", "AWS_METADATA_SERVICE_NUM_ATTEMPTS", "AWS_EC2_METADATA_DISABLED",
+        "AWS_DEFAULT_OUTPUT", "AWS_PAGER", "AWS_SDK_LOAD_CONFIG", "AWS_EXECUTION_ENV",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,18 +157,29 @@ def unknown_variables(
     file_values: Mapping[str, str], environ: Mapping[str, str], file_name: str, settings_variables: frozenset[str]
 ) -> list[str]:
     """One warning per BACKUP_/BACKUPCTL_/R2_/LITESTREAM_ name that backupctl does not read (a typo
-    like BACKUP_DATABASE is otherwise silently ignored), with the closest known name."""
+    like BACKUP_DATABASE is otherwise silently ignored), with the closest known name; and per AWS_
+    name that is a near miss of one backupctl reads (AWS_SECRET_ACCES_KEY), see SHARED_CUTOFF."""
     import difflib
 
     known_names = settings_variables | OTHER_KNOWN_VARIABLES
     known = sorted(known_names)
+    shared = sorted(n for n in known_names if n.startswith(SHARED_PREFIX))
     found = [(name, file_name) for name in file_values]
     found += [(name, "environment") for name in environ if name not in file_values]
     warnings = []
     for name, where in found:
-        if not name.startswith(WATCHED_PREFIXES) or name in known_names:
+        if name in known_names:
             continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        if name.startswith(SHARED_PREFIX):
+            if name in AWS_TOOL_VARIABLES:
+                continue
+            close = difflib.get_close_matches(name, shared, n=1, cutoff=SHARED_CUTOFF)
+            if not close or file_values.get(close[0]) or environ.get(close[0]):
+                continue
+        elif name.startswith(WATCHED_PREFIXES):
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        else:
+            continue
         hint = f"; did you mean {close[0]}?" if close else ' (README, "Settings", lists the variables)'
         warnings.append(f"{name} (in {where}) is not a variable backupctl reads, so it is ignored{hint}")
     return warnings

@@ -258,7 +258,8 @@ def _source(path: str, project_dir: str) -> str:
 def data_root(settings: Settings) -> str:
     """The project's folder that a named data volume stands for (it is mounted at /data/storage).
 
-    The top folder of the databases inside the project (``storage`` for ``storage/db/production.sqlite3``),
+    The top folder of the databases inside the project (``storage`` for Rails 8's ``storage/production.sqlite3``
+    and Campfire's ``storage/db/production.sqlite3``),
     as Rails apps, Campfire and Kamal mount their volume at ``/rails/storage``: mounting the same volume
     at the database's own folder (``storage/db``) would show the sidecar other files than the app.
     Databases outside the project, or not all under one top folder: their common folder.

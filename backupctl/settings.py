@@ -457,7 +457,9 @@ def _database_paths(
         errors.add(
             "BACKUP_DATABASES",
             "no database to back up",
-            "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/db/production.sqlite3 (comma-separated, globs allowed)",
+            # Rails 8 keeps its databases directly in storage/ (storage/db/ was Campfire's own layout).
+            "set BACKUP_DATABASES to your SQLite file(s), e.g. storage/production.sqlite3 (Rails 8) or app.db "
+            "(comma-separated, globs allowed)",
         )
         return [], []
     paths: list[Path] = []

@@ -67,3 +67,31 @@ def test_doctor_warns_about_a_misspelled_name(project) -> None:
     doc = json.loads(run_cli("doctor", "--json", cwd=project.dir).stdout)
     (check,) = [c for c in doc["checks"] if c.get("finding") == "unknown-variable"]
     assert check["status"] == "warn" and "did you mean BACKUP_RETENTION?" in check["found"]
+
+
+def test_a_misspelled_aws_name_is_named_but_other_aws_tools_variables_are_not(project) -> None:
+    """Campfire's .env gives the key pair as AWS_*: a typo there left backupctl without a secret, silently."""
+    project.env_file.write_text(
+        f"BACKUP_DATABASES=db/app.db\nBACKUP_LOCAL_DIR={project.replica_dir}\nBACKUP_REPLICA=file\n"
+        "LITESTREAM_REPLICA_BUCKET=campfire-backups\nAWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCES_KEY=secret\n"
+        "AWS_DEFAULT_REGION=auto\nAWS_PROFILE=campfire\nAWS_CA_BUNDLE=/etc/ssl/certs/ca.pem\nAWS_S3_REGION=eu-west-1\n"
+        "AWS_BUCKET=campfire-files\nAWS_ACCESS_KEY=legacy-tool\nR2_SECRET_ACCES_KEY=x\nLITESTREAM_REPLICA_BUCKT=y\n"
+    )
+    environ = {"AWS_SESSION_TOKEN": "t", "AWS_DEFAULT_OUTPUT": "json", "AWS_DEFAULT_PROFILE": "p", "AWS_REGOIN": "auto"}
+    ok = run_cli("env", "--json", cwd=project.dir, env=environ)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True, ok.stderr
+    for typo, where, meant in (
+        ("AWS_SECRET_ACCES_KEY", project.env_file, "AWS_SECRET_ACCESS_KEY"),
+        ("R2_SECRET_ACCES_KEY", project.env_file, "R2_SECRET_ACCESS_KEY"),
+        ("LITESTREAM_REPLICA_BUCKT", project.env_file, "LITESTREAM_REPLICA_BUCKET"),
+        ("AWS_REGOIN", "environment", "AWS_REGION"),
+    ):
+        assert f"{typo} (in {where}) is not a variable backupctl reads, so it is ignored; did you mean {meant}?" in ok.stderr
+    # Other AWS tools' names are theirs; AWS_ACCESS_KEY beside AWS_ACCESS_KEY_ID is not a typo of it.
+    for name in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_S3_REGION", "AWS_BUCKET", "AWS_ACCESS_KEY ", "AWS_SESSION_TOKEN",
+                 "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_OUTPUT", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):  # fmt: skip
+        assert name not in ok.stderr, (name, ok.stderr)
+    # Without the real name set, the near miss is what it looks like: the key id backupctl never got.
+    project.env_file.write_text(project.env_file.read_text().replace("AWS_ACCESS_KEY_ID=AKIAEXAMPLE\n", ""))
+    alone = run_cli("env", "--json", cwd=project.dir)
+    assert "AWS_ACCESS_KEY (in" in alone.stderr and "did you mean AWS_ACCESS_KEY_ID?" in alone.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from backupctl.errors import ConfigError, ExitCode
 from backupctl.settings import CHAINS, KNOWN_VARIABLES, load_settings, mask, parse_duration
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, make_db, run_cli
 
 
 def write(dir: Path, text: str) -> Path:
@@ -209,3 +209,17 @@ def test_env_command_masks_secrets_and_names_origins(project) -> None:
     assert rows["secret_access_key"]["value"] == "****3456"
     assert rows["bucket"]["variable"] == "BACKUP_BUCKET"
     assert rows["sync_interval"]["source"] == "default"
+
+
+def test_a_rails_8_app_takes_the_env_example_as_it_is(tmp_path: Path) -> None:
+    """Rails 8 keeps its databases in storage/ (not storage/db/): the example and the hint say so."""
+    app = tmp_path / "rails-app"
+    make_db(app / "storage" / "production.sqlite3")
+    (app / ".env").write_text((ROOT / ".env.example").read_text())
+    setup = run_cli("setup", cwd=app)
+    assert setup.returncode == 0, setup.stderr
+    assert f"{app / 'storage' / 'production.sqlite3'} -> file://" in setup.stderr
+    (app / ".env").write_text("BACKUP_DATABASES=\n")
+    missing = run_cli("setup", cwd=app)
+    assert missing.returncode == ExitCode.CONFIG
+    assert "e.g. storage/production.sqlite3 (Rails 8)" in missing.stderr and "storage/db" not in missing.stderr

@@ -19,7 +19,7 @@ import pytest
 
 from backupctl import state
 from backupctl.errors import ExitCode
-from tests.conftest import S3_KEY, Project, run_cli
+from tests.conftest import S3_KEY, Project, make_db, run_cli
 from tests.test_restore import configure, insert, replicating, settings_of, wait_replicated
 
 V5 = "0.5.17"
@@ -117,6 +117,26 @@ def test_status_of_an_unreachable_replica_is_an_error_naming_it(project: Project
     assert db["verdict"] == "error" and "refused" in db["reason"].lower()
 
 
+def test_status_on_a_terminal_says_where_the_backups_go_in_local_mode(project: Project, litestream_bins) -> None:
+    """chora's R2 .env switched to a local folder (`just backup-local`): status must not pass for R2."""
+    project.write_env(
+        BACKUP_DATABASES="db/app.db", BACKUP_LOCAL_DIR=str(project.replica_dir), R2_ACCOUNT_ID="acc0123",
+        R2_BUCKET="chora-backup", R2_ACCESS_KEY_ID="AKID0000", R2_SECRET_ACCESS_KEY="s3cr3t-value",
+    )  # fmt: skip
+    assert run_cli("setup", "--local", cwd=project.dir).returncode == 0
+    shown = run_tty("status", cwd=project.dir)[1]
+    assert f"file://{project.replica_dir}/app.db" in shown and "r2.cloudflarestorage" not in shown, shown
+    assert "local mode: a plain `backupctl setup` goes back to the .env's replica" in shown
+    assert all(len(line) <= 80 or len(max(line.split(), key=len)) > 60 for line in shown.splitlines()), shown
+    # Many databases share one line: the folder their replicas are in.
+    for n in range(4):
+        make_db(project.dir / "db" / f"tenant-{n}.db")
+    project.write_env(BACKUP_DATABASES="db/*.db", BACKUP_LOCAL_DIR=str(project.replica_dir))
+    many = run_tty("status", cwd=project.dir)[1]
+    assert f"5 databases -> one replica each under\n  file://{project.replica_dir}/\n" in many, many
+    assert "tenant-0.db ->" not in many
+
+
 def test_status_verify_column_reads_the_verify_record(project: Project, litestream_bins) -> None:
     state_dir = project.dir / ".backupctl"
 
@@ -200,6 +220,8 @@ def test_tables_fit_80_columns_and_pipes_get_every_identifier(project: Project, 
         # Only a line holding a path or URL too long for the terminal by itself may be wider: it is
         # printed whole for the terminal to wrap, never cut.
         assert all(len(line) <= 80 or len(max(line.split(), key=len)) > 60 for line in shown.splitlines()), (command, shown)
+        if command == "status":  # where the backups go, whole, under the table
+            assert replica_url in shown and "local mode" not in shown, shown
     assert "0000000000000001-0000000000000001" in run_tty("ltx", cwd=project.dir)[1]
     assert replica_url in run_tty("databases", cwd=project.dir)[1]
     piped = run_cli("ltx", cwd=project.dir).stdout.splitlines()

@@ -68,7 +68,25 @@ def setup(
         origin = "your templates" if done.rendered.user_templates else "the default templates"
         success(f"wrote {done.target} for Litestream {settings.version} from {origin}")
         _say_destinations(settings)
+        _suggest_gitignore(settings, done.target)
     return 0
+
+
+def _suggest_gitignore(settings, config: Path) -> None:  # noqa: ANN001 - Settings, imported lazily
+    """Name the .gitignore lines for what backupctl writes into the app's repository (backupctl/gitignore.py)."""
+    from backupctl.cli.output import notice, say
+    from backupctl.errors import BackupctlError
+    from backupctl.gitignore import suggestion
+
+    try:
+        found = suggestion(settings, config)
+    except (OSError, BackupctlError):
+        return  # advice only: a state folder it cannot write to must not fail a setup that succeeded
+    if found and found[1]:
+        gitignore, lines = found
+        notice(f"git would offer to commit what backupctl writes here; add to {gitignore} (backupctl does not edit it):")
+        for line in lines:
+            say(f"  {line}")
 
 
 def _say_destinations(settings) -> None:  # noqa: ANN001 - Settings, imported lazily

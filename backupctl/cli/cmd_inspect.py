@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,8 +111,9 @@ def _supervisor_line(report: Any) -> Any:
     )
 
 
-def _status_table(report: Any, console: Any) -> Any:
-    """The terminal view: supervisor line, a table that fits ``console`` without cutting a name, reasons."""
+def _status_table(report: Any, console: Any, local_mode: bool = False) -> Any:
+    """The terminal view: supervisor line, a table that fits ``console`` without cutting a name,
+    reasons, and where the backups go."""
     from rich.console import Group
     from rich.text import Text
 
@@ -127,10 +129,41 @@ def _status_table(report: Any, console: Any) -> Any:
     for d in report.databases:
         if d.verdict != "ok" or d.replica_error:
             parts.append(Text(shown(f"{d.name}: {d.reason}"), style=_STATUS_STYLES.get(d.verdict, "yellow")))
+    parts += [Text(line, style="dim") for line in _destination_lines(report, console.width, local_mode)]
     return Group(*parts)
 
 
-def _print_status(report: Any) -> None:
+# Up to this many databases get a line each for where they go; more share one (the folder they share).
+_DESTINATION_LINES = 3
+
+
+def _destination_lines(report: Any, width: int, local_mode: bool) -> list[str]:
+    """Where the backups go, under the status table: the table has no room for a replica URL, and
+    without it a project left in local mode (`setup --local`) looks like one backing up to its bucket.
+
+    Each line fits ``width``; a URL too long to share a line with its database's name gets a line of
+    its own, whole (the terminal wraps it), never cut."""
+    from backupctl.display import shown
+
+    pairs = [(shown(d.name), shown(dest)) for d in report.databases for dest in d.destinations]
+    lines: list[str] = []
+    if len(report.databases) <= _DESTINATION_LINES:
+        for name, dest in pairs:
+            line = f"{name} -> {dest}"
+            lines += [line] if len(line) <= width else [f"{name} ->", f"  {dest}"]
+    elif pairs:
+        shared = os.path.commonprefix([dest for _, dest in pairs])
+        shared = shared[: shared.rfind("/") + 1]
+        if shared.rstrip("/").endswith(":"):  # only the scheme in common (file://, s3://): no folder to name
+            lines.append(f"{len(report.databases)} databases; `backupctl databases` lists where each one goes")
+        else:
+            lines += [f"{len(report.databases)} databases -> one replica each under", f"  {shared}"]
+    if local_mode:
+        lines.append("local mode: a plain `backupctl setup` goes back to the .env's replica")
+    return lines
+
+
+def _print_status(report: Any, local_mode: bool = False) -> None:
     """On a terminal the fitted view; piped, tab-separated rows with every column and the reason
     (the supervisor line goes to stderr, so stdout is only data)."""
     import sys
@@ -139,7 +172,7 @@ def _print_status(report: Any) -> None:
 
     if sys.stdout.isatty():
         console = _console(stderr=False)
-        console.print(_status_table(report, console))
+        console.print(_status_table(report, console, local_mode))
         return
     say(_supervisor_line(report).plain)
     columns, rows = _status_columns(report)
@@ -159,7 +192,7 @@ def _verify_text(verify: dict[str, Any] | None) -> str:
     return text
 
 
-def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
+def _watch(collect: Callable[[], Any], interval: float, json_: bool, local_mode: bool = False) -> None:
     """Refresh until Ctrl-C: a live table on a terminal; piped, a table per refresh (plain text); with
     --json, one JSON document per line (JSON Lines), flushed at once, for `jq` or a monitor."""
     import sys
@@ -173,7 +206,7 @@ def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
             time.sleep(interval)
     if not sys.stdout.isatty():
         while True:
-            _print_status(collect())
+            _print_status(collect(), local_mode)
             sys.stdout.write("\n")
             sys.stdout.flush()
             time.sleep(interval)
@@ -183,7 +216,7 @@ def _watch(collect: Callable[[], Any], interval: float, json_: bool) -> None:
     console = Console()
     with Live(console=console, refresh_per_second=4, screen=False) as live:
         while True:
-            live.update(_status_table(collect(), console))
+            live.update(_status_table(collect(), console, local_mode))
             time.sleep(interval)
 
 
@@ -230,12 +263,20 @@ def status(
     config_path = explicit_config(config)
     if replica_only:
         _replica_only(settings, binary_for(settings), database, json_)
+    from backupctl.settings import local_mode_marker
+
+    local_mode = local_mode_marker(settings.project_dir).exists()
     if watch:
         from backupctl.cli import Interrupted
 
         try:
             binary = binary_for(settings)
-            _watch(lambda: collect_status(settings, binary, database, config_path=config_path, fresh=fresh), interval, json_)
+            _watch(
+                lambda: collect_status(settings, binary, database, config_path=config_path, fresh=fresh),
+                interval,
+                json_,
+                local_mode,
+            )
         except Interrupted:  # Ctrl-C is how a watch ends: quietly
             raise typer.Exit(0) from None
     report = status_report(settings, database, config, fresh)
@@ -244,7 +285,7 @@ def status(
 
         emit_json(report.to_json())
     else:
-        _print_status(report)
+        _print_status(report, local_mode)
     raise typer.Exit(int(report.exit_code))
 
 
