@@ -10,7 +10,6 @@ temporary folder and keeps whatever good binary was there before.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl import paths
+from backupctl.download import require_sha256, sha256_file
 from backupctl.errors import BinaryError
 from backupctl.owned import make_dirs, open_lock, secure_dir
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
@@ -53,14 +53,6 @@ class InstalledBinary:
     sha256: str | None
     verified: bool  # sha256 matched the pin
     source: str  # "github", "index", "pip", "cache", "user"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def install_dir(version: str, plat: str | None = None) -> Path:
@@ -223,13 +215,7 @@ def install(
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
         try:
             exe, used = _fetch(pin, source, staging, notify, progress)
-            digest = sha256_file(exe)
-            if digest != pin.sha256:
-                raise BinaryError(
-                    f"the litestream {version} executable from {used} does not match the pin; it was discarded",
-                    "this can mean a tampered mirror or a corrupted download; try again or another --source",
-                    details=[f"expected sha256 {pin.sha256}", f"got      sha256 {digest}"],
-                )
+            digest = require_sha256(exe, pin.sha256, f"the litestream {version} executable from {used}")
             exe.chmod(0o755)
             reported = reported_version(exe)
             if reported != capabilities(version).version_output:

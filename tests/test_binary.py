@@ -270,7 +270,7 @@ def test_wrong_digest_is_discarded_showing_both(mirror: Mirror, exes, litestream
     mirror.serve(V5, asset(V5), Reply(body=release_tar(exes[V3])))  # a real binary, the wrong one
     with pytest.raises(BinaryError) as err:
         binary.install(V5, source="github", force=True)
-    assert "does not match the pin" in err.value.message
+    assert "does not match its pinned sha256" in err.value.message
     details = "\n".join(err.value.details)
     assert platform_pin(V5).sha256 in details and sha(exes[V3]) in details
     assert_kept(exe, original)

