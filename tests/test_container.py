@@ -127,7 +127,7 @@ def test_the_image_entrypoint_brings_the_app_back_on_an_empty_folder(tmp_path: P
     assert code == ExitCode.TERMINATED, err.read_text()
     assert "installing" not in err.read_text()  # nothing fetched at container start
     expected = counts(data / "storage")
-    check = run_cli("restore", "-o", f"{tmp_path / 'check'}/", cwd=data, timeout=240)
+    check = run_cli("restore", "--all", "-o", f"{tmp_path / 'check'}/", cwd=data, timeout=240)
     assert check.returncode == 0, check.stderr
     assert counts(tmp_path / "check") == expected
 
