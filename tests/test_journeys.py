@@ -5,12 +5,15 @@ own fixtures rather than rebuilding them:
 
 1. a Rails developer on a laptop: backupctl from an offline `uv tool install`, the chora `just backup-*`
    recipes imported into the app's own justfile, a local-folder replica;
-2. Campfire in docker compose: the generated compose service run as written (without Docker), replicating
+2. a Go server: a systemd system unit carrying the pinned binary, accepted by systemd-analyze;
+3. Campfire in docker compose: the generated compose service run as written (without Docker), replicating
    to a real S3 on loopback, then a point-in-time restore in litestream's own spelling;
-3. a Go server: a systemd system unit carrying the pinned binary, accepted by systemd-analyze;
-4. the README's first command, extracted from README.md and run as written.
+4. the README as written: its first command (the demo), and its local-folder quickstart, both extracted from
+   README.md rather than copied here, so the test follows the README when it changes.
 
 One replicated project per journey, so the file stays fast; waits poll for a state, nothing asserts a duration.
+The order is for `-n 2`: xdist hands each worker two consecutive tests, so the two slow ones (Rails, whose setup
+builds the wheelhouse, and Campfire) go to different workers, each with a quick one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -106,6 +110,8 @@ def test_rails_laptop_with_just_recipes(uv_tool_backupctl: Path, tmp_path: Path,
     assert started.returncode == 0, started.stderr
     try:
         insert_rows(db, 40)
+        plain = just("backup-status")  # as the chora guide types it: a table, exit 0 only when backed up
+        assert plain.returncode == 0 and "development.sqlite3" in plain.stdout, plain.stdout + plain.stderr
         status = just("backup-status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
         assert json.loads(status.stdout)["supervisor"]["running"], status.stdout
@@ -124,7 +130,37 @@ def test_rails_laptop_with_just_recipes(uv_tool_backupctl: Path, tmp_path: Path,
     assert count_rows(restored) == count_rows(db) == 42
 
 
-# --------------------------------------------------------------------------- 2. Campfire in docker compose
+# --------------------------------------------------------------------------- 2. a Go server under systemd
+
+
+def test_go_server_system_unit_pins_the_binary_and_verifies(tmp_path: Path, litestream_bins) -> None:
+    # A Go service keeps its SQLite file wherever it likes; the unit runs as an account that exists here. Not
+    # `nobody`: systemd-analyze itself flags "Special user nobody configured, this is not safe!".
+    app = tmp_path / "gosrv"
+    make_db(app / "data" / "app.db")
+    (app / ".env").write_text(f"BACKUP_DATABASES=data/app.db\nBACKUP_LOCAL_DIR={tmp_path / 'replicas'}\n")
+    binary = litestream_bins[V5]
+    env = {"BACKUPCTL_LITESTREAM_BIN": str(binary)}
+    rendered = run_cli("service", "systemd", "--system", "--user-name", "root", cwd=app, env=env)
+    assert rendered.returncode == 0, rendered.stderr
+    unit_text = rendered.stdout
+    environment = " ".join(ln.split("=", 1)[1] for ln in unit_text.splitlines() if ln.startswith("Environment="))
+    assert f'"BACKUPCTL_LITESTREAM_BIN={binary}"' in environment or f"BACKUPCTL_LITESTREAM_BIN={binary}" in environment
+    assert f"LITESTREAM_VERSION={V5}" in environment
+    assert "User=root" in unit_text.splitlines() and "WantedBy=multi-user.target" in unit_text
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here (Debian: systemd); the unit's text was checked above")
+    unit = tmp_path / "units" / "backupctl-gosrv.service"
+    unit.parent.mkdir()
+    unit.write_text(unit_text)
+    res = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    # verify exits 0 even when it warns about a unit: any line naming ours fails too (as in test_service_files)
+    ours = [ln for ln in (res.stdout + res.stderr).splitlines() if unit.name in ln]
+    assert res.returncode == 0 and not ours, res.stdout + res.stderr
+
+
+# --------------------------------------------------------------------------- 3. Campfire in docker compose
 
 
 def _container_paths(svc: dict, app: Path, root: Path) -> dict[str, Path]:
@@ -255,36 +291,6 @@ def test_campfire_compose_service_run_as_written_then_point_in_time_restore(
     assert count_rows(restored_to[-1]) == 30, f"restored to {stamp}: {point.stderr}"
 
 
-# --------------------------------------------------------------------------- 3. a Go server under systemd
-
-
-def test_go_server_system_unit_pins_the_binary_and_verifies(tmp_path: Path, litestream_bins) -> None:
-    # A Go service keeps its SQLite file wherever it likes; the unit runs as an account that exists here. Not
-    # `nobody`: systemd-analyze itself flags "Special user nobody configured, this is not safe!".
-    app = tmp_path / "gosrv"
-    make_db(app / "data" / "app.db")
-    (app / ".env").write_text(f"BACKUP_DATABASES=data/app.db\nBACKUP_LOCAL_DIR={tmp_path / 'replicas'}\n")
-    binary = litestream_bins[V5]
-    env = {"BACKUPCTL_LITESTREAM_BIN": str(binary)}
-    rendered = run_cli("service", "systemd", "--system", "--user-name", "root", cwd=app, env=env)
-    assert rendered.returncode == 0, rendered.stderr
-    unit_text = rendered.stdout
-    environment = " ".join(ln.split("=", 1)[1] for ln in unit_text.splitlines() if ln.startswith("Environment="))
-    assert f'"BACKUPCTL_LITESTREAM_BIN={binary}"' in environment or f"BACKUPCTL_LITESTREAM_BIN={binary}" in environment
-    assert f"LITESTREAM_VERSION={V5}" in environment
-    assert "User=root" in unit_text.splitlines() and "WantedBy=multi-user.target" in unit_text
-
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed here (Debian: systemd); the unit's text was checked above")
-    unit = tmp_path / "units" / "backupctl-gosrv.service"
-    unit.parent.mkdir()
-    unit.write_text(unit_text)
-    res = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
-    # verify exits 0 even when it warns about a unit: any line naming ours fails too (as in test_service_files)
-    ours = [ln for ln in (res.stdout + res.stderr).splitlines() if unit.name in ln]
-    assert res.returncode == 0 and not ours, res.stdout + res.stderr
-
-
 # --------------------------------------------------------------------------- 4. the README, as written
 
 
@@ -323,3 +329,81 @@ def test_readme_demo_command_runs_as_written(tmp_path: Path, litestream_bins) ->
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo passed" in done.stderr, done.stderr
     assert "installing backupctl" not in done.stderr  # the existing .venv, as the README's second run uses it
+
+
+def readme_block_after(heading: str) -> list[str]:
+    """The indented code block that follows a README heading, its lines unindented."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    after = text.split(f"\n{heading}\n", 1)[1]
+    block: list[str] = []
+    for line in after.splitlines():
+        if line.startswith("    "):
+            block.append(line[4:])
+        elif block and line.strip():
+            break
+    return block
+
+
+def shell_commands(block: list[str]) -> list[str]:
+    """One string per command: a heredoc stays whole (its lines are data, `#` included), other lines lose
+    their trailing comment."""
+    commands: list[str] = []
+    lines = iter(block)
+    for line in lines:
+        if heredoc := re.search(r"<<-?'?(\w+)'?", line):
+            body = [line]
+            for more in lines:
+                body.append(more)
+                if more.strip() == heredoc.group(1):
+                    break
+            commands.append("\n".join(body))
+        elif line.strip():
+            commands.append(line.split(" #", 1)[0].strip())
+    return commands
+
+
+@pytest.mark.timeout(240)
+def test_readme_local_folder_quickstart_runs_as_written(tmp_path: Path, litestream_bins, nothing_left_running) -> None:
+    # The README's local-folder quickstart, typed into a Rails 8 app's folder: its .env heredoc (with the inline
+    # comment and ~ it shows), setup, start in the foreground, status, and Ctrl-C. `serve` is left out: it binds
+    # the fixed port 9091, which another test or the developer's own serve may hold.
+    commands = shell_commands(readme_block_after("### Local folder (development, no account)"))
+    assert [c.split()[:2] for c in commands] == [
+        ["cat", ">"], ["backupctl", "setup"], ["backupctl", "start"], ["backupctl", "status"], ["backupctl", "serve"],
+    ], commands  # fmt: skip
+    heredoc, setup, start, status, _serve = commands
+    app = tmp_path / "shop"
+    db = make_db(app / "storage" / "development.sqlite3")
+    # `.venv/bin/backupctl from the bootstrap` is one of the README's install ways: that bin on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def sh(command: str) -> subprocess.CompletedProcess[str]:
+        return run(["bash", "-c", command], app, env)
+
+    assert sh(heredoc).returncode == 0
+    done = sh(setup)
+    assert done.returncode == 0, done.stderr
+    log = tmp_path / "start.log"
+    with log.open("w") as out:
+        # Its own process group, so "Ctrl-C" goes to the group as a terminal sends it.
+        fg = subprocess.Popen(
+            ["bash", "-c", start], cwd=app, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: fg.poll() is not None or sh(status).returncode == 0, timeout=120, what="`backupctl status` to pass")
+        assert fg.poll() is None, log.read_text()
+        insert_rows(db, 17)
+        os.killpg(fg.pid, signal.SIGINT)  # the README: "Ctrl-C stops after a final sync"
+        fg.wait(timeout=60)
+    finally:
+        if fg.poll() is None:
+            os.killpg(fg.pid, signal.SIGKILL)
+            fg.wait()
+    assert "final sync completed" in log.read_text(), log.read_text()
+    # BACKUP_LOCAL_DIR=~/.backupctl/backups: the ~ is this test's empty HOME, not a folder named "~".
+    assert (Path.home() / ".backupctl" / "backups").is_dir() and not (app / "~").exists()
+    restored = tmp_path / "restored.sqlite3"
+    done = run_cli("restore", "-o", str(restored), cwd=app)
+    assert done.returncode == 0, done.stderr
+    assert count_rows(restored) == 17
