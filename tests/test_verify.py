@@ -292,3 +292,26 @@ def test_concurrent_records_keep_every_database(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert sorted(state.verify_records(tmp_path)) == sorted(names)
+
+
+def test_the_spinner_names_each_running_database_on_a_line_of_its_own() -> None:
+    """Several databases: a line each under the count; a newline in a name is shown escaped, not obeyed."""
+    from types import SimpleNamespace
+
+    from backupctl.cli.cmd_verify import _Progress
+
+    class Status:
+        text = None
+
+        def update(self, text) -> None:
+            self.text = text
+
+    status = Status()
+    progress = _Progress(["a.db", "new\nline.db"], status, lines=False)
+    progress.step(SimpleNamespace(name="a.db"), "writing the sentinel row")
+    progress.step(SimpleNamespace(name="new\nline.db"), "restoring the replica")
+    assert status.text.plain.splitlines() == [
+        "verifying 2 databases (0 done)", "  a.db: writing the sentinel row", "  new\\nline.db: restoring the replica"
+    ]
+    progress.finished(SimpleNamespace(name="a.db"), SimpleNamespace(status="verified", seconds=1.0), None)
+    assert status.text.plain.splitlines() == ["verifying 2 databases (1 done)", "  new\\nline.db: restoring the replica"]

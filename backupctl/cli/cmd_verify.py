@@ -66,12 +66,15 @@ class _Progress:
         if self.status is None:
             return
         if self.total == 1:  # one database: its step alone, as the spinner always said it
-            text = next(iter(self.steps.values()), "")
+            lines = list(self.steps.values())[:1]
         else:
-            running = "\n".join(f"  {name}: {message}" for name, message in self.steps.items())
-            text = f"verifying {self.total} databases ({self.done} done)" + (f"\n{running}" if running else "")
-        if text:
-            self.status.update(cmd_restore._spinner_text(text))
+            lines = [f"verifying {self.total} databases ({self.done} done)"]
+            lines += [f"  {name}: {message}" for name, message in self.steps.items()]
+        if lines:
+            from rich.text import Text
+
+            # a line each, each escaped on its own: a newline in a database's name stays "\n"
+            self.status.update(Text("\n").join(cmd_restore._spinner_text(line) for line in lines))
 
     def _print(self, line: str) -> None:
         if self.status is not None:  # above the spinner, through its console, so neither garbles the other
