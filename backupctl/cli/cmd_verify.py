@@ -148,10 +148,12 @@ def verify(
 def _take_the_place_of(old: Any, new: Any) -> None:
     """Register ``new`` as a command in the slot of the already registered ``old`` (same name, same
     place in `backupctl --help`). Registering it beside would work too (typer lets the later of two
-    commands of one name win, silently); replacing the record says which one runs."""
-    slot = next(i for i, info in enumerate(app.registered_commands) if info.callback is old)
+    commands of one name win, silently); replacing the record says which one runs. With ``old``
+    gone (deleted from cmd_restore), ``new`` is simply registered."""
+    slot = next((i for i, info in enumerate(app.registered_commands) if old is not None and info.callback is old), None)
     app.command()(new)
-    app.registered_commands[slot] = app.registered_commands.pop()
+    if slot is not None:
+        app.registered_commands[slot] = app.registered_commands.pop()
 
 
-_take_the_place_of(cmd_restore.verify, verify)
+_take_the_place_of(getattr(cmd_restore, "verify", None), verify)
