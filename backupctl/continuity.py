@@ -422,21 +422,23 @@ def record(state_dir: Path, proof: Proof, *, healing: bool | None = None, healed
     standing (it says nothing new), but records that it ran."""
     from backupctl import state
 
-    data = records(state_dir)
-    previous = data.get(proof.database) or {}
-    entry = proof.to_json()
-    if proof.verdict == UNDECIDED and previous.get("verdict") in (WHOLE, BROKEN):
-        entry = {**previous, "last_undecided": {"checked_at": proof.checked_at, "reason": proof.reason}}
-    if proof.verdict == BROKEN:
-        entry["broken_since"] = previous.get("broken_since") if previous.get("verdict") == BROKEN else proof.checked_at
-    if healing is not None:
-        entry["healing"] = healing
-    if healed_at is not None:
-        entry["healed_at"] = healed_at
-    elif proof.verdict == WHOLE and previous.get("verdict") == BROKEN:
-        entry["healed_at"] = proof.checked_at
-    data[proof.database] = entry
-    state.write_json(state_dir / RECORDS, data)
+    def put(data: dict[str, Any]) -> None:
+        previous = data.get(proof.database) or {}
+        entry = proof.to_json()
+        if proof.verdict == UNDECIDED and previous.get("verdict") in (WHOLE, BROKEN):
+            entry = {**previous, "last_undecided": {"checked_at": proof.checked_at, "reason": proof.reason}}
+        if proof.verdict == BROKEN:
+            entry["broken_since"] = previous.get("broken_since") if previous.get("verdict") == BROKEN else proof.checked_at
+        if healing is not None:
+            entry["healing"] = healing
+        if healed_at is not None:
+            entry["healed_at"] = healed_at
+        elif proof.verdict == WHOLE and previous.get("verdict") == BROKEN:
+            entry["healed_at"] = proof.checked_at
+        data[proof.database] = entry
+
+    # concurrent verifies each prove their own database: one read-modify-write at a time keeps every entry
+    state.update_json(state_dir / RECORDS, put)
 
 
 @dataclass

@@ -556,14 +556,20 @@ def use_parent_death_signal() -> bool:
 
 
 def parent_death_preexec(parent_pid: int) -> Callable[[], None]:
-    """Linux: the kernel sends SIGTERM to the child when its parent dies, even by SIGKILL."""
+    """Linux: the kernel sends SIGTERM to the child when its parent dies, even by SIGKILL.
+
+    "Parent" is the *thread* that starts the child: one started from a worker thread (a concurrent
+    `verify`) gets the signal when that thread ends, so such a thread stops its children first.
+    """
+    import ctypes
+
+    # Looked up here, not in the child: between fork and exec only this thread exists in the child,
+    # and dlopen/dlsym there could wait forever on a loader lock another thread held at the fork.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def preexec() -> None:
-        import ctypes
-
         pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGTERM)
 

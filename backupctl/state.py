@@ -13,18 +13,24 @@ All live in the project's state folder (``paths.project_state_dir``):
 - ``project.json``: which project owns this folder, so two projects never share one state folder
   (``BACKUPCTL_STATE_DIR`` set for both): see ``claim``.
 
-Writes are atomic (temp file + rename), so readers never see half a document.
+Writes are atomic (temp file + rename), so readers never see half a document. A document several
+writers add entries to (``verify.json``, ``continuity.json``) is changed through ``update_json``,
+one writer at a time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl.owned import write_atomic
+from backupctl.owned import open_lock, write_atomic
 
 STATEFILE = "supervisor.json"
 PRIVATE_CONFIG = "supervisor.yml"
@@ -63,6 +69,34 @@ class SupervisorState:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(document, indent=2))
+
+
+@contextmanager
+def _one_writer(path: Path) -> Iterator[None]:
+    """Hold the lock of one state document: across the threads of a concurrent `verify` and across
+    processes (a `verify` beside the supervisor's scheduled one). The lock file lives with the others
+    (``paths.lock_path``), so the state folder holds only documents."""
+    from backupctl import paths
+
+    # Keyed by the folder's real path (two spellings of one folder share the lock), never by where a
+    # link planted as the document points. Each call opens the file anew, and flock locks belong to
+    # the open file, so threads of one process exclude each other as two processes do.
+    fd = open_lock(paths.lock_path("state", os.path.join(os.path.realpath(path.parent), path.name)))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for one small read and write: never long
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def update_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Read a state document, let ``change`` edit it in place, write it back, with no other writer in
+    between: two verifies recording at once would otherwise each write back the document as they
+    read it, and one database's entry would be lost."""
+    with _one_writer(path):
+        document = read_json(path) or {}
+        change(document)
+        write_json(path, document)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -116,9 +150,12 @@ class VerifyRecord:
 
 
 def record_verify(state_dir: Path, database: str, record: VerifyRecord) -> None:
-    current = read_json(state_dir / VERIFYFILE) or {}
-    current[database] = record.to_json()
-    write_json(state_dir / VERIFYFILE, current)
+    """Keep ``record`` as the database's last verify; safe beside other verifies recording theirs."""
+
+    def put(current: dict[str, Any]) -> None:
+        current[database] = record.to_json()
+
+    update_json(state_dir / VERIFYFILE, put)
 
 
 def verify_records(state_dir: Path) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,12 @@ still restores old data but cannot take new writes is not being kept up to date:
 
 SIGTERM/SIGINT are honoured through ``restore.stop_request`` (see backupctl.restore): the wait
 and every restore attempt stop at once, and the cleanup of step 4 always runs.
+
+Several databases are verified at once (``verify_databases``, at most ``MAX_PARALLEL``): each run
+waits mostly on litestream's sync interval, and the runs share nothing but the state documents,
+which are written one writer at a time (``state.update_json``). One process record (role
+``verify``) names every database of the run, so a SIGKILLed run is cleaned up after whole; one stop
+request stops every run, each through its own cleanup.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +74,10 @@ WRITE_REFUSED = re.compile(
     r"no space left on device|disk quota exceeded",
     re.IGNORECASE,
 )
+
+# Databases verified at once. Each run is mostly waiting (the sync interval, a restore), but holds a
+# litestream replicate and restores; 4 keeps a small machine and a rate-limited bucket comfortable.
+MAX_PARALLEL = 4
 
 Step = Callable[[str], None]
 
@@ -100,6 +111,7 @@ class VerifyResult:
             "status": self.status,
             "reason": self.reason,
             "checked_at": self.checked_at,
+            "finished_at": round(self.checked_at + self.seconds, 3),  # with checked_at: when this run overlapped others
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "replicator": self.replicator,
@@ -107,6 +119,10 @@ class VerifyResult:
             "position": self.position,
             "exit_code": int(self.exit_code),
         }
+
+
+DatabaseStep = Callable[[Database, str], None]  # a step of one database's run (called from its worker thread)
+Finished = Callable[[Database, VerifyResult | None, BaseException | None], None]  # a run's end (from the calling thread)
 
 
 def verify_lock_path(db: Database) -> Path:
@@ -122,6 +138,113 @@ def verify_database(
     on_step: Step | None = None,
 ) -> VerifyResult:
     """Verify one database's replica end to end (see the module docstring). Records the result."""
+    me = processes.register(processes.VERIFY, os.getpid(), project=settings.project_dir, databases=[db.path])
+    try:
+        return _verify_and_record(settings, binary_path, db, timeout, on_step)
+    finally:
+        processes.unregister(me)
+
+
+def verify_databases(
+    settings: Settings,
+    binary_path: Path,
+    databases: Iterable[Database],
+    timeout: float | None = None,
+    *,
+    workers: int | None = None,
+    on_step: DatabaseStep | None = None,
+    on_finished: Finished | None = None,
+) -> list[VerifyResult]:
+    """Verify several databases at once (at most ``workers``, default ``MAX_PARALLEL``); the results
+    in the order given, each recorded as it finishes.
+
+    ``on_step`` is called from the worker threads; ``on_finished`` from this thread, once per database
+    as it finishes (with its result, or the error that ended it). A stop request (SIGTERM/SIGINT in
+    the CLI) stops every run at its next safe point; this returns only once every run has cleaned up,
+    and then raises the stop's error. Otherwise an error of one database does not stop the others:
+    once all are done, the first error (in the order given) is raised, the others' outcomes in its
+    details.
+    """
+    dbs = list(databases)
+    if not dbs:
+        return []
+    # One record for the whole run: a SIGKILLed verify is cleaned up after for every database it had.
+    me = processes.register(processes.VERIFY, os.getpid(), project=settings.project_dir, databases=[db.path for db in dbs])
+    try:
+        outcomes = _run_concurrently(settings, binary_path, dbs, timeout, workers or MAX_PARALLEL, on_step, on_finished)
+    finally:
+        processes.unregister(me)
+    stop_request.check()  # a run cut short by a signal says so, whatever the others concluded
+    return _results_or_first_error(dbs, outcomes)
+
+
+def _run_concurrently(
+    settings: Settings,
+    binary_path: Path,
+    dbs: list[Database],
+    timeout: float | None,
+    workers: int,
+    on_step: DatabaseStep | None,
+    on_finished: Finished | None,
+) -> list[VerifyResult | BaseException]:
+    """Each database's result or error, in order. Returns only when no run is left."""
+
+    def one(db: Database) -> VerifyResult:
+        stop_request.check()  # queued behind the first runs: a stop asked meanwhile starts nothing
+        step = (lambda message: on_step(db, message)) if on_step else None
+        # The worker thread that starts the temporary replicator outlives it: it is stopped in this
+        # call (PR_SET_PDEATHSIG would end it with the thread, see processes.parent_death_preexec).
+        return _verify_and_record(settings, binary_path, db, timeout, step)
+
+    outcomes: dict[int, VerifyResult | BaseException] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(dbs))), thread_name_prefix="verify")
+    stopped_here = False
+    try:
+        futures = {pool.submit(one, db): i for i, db in enumerate(dbs)}
+        pending: set[Future[VerifyResult]] = set(futures)
+        while pending:
+            # The CLI's signal handlers run in this thread during the wait: they only feed stop_request.
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, error = futures[future], future.exception()
+                outcomes[i] = error if error is not None else future.result()
+                if on_finished:
+                    on_finished(dbs[i], None if error is not None else future.result(), error)
+    except BaseException as exc:
+        # A bug in a callback, or Ctrl-C where no handler feeds stop_request (a library caller): stop
+        # the other runs, and wait below for each to clean up (drop its sentinel, stop its replicator).
+        stopped_here = not stop_request.requested
+        stop_request.request(exc)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        if stopped_here:
+            stop_request.reset()  # ours, not a signal's: the next call of this process starts afresh
+    return [outcomes[i] for i in range(len(dbs))]
+
+
+def _results_or_first_error(dbs: list[Database], outcomes: list[VerifyResult | BaseException]) -> list[VerifyResult]:
+    """The results, or the first error with what became of the other databases (their verdicts were
+    recorded all the same: `status` shows them)."""
+    errors = [(db, o) for db, o in zip(dbs, outcomes, strict=True) if isinstance(o, BaseException)]
+    if not errors:
+        return [o for o in outcomes if isinstance(o, VerifyResult)]
+    first_db, first = errors[0]
+    if isinstance(first, BackupctlError) and len(dbs) > 1:
+        for db, outcome in zip(dbs, outcomes, strict=True):
+            if db is first_db:
+                continue
+            if isinstance(outcome, VerifyResult):
+                first.details.append(f"{db.name}: {outcome.status} ({outcome.reason})")
+            else:
+                first.details.append(f"{db.name}: {getattr(outcome, 'message', None) or outcome}")
+    raise first
+
+
+def _verify_and_record(
+    settings: Settings, binary_path: Path, db: Database, timeout: float | None, on_step: Step | None
+) -> VerifyResult:
+    """One database's verify under its verify lock (one verify per database at a time), recorded."""
     lock = locks.try_lock(verify_lock_path(db))
     if lock is None:
         pid = locks.holder(verify_lock_path(db))
@@ -129,11 +252,9 @@ def verify_database(
             f"another verify of {db.name} is running (pid {pid})",
             "wait for it to finish; `backupctl status` shows the last result",
         )
-    me = processes.register(processes.VERIFY, os.getpid(), project=settings.project_dir, databases=[db.path])
     try:
         result = _verify(settings, binary_path, db, timeout, on_step)
     finally:
-        processes.unregister(me)
         lock.release()
     state.record_verify(paths.project_state_dir(settings.project_dir), str(db.path), result.to_record())
     return result
@@ -205,8 +326,10 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
                 if on_step:
                     on_step("comparing the replica's newest state with the live database, page for page")
                 t = time.monotonic()
-                proof = continuity.prove(ls, db, tmp_root)
+                # its waits (litestream catching up, up to 30 s) end at once on a stop request
+                proof = continuity.prove(ls, db, tmp_root, sleep=stop_request.sleep)
                 timings["continuity"] = time.monotonic() - t
+                stop_request.check()  # prove reads a restore cut short by a stop as "undecided": not a verdict
                 continuity.record(paths.project_state_dir(settings.project_dir), proof)
                 status, reason = VERIFIED, "the sentinel row came back from the replica; integrity ok; " + proof.reason
                 if proof.verdict == continuity.BROKEN:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from backupctl import paths, state, verify
-from backupctl.errors import ConfigError, ConflictError
+from backupctl import locks, paths, processes, state, verify
+from backupctl.errors import ConfigError, ConflictError, ExitCode
 from backupctl.verify import SENTINEL_TABLE, VERIFIED, verify_database
-from tests.conftest import S3_RO_KEY, S3_RO_SECRET, Project, count_rows, run_cli
+from tests.conftest import S3_RO_KEY, S3_RO_SECRET, Project, count_rows, make_db, processes_mentioning, run_cli, wait_for
 from tests.test_restore import cli_json, configure, insert, replicating, settings_of, wait_replicated
 
 pytestmark = pytest.mark.timeout(240)
@@ -169,3 +175,143 @@ def test_locked_or_foreign_database_is_a_clean_error_and_cleanup_never_masks_it(
     not_db.write_bytes(b"this is not an SQLite database, just text long enough" * 100)
     with pytest.raises(ConfigError, match="not a database"):
         verify._write_sentinel(not_db, "t")
+
+
+# --------------------------------------------------------------------------- several databases at once
+
+NAMES = ("a.db", "b.db", "c.db")
+
+
+def three_databases(project: Project) -> list[Path]:
+    """The project with three databases (app.db's folder), replicated to a local folder every second."""
+    dbs = [make_db(project.db.parent / name, rows=2) for name in NAMES]
+    project.write_env(BACKUP_DATABASES=",".join(f"db/{n}" for n in NAMES), BACKUP_LOCAL_DIR=str(project.replica_dir),
+                      BACKUP_SYNC_INTERVAL="1s", LITESTREAM_VERSION="0.5.17")  # fmt: skip
+    return dbs
+
+
+def progress_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("verify ") and "/3: " in line]
+
+
+def test_verify_piped_says_each_database_as_it_finishes(project: Project, litestream_bins: dict[str, Path]) -> None:
+    """Piped (nobody sees a spinner), a line per database on stderr when it is done; the summary stays."""
+    three_databases(project)
+    proc = run_cli("verify", cwd=project.dir, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    lines = progress_lines(proc.stderr)
+    assert len(lines) == 3, proc.stderr
+    assert sorted(line.split(": ", 1)[1].split(" ")[0] for line in lines) == sorted(NAMES)
+    assert all(" verified (" in line and line.endswith("s)") for line in lines), lines
+    assert [line.split(" ")[1] for line in lines] == ["1/3:", "2/3:", "3/3:"]
+    for name in NAMES:  # the summary after it, as before
+        assert f"{name}: verified (" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_databases_are_verified_at_the_same_time(project: Project, litestream_bins: dict[str, Path]) -> None:
+    """Each result's checked_at..finished_at: all three runs were under way at one moment. --json stays one
+    object on stdout, and verify.json keeps all three results (recorded concurrently)."""
+    dbs = three_databases(project)
+    proc = run_cli("verify", "--json", cwd=project.dir, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1
+    results = json.loads(proc.stdout)["results"]
+    assert [r["name"] for r in results] == list(NAMES)  # in the configured order, whatever finished first
+    assert all(r["status"] == "verified" for r in results), results
+    assert max(r["checked_at"] for r in results) < min(r["finished_at"] for r in results), results
+    assert len(progress_lines(proc.stderr)) == 3
+    recorded = state.verify_records(paths.project_state_dir(project.dir))
+    assert {k: v["status"] for k, v in recorded.items()} == {str(db): "verified" for db in dbs}
+    assert all(sentinel_rows(db) == 0 for db in dbs) and temp_files(project) == []
+
+
+def test_one_database_failing_to_start_does_not_stop_the_others(project: Project, litestream_bins: dict[str, Path]) -> None:
+    """b.db is being verified elsewhere (its verify lock held): a and c are still verified and recorded, and
+    the conflict (exit 6) says what became of them."""
+    dbs = three_databases(project)
+    settings = settings_of(project)
+    held = locks.try_lock(verify.verify_lock_path(settings.databases[1]))
+    assert held is not None
+    try:
+        proc = run_cli("verify", "--json", cwd=project.dir, timeout=180)
+    finally:
+        held.release()
+    assert proc.returncode == ExitCode.CONFLICT, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert "another verify of b.db" in error["message"]
+    assert any(d.startswith("a.db: verified") for d in error["details"]), error
+    assert any(d.startswith("c.db: verified") for d in error["details"]), error
+    recorded = state.verify_records(paths.project_state_dir(project.dir))
+    assert set(recorded) == {str(dbs[0]), str(dbs[2])}
+    assert all(sentinel_rows(db) == 0 for db in dbs) and temp_files(project) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_every_concurrent_verify_and_leaves_nothing(
+    project: Project, litestream_bins: dict[str, Path], sig: signal.Signals
+) -> None:
+    """Signalled while all three run (each with its temporary replicator and its sentinel table): every run
+    cleans up, then the command exits 143/130. No litestream, no sentinel table, no temp file, no record."""
+    dbs = three_databases(project)
+    proc = subprocess.Popen([sys.executable, "-m", "backupctl", "verify"], cwd=project.dir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        temporaries = wait_for(lambda: len(r := processes.records(role=processes.VERIFY_REPLICATOR)) == 3 and r, 60,
+                               0.05, "three temporary replicators")  # fmt: skip
+        wait_for(lambda: all(SENTINEL_TABLE in [row[1] for row in schema(db)] for db in dbs), 30, 0.05, "three sentinels")
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    expected = ExitCode.TERMINATED if sig == signal.SIGTERM else ExitCode.INTERRUPTED
+    assert proc.returncode == expected, stderr
+    assert "Traceback" not in stderr
+    assert all(not psutil.pid_exists(t.pid) or psutil.Process(t.pid).status() == psutil.STATUS_ZOMBIE for t in temporaries)
+    assert processes_mentioning(str(project.dir)) == []
+    assert processes.records(role=processes.VERIFY_REPLICATOR) == []
+    assert processes.leftovers(processes.VERIFY, project.dir) == []  # the run's record went with it
+    assert all(sentinel_rows(db) == 0 and count_rows(db) == 2 for db in dbs)
+    assert temp_files(project) == []
+
+
+def test_concurrent_records_keep_every_database(tmp_path: Path) -> None:
+    """verify.json is read, changed and written by each run: none may write back a copy missing another's entry."""
+    names = [f"db{i}" for i in range(16)]
+    start = threading.Barrier(len(names))
+
+    def record(name: str) -> None:
+        start.wait()
+        for _ in range(5):
+            state.record_verify(tmp_path, name, state.VerifyRecord(name, name, "verified", "", time.time()))
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(state.verify_records(tmp_path)) == sorted(names)
+
+
+def test_the_spinner_names_each_running_database_on_a_line_of_its_own() -> None:
+    """Several databases: a line each under the count; a newline in a name is shown escaped, not obeyed."""
+    from types import SimpleNamespace
+
+    from backupctl.cli.cmd_verify import _Progress
+
+    class Status:
+        text = None
+
+        def update(self, text) -> None:
+            self.text = text
+
+    status = Status()
+    progress = _Progress(["a.db", "new\nline.db"], status, lines=False)
+    progress.step(SimpleNamespace(name="a.db"), "writing the sentinel row")
+    progress.step(SimpleNamespace(name="new\nline.db"), "restoring the replica")
+    assert status.text.plain.splitlines() == [
+        "verifying 2 databases (0 done)", "  a.db: writing the sentinel row", "  new\\nline.db: restoring the replica"
+    ]
+    progress.finished(SimpleNamespace(name="a.db"), SimpleNamespace(status="verified", seconds=1.0), None)
+    assert status.text.plain.splitlines() == ["verifying 2 databases (1 done)", "  new\\nline.db: restoring the replica"]
