@@ -205,7 +205,7 @@ from backupctl.cli import cmd_run  # noqa: E402,F401
 from backupctl.cli import cmd_inspect  # noqa: E402,F401
 from backupctl.cli import cmd_serve  # noqa: E402,F401
 from backupctl.cli import cmd_restore  # noqa: E402,F401
-from backupctl.cli import cmd_verify  # noqa: E402,F401  (after cmd_restore: takes over its `verify`)
+from backupctl.cli import cmd_verify  # noqa: E402,F401
 from backupctl.cli import cmd_drill  # noqa: E402,F401
 from backupctl.cli import cmd_doctor  # noqa: E402,F401
 from backupctl.cli import cmd_demo  # noqa: E402,F401

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load, load_for_recovery
-from backupctl.errors import BackupctlError, ExitCode, worst_exit
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
+from backupctl.errors import BackupctlError, ExitCode
 
 
 class Terminated(BackupctlError):
@@ -319,59 +319,3 @@ def _usage(message: str, hint: str, details: list[str] | None = None) -> Backupc
     from backupctl.cli.output import UsageError
 
     return UsageError(message, hint, details=details)
-
-
-@app.command()
-def verify(
-    db: Annotated[str | None, typer.Argument(help="Database (name or path); default all.", show_default=False)] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            click_type=DURATION,
-            help="How long to wait for the sentinel to reach the replica: 90s, 2m.",
-            show_default=False,
-        ),
-    ] = None,
-    json_out: JsonOpt = False,
-    env_file: EnvFileOpt = None,
-) -> int:
-    """Prove the replica restores: write a sentinel row, wait for it to replicate, restore, check.
-
-    Exit 0 verified, 20 failed (restore broken or sentinel missing), 21 inconclusive (replica lagging).
-
-    \b
-    Examples:
-      backupctl verify                 # every database; exit 0 verified, 20 failed, 21 inconclusive
-      backupctl verify app.db --json   # one database, machine-readable
-    """
-    from backupctl import verify as core
-    from backupctl.cli.output import emit_json, say, success
-
-    settings = load(env_file)
-    binary = binary_for(settings)
-    results = []
-    with _signals_stop("verify"):
-        for database in settings.database(db):
-            with _status(f"verifying {database.name}", json_out) as status:
-                step = _step(status)
-                results.append(core.verify_database(settings, binary, database, timeout=timeout, on_step=step))
-    codes = [r.exit_code for r in results]
-    code = worst_exit(codes)
-    if json_out:
-        emit_json({"ok": code == 0, "results": [r.to_json() for r in results]})
-    else:
-        for r in results:
-            line = f"{r.name}: {r.status} ({r.seconds:.1f}s)"
-            if r.status == core.VERIFIED:
-                success(line)
-            else:
-                say(line)
-            if r.reason:
-                say(f"  {r.reason}")
-            timings = ", ".join(f"{k} {v:.2f}s" for k, v in r.timings.items())
-            if timings:
-                say(f"  {timings}")
-    if code:
-        raise typer.Exit(int(code))
-    return 0

@@ -4,9 +4,7 @@ A terminal shows a spinner naming each running database's step. Piped (stdout or
 terminal: a log, CI, cron), a line per database goes to stderr as it finishes, so a long verify is
 seen moving; stdout keeps its contract (nothing but the one JSON document with --json).
 
-cmd_restore still registers the one-database-after-another `verify` (that file is being edited on
-another branch); importing this module puts this command in its place, same name and same slot in
-`backupctl --help`. ``cmd_restore.verify`` is dead code to delete once that file is free.
+It shares restore's signal handling and spinner (``cmd_restore``): a verify is a restore checked.
 """
 
 from __future__ import annotations
@@ -87,6 +85,7 @@ class _Progress:
             say(line)
 
 
+@app.command()
 def verify(
     db: Annotated[str | None, typer.Argument(help="Database (name or path); default all.", show_default=False)] = None,
     timeout: Annotated[
@@ -143,17 +142,3 @@ def verify(
     if code:
         raise typer.Exit(int(code))
     return 0
-
-
-def _take_the_place_of(old: Any, new: Any) -> None:
-    """Register ``new`` as a command in the slot of the already registered ``old`` (same name, same
-    place in `backupctl --help`). Registering it beside would work too (typer lets the later of two
-    commands of one name win, silently); replacing the record says which one runs. With ``old``
-    gone (deleted from cmd_restore), ``new`` is simply registered."""
-    slot = next((i for i, info in enumerate(app.registered_commands) if old is not None and info.callback is old), None)
-    app.command()(new)
-    if slot is not None:
-        app.registered_commands[slot] = app.registered_commands.pop()
-
-
-_take_the_place_of(getattr(cmd_restore, "verify", None), verify)
