@@ -213,6 +213,13 @@ def carried_environment(settings: Settings, environ: Mapping[str, str] | None = 
 def check_user_name(name: str) -> str:
     if not _USER_NAME.fullmatch(name) or len(name) > 32:
         raise ConfigError(f"{name!r} is not a user name", "name the account the service runs as, like --user-name deploy")
+    if name == "nobody":
+        # systemd-analyze verify flags it ("Special user nobody configured, this is not safe!"), and
+        # nobody cannot own the project's .env and state that the unit reads and writes.
+        raise ConfigError(
+            "'nobody' is systemd's special user: systemd calls a unit running as it unsafe, and it cannot own the project",
+            "name the account that owns the project and its .env, like --user-name deploy",
+        )
     return name
 
 

@@ -135,7 +135,7 @@ def test_rails_laptop_with_just_recipes(uv_tool_backupctl: Path, tmp_path: Path,
 
 def test_go_server_system_unit_pins_the_binary_and_verifies(tmp_path: Path, litestream_bins) -> None:
     # A Go service keeps its SQLite file wherever it likes; the unit runs as an account that exists here. Not
-    # `nobody`: systemd-analyze itself flags "Special user nobody configured, this is not safe!".
+    # `nobody`: systemd-analyze itself flags "Special user nobody configured, this is not safe!" (backupctl refuses it).
     app = tmp_path / "gosrv"
     make_db(app / "data" / "app.db")
     (app / ".env").write_text(f"BACKUP_DATABASES=data/app.db\nBACKUP_LOCAL_DIR={tmp_path / 'replicas'}\n")

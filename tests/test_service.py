@@ -134,6 +134,9 @@ def test_user_and_system_units(hostile_project) -> None:
     )
     with pytest.raises(ConfigError):
         render_service("systemd", hostile_project, system_user="bad name")
+    # systemd-analyze flags a unit run as nobody ("Special user nobody configured, this is not safe!")
+    with pytest.raises(ConfigError, match="special user"):
+        render_service("systemd", hostile_project, system_user="nobody")
 
 
 def test_system_unit_install_needs_root_and_an_existing_user(hostile_project, tmp_path: Path, monkeypatch) -> None:
