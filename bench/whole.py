@@ -126,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true")
     opts = parser.parse_args(argv)
-    from backupctl import continuity
-    from backupctl.binary import ensure_binary
+    from backupctl.checks import continuity
+    from backupctl.config.settings import load_settings
+    from backupctl.litestream.binary import ensure_binary
     from backupctl.restore.staging import litestream_for
-    from backupctl.settings import load_settings
 
     work = Path(tempfile.mkdtemp(prefix="bench-whole-"))
     rows: list[tuple[str, float, str, float]] = []

@@ -28,7 +28,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from backupctl.download import sha256_file
+from backupctl.litestream.download import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS = ROOT / "backupctl" / "pins.json"

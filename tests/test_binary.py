@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import binary, download
 from backupctl.errors import BinaryError, ConfigError, LitestreamError
+from backupctl.litestream import binary, download
 from backupctl.versions import platform_pin
 from tests.conftest import ROOT, run_cli
 
@@ -620,8 +620,8 @@ def test_setup_print_check_validates_the_printed_text_not_an_old_file(project, l
 
 def test_check_config_catches_a_shape_the_version_ignores(project, litestream_bins, tmp_path: Path) -> None:
     """0.3 silently ignores `replica:`: the check must see the missing replica."""
-    from backupctl.configure import check_config
-    from backupctl.settings import load_settings
+    from backupctl.commands.configure import check_config
+    from backupctl.config.settings import load_settings
 
     project.env_file.write_text(project.env_file.read_text() + f"LITESTREAM_VERSION={V3}\n")
     settings = load_settings(project.env_file)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl.cost import DEFAULT_PRICES, GB, MONTH_SECONDS, parse_price_overrides
+from backupctl.commands.cost import DEFAULT_PRICES, GB, MONTH_SECONDS, parse_price_overrides
 from backupctl.errors import ConfigError, ExitCode
 from tests.conftest import S3_KEY, S3_SECRET, run_cli
 
@@ -48,10 +48,10 @@ ESTIMATE_KEYS = {
 
 def replicate_some(project, version: str, has_objects) -> None:
     """Run the real litestream on the project's database with writes until the replica holds data."""
-    from backupctl.binary import ensure_binary
-    from backupctl.render import sync_config
-    from backupctl.runner import Litestream
-    from backupctl.settings import load_settings
+    from backupctl.config.render import sync_config
+    from backupctl.config.settings import load_settings
+    from backupctl.litestream.binary import ensure_binary
+    from backupctl.litestream.runner import Litestream
 
     settings = load_settings(project.env_file)
     assert settings.version == version

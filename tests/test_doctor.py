@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from backupctl.doctor import run_doctor, wal_command
+from backupctl.checks.doctor import run_doctor, wal_command
 from backupctl.errors import ExitCode
-from backupctl.foreign_litestreams import config_database_paths
+from backupctl.host.foreign_litestreams import config_database_paths
 from tests.conftest import S3_KEY, S3_RO_KEY, S3_RO_SECRET, S3_SECRET, make_db, run_cli
 
 CHECK_KEYS = {"name", "status", "found", "fix", "subject", "finding"}
@@ -211,10 +211,10 @@ def test_missing_and_non_sqlite_databases(project, litestream_bins):
 @pytest.mark.timeout(180)
 def test_second_replicator_on_the_same_database(project, s3_server, s3_bucket, litestream_bins, version, tmp_path):
     """A litestream started outside backupctl (a Procfile, a sidecar) on the same database is found."""
-    from backupctl.binary import ensure_binary
-    from backupctl.render import render
-    from backupctl.runner import Litestream
-    from backupctl.settings import load_settings
+    from backupctl.config.render import render
+    from backupctl.config.settings import load_settings
+    from backupctl.litestream.binary import ensure_binary
+    from backupctl.litestream.runner import Litestream
 
     s3_env(project, s3_server, s3_bucket, LITESTREAM_VERSION=version)
     settings = load_settings(project.env_file)
@@ -243,7 +243,7 @@ def test_second_replicator_on_the_same_database(project, s3_server, s3_bucket, l
 
 def test_backupctl_lock_holder_counts_as_one_replicator(project, litestream_bins):
     """backupctl's own lock on the database is the one allowed replicator, not a second."""
-    from backupctl import locks, processes
+    from backupctl.host import locks, processes
     from tests.test_processes import backupctl_lookalike
 
     supervisor = backupctl_lookalike(project.dir.parent)  # a process whose command line is `backupctl`

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import state
 from backupctl.errors import ExitCode
+from backupctl.host import state
 from tests.conftest import count_rows, run_cli, wait_for
 from tests.test_restore import wait_replicated
 

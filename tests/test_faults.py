@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backupctl import state
+from backupctl.host import state
 from tests.conftest import (
     S3_KEY,
     S3_SECRET,
@@ -156,7 +156,7 @@ class App:
         return [" ".join(p.info["cmdline"]) for p in processes_mentioning(str(self.dir))]
 
     def recorded_pids(self) -> tuple[int | None, int | None]:
-        from backupctl import processes
+        from backupctl.host import processes
 
         record = processes.supervisor_of(self.dir)
         doc = state.read_supervisor_state(self.state_dir)

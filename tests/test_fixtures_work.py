@@ -6,7 +6,7 @@ from tests.conftest import S3_RO_KEY, S3_RO_SECRET
 
 
 def test_pinned_binaries_installed_and_verified(litestream_bins):
-    from backupctl.binary import cached
+    from backupctl.litestream.binary import cached
 
     for version in litestream_bins:
         found = cached(version)

@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backupctl import locks, processes
 from backupctl.errors import ExitCode
+from backupctl.host import locks, processes
 from tests.conftest import Project, count_rows, insert_rows, kill_pids, run_cli, wait_for
 from tests.test_restore import settings_of
 
@@ -362,7 +362,7 @@ def test_status_never_rests_on_a_replica_reading_older_than_30s(project: Project
     """The supervisor re-reads an unchanged database's replica only now and then: a deleted replica must
     show in `status` at once, not minutes later. Its reading is made old by hand (as minutes of an idle
     database would), then the replica is deleted."""
-    from backupctl import observations
+    from backupctl.checks import observations
 
     assert run_cli("start", "--background", cwd=project.dir, timeout=120).returncode == 0
     try:

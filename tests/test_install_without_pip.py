@@ -31,8 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import binary, download, index, versions
+from backupctl import versions
 from backupctl.errors import BinaryError, ExitCode
+from backupctl.litestream import binary, download, index
 from backupctl.versions import platform_pin
 from tests.conftest import ROOT
 

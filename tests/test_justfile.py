@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import just_recipes
+from backupctl.commands import just_recipes
 from backupctl.errors import ExitCode
 from tests.conftest import ROOT, Project, count_rows, insert_rows, run_cli
 
@@ -218,8 +218,9 @@ def test_start_exits_zero_on_a_clean_stop_only_when_asked_and_the_final_sync_com
 ) -> None:
     # Whether the final sync completed is the supervisor's verdict (tests/test_supervisor.py); this is
     # what start makes of it: 0 only for a signal stop whose final sync completed, and only when asked.
-    from backupctl import launch, state
-    from backupctl.settings import load_settings
+    from backupctl.commands import launch
+    from backupctl.config.settings import load_settings
+    from backupctl.host import state
 
     settings = load_settings(project.env_file)
     outcome: dict[str, object] = {}
@@ -228,7 +229,7 @@ def test_start_exits_zero_on_a_clean_stop_only_when_asked_and_the_final_sync_com
         self.status = state.SupervisorState(final_sync=outcome["final_sync"])
         return int(outcome["code"])
 
-    monkeypatch.setattr("backupctl.supervisor.Supervisor.run", run)
+    monkeypatch.setattr("backupctl.supervise.supervisor.Supervisor.run", run)
     for code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         for final_sync in (True, False, None):
             outcome.update(code=code, final_sync=final_sync)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from backupctl import kinds
+from backupctl.config.render import render
+from backupctl.config.settings import Replica, load_settings
 from backupctl.errors import LitestreamError
-from backupctl.render import render
-from backupctl.runner import Litestream, build_environment
-from backupctl.settings import Replica, load_settings
+from backupctl.litestream.runner import Litestream, build_environment
 from tests.conftest import ROOT
 
 # Enough for each kind to be valid; secrets differ so each can be told apart.
@@ -134,7 +134,7 @@ def test_probe_tests_the_address_each_kind_names() -> None:
 
 def test_the_modules_that_use_replicas_ask_the_kinds_instead_of_naming_them() -> None:
     """Adding a kind touches backupctl/kinds/, its template, .env.example and the docs, not these."""
-    for name in ("settings.py", "doctor.py", "cost.py", "runner.py", "render.py", "listings.py"):
+    for name in ("config/settings.py", "checks/doctor.py", "commands/cost.py", "litestream/runner.py", "config/render.py", "litestream/listings.py"):
         source = (ROOT / "backupctl" / name).read_text()
         found = re.findall(r"kind\s*(?:==|!=|in)\s*[(\"']|\"(?:sftp|abs|gcs)\"|sftp_\w+|abs_account\w*", source)
         assert not found, (name, found)
@@ -146,9 +146,9 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     import sqlite3
     import subprocess
 
-    from backupctl import positions
-    from backupctl.listings import ltx_files
-    from backupctl.restorable import _window_05, restorable_windows
+    from backupctl.litestream import positions
+    from backupctl.litestream.listings import ltx_files
+    from backupctl.litestream.restorable import _window_05, restorable_windows
     from tests.conftest import make_db
 
     proj = tmp_path / "app"

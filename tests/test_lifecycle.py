@@ -19,8 +19,8 @@ import psutil
 import pytest
 import yaml
 
-from backupctl import processes, state
 from backupctl.errors import ExitCode
+from backupctl.host import processes, state
 from tests.conftest import Project, count_rows, kill_pids, make_db, processes_mentioning, run_cli, wait_for
 from tests.conftest import insert_rows as insert
 

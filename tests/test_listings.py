@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import listings, restorable
+from backupctl.config.render import sync_config
+from backupctl.config.settings import Settings, load_settings
 from backupctl.errors import LitestreamError
-from backupctl.render import sync_config
-from backupctl.runner import Litestream
-from backupctl.settings import Settings, load_settings
+from backupctl.litestream import listings, restorable
+from backupctl.litestream.runner import Litestream
 from tests.conftest import S3_KEY, S3_SECRET, count_rows, free_port_base, make_db, run_cli
 
 pytestmark = pytest.mark.timeout(240)
@@ -226,9 +226,8 @@ def test_parsers_are_robust() -> None:
 
 def test_sizes_have_one_formatter() -> None:
     """The CLI's sizes (status, databases, listings, restore) and doctor's come from one function."""
-    from backupctl import doctor
-    from backupctl.cli.common import human_size
+    from backupctl.units import human_size
 
     assert human_size(None) == "-"
     for n, text in [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KB"), (5 * 1024**3, "5.0 GB"), (3 * 1024**4, "3.0 TB")]:
-        assert human_size(n) == doctor.human_size(n) == text
+        assert human_size(n) == text

@@ -381,8 +381,8 @@ def test_serve_says_when_the_port_is_taken(project) -> None:
 def test_service_definitions_for_serve(project) -> None:
     import yaml
 
-    from backupctl.service import render_service
-    from backupctl.settings import load_settings
+    from backupctl.commands.service import render_service
+    from backupctl.config.settings import load_settings
 
     settings = load_settings(project.env_file)
     unit = render_service("systemd", settings, command="serve")
@@ -398,8 +398,8 @@ def test_service_definitions_for_serve(project) -> None:
 
 def test_notify_retries_then_gives_up_quietly(project) -> None:
     """A webhook that fails: retried on 5xx, logged with the URL reduced to its host, never raised."""
-    from backupctl import notify
-    from backupctl.settings import load_settings
+    from backupctl.checks import notify
+    from backupctl.config.settings import load_settings
 
     calls: list[str] = []
 
@@ -437,11 +437,11 @@ def test_notify_retries_then_gives_up_quietly(project) -> None:
 
 def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
     """A report too old to trust, or a refresh that fails, is never answered with 200."""
+    from backupctl.checks.status import StatusReport, SupervisorInfo
+    from backupctl.config.settings import load_settings
     from backupctl.errors import LitestreamError
-    from backupctl.serve import Monitor
-    from backupctl.serve_answers import Snapshot, health, report_max_age, words
-    from backupctl.settings import load_settings
-    from backupctl.status import StatusReport, SupervisorInfo
+    from backupctl.serve.answers import Snapshot, health, report_max_age, words
+    from backupctl.serve.server import Monitor
 
     report = StatusReport("2026-12-01T00:00:00Z", "0.5.17", 60.0, SupervisorInfo("running", True, 1, 2, 5.0, 0, None))
     now = time.time()
@@ -467,9 +467,9 @@ def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
 
 
 def test_litestream_metrics_addr_is_checked_and_rendered(project) -> None:
+    from backupctl.config.render import render
+    from backupctl.config.settings import load_settings
     from backupctl.errors import ConfigError
-    from backupctl.render import render
-    from backupctl.settings import load_settings
 
     for bad in ("9090", "localhost:99999", "a b:90"):
         with pytest.raises(ConfigError) as caught:

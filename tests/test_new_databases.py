@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import locks, state, supervisor
-from backupctl.dbwatch import DatabaseWatch
+from backupctl.config.render import sync_config
+from backupctl.config.settings import load_settings
 from backupctl.errors import ExitCode
-from backupctl.render import sync_config
-from backupctl.runner import Litestream
-from backupctl.settings import load_settings
+from backupctl.host import locks, state
+from backupctl.litestream.runner import Litestream
+from backupctl.supervise import supervisor
+from backupctl.supervise.dbwatch import DatabaseWatch
 from tests.conftest import count_rows, make_db, run_cli
 from tests.test_supervisor import GOOD, FakeClock, FakeProc, _env, _gone, _insert, _kill, _start_bg, _state, _wait_for
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from backupctl import state
-from backupctl.observations import MAX_AGE, OBSERVATIONS
+from backupctl.checks.observations import MAX_AGE, OBSERVATIONS
+from backupctl.host import state
 from tests.conftest import Project, count_rows, kill_pids, processes_mentioning, run_cli, wait_for
 from tests.conftest import insert_rows as insert
 

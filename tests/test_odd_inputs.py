@@ -206,8 +206,8 @@ def test_notify_never_resolves_a_host_holding_a_password(project: Project, monke
     "alice:<password>@host" as a host name and quote the password in its error."""
     import dataclasses
 
-    from backupctl import notify
-    from backupctl.settings import Credentials, load_settings
+    from backupctl.checks import notify
+    from backupctl.config.settings import Credentials, load_settings
 
     resolved: list[object] = []
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: resolved.append(a) or [])

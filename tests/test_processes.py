@@ -10,8 +10,10 @@ from pathlib import Path
 
 import psutil
 
-from backupctl import processes, state
-from backupctl.settings import Replica
+from backupctl import paths
+from backupctl.config.settings import Replica
+from backupctl.host import processes
+from backupctl.owned import read_json
 
 
 def s3(endpoint: str | None, bucket: str = "b", path: str = "app/db", region: str | None = None) -> Replica:
@@ -88,17 +90,17 @@ def test_a_shared_state_folder_belongs_to_its_first_project(tmp_path: Path) -> N
     shared, a, b = tmp_path / "state", tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    state.claim(shared, a)
-    state.claim(shared, a)
+    paths.claim(shared, a)
+    paths.claim(shared, a)
     try:
-        state.claim(shared, b)
+        paths.claim(shared, b)
     except ConfigError as exc:
         assert str(a.resolve()) in exc.message and "BACKUPCTL_STATE_DIR" in exc.hint
     else:
         raise AssertionError("a second project took over the state folder")
     a.rmdir()  # the owner is gone: the folder is free again
-    state.claim(shared, b)
-    assert state.read_json(shared / state.OWNERFILE) == {"project": str(b.resolve())}
+    paths.claim(shared, b)
+    assert read_json(shared / paths.OWNERFILE) == {"project": str(b.resolve())}
 
 
 def test_this_process_is_alive_by_its_own_record(tmp_path: Path) -> None:
@@ -126,7 +128,7 @@ def test_a_forged_record_gets_no_process_signalled(tmp_path: Path) -> None:
             assert not forged.alive()
             assert processes.records(project=tmp_path) == []  # not believed, and pruned
             assert not forged.file.exists()
-        from backupctl.background import stop_supervisor
+        from backupctl.supervise.background import stop_supervisor
 
         forged = processes.register(processes.SUPERVISOR, sleeper.pid, project=tmp_path)
         assert stop_supervisor(forged, tmp_path / "state", 5).was_running is False

@@ -251,9 +251,9 @@ def test_a_glob_that_matches_nothing_anywhere_is_a_clear_error(tmp_path: Path, s
 
 
 def test_a_glob_that_matched_local_files_survives_a_replica_that_cannot_be_listed(tmp_path: Path) -> None:
+    from backupctl.config.settings import load_settings
     from backupctl.errors import ConfigError, LitestreamError
-    from backupctl.recovery import resolve_databases
-    from backupctl.settings import load_settings
+    from backupctl.restore.recovery import resolve_databases
     from tests.conftest import free_port_base
 
     proj = tmp_path / "app"

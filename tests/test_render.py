@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from backupctl.config.render import render, yaml_scalar
+from backupctl.config.settings import load_settings
 from backupctl.errors import ConfigError, ExitCode
-from backupctl.render import render, yaml_scalar
-from backupctl.settings import load_settings
 from tests.conftest import ROOT, run_cli
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -73,7 +73,7 @@ def test_real_litestream_reads_what_we_render(tmp_path: Path, name: str, version
     This is the guard against the silent traps: a `replica:` key under 0.3 or `replicas:` under
     0.5 would parse fine in YAML but replicate nothing.
     """
-    from backupctl.runner import Litestream
+    from backupctl.litestream.runner import Litestream
 
     proj = project_with(tmp_path, SETUPS[name] + f"LITESTREAM_VERSION={version}\n")
     s = load_settings(cwd=proj, environ={})
@@ -173,7 +173,7 @@ def test_fuzz_any_text_reads_back_or_is_refused(tmp_path: Path, value: str) -> N
 
 def test_dollar_survives_litestream_expansion_for_real(tmp_path: Path, version: str, litestream_bins) -> None:
     """A database folder literally named with $HOME, #, quotes and a newline, read by the real binary."""
-    from backupctl.runner import Litestream
+    from backupctl.litestream.runner import Litestream
 
     # 0.5 opens the database as a SQLite URI and cuts its path at '#', so settings refuse '#' for 0.5
     # (test_inputs_that_break_later); 0.3 takes it as it is.

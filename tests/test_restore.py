@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import locks
-from backupctl.render import sync_config
-from backupctl.runner import Litestream
-from backupctl.settings import Settings, load_settings
+from backupctl.config.render import sync_config
+from backupctl.config.settings import Settings, load_settings
+from backupctl.host import locks
+from backupctl.litestream.runner import Litestream
 from tests.conftest import S3_KEY, S3_SECRET, Project, S3Server, count_rows, make_db, run_cli
 
 pytestmark = pytest.mark.timeout(240)
@@ -64,7 +64,7 @@ def replicating(settings: Settings, binary: Path, *, hold_lock: bool = True) -> 
     record = None
     try:
         if hold_lock:
-            from backupctl import processes
+            from backupctl.host import processes
 
             record = processes.register(
                 processes.LITESTREAM, proc.pid, project=settings.project_dir, databases=[d.path for d in settings.databases]

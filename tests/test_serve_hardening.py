@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backupctl.serve import WORKERS
+from backupctl.serve.server import WORKERS
 from tests.conftest import Project, run_cli, wait_for
 from tests.test_monitoring import free_port
 

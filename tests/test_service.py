@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from backupctl.commands.service import Mount, backupctl_command, render_service
+from backupctl.config.settings import load_settings
 from backupctl.errors import ConfigError
-from backupctl.service import Mount, backupctl_command, render_service
-from backupctl.settings import load_settings
 from tests.conftest import make_db, run_cli
 
 HOSTILE = 'we$ird %h "q" \\ <x>&'
@@ -140,7 +140,7 @@ def test_user_and_system_units(hostile_project) -> None:
 
 
 def test_system_unit_install_needs_root_and_an_existing_user(hostile_project, tmp_path: Path, monkeypatch) -> None:
-    from backupctl import service
+    from backupctl.commands import service
     from backupctl.errors import RefusedError
 
     monkeypatch.setattr(service, "SYSTEMD_SYSTEM_DIR", tmp_path / "etc-systemd-system")
@@ -201,7 +201,7 @@ def test_launchd_log_goes_to_the_state_dir_override(hostile_project, tmp_path: P
 
 def test_compose_builds_the_repository_dockerfile_with_the_pinned_litestream(hostile_project) -> None:
     from backupctl import __version__
-    from backupctl.service import image_source
+    from backupctl.commands.service import image_source
 
     doc = yaml.safe_load(render_service("compose", hostile_project).text)
     svc = doc["services"]["backupctl"]
@@ -233,7 +233,7 @@ def test_compose_builds_the_repository_dockerfile_with_the_pinned_litestream(hos
     ],
 )
 def test_compose_data_layout(tmp_path: Path, databases: str, data: str | None, root: str, inside: str, monkeypatch) -> None:
-    from backupctl.service import compose_layout, data_root
+    from backupctl.commands.service import compose_layout, data_root
 
     proj = tmp_path / "app"
     for name in ("storage/db/production.sqlite3", "storage/production.sqlite3", "app.sqlite3"):

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backupctl import service
-from backupctl.service import render_service
-from backupctl.settings import load_settings
+from backupctl.commands import service
+from backupctl.commands.service import render_service
+from backupctl.config.settings import load_settings
 from tests.conftest import ROOT, Project, count_rows, insert_rows, make_db, run_cli, wait_for
 from tests.test_service import HOSTILE
 

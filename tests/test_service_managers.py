@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backupctl import service_managers
+from backupctl.host import service_managers
 
 
 def test_service_manager_is_read_from_the_environment() -> None:

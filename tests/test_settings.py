@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from backupctl.config.settings import CHAINS, KNOWN_VARIABLES, load_settings, parse_duration
 from backupctl.errors import ConfigError, ExitCode
-from backupctl.settings import CHAINS, KNOWN_VARIABLES, load_settings, mask, parse_duration
+from backupctl.redact import mask
 from tests.conftest import ROOT, make_db, run_cli
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import state
+from backupctl.checks.status import stale_after_seconds
+from backupctl.config.settings import load_settings
+from backupctl.host import state
 from backupctl.paths import project_state_dir
-from backupctl.settings import load_settings
-from backupctl.status import stale_after_seconds
 from tests.conftest import S3_KEY, S3_SECRET, S3Server, free_port_base, kill_pids, make_db, run_cli
 from tests.test_listings import insert, write_env
 

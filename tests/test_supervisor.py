@@ -15,10 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backupctl import litestream_log, logfiles, state, supervisor
+from backupctl.config.settings import load_settings
 from backupctl.errors import ExitCode, SupervisorError
-from backupctl.runner import Litestream
-from backupctl.settings import load_settings
+from backupctl.host import logfiles, state
+from backupctl.litestream import log as litestream_log
+from backupctl.litestream.runner import Litestream
+from backupctl.owned import write_json
+from backupctl.supervise import supervisor
 from tests.conftest import S3_KEY, S3_SECRET, count_rows, make_db, run_cli
 
 NO_SUCH_PID = 999_999_999
@@ -103,7 +106,7 @@ def _fake_supervisor(project, script, **kwargs):
         sleep=sleep,
         rng=lambda: 0.5,
         handle_signals=False,
-        # confirmation is by position (backupctl.positions); a fake litestream's replica always covers it
+        # confirmation is by position (backupctl.litestream.positions); a fake litestream's replica always covers it
         position_check=lambda dbs: {str(db.path) for db in dbs},
         **kwargs,
     )
@@ -190,7 +193,7 @@ def _insert(db: Path, n: int, start: int = 0) -> None:
 
 def _restored_rows(project, tmp_path: Path, name: str = "restored.db") -> int:
     settings = load_settings(project.env_file)
-    from backupctl.binary import ensure_binary
+    from backupctl.litestream.binary import ensure_binary
 
     out = tmp_path / name
     Litestream(ensure_binary(settings.version).path, settings).run("restore", "-o", str(out), str(project.db), timeout=60)
@@ -310,7 +313,7 @@ def test_kill9_of_litestream_is_restarted_and_no_committed_row_is_lost(project, 
 
 @pytest.mark.slow
 def test_a_config_given_with_config_is_used_as_is_never_rendered_over(project, tmp_path) -> None:
-    from backupctl.render import render
+    from backupctl.config.render import render
 
     user_config = tmp_path / "mine.yml"
     user_config.write_bytes(b"# my own litestream config, hands off\n" + render(load_settings(project.env_file)).text.encode())
@@ -331,7 +334,7 @@ def test_a_config_given_with_config_is_used_as_is_never_rendered_over(project, t
 
 @pytest.mark.slow
 def test_a_record_naming_an_unrelated_process_is_never_signalled(project) -> None:
-    from backupctl import processes
+    from backupctl.host import processes
 
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
@@ -341,7 +344,7 @@ def test_a_record_naming_an_unrelated_process_is_never_signalled(project) -> Non
                 role=processes.SUPERVISOR, pid=sleeper.pid, create_time=create_time, argv=["backupctl", "start"],
                 project=str(project.dir.resolve()), background=True,
             )  # fmt: skip
-            state.write_json(record.file, dataclasses.asdict(record))
+            write_json(record.file, dataclasses.asdict(record))
             result = run_cli("stop", cwd=project.dir, env=_env(project))
             assert result.returncode == 0 and "nothing to stop" in result.stderr
             assert sleeper.poll() is None  # still alive: no signal reached it
@@ -372,8 +375,8 @@ def test_supervisor_sigkill_litestream_does_its_final_sync_and_exits(project, tm
 def test_a_stop_before_the_first_snapshot_is_not_reported_as_a_final_sync(project, tmp_path) -> None:
     # 0.5.17 stopped before its first snapshot exits 0 and leaves the replica empty: never "final sync completed".
     settings = load_settings(project.env_file)
-    from backupctl.binary import ensure_binary
-    from backupctl.render import sync_config
+    from backupctl.config.render import sync_config
+    from backupctl.litestream.binary import ensure_binary
 
     sync_config(settings)
     lines: list[str] = []
@@ -428,7 +431,7 @@ def test_periodic_verify_runs_in_a_child_process_and_keeps_the_supervisor_single
 
 @pytest.mark.slow
 def test_orphaned_litestream_is_stopped_by_the_next_start(project) -> None:
-    from backupctl import processes
+    from backupctl.host import processes
 
     env = {processes.NO_PDEATHSIG_ENV: "1"}  # what macOS does: no parent-death signal
     first = _start_bg(project, env=env)
@@ -514,7 +517,7 @@ def test_s3_secret_is_in_no_argv_log_or_pidfile(project, s3_server, s3_bucket, t
     finally:
         _kill(running.pid, running.litestream_pid)
     state_dir = project.dir / ".backupctl"
-    from backupctl import processes
+    from backupctl.host import processes
 
     files = [state_dir / name for name in (state.LOGFILE, state.STATEFILE, state.PRIVATE_CONFIG, supervisor.LITESTREAM_OUTPUT)]
     for path in [*files, *processes.registry_dir().glob("*.json")]:
@@ -530,8 +533,8 @@ def test_s3_secret_is_in_no_argv_log_or_pidfile(project, s3_server, s3_bucket, t
 def test_wrong_s3_credentials_end_in_fatal_showing_the_s3_error(project, s3_server, s3_bucket, version) -> None:
     _s3_project(project, s3_server, s3_bucket, version, "definitely-the-wrong-secret")
     settings = load_settings(project.env_file)
-    from backupctl.binary import ensure_binary
-    from backupctl.render import sync_config
+    from backupctl.config.render import sync_config
+    from backupctl.litestream.binary import ensure_binary
 
     sync_config(settings)
     lines: list[str] = []

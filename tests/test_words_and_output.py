@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from backupctl import state
 from backupctl.errors import ExitCode
+from backupctl.host import state
 from tests.conftest import S3_KEY, Project, make_db, run_cli
 from tests.test_restore import configure, insert, replicating, settings_of, wait_replicated
 

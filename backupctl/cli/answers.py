@@ -30,7 +30,7 @@ def parse_level(level: str) -> int | str:
 
 def listing(command: str, settings: Any, level: str = "all") -> Listing:
     """What `backupctl COMMAND` lists, for this version."""
-    from backupctl import listings
+    from backupctl.litestream import listings
 
     if command == "snapshots":
         return Listing("snapshots", listings.snapshots)
@@ -47,7 +47,7 @@ def listing(command: str, settings: Any, level: str = "all") -> Listing:
 
 
 def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
-    from backupctl.restorable import restorable_window
+    from backupctl.litestream.restorable import restorable_window
 
     return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
@@ -83,7 +83,7 @@ def listing_document(settings: Any, results: list[tuple[Any, list[Any]]], what: 
 def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:
     """`databases --json`: the config litestream reads and one row per database of the settings."""
     from backupctl.cli.output import notice
-    from backupctl.project import configured_database_rows
+    from backupctl.commands.project import configured_database_rows
 
     config_path, rows = configured_database_rows(settings, config, note=notice)
     return {"litestream_version": settings.version, "config": str(config_path), "databases": rows}
@@ -91,7 +91,7 @@ def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:
 
 def status_report(settings: Any, database: str | None, config: Path | None, fresh: bool) -> Any:
     """`status` (not --replica-only, not --watch): the StatusReport."""
+    from backupctl.checks.status import collect_status
     from backupctl.cli.wiring import binary_for, explicit_config
-    from backupctl.status import collect_status
 
     return collect_status(settings, lambda: binary_for(settings), database, config_path=explicit_config(config), fresh=fresh)

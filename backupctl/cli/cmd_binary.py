@@ -16,7 +16,7 @@ from backupctl.cli.common import EnvFileOpt, JsonOpt
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from backupctl.binary import InstalledBinary
+    from backupctl.litestream.binary import InstalledBinary
 
 
 class Source(StrEnum):
@@ -92,10 +92,10 @@ def install(
     json_: JsonOpt = False,
 ) -> int:
     """Download the pinned Litestream, verify its sha256 and version, and cache it."""
-    from backupctl.binary import cached, install_dir
-    from backupctl.binary import install as install_binary
     from backupctl.cli.output import emit_json, say, success
-    from backupctl.project import project_version
+    from backupctl.commands.project import project_version
+    from backupctl.litestream.binary import cached, install_dir
+    from backupctl.litestream.binary import install as install_binary
     from backupctl.versions import check_version, platform_pin
 
     wanted = check_version(version, setting="VERSION") if version else project_version(env_file)
@@ -127,8 +127,8 @@ def version_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
 
     A cached Litestream that fails its sha256 check is not run (exit 4)."""
     from backupctl.cli.output import emit_json, out
+    from backupctl.commands.project import litestream_report
     from backupctl.errors import BinaryError, ExitCode
-    from backupctl.project import litestream_report
 
     doc = litestream_report(env_file)
     refused = doc.get("error")

@@ -46,7 +46,7 @@ def setup(
       backupctl setup --local         # replicate to BACKUP_LOCAL_DIR until a plain setup
     """
     from backupctl.cli.output import notice, out, success
-    from backupctl.configure import setup as configure
+    from backupctl.commands.configure import setup as configure
 
     settings = load(env_file, force_local=local)
     done = configure(
@@ -73,10 +73,10 @@ def setup(
 
 
 def _suggest_gitignore(settings, config: Path) -> None:  # noqa: ANN001 - Settings, imported lazily
-    """Name the .gitignore lines for what backupctl writes into the app's repository (backupctl/gitignore.py)."""
+    """Name the .gitignore lines for what backupctl writes into the app's repository (backupctl/commands/gitignore.py)."""
     from backupctl.cli.output import notice, say
+    from backupctl.commands.gitignore import suggestion
     from backupctl.errors import BackupctlError
-    from backupctl.gitignore import suggestion
 
     try:
         found = suggestion(settings, config)
@@ -101,7 +101,7 @@ def _say_destinations(settings) -> None:  # noqa: ANN001 - Settings, imported la
 def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show the effective settings, where each came from, secrets masked."""
     from backupctl.cli.output import emit_json
-    from backupctl.project import effective_settings
+    from backupctl.commands.project import effective_settings
 
     settings = load(env_file)
     doc = effective_settings(settings)
@@ -132,8 +132,8 @@ def templates_eject(
 ) -> int:
     """Copy the default templates to ./backupctl-templates/; setup then uses yours."""
     from backupctl.cli.output import success
-    from backupctl.render import eject_templates
-    from backupctl.settings import find_env_file
+    from backupctl.config.render import eject_templates
+    from backupctl.config.settings import find_env_file
 
     found = find_env_file(env_file, Path.cwd())
     target = eject_templates(found.parent if found else Path.cwd(), force=force)

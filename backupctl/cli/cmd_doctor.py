@@ -18,9 +18,9 @@ def doctor(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
 
     Exit code: 0 all ok, 30 warnings only, 31 at least one failed check.
     """
+    from backupctl.checks.doctor import run_doctor
     from backupctl.cli.output import emit_json, print_table, say
     from backupctl.display import shown
-    from backupctl.doctor import run_doctor
 
     report = run_doctor(env_file)
     if json_:
@@ -75,7 +75,7 @@ def cost(env_file: EnvFileOpt = None, json_: JsonOpt = False, price: PriceOpt = 
 
     from backupctl.cli.common import load
     from backupctl.cli.output import emit_json, print_table, say
-    from backupctl.cost import PRICES_ENV, estimate_cost, parse_price_overrides
+    from backupctl.commands.cost import PRICES_ENV, estimate_cost, parse_price_overrides
 
     settings = load(env_file)
     overrides = [p for p in (os.environ.get(PRICES_ENV) or "").split(",") if p.strip()] + list(price or [])

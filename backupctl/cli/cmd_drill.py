@@ -1,4 +1,4 @@
-"""`drill`: a thin skin over backupctl.drill."""
+"""`drill`: a thin skin over backupctl.checks.drill."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery
+from backupctl.units import human_size
 
 
 @app.command()
@@ -26,8 +27,8 @@ def drill(
     RPO: age of the newest restorable state. RTO: how long the full restore took.
     Exit 0 passed, 22 failed. The last result is kept in .backupctl/drill.json.
     """
-    from backupctl import drill as core
     from backupctl import paths
+    from backupctl.checks import drill as core
     from backupctl.cli.cmd_restore import _signals_stop, _status, _step
     from backupctl.cli.output import emit_json, notice, print_table, say, success
 

@@ -11,17 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import (
-    DURATION,
-    ConfigOpt,
-    EnvFileOpt,
-    JsonOpt,
-    binary_for,
-    explicit_config,
-    human_size,
-    load,
-    load_for_recovery,
-)
+from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, load, load_for_recovery
+from backupctl.units import human_size
 
 DbArg = Annotated[
     str | None,
@@ -254,8 +245,8 @@ def status(
       backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
       backupctl status --watch --json | jq .ok  # one JSON document per line
     """
+    from backupctl.checks.status import collect_status
     from backupctl.cli.answers import status_report
-    from backupctl.status import collect_status
 
     # Without the databases (an operator's laptop) the settings are read as on a new machine: a glob
     # is matched against the replica and a missing folder is fine.
@@ -263,7 +254,7 @@ def status(
     config_path = explicit_config(config)
     if replica_only:
         _replica_only(settings, binary_for(settings), database, json_)
-    from backupctl.settings import local_mode_marker
+    from backupctl.config.settings import local_mode_marker
 
     local_mode = local_mode_marker(settings.project_dir).exists()
     if watch:
@@ -290,7 +281,7 @@ def status(
 
 
 def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool) -> None:
-    from backupctl.replica_status import collect_replica_status
+    from backupctl.checks.replica_status import collect_replica_status
 
     report = collect_replica_status(settings, binary, database)
     if json_:
@@ -396,7 +387,7 @@ def _listing(
 @app.command()
 def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
-    from backupctl.listings import txid_hex
+    from backupctl.litestream.listings import txid_hex
 
     _listing(env_file, json_, database, "snapshots", [
         ("created", lambda s: _stamp(s.created)),
@@ -409,7 +400,7 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
 @app.command()
 def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
-    from backupctl.listings import txid_hex
+    from backupctl.litestream.listings import txid_hex
 
     _listing(env_file, json_, database, "wal", [
         ("created", lambda s: _stamp(s.created)),
@@ -425,7 +416,7 @@ def ltx(
     env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all", config: ConfigOpt = None
 ) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
-    from backupctl.listings import txid_hex
+    from backupctl.litestream.listings import txid_hex
 
     _listing(env_file, json_, database, "ltx", [
         ("level", lambda f: str(f.level)),

@@ -32,9 +32,9 @@ def justfile_command(
       backupctl justfile --write      # writes ./backup.just beside .env, prints the import line
       backupctl justfile | less       # what it would write
     """
-    from backupctl import just_recipes
     from backupctl.cli.output import notice, out, say, success
-    from backupctl.settings import find_env_file
+    from backupctl.commands import just_recipes
+    from backupctl.config.settings import find_env_file
 
     found = find_env_file(env_file, Path.cwd())
     project_dir = found.parent if found is not None else Path.cwd().resolve()

@@ -1,4 +1,4 @@
-"""`restore` and `verify`: a thin skin over backupctl.restore and backupctl.verify."""
+"""`restore` and `verify`: a thin skin over backupctl.restore and backupctl.checks.verify."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery
 from backupctl.errors import BackupctlError, ExitCode
+from backupctl.units import human_size
 
 
 class Terminated(BackupctlError):

@@ -59,8 +59,8 @@ def start(
       backupctl start -b --restore-if-missing    # a new machine: restore first, then replicate
       backupctl start --exit-zero-on-clean-stop  # what `just backup-start` runs (backupctl justfile)
     """
-    from backupctl import launch
     from backupctl.cli.output import log_line, out, say, success
+    from backupctl.commands import launch
 
     # A new machine: the databases (and their folders) may exist only in the replica.
     settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
@@ -137,9 +137,9 @@ def stop(
     Stops a background supervisor, or a foreground one started in a terminal. One run by a service
     manager (systemd, launchd, a container) is stopped there; `stop` names the command (or --force).
     """
+    from backupctl.checks.continuity import whole_summary
     from backupctl.cli.output import emit_json, notice, say, success
-    from backupctl.continuity import whole_summary
-    from backupctl.launch import stop_project
+    from backupctl.commands.launch import stop_project
 
     settings = load(env_file)
     result = stop_project(settings, timeout, force=force)
@@ -171,11 +171,12 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many of the last lines to show.")] = 50,
 ) -> int:
     """Show the background supervisor's log (litestream's output included)."""
-    from backupctl import paths, state
+    from backupctl import paths
     from backupctl.cli import Interrupted
     from backupctl.cli.output import out, say
-    from backupctl.logfiles import follow as follow_log
-    from backupctl.logfiles import log_tail
+    from backupctl.host import state
+    from backupctl.host.logfiles import follow as follow_log
+    from backupctl.host.logfiles import log_tail
 
     settings = load(env_file)
     path = paths.project_state_dir(settings.project_dir) / state.LOGFILE
@@ -264,8 +265,8 @@ def service(
       backupctl service procfile >> Procfile                           # backupctl from PATH, ./.env
     """
     from backupctl.cli.output import UsageError, out, say, success
+    from backupctl.commands.service import install_systemd_unit, render_service
     from backupctl.errors import RefusedError
-    from backupctl.service import install_systemd_unit, render_service
 
     misplaced = [
         option
@@ -306,7 +307,7 @@ def service(
     if not install:
         out(rendered.text)
         return 0
-    from backupctl.service import backupctl_command
+    from backupctl.commands.service import backupctl_command
 
     # Who is not root is told to render the unit as themselves (their environment) and write it with sudo.
     printing = [*backupctl_command(), "service", "systemd", "--system", "--user-name", str(user_name)]

@@ -41,7 +41,7 @@ def serve(
 
     from backupctl.cli.output import say, success
     from backupctl.errors import ExitCode
-    from backupctl.serve import bind_address, check_exposure, run
+    from backupctl.serve.server import bind_address, check_exposure, run
 
     settings = load(env_file)
     bind, source = bind_address(settings, addr)

@@ -1,4 +1,4 @@
-"""`verify`: every database at once (``backupctl.verify.verify_databases``), its progress shown as it goes.
+"""`verify`: every database at once (``backupctl.checks.verify.verify_databases``), its progress shown as it goes.
 
 A terminal shows a spinner naming each running database's step. Piped (stdout or stderr not a
 terminal: a log, CI, cron), a line per database goes to stderr as it finishes, so a long verify is
@@ -110,7 +110,7 @@ def verify(
       backupctl verify                 # every database; exit 0 verified, 20 failed, 21 inconclusive
       backupctl verify app.db --json   # one database, machine-readable
     """
-    from backupctl import verify as core
+    from backupctl.checks import verify as core
     from backupctl.cli.output import emit_json, say, success
 
     settings = load(env_file)

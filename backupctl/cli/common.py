@@ -35,15 +35,6 @@ ConfigOpt = Annotated[
 ]
 
 
-def human_size(n: float | None) -> str:
-    """1536 -> "1.5 KB"; None -> "-"."""
-    if n is None:
-        return "-"
-    from backupctl.doctor import human_size as size
-
-    return size(n)
-
-
 SkipChecksOpt = Annotated[
     bool,
     typer.Option(
@@ -55,7 +46,7 @@ SkipChecksOpt = Annotated[
 
 def preflight(settings, *, missing_database: str, restore_if_missing: bool = False, unreachable_is_error: bool = True) -> None:  # noqa: ANN001
     """The fast checks before litestream (``preflight.run``), their notes on stderr."""
-    from backupctl import preflight as checks
+    from backupctl.checks import preflight as checks
     from backupctl.cli.output import notice
 
     checks.run(
@@ -76,7 +67,7 @@ class _Duration(click.ParamType):
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
         if isinstance(value, int | float):
             return float(value)
-        from backupctl.settings import parse_duration
+        from backupctl.config.settings import parse_duration
 
         text = str(value).strip()
         try:
@@ -108,7 +99,7 @@ DURATION = _Duration()
 def restored_lines(log_path: Path, since: int) -> list[str]:
     """`start --background --restore-if-missing`: the supervisor's "restored ..." lines of this
     start (one per database: where, how much, from when), to say on the terminal and not only in the log."""
-    from backupctl.logfiles import log_tail
+    from backupctl.host.logfiles import log_tail
 
     found = []
     for line in log_tail(log_path, 1000, since=since):

@@ -89,9 +89,9 @@ def answer(args: list[str]) -> int | None:
     env_file = options.get("env_file") or os.environ.get("BACKUPCTL_ENV_FILE") or None
     config = Path(str(options["config"])) if "config" in options else None
     if command == "start":
-        from backupctl import launch
         from backupctl.cli.output import log_line, out
         from backupctl.cli.wiring import load_for_recovery
+        from backupctl.commands import launch
 
         restore = bool(options.get("restore"))
         env_path = Path(str(env_file)) if env_file else None

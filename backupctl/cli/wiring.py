@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backupctl.project import explicit_config as explicit_config
+from backupctl.commands.project import explicit_config as explicit_config
 
 
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
-    from backupctl.settings import load_settings
+    from backupctl.config.settings import load_settings
 
     settings = load_settings(env_file, force_local=force_local)
     if settings.warnings:
@@ -26,15 +26,15 @@ def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Se
     resolved against the replica too, and a database's folder may not exist yet (a new machine).
     ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files."""
     from backupctl.cli.output import notice
-    from backupctl.recovery import resolve_databases
-    from backupctl.settings import load_settings
+    from backupctl.config.settings import load_settings
+    from backupctl.restore.recovery import resolve_databases
 
     return resolve_databases(load_settings(env_file, replica_globs=True), note=notice if lenient else None)
 
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
     """The pinned litestream binary for these settings, installed on first use (a note on stderr says so)."""
-    from backupctl.binary import ensure_binary
     from backupctl.cli.output import notice
+    from backupctl.litestream.binary import ensure_binary
 
     return ensure_binary(settings.version, notify=notice).path

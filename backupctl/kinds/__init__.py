@@ -22,7 +22,7 @@ from backupctl.kinds.s3 import R2Kind, S3Kind
 from backupctl.kinds.sftp import SftpKind
 
 if TYPE_CHECKING:
-    from backupctl.settings import Settings
+    from backupctl.config.settings import Settings
 
 __all__ = ["Checking", "Origin", "Prices", "Replica", "ReplicaKind", "StoredObject"]
 

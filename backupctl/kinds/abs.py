@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from backupctl.kinds.base import BUCKET_VARIABLES, Checking, Replica, ReplicaKind, clean_path
 
 if TYPE_CHECKING:
-    from backupctl.settings import Settings
+    from backupctl.config.settings import Settings
     from backupctl.versions import Capabilities
 
 

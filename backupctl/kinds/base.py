@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backupctl.envfile import Origin
 
 if TYPE_CHECKING:
-    from backupctl.doctor import Check
-    from backupctl.settings import Settings
+    from backupctl.config.settings import Settings
+    from backupctl.findings import Check
     from backupctl.versions import Capabilities
 
 # Shared by every kind that keeps its replica in a bucket (or an Azure container).
@@ -239,7 +239,7 @@ class ReplicaKind:
         clean: Callable[[str], str],
     ) -> Check:
         """`doctor`'s check that the replica can be written to (``server_dates``: the servers' Date headers)."""
-        from backupctl.doctor import INFO, Check
+        from backupctl.findings import INFO, Check
 
         return Check(
             "replica access",

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from backupctl.kinds.base import PROBE_PREFIX, Replica, ReplicaKind, StoredObject
 
 if TYPE_CHECKING:
-    from backupctl.doctor import Check
-    from backupctl.settings import Settings
+    from backupctl.config.settings import Settings
+    from backupctl.findings import Check
     from backupctl.versions import Capabilities
 
 
@@ -83,7 +83,7 @@ def check_replica_folder(replica: Replica) -> Check:
     """A local-folder replica: writable (writes, reads back and removes a probe file)."""
     import uuid
 
-    from backupctl.doctor import FAIL, OK, Check
+    from backupctl.findings import FAIL, OK, Check
 
     folder = Path(replica.path)
     subject = replica.destination

@@ -32,8 +32,8 @@ from backupctl.kinds.base import (
 )
 
 if TYPE_CHECKING:
-    from backupctl.doctor import Check
-    from backupctl.settings import Settings
+    from backupctl.config.settings import Settings
+    from backupctl.findings import Check
     from backupctl.versions import Capabilities
 
 S3_CONNECT_TIMEOUT = 3.0
@@ -260,7 +260,7 @@ def _probe_s3(
     import email.utils
     import uuid
 
-    from backupctl.doctor import FAIL, OK, WARN, Check
+    from backupctl.findings import FAIL, OK, WARN, Check
 
     subject = replica.destination
     try:
@@ -355,8 +355,8 @@ def _s3_failure(
         SSLError,
     )
 
-    from backupctl.doctor import FAIL, Check
-    from backupctl.settings import mask
+    from backupctl.findings import FAIL, Check
+    from backupctl.redact import mask
 
     subject = replica.destination
     bucket = replica.bucket
@@ -444,7 +444,7 @@ def _variable(settings: Settings, setting: str, default: str) -> str:
 
 
 def _list_s3(settings: Settings, replica: Replica) -> list[StoredObject]:
-    from backupctl.doctor import cleaner
+    from backupctl.redact import cleaner
 
     try:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from backupctl.kinds.base import Checking, Replica, ReplicaKind, clean_path, split_host_port
 
 if TYPE_CHECKING:
-    from backupctl.settings import Settings
+    from backupctl.config.settings import Settings
     from backupctl.versions import Capabilities
 
 PASSWORD_ENV = "BACKUPCTL_SFTP_PASSWORD"  # noqa: S105 - a variable name: litestream expands it at run time
@@ -71,7 +71,7 @@ class SftpKind(ReplicaKind):
         return f"sftp://{replica.sftp_user or ''}@{(replica.sftp_host or '').lower()}/{clean_path(replica.path)}"
 
     def template_values(self, replica: Replica) -> dict[str, Any]:
-        from backupctl.render import EnvRef
+        from backupctl.redact import EnvRef
 
         return {
             "host": replica.sftp_host,

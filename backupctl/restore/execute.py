@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import locks
+from backupctl.config.settings import Database, Settings
 from backupctl.errors import ConflictError, NotFoundError, RefusedError
+from backupctl.host import locks
 from backupctl.restore.plan import RestorePlan, plan_restore, window_or_none
 from backupctl.restore.staging import RESTORE_TIMEOUT, Step, litestream_for, staged_restore
 from backupctl.restore.stopping import stop_request
@@ -34,8 +35,8 @@ from backupctl.restore.swap import (
     present_files,
     take_mode_and_owner,
 )
-from backupctl.settings import Database, Settings
 from backupctl.timeparse import to_rfc3339
+from backupctl.units import human_size
 
 
 @dataclass
@@ -61,7 +62,7 @@ class RestoreResult:
 
         # Escaped here: a foreground start prints it as data on stdout, past the message printers.
         return shown(
-            f"restored {self.database.name} to {self.output}: {_size_text(self.size)}, {when}, "
+            f"restored {self.database.name} to {self.output}: {human_size(self.size)}, {when}, "
             f"{rows}{self.seconds:.2f}s, from {', '.join(self.source)}"
         )
 
@@ -84,10 +85,6 @@ class RestoreResult:
         }
 
 
-def _size_text(n: int) -> str:
-    from backupctl.doctor import human_size
-
-    return human_size(n)
 
 
 def execute_restore(

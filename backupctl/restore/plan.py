@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backupctl.config.settings import Database, Settings
 from backupctl.errors import ConfigError, NoBackupError, NotFoundError, RefusedError
 from backupctl.restore.swap import check_not_in_use, kept_path, occupied, present_files, same_file, side_path
-from backupctl.settings import Database, Settings
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
 
 # A first positional argument that is not a configured database but looks like this is an output path.
@@ -107,7 +107,7 @@ def resolve_output(db: Database, output: Path | None, now: datetime | None = Non
 
 @dataclass
 class Window:
-    """The span a point-in-time restore can reach (from backupctl.restorable)."""
+    """The span a point-in-time restore can reach (from backupctl.litestream.restorable)."""
 
     start: datetime | None
     end: datetime | None
@@ -309,11 +309,11 @@ def plan_restore(
 
 
 def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Window | None:
-    """The replica's restorable span from backupctl.restorable; None for an empty replica.
+    """The replica's restorable span from backupctl.litestream.restorable; None for an empty replica.
 
     Raises LitestreamError when the replica cannot be listed.
     """
-    from backupctl import restorable
+    from backupctl.litestream import restorable
 
     window = restorable.restorable_window(settings, binary_path, db)
     if window.empty:

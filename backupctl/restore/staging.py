@@ -25,12 +25,12 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
+from backupctl.config.settings import Database, Settings
 from backupctl.errors import LitestreamError, NoBackupError, NotFoundError
+from backupctl.litestream.runner import Litestream
 from backupctl.restore.integrity import check_database
 from backupctl.restore.stopping import stop_request
 from backupctl.restore.swap import create_folder
-from backupctl.runner import Litestream
-from backupctl.settings import Database, Settings
 
 RESTORE_TIMEOUT = 1800.0  # seconds; a 200 MB database restores in ~3 s locally, leave room for slow links
 TEMP_PREFIX = ".backupctl-restore-"
@@ -57,7 +57,7 @@ class Staged:
 
 def litestream_for(settings: Settings, binary_path: Path) -> Litestream:
     """A Litestream bound to a config that follows the current settings (litestream.yml is never written)."""
-    from backupctl.render import config_for_reading
+    from backupctl.host.config_in_use import config_for_reading
 
     return Litestream(binary_path, settings, config_for_reading(settings, prefer_running=False))
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from backupctl.errors import LitestreamError
-from backupctl.runner import Litestream, Result, kill_group
+from backupctl.litestream.runner import Litestream, Result, kill_group
 
 
 class StopRequest:
@@ -58,7 +58,7 @@ class StopRequest:
 
     def run(self, ls: Litestream, command: str, *args: str, timeout: float, what: str) -> Result:
         """``ls.run`` whose child a stop request kills at once (and which is always reaped)."""
-        from backupctl import processes
+        from backupctl.host import processes
 
         self.check()
         spawned: list[int] = []

@@ -1,0 +1,455 @@
+"""Verdicts: is every database safely backed up right now, and how far back can it be restored.
+
+Per database the verdict is one of:
+
+- ``ok``: the replica holds everything the local database has (or is behind by less than
+  the stale threshold), and replication is running;
+- ``stale``: the replica has been behind the local database for longer than the stale
+  threshold, or could not be read for longer than that;
+- ``down``: the supervisor is not running (stopped, fatal, crashed, backing off), or the
+  running one does not replicate this database (added to the settings after it started);
+- ``not-initialized``: litestream has never replicated this database;
+- ``error``: the database is missing, litestream reports an error for it, or the replica
+  cannot be read and no earlier reading exists;
+- ``broken``: the last continuity check (``backupctl.checks.continuity``) found the replica's newest
+  state equal to no committed state of the live database: committed writes are missing from it.
+  The supervisor heals it with a fresh snapshot; the verdict stays until a check proves it whole.
+
+"Behind" also covers a litestream that makes no progress: the live ``-wal`` written after the
+replica's newest backup (``unshipped_since``). Past ``observations.stall_after`` that is ``stale``
+at once, naming litestream's last error, whatever the stale threshold: a hung litestream's own
+position stops with it, so only the live file shows it.
+
+"Stale" is about the replica being *behind the local database*, not about its age: an idle
+database produces no new backup files and stays ``ok``. Positions and "does the replica
+cover the local position" come from ``backupctl.litestream.positions`` (the same answer the supervisor
+uses to confirm a start). Since when the replica has been behind is remembered in
+``status.json`` in the project's state folder across calls, so a monitor calling `status`
+repeatedly sees "behind since" grow even while the database keeps being written.
+
+The default threshold is ``max(3 x sync interval + 30s, 60s)``: three missed syncs plus
+time for a slow upload, and never under a minute. ``BACKUP_STALE_AFTER`` overrides it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backupctl.checks import observations
+from backupctl.checks.observations import local_position, record
+from backupctl.config.settings import Database, Settings, parse_duration
+from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
+from backupctl.host import state
+from backupctl.litestream import listings, positions, restorable
+from backupctl.owned import read_json, write_json
+from backupctl.paths import project_state_dir
+from backupctl.versions import capabilities
+
+OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = "ok", "stale", "down", "not-initialized", "error", "broken"
+STATUS_CACHE = "status.json"
+
+
+def _shallow(item: DatabaseStatus) -> dict[str, Any]:
+    """A DatabaseStatus as a JSON object: its fields as they are (``asdict`` deep-copies each one,
+    which was a fifth of `status --json` at 1,000 databases)."""
+    return {name: getattr(item, name) for name in _DATABASE_FIELDS}
+
+
+def stale_after_seconds(settings: Settings) -> float:
+    """The stale threshold in seconds: BACKUP_STALE_AFTER, else max(3 x sync + 30s, 60s)."""
+    if settings.stale_after:
+        return parse_duration(settings.stale_after)
+    return max(3 * settings.sync_seconds + 30.0, 60.0)
+
+
+@dataclass
+class SupervisorInfo:
+    state: str  # starting running backoff fatal stopping stopped
+    running: bool
+    pid: int | None
+    litestream_pid: int | None
+    uptime_seconds: float | None
+    restarts: int
+    last_error: str | None
+    mode: str | None = None  # foreground or background
+    manager: str | None = None  # the service manager running a foreground supervisor
+    databases: list[str] = field(default_factory=list)  # what it replicates
+    settings_changed: str | None = None  # the .env or templates differ from what it runs
+
+
+@dataclass
+class DatabaseStatus:
+    name: str
+    path: str
+    verdict: str
+    reason: str
+    destinations: list[str]
+    size: int | None
+    wal_size: int | None
+    local_position: str | None  # 0.5: txid (16 hex digits); 0.3: generation
+    local_updated_at: str | None  # last write to the database or its -wal
+    replica_position: str | None  # 0.5: newest txid in the replica; 0.3: newest generation
+    newest_backup: str | None
+    newest_backup_age_seconds: float | None
+    behind: bool | None
+    behind_since: str | None
+    lag_seconds: float | None  # how long the replica has been behind (0 when caught up)
+    lag_txids: int | None  # 0.5 only
+    oldest_restorable: str | None
+    newest_snapshot: str | None
+    snapshot_count: int | None
+    replica_error: str | None
+    replica_read_at: str | None  # when the replica position shown was read
+    last_verify: dict[str, Any] | None
+    observed_at: str | None = None  # set when the verdict comes from the supervisor's look at that time
+
+
+@dataclass
+class StatusReport:
+    checked_at: str
+    litestream_version: str
+    stale_after_seconds: float
+    supervisor: SupervisorInfo
+    databases: list[DatabaseStatus] = field(default_factory=list)
+    source: str = "live"  # live (read now) or supervisor (its observations)
+    observed_at: str | None = None  # the supervisor's look the verdicts come from
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """12 if any error, else 11 if any down/not-initialized, else 10 if any stale, else 0."""
+        if not self.supervisor.running and not self.databases:
+            return ExitCode.STATUS_DOWN
+        return worst_exit([VERDICT_EXIT[d.verdict] for d in self.databases])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.exit_code == ExitCode.OK,
+            "exit_code": int(self.exit_code),
+            "checked_at": self.checked_at,
+            "litestream_version": self.litestream_version,
+            "stale_after_seconds": self.stale_after_seconds,
+            "source": self.source,
+            "observed_at": self.observed_at,
+            "supervisor": asdict(self.supervisor),
+            "databases": [_shallow(d) for d in self.databases],
+        }
+
+
+# --------------------------------------------------------------------------- supervisor
+
+
+def supervisor_info(settings: Settings, now: float | None = None) -> SupervisorInfo:
+    """The project's supervisor, foreground or background, as its process record and state say.
+
+    The process record (``processes.supervisor_of``: pid + start time + argv) decides whether
+    one runs; ``supervisor.json`` is trusted only when it is that process's own document.
+    """
+    from backupctl.host import processes
+
+    now = time.time() if now is None else now
+    state_dir = project_state_dir(settings.project_dir)
+    live = processes.supervisor_of(settings.project_dir)
+    if live is None:
+        sup = state.read_supervisor_state(state_dir)
+        name = state.FATAL if sup is not None and sup.state == state.FATAL else state.STOPPED
+        last_error = sup.last_error if sup else None
+        if sup is not None and sup.state not in (state.STOPPED, state.FATAL) and not last_error:
+            last_error = f"the supervisor (pid {sup.pid}) is gone without stopping cleanly"
+        return SupervisorInfo(name, False, None, None, None, sup.restarts if sup else 0, last_error)
+    sup = state.read_supervisor_state_of(state_dir, live.pid, live.create_time)
+    name = sup.state if sup else state.STARTING
+    started = (sup.child_started_at or sup.started_at) if sup else None
+    changed = None
+    if sup is not None and sup.config_input and sup.config_source:
+        from backupctl.config.render import fingerprint
+
+        if fingerprint(settings, Path(sup.config_source)) != sup.config_input:
+            changed = "settings changed since this supervisor started; restart it to apply them (`backupctl stop`, then start)"
+    return SupervisorInfo(
+        state=name,
+        running=name in (state.RUNNING, state.STARTING),
+        pid=live.pid,
+        litestream_pid=sup.litestream_pid if sup else None,
+        uptime_seconds=round(now - started, 1) if started else None,
+        restarts=sup.restarts if sup else 0,
+        last_error=sup.last_error if sup else None,
+        mode="background" if live.background else "foreground",
+        manager=live.manager,
+        databases=list(sup.databases) if sup else list(live.databases),
+        settings_changed=changed,
+    )
+
+
+# --------------------------------------------------------------------------- local side
+
+
+@dataclass
+class _Local:
+    exists: bool
+    size: int | None
+    wal_size: int | None
+    updated_at: float | None  # the last write to the database or its -wal (shown)
+    position: positions.LocalPosition
+
+    @property
+    def initialized(self) -> bool:
+        return self.position.initialized
+
+    @property
+    def litestream_status(self) -> str | None:
+        return self.position.status
+
+
+def _stat(path: Path) -> tuple[int | None, float | None]:
+    try:
+        st = path.stat()
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime
+
+
+def _local(db: Database, position: positions.LocalPosition) -> _Local:
+    size, db_mtime = _stat(db.path)
+    wal_size, wal_mtime = _stat(db.path.with_name(db.path.name + "-wal"))
+    mtimes = [m for m in (db_mtime, wal_mtime) if m is not None]
+    return _Local(size is not None, size, wal_size or 0, max(mtimes) if mtimes else None, position)
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def epoch_iso(epoch: float | None) -> str | None:
+    return listings.iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
+
+
+def database_status(
+    settings: Settings,
+    db: Database,
+    local: _Local,
+    entry: dict[str, Any],
+    replica_error: str | None,
+    supervisor: SupervisorInfo,
+    threshold: float,
+    now: float,
+    has_ltx: bool,
+    unserved: bool = False,
+    observed_at: float | None = None,
+    verifies: dict[str, dict[str, Any]] | None = None,
+    proof: dict[str, Any] | None = None,
+) -> DatabaseStatus:
+    """The verdict for one database from its entry (``observations.record`` has brought it up to
+    date with the reading). ``replica_error``: the replica could not be read at the last reading.
+    ``observed_at``: the entry is the running supervisor's observation from then. ``verifies``:
+    ``state.verify_records`` of the project (read once for every database)."""
+    verifies = verifies if verifies is not None else state.verify_records(project_state_dir(settings.project_dir))
+    local_pos = positions.local_key(local.position, has_ltx)
+    replica_pos = entry.get("replica_pos")
+    has_reading = "read_at" in entry
+    behind: bool | None = entry.get("behind") if has_reading and local.exists and local.initialized else None
+    behind_since: float | None = float(entry["pending"]["since"]) if behind and entry.get("pending") else None
+    if behind and behind_since is None:
+        behind_since = now
+    unshipped = entry.get("unshipped_since") if supervisor.running and has_reading else None
+    if unshipped is not None:
+        behind = True
+        behind_since = min(float(unshipped), behind_since if behind_since is not None else now)
+    stall = observations.stall_after(settings.sync_seconds)
+
+    newest = entry.get("newest")
+    newest_epoch = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
+    lag = (max(0.0, now - behind_since) if behind_since is not None else 0.0) if behind is not None else None
+    unread_for = now - float(entry["read_at"]) if has_reading else None
+    as_of = f" (the supervisor's look {max(0.0, now - observed_at):.0f}s ago)" if observed_at is not None else ""
+
+    verdict, reason = OK, "the replica holds everything litestream has read of the local database" + as_of
+    if not local.exists:
+        verdict, reason = ERROR, f"the database file {db.path} does not exist"
+    elif unserved:
+        verdict = DOWN
+        reason = (
+            f"the running supervisor (pid {supervisor.pid}) does not replicate it: settings changed since it "
+            "started; restart it to apply them (`backupctl stop`, then start)"
+        )
+    elif local.litestream_status == "error":
+        verdict, reason = ERROR, "litestream reports an error for this database"
+    elif not local.initialized and replica_error is not None:
+        # The unreachable replica is the cause to name, not "never replicated" (docs/status.md: error, exit 12).
+        verdict, reason = ERROR, f"cannot read the replica: {replica_error}"
+    elif not local.initialized:
+        verdict, reason = NOT_INITIALIZED, "litestream has never replicated this database (start replication)"
+    elif not has_reading:
+        verdict = ERROR
+        reason = f"cannot read the replica: {replica_error or 'no reading'}"
+    elif proof is not None and proof.get("verdict") == "broken":
+        verdict = BROKEN
+        heals = "the supervisor heals it with a full snapshot" if supervisor.running else "start replication to heal it"
+        reason = (
+            f"the replica is NOT whole: {proof.get('reason')} "
+            f"(found {epoch_iso(proof.get('broken_since') or proof.get('checked_at'))}); "
+            f"{heals}; restores of earlier points may miss rows"
+        )
+    elif not supervisor.running:
+        verdict, reason = DOWN, f"replication is not running (supervisor {supervisor.state})"
+    elif replica_error is None and entry.get("empty"):
+        verdict, reason = NOT_INITIALIZED, "the replica is empty"
+    elif unshipped is not None and now - float(unshipped) > stall:
+        verdict = STALE
+        cause = f"; litestream's last error: {supervisor.last_error}" if supervisor.last_error else " (it may be hung)"
+        reason = (
+            f"litestream has shipped nothing for {now - float(unshipped):.0f}s though the database was written "
+            f"(no progress after {stall:g}s){cause}"
+        )
+    elif behind and lag is not None and lag > threshold:
+        verdict, reason = STALE, f"the replica has been behind the local database for {lag:.0f}s (threshold {threshold:g}s)"
+    elif replica_error is not None and unread_for is not None and unread_for > threshold:
+        verdict = STALE
+        reason = f"the replica could not be read for {unread_for:.0f}s (threshold {threshold:g}s): {replica_error}"
+    elif replica_error is not None:
+        reason = f"replica unreachable now ({replica_error}); position from {epoch_iso(entry['read_at'])}"
+    elif behind:
+        reason = f"the replica is {lag:.0f}s behind, within the threshold ({threshold:g}s)" + as_of
+
+    verify = verifies.get(str(db.path)) or verifies.get(db.name)
+    return DatabaseStatus(
+        name=db.name,
+        path=str(db.path),
+        verdict=verdict,
+        reason=reason,
+        destinations=[r.destination for r in db.replicas],
+        size=local.size,
+        wal_size=local.wal_size if local.exists else None,
+        local_position=listings.txid_hex(local.position.txid) if has_ltx else local.position.generation,
+        local_updated_at=epoch_iso(local.updated_at),
+        replica_position=entry.get("replica_position"),
+        newest_backup=newest,
+        # never negative: a backup written while this status read the replicas is newer than `now`
+        newest_backup_age_seconds=round(max(0.0, now - newest_epoch), 1) if newest_epoch is not None else None,
+        behind=behind,
+        behind_since=epoch_iso(behind_since),
+        lag_seconds=round(lag, 1) if lag is not None else None,
+        lag_txids=(
+            max(0, int(local_pos) - int(replica_pos)) if has_ltx and local_pos is not None and replica_pos is not None else None
+        ),
+        oldest_restorable=entry.get("oldest"),
+        newest_snapshot=entry.get("newest_snapshot"),
+        snapshot_count=entry.get("snapshot_count"),
+        replica_error=replica_error,
+        replica_read_at=epoch_iso(entry.get("read_at")),
+        last_verify=verify,
+        observed_at=epoch_iso(observed_at),
+    )
+
+
+def collect_status(
+    settings: Settings,
+    binary_path: Path | Callable[[], Path],
+    database: str | None = None,
+    *,
+    config_path: Path | None = None,
+    timeout: float = listings.LISTING_TIMEOUT,
+    now: float | None = None,
+    fresh: bool = False,
+) -> StatusReport:
+    """Supervisor state and a verdict per database (all, or the one named).
+
+    With a running supervisor whose last look is recent (``observations.published``), its
+    observations are the reading: no litestream call, no replica read. Otherwise (no supervisor,
+    no recent look, or ``fresh``) local positions come from one litestream call (0.5
+    ``status -json``) or the files themselves (0.3), and the replicas are read side by side, each
+    with ``timeout``. ``binary_path`` may be a function giving it, called only when litestream runs
+    (installing or checking the binary is part of a live reading, not of reading a look).
+    The exit code to use is ``report.exit_code``.
+    """
+    now = time.time() if now is None else now
+    dbs = settings.database(database)
+    supervisor = supervisor_info(settings, now)
+    state_dir = project_state_dir(settings.project_dir)
+    threshold = stale_after_seconds(settings)
+    has_ltx = capabilities(settings.version).has_ltx
+    # A running supervisor replicates what its private config held when it started: a database
+    # added to the .env since then is not replicated (and not in that config to ask about).
+    replicated = set(supervisor.databases)
+    unserved = {str(db.path) for db in dbs if supervisor.pid is not None and str(db.path) not in replicated}
+    served = [db for db in dbs if str(db.path) not in unserved]
+    report = StatusReport(
+        checked_at=epoch_iso(now) or "", litestream_version=settings.version, stale_after_seconds=threshold,
+        supervisor=supervisor, source="live",
+    )  # fmt: skip
+
+    verifies = state.verify_records(state_dir)
+    from backupctl.checks.continuity import records as continuity_records
+
+    proofs = continuity_records(state_dir)
+    seen = None
+    if supervisor.running and supervisor.pid is not None and not fresh:
+        seen = observations.published(state_dir, supervisor.pid, now)
+        if seen is not None and any(local_position(seen.entries.get(str(db.path), {})) is None for db in served):
+            seen = None  # a database it has not looked at yet: read them all now
+    if seen is not None:
+        report.source = "supervisor"
+        report.observed_at = epoch_iso(seen.observed_at)
+        # The supervisor re-reads an unchanged database's replica only now and then: a replica reading
+        # older than MAX_AGE is read again here, so no verdict rests on it (a deleted replica shows).
+        def read_at(db: Database) -> float:
+            return float(seen.entries.get(str(db.path), {}).get("read_at") or 0.0)
+
+        old = [db for db in served if now - read_at(db) > observations.MAX_AGE]
+        rereads: dict[str, Any] = {}
+        if old:
+            from backupctl.host.config_in_use import config_for_reading
+
+            binary = binary_path() if callable(binary_path) else binary_path
+            reading_config = config_path or config_for_reading(settings)
+            rereads = restorable.restorable_windows(settings, binary, old, config_path=reading_config, timeout=timeout)
+        for db in dbs:
+            entry = dict(seen.entries.get(str(db.path), {}))
+            position = local_position(entry) or positions.LocalPosition(exists=db.path.exists())
+            if str(db.path) in rereads:
+                reading = rereads[str(db.path)]
+                window = reading if isinstance(reading, restorable.Window) else None
+                entry["replica_error"] = reading.message if isinstance(reading, BackupctlError) else None
+                record(entry, position, window, has_ltx, _local(db, position).updated_at, now)
+            verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
+                                      threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
+                                      verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
+            report.databases.append(verdict)
+        return report
+
+    from backupctl.host.config_in_use import config_for_reading
+    from backupctl.litestream.runner import Litestream
+
+    binary_path = binary_path() if callable(binary_path) else binary_path
+    config_path = config_path or config_for_reading(settings)
+    ls = Litestream(binary_path, settings, config_path)
+    local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
+    windows = (
+        restorable.restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
+        if served else {}
+    )  # fmt: skip
+    cache = read_json(state_dir / STATUS_CACHE) or {}
+    for db in dbs:
+        position = local_positions.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
+        local = _local(db, position)
+        reading = windows.get(str(db.path))
+        error = reading.message if isinstance(reading, BackupctlError) else None
+        window = reading if isinstance(reading, restorable.Window) else None
+        entry = cache.setdefault(str(db.path), {})
+        if str(db.path) not in unserved:
+            record(entry, position, window, has_ltx, local.updated_at, now)
+            observations.note_unshipped(entry, db.path)
+        verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx,
+                                  str(db.path) in unserved, verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
+        report.databases.append(verdict)
+    try:
+        write_json(state_dir / STATUS_CACHE, cache)
+    except OSError:
+        pass  # a read-only project folder still gets a status, just without memory across calls
+    return report
+
+
+_DATABASE_FIELDS = tuple(f.name for f in fields(DatabaseStatus))
