@@ -15,6 +15,7 @@ test *ARGS:
 
 lint:
     {{py}} -m ruff check backupctl tests scripts bench
+    {{py}} -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 # The whole loop in one command: replicate a demo database to a local folder, restore, compare
 demo *ARGS:

@@ -41,8 +41,11 @@ from typing import Any
 from backupctl import sqlite_wal
 from backupctl.config.settings import Database
 from backupctl.errors import BackupctlError, LitestreamError
+from backupctl.host import state
+from backupctl.litestream import positions
 from backupctl.litestream.runner import Litestream
 from backupctl.owned import read_json
+from backupctl.paths import project_state_dir
 
 WHOLE, BROKEN, UNDECIDED = "whole", "broken", "undecided"
 RECORDS = "continuity.json"
@@ -326,6 +329,7 @@ def prove(
 
 def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: int, catch_up_timeout: float,
            sleep: Callable[[float], None], replica_covers: Callable[[], bool | None] | None) -> Proof:  # fmt: skip
+    # lazy: only a continuity check restores; `status --json` reads verdicts only
     from backupctl.restore.staging import staged_restore
 
     has_ltx = ls.caps.has_ltx
@@ -398,7 +402,6 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
 
 def replica_holds_local(ls: Litestream, db: Database) -> bool | None:
     """Does the replica hold litestream's own position of ``db`` (None: cannot tell now)?"""
-    from backupctl.litestream import positions
 
     try:
         local = positions.local_positions(ls, [db], timeout=30, shipped_only=True)[str(db.path)]
@@ -420,7 +423,6 @@ def records(state_dir: Path) -> dict[str, dict[str, Any]]:
 def record(state_dir: Path, proof: Proof, *, healing: bool | None = None, healed_at: float | None = None) -> None:
     """Keep ``proof`` as the database's last verdict. An undecided check leaves a decided verdict
     standing (it says nothing new), but records that it ran."""
-    from backupctl.host import state
 
     def put(data: dict[str, Any]) -> None:
         previous = data.get(proof.database) or {}
@@ -458,7 +460,6 @@ class Summary:
 
 def whole_summary(settings: Any, now: float | None = None) -> Summary:
     """The last continuity verdict of every database of ``settings``, said as it stands."""
-    from backupctl.paths import project_state_dir
 
     kept = records(project_state_dir(settings.project_dir))
     now = time.time() if now is None else now

@@ -19,9 +19,16 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from backupctl.config.settings import Database, Replica, Settings
+from backupctl.checks.preflight import DB_MISSING, DB_OK, DB_UNREADABLE, read_database_file
+from backupctl.checks.verify import clean_up_after_killed_verify
+from backupctl.config.render import render
+from backupctl.config.settings import Database, Replica, Settings, load_settings
 from backupctl.errors import BackupctlError
 from backupctl.findings import FAIL, INFO, OK, WARN, Check, Report
+from backupctl.host import processes
+from backupctl.litestream import binary
+from backupctl.litestream.listings import configured_databases
+from backupctl.litestream.runner import Litestream
 from backupctl.redact import cleaner
 from backupctl.units import human_size
 
@@ -33,7 +40,6 @@ BUSY_TIMEOUT_ADVICE_MS = 5000
 
 def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None = None, cwd: Path | None = None) -> Report:
     """Run every check for the project named by env_file (or ./.env). Never raises for a finding."""
-    from backupctl.config.settings import load_settings
 
     report = Report()
     try:
@@ -65,7 +71,6 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
     clean = cleaner(settings)
     binary_path = _check_binary(settings, report)
     _check_config(settings, binary_path, report, clean)
-    from backupctl.checks.verify import clean_up_after_killed_verify
 
     cleaned: list[str] = []
     clean_up_after_killed_verify(settings, cleaned.append)
@@ -85,8 +90,6 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
 
 
 def _check_binary(settings: Settings, report: Report) -> Path | None:
-    from backupctl.litestream import binary
-
     try:
         found = binary.user_binary(settings.version) or binary.cached(settings.version)
     except BackupctlError as exc:
@@ -131,10 +134,6 @@ def _check_binary(settings: Settings, report: Report) -> Path | None:
 
 
 def _check_config(settings: Settings, binary_path: Path | None, report: Report, clean: Callable[[str], str]) -> None:
-    from backupctl.config.render import render
-    from backupctl.litestream.listings import configured_databases
-    from backupctl.litestream.runner import Litestream
-
     try:
         text = render(settings).text
     except BackupctlError as exc:
@@ -204,8 +203,6 @@ def wal_command(path: Path) -> str:
 
 
 def _check_database(settings: Settings, db: Database, report: Report) -> None:
-    from backupctl.checks.preflight import DB_MISSING, DB_OK, DB_UNREADABLE, read_database_file
-
     subject = str(db.path)
     found = read_database_file(db.path)
     if found.kind == DB_MISSING:
@@ -276,8 +273,6 @@ def _check_database(settings: Settings, db: Database, report: Report) -> None:
 
 
 def _check_replicators(settings: Settings, db: Database) -> Check:
-    from backupctl.host import processes
-
     subject = str(db.path)
     found = processes.replicators_of(db.path)
     ours = [r for r in found if r.ours]

@@ -28,10 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupctl.checks.continuity import prove
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import BackupctlError, ExitCode
+from backupctl.host import state
+from backupctl.litestream.listings import iso
+from backupctl.litestream.restorable import restorable_window
 from backupctl.litestream.runner import Litestream
 from backupctl.redact import scrub
+from backupctl.restore import RESTORE_TIMEOUT, litestream_for, staged_restore, stop_request
 
 PASSED, FAILED = "passed", "failed"
 # Litestream's own bookkeeping tables (0.3) differ between the live database and a restore.
@@ -128,7 +133,6 @@ def run_drill(
     """Drill every configured database (see the module docstring). Never raises for a database
     that fails to restore or check: that database is ``failed`` with the reason. Raises only
     for a stop request (DrillStopped / the CLI's interruption)."""
-    from backupctl.restore import RESTORE_TIMEOUT, litestream_for
 
     ls = litestream or litestream_for(settings, binary_path)
     checked_at = time.time()
@@ -151,9 +155,6 @@ def run_drill(
 def _drill_one(
     settings: Settings, binary_path: Path, ls: Litestream, db: Database, timeout: float, on_step: Step | None, now: float
 ) -> DatabaseDrill:
-    from backupctl.litestream.listings import iso
-    from backupctl.litestream.restorable import restorable_window
-    from backupctl.restore import stop_request
 
     drill = DatabaseDrill(db.name, str(db.path), FAILED, "")
     newest: float | None = None
@@ -172,7 +173,6 @@ def _drill_one(
         else:
             drill.notes.append("Litestream 0.3 lists a replica only for an existing database file: RPO unknown")
 
-    from backupctl.restore import staged_restore
 
     started = time.monotonic()
     try:
@@ -193,8 +193,6 @@ def _drill_one(
 
 
 def _prove(ls: Litestream, db: Database, folder: Path) -> Any:
-    from backupctl.checks.continuity import prove
-
     return prove(ls, db, folder)
 
 
@@ -258,7 +256,6 @@ def live_counts(path: Path) -> dict[str, int] | None:
 
 def record(state_dir: Path, result: DrillResult) -> None:
     """Keep the last drill's result in the project state folder (``drill.json``)."""
-    from backupctl.host import state
 
     state.record_drill(state_dir, result.to_json())
 
@@ -271,7 +268,6 @@ def scheduled_drill(settings: Settings, litestream: Litestream, state_dir: Path,
     """
     import signal
 
-    from backupctl.restore import stop_request
 
     stop_request.reset()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_request.request(DrillStopped("drill stopped", "")))

@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from backupctl import __version__
 from backupctl.config.settings import Settings, has_userinfo
+from backupctl.redact import scrub
 
 Log = Callable[[str], None]
 
@@ -115,8 +117,6 @@ def send(
     import urllib.error
     import urllib.request
 
-    from backupctl import __version__
-    from backupctl.redact import scrub
 
     target = url_for(settings, event.ok)
     if target is None:

@@ -39,8 +39,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backupctl.checks.continuity import read_position
 from backupctl.errors import BackupctlError
 from backupctl.litestream import positions
+from backupctl.litestream.listings import iso, txid_hex
+from backupctl.litestream.restorable import restorable_windows
 from backupctl.owned import write_atomic
 
 if TYPE_CHECKING:
@@ -64,8 +67,6 @@ READ_TIMEOUT = 30.0
 
 
 def _iso(value: datetime | None) -> str | None:
-    from backupctl.litestream.listings import iso
-
     return iso(value)
 
 
@@ -74,7 +75,6 @@ def record(entry: dict[str, Any], local: positions.LocalPosition, window: Window
     """Update ``entry`` with a reading (``window`` None: the replica could not be read now, the last
     reading stands) and the local position seen with it. Returns whether the replica is behind the
     local database (None when that is unknown: no reading yet, or nothing local to compare)."""
-    from backupctl.litestream.listings import txid_hex
 
     local_pos = positions.local_key(local, has_ltx)
     if window is not None:
@@ -223,8 +223,6 @@ class Observer:
         self.next_look = self.clock() + min(MAX_INTERVAL, max(self.interval, spent / CPU_BUDGET))
 
     def _read(self, written: list[Database], recheck: list[Database], has_ltx: bool, now: float) -> None:
-        from backupctl.litestream.restorable import restorable_windows
-
         local: dict[str, positions.LocalPosition] = {}
         if written:
             try:
@@ -280,7 +278,6 @@ class Observer:
     def _account_reading(self, key: str, now: float) -> None:
         """Since when litestream's own reading of this live WAL has not moved (a hung litestream's
         stops; one that cannot reach its replica goes on reading the WAL into local LTX files)."""
-        from backupctl.checks.continuity import read_position
 
         position = read_position(Path(key), self.litestream.caps.has_ltx)
         if key not in self.read_positions or position != self.read_positions[key]:

@@ -29,6 +29,10 @@ from pathlib import Path
 from backupctl.config.settings import Database, Replica, Settings
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError
 from backupctl.filekinds import kind_of
+from backupctl.findings import FAIL
+from backupctl.kinds.file import check_replica_folder
+from backupctl.kinds.s3 import S3Kind
+from backupctl.redact import cleaner
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 CONNECT_TIMEOUT = 3.0  # seconds: a reachable endpoint answers a TCP connect in milliseconds
@@ -230,8 +234,6 @@ def endpoint_address(replica: Replica) -> tuple[str, int] | None:
 def check_replica(replica: Replica, connect_timeout: float = CONNECT_TIMEOUT) -> Problem | None:
     """A local folder: writable (doctor's probe). S3/R2/sftp: the endpoint's TCP port accepts a connection."""
     if replica.kind == "file":
-        from backupctl.findings import FAIL
-        from backupctl.kinds.file import check_replica_folder
 
         probe = check_replica_folder(replica)
         if probe.status == FAIL:
@@ -255,12 +257,9 @@ def check_replica(replica: Replica, connect_timeout: float = CONNECT_TIMEOUT) ->
 def check_credentials(settings: Settings, replica: Replica) -> Problem | None:
     """Doctor's probe of an S3/R2 replica, as a Problem when it fails (a WARN, such as a missing
     library, is left to doctor). Other kinds: None (litestream's own errors tell)."""
-    from backupctl.kinds.s3 import S3Kind
 
     if not isinstance(replica.spec, S3Kind):
         return None
-    from backupctl.findings import FAIL
-    from backupctl.redact import cleaner
 
     found = replica.spec.probe(settings, replica, [], cleaner(settings))
     if found.status != FAIL:

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.checks.status import ERROR, NOT_INITIALIZED, OK, epoch_iso
+from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import ExitCode
+from backupctl.host.config_in_use import config_for_reading
 from backupctl.litestream import listings, restorable
 from backupctl.litestream.runner import Litestream
+from backupctl.owned import write_atomic
 
 
 @dataclass
@@ -79,9 +82,6 @@ def collect_replica_status(
     import dataclasses
     import tempfile
 
-    from backupctl.config.render import render
-    from backupctl.host.config_in_use import config_for_reading
-    from backupctl.owned import write_atomic
 
     now = time.time() if now is None else now
     dbs = settings.database(database)

@@ -41,11 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.checks import observations
+from backupctl.checks.continuity import records as continuity_records
 from backupctl.checks.observations import local_position, record
+from backupctl.config.render import fingerprint
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
-from backupctl.host import state
+from backupctl.host import processes, state
 from backupctl.litestream import listings, positions, restorable
+from backupctl.litestream.runner import Litestream
 from backupctl.owned import read_json, write_json
 from backupctl.paths import project_state_dir
 from backupctl.versions import capabilities
@@ -149,7 +152,6 @@ def supervisor_info(settings: Settings, now: float | None = None) -> SupervisorI
     The process record (``processes.supervisor_of``: pid + start time + argv) decides whether
     one runs; ``supervisor.json`` is trusted only when it is that process's own document.
     """
-    from backupctl.host import processes
 
     now = time.time() if now is None else now
     state_dir = project_state_dir(settings.project_dir)
@@ -165,11 +167,9 @@ def supervisor_info(settings: Settings, now: float | None = None) -> SupervisorI
     name = sup.state if sup else state.STARTING
     started = (sup.child_started_at or sup.started_at) if sup else None
     changed = None
-    if sup is not None and sup.config_input and sup.config_source:
-        from backupctl.config.render import fingerprint
-
-        if fingerprint(settings, Path(sup.config_source)) != sup.config_input:
-            changed = "settings changed since this supervisor started; restart it to apply them (`backupctl stop`, then start)"
+    source = sup.config_source if sup is not None and sup.config_input else None
+    if source and fingerprint(settings, Path(source)) != sup.config_input:
+        changed = "settings changed since this supervisor started; restart it to apply them (`backupctl stop`, then start)"
     return SupervisorInfo(
         state=name,
         running=name in (state.RUNNING, state.STARTING),
@@ -382,7 +382,6 @@ def collect_status(
     )  # fmt: skip
 
     verifies = state.verify_records(state_dir)
-    from backupctl.checks.continuity import records as continuity_records
 
     proofs = continuity_records(state_dir)
     seen = None
@@ -401,6 +400,7 @@ def collect_status(
         old = [db for db in served if now - read_at(db) > observations.MAX_AGE]
         rereads: dict[str, Any] = {}
         if old:
+            # lazy: not needed on `status --json`'s fast path
             from backupctl.host.config_in_use import config_for_reading
 
             binary = binary_path() if callable(binary_path) else binary_path
@@ -420,8 +420,8 @@ def collect_status(
             report.databases.append(verdict)
         return report
 
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.host.config_in_use import config_for_reading
-    from backupctl.litestream.runner import Litestream
 
     binary_path = binary_path() if callable(binary_path) else binary_path
     config_path = config_path or config_for_reading(settings)

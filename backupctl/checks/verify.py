@@ -56,11 +56,12 @@ from typing import Any
 
 from backupctl import paths
 from backupctl.checks import continuity
+from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError, ExitCode
 from backupctl.host import locks, processes, state
 from backupctl.litestream.runner import Litestream, tail
-from backupctl.owned import secure_dir
+from backupctl.owned import open_private, secure_dir, write_atomic
 from backupctl.redact import scrub
 from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, staged_restore, stop_request
 from backupctl.versions import capabilities
@@ -518,8 +519,6 @@ class _TemporaryReplicator:
         """A `litestream replicate` of this database alone. It holds the database and replica locks,
         is recorded (role verify-replicator), and dies with this process (PR_SET_PDEATHSIG on Linux;
         elsewhere the next start/verify/doctor stops it as an orphan)."""
-        from backupctl.config.render import render
-        from backupctl.owned import open_private, write_atomic
 
         held = locks.take_replication_locks([db])
         if held is None:

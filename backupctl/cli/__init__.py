@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["-V"]):
         # Answered before importing anything heavy: scripts call this often.
+        # lazy: `--version` and `--help` answer before anything else loads
         from backupctl import __version__
 
         print(f"backupctl {__version__}")
         return 0
 
+    # lazy: `--version` and `--help` answer before anything else loads
     from backupctl.cli import help_cache
 
     kept_help = help_cache.cache_file(args)
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     _raise_open_files_limit()
+    # lazy: `--version` and `--help` answer before anything else loads
     from backupctl.cli import fast
     from backupctl.cli.output import os_error, report_error, report_internal_error
     from backupctl.errors import BackupctlError, ExitCode
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         code = fast.answer(args)  # the JSON reads scripts call most, without loading typer
         if code is not None:
             return code
+        # lazy: typer loads only for what the fast parser does not answer
         from backupctl.cli.app import app
 
         app(args=args, prog_name="backupctl", standalone_mode=True)

@@ -9,6 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backupctl.checks.status import collect_status
+from backupctl.cli.output import notice
+from backupctl.cli.wiring import binary_for, explicit_config
+from backupctl.commands.project import configured_database_rows
+from backupctl.errors import ConfigError
+from backupctl.litestream import listings
+from backupctl.litestream.restorable import restorable_window
+from backupctl.versions import capabilities
+
 LISTING_COMMANDS = ("snapshots", "wal", "ltx", "generations")
 
 
@@ -21,7 +30,6 @@ class Listing:
 
 def parse_level(level: str) -> int | str:
     """`ltx --level`: 0-9 or all."""
-    from backupctl.errors import ConfigError
 
     if level != "all" and not (level.isdigit() and 0 <= int(level) <= 9):
         raise ConfigError(f"--level {level!r} is not a level", "use 0-9 or all")
@@ -30,7 +38,6 @@ def parse_level(level: str) -> int | str:
 
 def listing(command: str, settings: Any, level: str = "all") -> Listing:
     """What `backupctl COMMAND` lists, for this version."""
-    from backupctl.litestream import listings
 
     if command == "snapshots":
         return Listing("snapshots", listings.snapshots)
@@ -39,7 +46,6 @@ def listing(command: str, settings: Any, level: str = "all") -> Listing:
     if command == "ltx":
         lvl = parse_level(level)
         return Listing("ltx", lambda s, b, db, config_path: listings.ltx_files(s, b, db, lvl, config_path=config_path))
-    from backupctl.versions import capabilities
 
     if capabilities(settings.version).has_generations:
         return Listing("generations", listings.generations)
@@ -47,8 +53,6 @@ def listing(command: str, settings: Any, level: str = "all") -> Listing:
 
 
 def _window_rows(settings: Any, binary: Path, db: Any, config_path: Path | None = None) -> list[Any]:
-    from backupctl.litestream.restorable import restorable_window
-
     return [w for w in [restorable_window(settings, binary, db, config_path=config_path)] if not w.empty]
 
 
@@ -56,7 +60,6 @@ def listing_results(settings: Any, database: str | None, config: Path | None, wh
     """The listing of each selected database, fetched in parallel; the first error is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from backupctl.cli.wiring import binary_for, explicit_config
 
     config_path = explicit_config(config)
     binary = binary_for(settings)
@@ -82,8 +85,6 @@ def listing_document(settings: Any, results: list[tuple[Any, list[Any]]], what: 
 
 def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:
     """`databases --json`: the config litestream reads and one row per database of the settings."""
-    from backupctl.cli.output import notice
-    from backupctl.commands.project import configured_database_rows
 
     config_path, rows = configured_database_rows(settings, config, note=notice)
     return {"litestream_version": settings.version, "config": str(config_path), "databases": rows}
@@ -91,7 +92,5 @@ def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:
 
 def status_report(settings: Any, database: str | None, config: Path | None, fresh: bool) -> Any:
     """`status` (not --replica-only, not --watch): the StatusReport."""
-    from backupctl.checks.status import collect_status
-    from backupctl.cli.wiring import binary_for, explicit_config
 
     return collect_status(settings, lambda: binary_for(settings), database, config_path=explicit_config(config), fresh=fresh)

@@ -123,6 +123,7 @@ class Command(_ParsesToTheBoundary, typer.core.TyperCommand):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Litestream's single-dash spellings first (``spellings.normalise``), then click's parse."""
+        # lazy: each command loads only what it runs
         from backupctl.cli.spellings import SpellingError, normalise
 
         options = {

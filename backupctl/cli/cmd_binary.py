@@ -12,6 +12,9 @@ import typer
 
 from backupctl.cli.app import app
 from backupctl.cli.common import EnvFileOpt, JsonOpt
+from backupctl.cli.output import emit_json, out, say, success
+from backupctl.errors import BinaryError, ExitCode
+from backupctl.versions import check_version, platform_pin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,7 +32,6 @@ class Source(StrEnum):
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[tuple[Callable[[str], None], Callable[[int, int | None], None] | None]]:
     """A rich download bar on a terminal, and a notify that prints above it."""
-    from backupctl.cli.output import say
 
     if not enabled:
         yield say, None
@@ -92,11 +94,10 @@ def install(
     json_: JsonOpt = False,
 ) -> int:
     """Download the pinned Litestream, verify its sha256 and version, and cache it."""
-    from backupctl.cli.output import emit_json, say, success
+    # lazy: each command loads only what it runs
     from backupctl.commands.project import project_version
     from backupctl.litestream.binary import cached, install_dir
     from backupctl.litestream.binary import install as install_binary
-    from backupctl.versions import check_version, platform_pin
 
     wanted = check_version(version, setting="VERSION") if version else project_version(env_file)
     pin = platform_pin(wanted)
@@ -126,9 +127,8 @@ def version_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show backupctl's version and the project's pinned Litestream: path, version, verified, source.
 
     A cached Litestream that fails its sha256 check is not run (exit 4)."""
-    from backupctl.cli.output import emit_json, out
+    # lazy: each command loads only what it runs
     from backupctl.commands.project import litestream_report
-    from backupctl.errors import BinaryError, ExitCode
 
     doc = litestream_report(env_file)
     refused = doc.get("error")

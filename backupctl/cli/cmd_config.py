@@ -9,6 +9,8 @@ import typer
 
 from backupctl.cli.app import Typer, app
 from backupctl.cli.common import EnvFileOpt, JsonOpt, SkipChecksOpt, load
+from backupctl.cli.output import emit_json, notice, out, print_table, say, success
+from backupctl.errors import BackupctlError
 
 templates_app = Typer(help="Copy the default templates into the project to edit them.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
@@ -45,7 +47,7 @@ def setup(
       backupctl setup --print         # show it, write nothing
       backupctl setup --local         # replicate to BACKUP_LOCAL_DIR until a plain setup
     """
-    from backupctl.cli.output import notice, out, success
+    # lazy: each command loads only what it runs
     from backupctl.commands.configure import setup as configure
 
     settings = load(env_file, force_local=local)
@@ -74,9 +76,8 @@ def setup(
 
 def _suggest_gitignore(settings, config: Path) -> None:  # noqa: ANN001 - Settings, imported lazily
     """Name the .gitignore lines for what backupctl writes into the app's repository (backupctl/commands/gitignore.py)."""
-    from backupctl.cli.output import notice, say
+    # lazy: each command loads only what it runs
     from backupctl.commands.gitignore import suggestion
-    from backupctl.errors import BackupctlError
 
     try:
         found = suggestion(settings, config)
@@ -90,7 +91,6 @@ def _suggest_gitignore(settings, config: Path) -> None:  # noqa: ANN001 - Settin
 
 
 def _say_destinations(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
-    from backupctl.cli.output import say
 
     for db in settings.databases:
         for replica in db.replicas:
@@ -100,7 +100,7 @@ def _say_destinations(settings) -> None:  # noqa: ANN001 - Settings, imported la
 @app.command("env")
 def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
     """Show the effective settings, where each came from, secrets masked."""
-    from backupctl.cli.output import emit_json
+    # lazy: each command loads only what it runs
     from backupctl.commands.project import effective_settings
 
     settings = load(env_file)
@@ -109,7 +109,6 @@ def env_command(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
         emit_json(doc)
         return 0
     rows, databases = doc["settings"], doc["databases"]
-    from backupctl.cli.output import print_table, say
 
     shown = [r for r in rows if r["value"] is not None]
     print_table(
@@ -131,7 +130,7 @@ def templates_eject(
     force: Annotated[bool, typer.Option("--force", help="Overwrite templates already ejected.")] = False,
 ) -> int:
     """Copy the default templates to ./backupctl-templates/; setup then uses yours."""
-    from backupctl.cli.output import success
+    # lazy: each command loads only what it runs
     from backupctl.config.render import eject_templates
     from backupctl.config.settings import find_env_file
 

@@ -16,8 +16,9 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.errors import ExitCode
+from backupctl.errors import ExitCode, RefusedError
 from backupctl.owned import write_atomic
+from backupctl.versions import check_version
 
 
 class DemoFailed(Exception):
@@ -125,7 +126,6 @@ def demo(
     from rich.console import Console
     from rich.live import Live
 
-    from backupctl.versions import check_version
 
     console = Console(stderr=True, highlight=False)
     version = check_version(version, setting="--litestream-version")
@@ -136,7 +136,6 @@ def demo(
     restored = folder / "restored.db"
     for leftover in (db, restored):
         if leftover.exists():
-            from backupctl.errors import RefusedError
 
             raise RefusedError(f"{leftover} already exists", "give --dir a new or empty folder")
     timings: dict[str, float] = {}

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import EnvFileOpt, JsonOpt
+from backupctl.cli.common import EnvFileOpt, JsonOpt, load
+from backupctl.cli.output import emit_json, print_table, say
+from backupctl.display import shown
 
 _MARKS = {"ok": ("ok", "green"), "info": ("info", "blue"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "bold red")}
 
@@ -18,9 +20,8 @@ def doctor(env_file: EnvFileOpt = None, json_: JsonOpt = False) -> int:
 
     Exit code: 0 all ok, 30 warnings only, 31 at least one failed check.
     """
+    # lazy: each command loads only what it runs
     from backupctl.checks.doctor import run_doctor
-    from backupctl.cli.output import emit_json, print_table, say
-    from backupctl.display import shown
 
     report = run_doctor(env_file)
     if json_:
@@ -73,8 +74,7 @@ def cost(env_file: EnvFileOpt = None, json_: JsonOpt = False, price: PriceOpt = 
     """
     import os
 
-    from backupctl.cli.common import load
-    from backupctl.cli.output import emit_json, print_table, say
+    # lazy: each command loads only what it runs
     from backupctl.commands.cost import PRICES_ENV, estimate_cost, parse_price_overrides
 
     settings = load(env_file)

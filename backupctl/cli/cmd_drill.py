@@ -6,8 +6,11 @@ from typing import Annotated
 
 import typer
 
+from backupctl import paths
 from backupctl.cli.app import app
 from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery
+from backupctl.cli.output import emit_json, notice, print_table, say, success
+from backupctl.display import shown
 from backupctl.units import human_size
 
 
@@ -27,10 +30,9 @@ def drill(
     RPO: age of the newest restorable state. RTO: how long the full restore took.
     Exit 0 passed, 22 failed. The last result is kept in .backupctl/drill.json.
     """
-    from backupctl import paths
+    # lazy: each command loads only what it runs
     from backupctl.checks import drill as core
     from backupctl.cli.cmd_restore import _signals_stop, _status, _step
-    from backupctl.cli.output import emit_json, notice, print_table, say, success
 
     settings = load_for_recovery(env_file)
     binary = binary_for(settings)
@@ -43,7 +45,6 @@ def drill(
     else:
         from rich.table import Table
 
-        from backupctl.display import shown
 
         columns = ["database", "result", "size", "restore", "newest state", "RPO", "tables"]
         t = Table(title="recovery drill")

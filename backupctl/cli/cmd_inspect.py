@@ -12,7 +12,10 @@ import typer
 
 from backupctl.cli.app import app
 from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, load, load_for_recovery
+from backupctl.cli.output import _console, emit_json, emit_json_line, fitted_table, print_table, say
+from backupctl.display import shown
 from backupctl.units import human_size
+from backupctl.versions import capabilities
 
 DbArg = Annotated[
     str | None,
@@ -108,8 +111,6 @@ def _status_table(report: Any, console: Any, local_mode: bool = False) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    from backupctl.cli.output import fitted_table
-    from backupctl.display import shown
 
     parts: list[Any] = [_supervisor_line(report)]
     if report.supervisor.last_error:
@@ -134,7 +135,6 @@ def _destination_lines(report: Any, width: int, local_mode: bool) -> list[str]:
 
     Each line fits ``width``; a URL too long to share a line with its database's name gets a line of
     its own, whole (the terminal wraps it), never cut."""
-    from backupctl.display import shown
 
     pairs = [(shown(d.name), shown(dest)) for d in report.databases for dest in d.destinations]
     lines: list[str] = []
@@ -159,7 +159,6 @@ def _print_status(report: Any, local_mode: bool = False) -> None:
     (the supervisor line goes to stderr, so stdout is only data)."""
     import sys
 
-    from backupctl.cli.output import _console, print_table, say
 
     if sys.stdout.isatty():
         console = _console(stderr=False)
@@ -189,7 +188,6 @@ def _watch(collect: Callable[[], Any], interval: float, json_: bool, local_mode:
     import sys
     import time
 
-    from backupctl.cli.output import emit_json_line
 
     if json_:
         while True:
@@ -245,6 +243,7 @@ def status(
       backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
       backupctl status --watch --json | jq .ok  # one JSON document per line
     """
+    # lazy: each command loads only what it runs
     from backupctl.checks.status import collect_status
     from backupctl.cli.answers import status_report
 
@@ -254,10 +253,12 @@ def status(
     config_path = explicit_config(config)
     if replica_only:
         _replica_only(settings, binary_for(settings), database, json_)
+    # lazy: each command loads only what it runs
     from backupctl.config.settings import local_mode_marker
 
     local_mode = local_mode_marker(settings.project_dir).exists()
     if watch:
+        # lazy: each command loads only what it runs
         from backupctl.cli import Interrupted
 
         try:
@@ -272,7 +273,6 @@ def status(
             raise typer.Exit(0) from None
     report = status_report(settings, database, config, fresh)
     if json_:
-        from backupctl.cli.output import emit_json
 
         emit_json(report.to_json())
     else:
@@ -281,18 +281,16 @@ def status(
 
 
 def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool) -> None:
+    # lazy: each command loads only what it runs
     from backupctl.checks.replica_status import collect_replica_status
 
     report = collect_replica_status(settings, binary, database)
     if json_:
-        from backupctl.cli.output import emit_json
 
         emit_json(report.to_json())
         raise typer.Exit(int(report.exit_code))
     from rich.text import Text
 
-    from backupctl.cli.output import print_table, say
-    from backupctl.display import shown
 
     styles = {"ok": "green", "not-initialized": "red", "error": "bold red"}
     columns = ["database", "replica", "newest backup", "restorable since", "window", "snapshots"]
@@ -321,15 +319,14 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 @app.command()
 def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """The databases in the config, as litestream reads them, with their replicas."""
+    # lazy: each command loads only what it runs
     from backupctl.cli.answers import databases_document
 
     doc = databases_document(load(env_file), config)
     if json_:
-        from backupctl.cli.output import emit_json
 
         emit_json(doc)
         return
-    from backupctl.cli.output import print_table
 
     rows = doc["databases"]
     print_table(
@@ -349,6 +346,7 @@ def _listing(
     optional: tuple[str, ...] = (),
     level: str = "all",
 ) -> None:
+    # lazy: each command loads only what it runs
     from backupctl.cli.answers import listing, listing_document, listing_results
 
     settings = load(env_file)
@@ -356,13 +354,11 @@ def _listing(
     results = listing_results(settings, database, config, what)
     kind, note = what.key, what.note
     if json_:
-        from backupctl.cli.output import emit_json
 
         emit_json(listing_document(settings, results, what))
         return
     import sys
 
-    from backupctl.cli.output import print_table, say
 
     headers = [name for name, _ in columns]
     if not sys.stdout.isatty():  # one tab-separated table for every database, complete
@@ -387,6 +383,7 @@ def _listing(
 @app.command()
 def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Full snapshots in the replica (0.3 snapshots; 0.5 level-9 LTX files), oldest first."""
+    # lazy: each command loads only what it runs
     from backupctl.litestream.listings import txid_hex
 
     _listing(env_file, json_, database, "snapshots", [
@@ -400,6 +397,7 @@ def snapshots(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbA
 @app.command()
 def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Incremental pieces in the replica (0.3 WAL segments; 0.5 level-0 LTX files), oldest first."""
+    # lazy: each command loads only what it runs
     from backupctl.litestream.listings import txid_hex
 
     _listing(env_file, json_, database, "wal", [
@@ -416,6 +414,7 @@ def ltx(
     env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all", config: ConfigOpt = None
 ) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
+    # lazy: each command loads only what it runs
     from backupctl.litestream.listings import txid_hex
 
     _listing(env_file, json_, database, "ltx", [
@@ -429,7 +428,6 @@ def ltx(
 @app.command()
 def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
-    from backupctl.versions import capabilities
 
     settings = load(env_file)
     if capabilities(settings.version).has_generations:

@@ -9,6 +9,7 @@ import typer
 
 from backupctl.cli.app import app
 from backupctl.cli.common import EnvFileOpt
+from backupctl.cli.output import notice, out, say, success
 
 
 @app.command("justfile")
@@ -32,7 +33,7 @@ def justfile_command(
       backupctl justfile --write      # writes ./backup.just beside .env, prints the import line
       backupctl justfile | less       # what it would write
     """
-    from backupctl.cli.output import notice, out, say, success
+    # lazy: each command loads only what it runs
     from backupctl.commands import just_recipes
     from backupctl.config.settings import find_env_file
 

@@ -14,7 +14,9 @@ import typer
 
 from backupctl.cli.app import app
 from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery
-from backupctl.errors import BackupctlError, ExitCode
+from backupctl.cli.output import UsageError, emit_json, notice, say, success, table
+from backupctl.display import shown
+from backupctl.errors import BackupctlError, ExitCode, NoBackupError
 from backupctl.units import human_size
 
 
@@ -34,6 +36,7 @@ def _signals_stop(what: str) -> Iterator[None]:
     handlers only feed ``restore.stop_request``: it kills the running ``litestream restore`` and the
     core raises the error at its next safe point (every cleanup already armed). Exit 143 / 130.
     """
+    # lazy: each command loads only what it runs
     from backupctl.cli import Interrupted
     from backupctl.restore import stop_request
 
@@ -65,7 +68,6 @@ def _spinner_text(message: str) -> Any:
     """A spinner's words as plain Text, escaped: a database's name is neither rich markup nor a line break."""
     from rich.text import Text
 
-    from backupctl.display import shown
 
     return Text(shown(message))
 
@@ -169,10 +171,9 @@ def restore(
       backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
       backupctl restore --all --if-db-not-exists --if-replica-exists  # boot: restore only what is missing
     """
+    # lazy: each command loads only what it runs
     from backupctl import restore as core
     from backupctl.cli import Interrupted
-    from backupctl.cli.output import emit_json, notice, say, success, table
-    from backupctl.errors import NoBackupError
 
     skipped: list[dict[str, str | None]] = []  # databases left alone by --if-db-not-exists / --if-replica-exists
 
@@ -292,7 +293,6 @@ def restore(
             if result.tables is not None:
                 from rich.table import Table
 
-                from backupctl.display import shown
 
                 t = Table(title=shown(f"{result.output.name}: tables"))
                 t.add_column("table")
@@ -317,6 +317,5 @@ def restore(
 
 def _usage(message: str, hint: str, details: list[str] | None = None) -> BackupctlError:
     """A command line that does not say enough (which database): exit 2, as click's usage errors."""
-    from backupctl.cli.output import UsageError
 
     return UsageError(message, hint, details=details)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from backupctl import paths
 from backupctl.cli.app import app
 from backupctl.cli.common import (
     DURATION,
@@ -19,7 +20,8 @@ from backupctl.cli.common import (
     preflight,
     restored_lines,
 )
-from backupctl.errors import ConflictError
+from backupctl.cli.output import UsageError, emit_json, log_line, notice, out, say, success
+from backupctl.errors import ConflictError, RefusedError
 
 
 @app.command()
@@ -59,7 +61,7 @@ def start(
       backupctl start -b --restore-if-missing    # a new machine: restore first, then replicate
       backupctl start --exit-zero-on-clean-stop  # what `just backup-start` runs (backupctl justfile)
     """
-    from backupctl.cli.output import log_line, out, say, success
+    # lazy: each command loads only what it runs
     from backupctl.commands import launch
 
     # A new machine: the databases (and their folders) may exist only in the replica.
@@ -107,7 +109,6 @@ def start(
 
 
 def _already_running(running: Any) -> int:  # launch.Running (imported lazily with launch)
-    from backupctl.cli.output import say, success
 
     pids = f"{running.record.describe()}" + (f", litestream pid {running.litestream_pid}" if running.litestream_pid else "")
     success(f"already running: {pids}")
@@ -137,8 +138,8 @@ def stop(
     Stops a background supervisor, or a foreground one started in a terminal. One run by a service
     manager (systemd, launchd, a container) is stopped there; `stop` names the command (or --force).
     """
+    # lazy: each command loads only what it runs
     from backupctl.checks.continuity import whole_summary
-    from backupctl.cli.output import emit_json, notice, say, success
     from backupctl.commands.launch import stop_project
 
     settings = load(env_file)
@@ -171,9 +172,8 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many of the last lines to show.")] = 50,
 ) -> int:
     """Show the background supervisor's log (litestream's output included)."""
-    from backupctl import paths
+    # lazy: each command loads only what it runs
     from backupctl.cli import Interrupted
-    from backupctl.cli.output import out, say
     from backupctl.host import state
     from backupctl.host.logfiles import follow as follow_log
     from backupctl.host.logfiles import log_tail
@@ -264,9 +264,8 @@ def service(
       backupctl service compose --data campfire_storage                # the app's named volume
       backupctl service procfile >> Procfile                           # backupctl from PATH, ./.env
     """
-    from backupctl.cli.output import UsageError, out, say, success
+    # lazy: each command loads only what it runs
     from backupctl.commands.service import install_systemd_unit, render_service
-    from backupctl.errors import RefusedError
 
     misplaced = [
         option
@@ -307,6 +306,7 @@ def service(
     if not install:
         out(rendered.text)
         return 0
+    # lazy: each command loads only what it runs
     from backupctl.commands.service import backupctl_command
 
     # Who is not root is told to render the unit as themselves (their environment) and write it with sudo.

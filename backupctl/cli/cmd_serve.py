@@ -10,6 +10,8 @@ import typer
 from backupctl.cli.app import app
 from backupctl.cli.common import EnvFileOpt, binary_for, load
 from backupctl.cli.output import log_line as _stderr_log
+from backupctl.cli.output import say, success
+from backupctl.errors import ExitCode
 
 
 @app.command()
@@ -39,8 +41,7 @@ def serve(
     """
     import threading
 
-    from backupctl.cli.output import say, success
-    from backupctl.errors import ExitCode
+    # lazy: each command loads only what it runs
     from backupctl.serve.server import bind_address, check_exposure, run
 
     settings = load(env_file)

@@ -19,6 +19,8 @@ import typer
 from backupctl.cli import cmd_restore
 from backupctl.cli.app import app
 from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load
+from backupctl.cli.output import emit_json, say, success
+from backupctl.display import shown
 from backupctl.errors import worst_exit
 
 
@@ -44,6 +46,7 @@ class _Progress:
             self._show()
 
     def finished(self, db: Any, result: Any, error: BaseException | None) -> None:  # verify.VerifyResult | None
+        # lazy: each command loads only what it runs
         from backupctl.restore import stop_request
 
         with self._lock:
@@ -76,11 +79,9 @@ class _Progress:
 
     def _print(self, line: str) -> None:
         if self.status is not None:  # above the spinner, through its console, so neither garbles the other
-            from backupctl.display import shown
 
             self.status.console.print(shown(line), markup=False, highlight=False)
         else:
-            from backupctl.cli.output import say
 
             say(line)
 
@@ -110,8 +111,8 @@ def verify(
       backupctl verify                 # every database; exit 0 verified, 20 failed, 21 inconclusive
       backupctl verify app.db --json   # one database, machine-readable
     """
+    # lazy: each command loads only what it runs
     from backupctl.checks import verify as core
-    from backupctl.cli.output import emit_json, say, success
 
     settings = load(env_file)
     binary = binary_for(settings)

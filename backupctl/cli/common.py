@@ -9,6 +9,7 @@ from typing import Annotated
 import click
 import typer
 
+from backupctl.cli.output import notice
 from backupctl.cli.wiring import binary_for as binary_for
 from backupctl.cli.wiring import explicit_config as explicit_config
 from backupctl.cli.wiring import load as load
@@ -46,8 +47,8 @@ SkipChecksOpt = Annotated[
 
 def preflight(settings, *, missing_database: str, restore_if_missing: bool = False, unreachable_is_error: bool = True) -> None:  # noqa: ANN001
     """The fast checks before litestream (``preflight.run``), their notes on stderr."""
+    # lazy: each command loads only what it runs
     from backupctl.checks import preflight as checks
-    from backupctl.cli.output import notice
 
     checks.run(
         settings,
@@ -67,6 +68,7 @@ class _Duration(click.ParamType):
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
         if isinstance(value, int | float):
             return float(value)
+        # lazy: each command loads only what it runs
         from backupctl.config.settings import parse_duration
 
         text = str(value).strip()
@@ -99,6 +101,7 @@ DURATION = _Duration()
 def restored_lines(log_path: Path, since: int) -> list[str]:
     """`start --background --restore-if-missing`: the supervisor's "restored ..." lines of this
     start (one per database: where, how much, from when), to say on the terminal and not only in the log."""
+    # lazy: each command loads only what it runs
     from backupctl.host.logfiles import log_tail
 
     found = []

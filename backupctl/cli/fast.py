@@ -25,7 +25,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from backupctl.cli import answers
 from backupctl.cli.answers import LISTING_COMMANDS
+from backupctl.cli.output import emit_json, log_line, out
+from backupctl.cli.wiring import load, load_for_recovery
 
 SHARED_VALUES = {"--env-file": "env_file", "--config": "config", "-c": "config"}
 FORMS: dict[str, tuple[dict[str, str], dict[str, str], bool, str]] = {
@@ -82,15 +85,11 @@ def answer(args: list[str]) -> int | None:
     if parsed is None:
         return None
     command, options, database = parsed
-    from backupctl.cli import answers
-    from backupctl.cli.output import emit_json
-    from backupctl.cli.wiring import load
 
     env_file = options.get("env_file") or os.environ.get("BACKUPCTL_ENV_FILE") or None
     config = Path(str(options["config"])) if "config" in options else None
     if command == "start":
-        from backupctl.cli.output import log_line, out
-        from backupctl.cli.wiring import load_for_recovery
+        # lazy: not needed on `status --json`'s fast path
         from backupctl.commands import launch
 
         restore = bool(options.get("restore"))

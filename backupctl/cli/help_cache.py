@@ -27,6 +27,7 @@ def cache_file(args: list[str]) -> Path | None:
     """Where the help for these arguments is kept, or None when they are not a plain help request."""
     if not args or args[-1] not in HELP_FLAGS or not all(_is_word(a) for a in args[:-1]):
         return None
+    # lazy: `--version` and `--help` answer before anything else loads
     from backupctl import __version__
     from backupctl.paths import cache_dir
 
@@ -75,6 +76,7 @@ def keep(path: Path, text: str) -> None:
     """Keep a help text (atomically; a cache that cannot be written is simply not used)."""
     if not text.startswith("Usage:"):
         return
+    # lazy: `--version` and `--help` answer before anything else loads
     from backupctl.owned import write_atomic
 
     try:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backupctl.cli.output import notice
 from backupctl.commands.project import explicit_config as explicit_config
+from backupctl.config.settings import load_settings
 
 
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
-    from backupctl.config.settings import load_settings
 
     settings = load_settings(env_file, force_local=force_local)
     if settings.warnings:
-        from backupctl.cli.output import notice
 
         for warning in settings.warnings:
             notice(warning)
@@ -25,8 +25,7 @@ def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Se
     """Settings for restore, drill and `start --restore-if-missing`: globs in BACKUP_DATABASES are
     resolved against the replica too, and a database's folder may not exist yet (a new machine).
     ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files."""
-    from backupctl.cli.output import notice
-    from backupctl.config.settings import load_settings
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.restore.recovery import resolve_databases
 
     return resolve_databases(load_settings(env_file, replica_globs=True), note=notice if lenient else None)
@@ -34,7 +33,7 @@ def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Se
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)
     """The pinned litestream binary for these settings, installed on first use (a note on stderr says so)."""
-    from backupctl.cli.output import notice
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.litestream.binary import ensure_binary
 
     return ensure_binary(settings.version, notify=notice).path

@@ -13,9 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from backupctl.config.render import Rendered
-from backupctl.config.settings import Settings
+from backupctl.checks import preflight
+from backupctl.config.render import Rendered, guard_foreign_config, render, written_by_backupctl
+from backupctl.config.settings import Settings, local_mode_marker
 from backupctl.errors import LitestreamError
+from backupctl.litestream.binary import ensure_binary
+from backupctl.litestream.listings import configured_databases
+from backupctl.litestream.runner import Litestream
+from backupctl.owned import secure_dir, write_atomic
 
 # `litestream databases` only parses the config and prints it; if it takes longer than this,
 # something is wrong with the binary or the machine, not with the network.
@@ -51,15 +56,12 @@ def setup(
     note: Note,
 ) -> Setup:
     """Render the config; unless ``print_only``, write it to ``output`` (default: beside the .env)."""
-    from backupctl.config.render import render
-    from backupctl.owned import write_atomic
 
     rendered = render(settings)
     target = None
     if not print_only:
         target = (output or settings.config_path).expanduser().absolute()
         if not skip_checks:
-            from backupctl.checks import preflight
 
             # Before writing: a database that is not SQLite fails here, in a second, not after minutes of start.
             preflight.run(settings, missing_database="note", unreachable_is_error=False, note=note)
@@ -78,7 +80,6 @@ def _keep_a_foreign_config(settings: Settings, target: Path, force: bool, note: 
     import shutil
     import time
 
-    from backupctl.config.render import guard_foreign_config, written_by_backupctl
 
     try:
         current = target.read_bytes()
@@ -95,11 +96,9 @@ def _keep_a_foreign_config(settings: Settings, target: Path, force: bool, note: 
 
 def set_local_mode(settings: Settings, local: bool, note: Note) -> None:
     """`setup --local` marks the project as using its local folder; a plain `setup` removes the mark."""
-    from backupctl.config.settings import local_mode_marker
 
     marker = local_mode_marker(settings.project_dir)
     if local:
-        from backupctl.owned import secure_dir, write_atomic
 
         secure_dir(marker.parent, what="state folder")
         write_atomic(marker, "set by `backupctl setup --local`; removed by a plain `backupctl setup`\n")
@@ -122,11 +121,6 @@ def check_config(
     """
     import tempfile
 
-    from backupctl.config.render import render
-    from backupctl.litestream.binary import ensure_binary
-    from backupctl.litestream.listings import configured_databases
-    from backupctl.litestream.runner import Litestream
-    from backupctl.owned import write_atomic
 
     note = note or (lambda _message: None)
     binary = ensure_binary(settings.version, notify=note)

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backupctl.owned import read_private, write_atomic
+from backupctl.paths import project_state_dir
+
 if TYPE_CHECKING:
     from backupctl.config.settings import Settings
 
@@ -147,7 +150,6 @@ def gitignore_line(name: str) -> str:
 
 def new_lines(state_dir: Path, lines: list[str]) -> list[str]:
     """The ``lines`` not suggested before for this project, remembered from now on."""
-    from backupctl.owned import read_private, write_atomic
 
     marker = state_dir / NOTED_MARKER
     noted = set((read_private(marker) or "").splitlines())
@@ -160,7 +162,6 @@ def new_lines(state_dir: Path, lines: list[str]) -> list[str]:
 def suggestion(settings: Settings, config: Path) -> tuple[Path, list[str]] | None:
     """The .gitignore to add to and the lines not suggested before, for what `setup` just wrote to
     ``config`` and what `start` will write; None when the project is in no git work tree."""
-    from backupctl.paths import project_state_dir
 
     root = work_tree(settings.project_dir)
     if root is None:

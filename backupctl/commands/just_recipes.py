@@ -20,7 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backupctl.config.render import default_templates_dir
 from backupctl.errors import ConfigError, RefusedError
+from backupctl.owned import write_atomic
 
 BACKUP_JUST = "backup.just"
 TEMPLATE_DIR = "justfile"
@@ -64,7 +66,6 @@ def render_backup_just(just_version: Version | None) -> str:
     is taken as a current one."""
     import jinja2
 
-    from backupctl.config.render import default_templates_dir
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(default_templates_dir() / TEMPLATE_DIR)),
@@ -130,7 +131,6 @@ class Written:
 def write_backup_just(path: Path, text: str, *, force: bool) -> Written:
     """Write backup.just at ``path``; a different file already there is refused unless ``force``,
     which keeps it beside as ``backup.just.bak-<UTC time>`` first."""
-    from backupctl.owned import write_atomic
 
     try:
         current: bytes | None = path.read_bytes()

@@ -19,9 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backupctl import paths
+from backupctl.checks.preflight import litestream_errors
+from backupctl.commands.project import explicit_config
+from backupctl.config.render import fingerprint, sync_config
 from backupctl.config.settings import Settings
 from backupctl.errors import ConflictError, ExitCode, RefusedError, SupervisorError
+from backupctl.host import processes, state
+from backupctl.host.logfiles import RotatingLog
+from backupctl.host.processes import check_free
+from backupctl.host.service_managers import manager_stop_hint
+from backupctl.litestream.binary import ensure_binary
+from backupctl.litestream.runner import Litestream
 from backupctl.owned import secure_dir
+from backupctl.supervise.supervisor import Supervisor, stop_timeout_seconds
 
 if TYPE_CHECKING:
     from backupctl.host.processes import ProcessRecord
@@ -34,10 +45,6 @@ Log = Callable[[str], None]
 def prepare_litestream(settings: Settings, config: Path | None, log: Log) -> Litestream:
     """Keep the default litestream.yml in sync with the settings (an explicit --config is used as it
     is, never rendered over), make sure the pinned binary is there, pass on notices."""
-    from backupctl.commands.project import explicit_config
-    from backupctl.config.render import sync_config
-    from backupctl.litestream.binary import ensure_binary
-    from backupctl.litestream.runner import Litestream
 
     config_path = explicit_config(config)
     if config_path is None:
@@ -75,10 +82,6 @@ def already_running(settings: Settings, config: Path | None, *, timeout: float =
     Raises ConflictError (exit 6, as before) when it runs with other settings (a restart applies them:
     saying "running" would hide that the new ones are not in use) or is not replicating (backoff, fatal,
     stopping). One still starting is waited for, as a start of our own would be, up to ``timeout``."""
-    from backupctl import paths
-    from backupctl.commands.project import explicit_config
-    from backupctl.config.render import fingerprint
-    from backupctl.host import processes, state
 
     record = processes.supervisor_of(settings.project_dir)
     if record is None:
@@ -121,8 +124,7 @@ def already_running(settings: Settings, config: Path | None, *, timeout: float =
 
 def launch_background(settings: Settings, config: Path | None, *, restore_if_missing: bool, log: Log) -> Launched:
     """`start --background`: launch `start --foreground-child` detached; return once it replicates."""
-    from backupctl import paths
-    from backupctl.host.processes import check_free
+    # lazy: only `start --background` needs it
     from backupctl.supervise.background import start_background
 
     state_dir = secure_dir(paths.project_state_dir(settings.project_dir))  # 0700: its logs hold litestream output
@@ -161,12 +163,6 @@ def run_foreground(
     ``exit_zero_on_clean_stop``: a stop by SIGINT or SIGTERM whose final sync completed is 0, not
     130/143. Task runners (just) call any non-zero exit a failure, and a recipe's shell cannot tell a
     clean stop from one whose final sync was not confirmed; the supervisor can."""
-    from backupctl import paths
-    from backupctl.config.render import fingerprint
-    from backupctl.host import state
-    from backupctl.host.logfiles import RotatingLog
-    from backupctl.host.processes import check_free
-    from backupctl.supervise.supervisor import Supervisor, stop_timeout_seconds
 
     state_dir = secure_dir(paths.project_state_dir(settings.project_dir))  # 0700: its logs hold litestream output
     if background_child:
@@ -194,7 +190,6 @@ def run_foreground(
 
 def _log_size(state_dir: Path) -> int:
     """Where the supervisor log ends now: what a background start writes comes after."""
-    from backupctl.host import state
 
     try:
         return (state_dir / state.LOGFILE).stat().st_size
@@ -205,8 +200,6 @@ def _log_size(state_dir: Path) -> int:
 def explain_failed_start(exc: SupervisorError, state_dir: Path, since: float) -> SupervisorError:
     """Put litestream's own last error first in a failed background start, rather than backupctl's
     restart lines: the supervisor records it in its state file; its log lines are the fallback."""
-    from backupctl.checks.preflight import litestream_errors
-    from backupctl.host import state
 
     recorded = state.read_supervisor_state(state_dir)
     this_run = recorded is not None and (recorded.started_at or 0) >= since - 1  # never a previous run's error
@@ -222,11 +215,8 @@ def explain_failed_start(exc: SupervisorError, state_dir: Path, since: float) ->
 def stop_project(settings: Settings, timeout: float | None, *, force: bool) -> StopResult:
     """`stop`: stop this project's supervisor gracefully; refuse one a service manager runs (unless
     ``force``): it would start it again, or count it as failed. ``timeout`` None: the stop timeout + 15 s."""
-    from backupctl import paths
-    from backupctl.host import processes
-    from backupctl.host.service_managers import manager_stop_hint
+    # lazy: only `stop` needs it
     from backupctl.supervise.background import stop_supervisor
-    from backupctl.supervise.supervisor import stop_timeout_seconds
 
     state_dir = paths.project_state_dir(settings.project_dir)
     wait = timeout if timeout is not None else stop_timeout_seconds(settings) + 15

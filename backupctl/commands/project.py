@@ -13,8 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backupctl.config.settings import Settings
+from backupctl import __version__
+from backupctl.config.settings import CHAINS, MASKED_SETTINGS, Settings, find_env_file, read_env_file
 from backupctl.errors import ConfigError
+from backupctl.filekinds import not_regular
+from backupctl.litestream.listings import configured_databases
+from backupctl.redact import mask
+from backupctl.versions import check_version, default_version, platform_pin
 
 
 def project_version(env_file: Path | None) -> str:
@@ -24,8 +29,6 @@ def project_version(env_file: Path | None) -> str:
     .env if one is readable, as ``load_settings`` resolves them; else the default pin. Commands
     about the binary must work before the project is configured.
     """
-    from backupctl.config.settings import CHAINS, find_env_file, read_env_file
-    from backupctl.versions import check_version, default_version
 
     file_values: dict[str, str] | None = None
 
@@ -54,9 +57,8 @@ def litestream_report(env_file: Path | None) -> dict[str, Any]:
     refusal (``binary.tampered``), for the command to report and exit with. A user's own binary
     (BACKUPCTL_LITESTREAM_BIN) is run as every command runs it, with ``verified`` saying whether it
     is the pinned build."""
-    from backupctl import __version__
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.litestream.binary import cached, reported_version, tampered, user_binary
-    from backupctl.versions import platform_pin
 
     pinned = project_version(env_file)
     pin = platform_pin(pinned)
@@ -91,7 +93,6 @@ def explicit_config(config: Path | None) -> Path | None:
     """The --config file to use as it is (never rendered over), or None for the one rendered from the .env."""
     if config is None:
         return None
-    from backupctl.filekinds import not_regular
 
     path = config.expanduser().absolute()
     what = not_regular(path)
@@ -110,8 +111,6 @@ def explicit_config(config: Path | None) -> Path | None:
 
 def effective_settings(settings: Settings) -> dict[str, Any]:
     """`env`: every setting's value (secrets masked) and where it came from, and the databases."""
-    from backupctl.config.settings import CHAINS, MASKED_SETTINGS
-    from backupctl.redact import mask
 
     rows = []
     for setting in CHAINS:
@@ -140,9 +139,9 @@ def configured_database_rows(
     """`databases`: the config read (``config``, else the project's) and each configured database:
     its path, whether it exists and its size, its replicas, and whether litestream reads it there.
     The pinned binary is installed on first use (``note`` says so)."""
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.host.config_in_use import config_for_reading
     from backupctl.litestream.binary import ensure_binary
-    from backupctl.litestream.listings import configured_databases
 
     path = explicit_config(config) or config_for_reading(settings)
     binary = ensure_binary(settings.version, notify=note).path

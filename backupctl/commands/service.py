@@ -28,8 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
+from backupctl import __version__
+from backupctl.config.render import default_templates_dir
 from backupctl.config.settings import Settings
 from backupctl.errors import ConfigError, RefusedError
+from backupctl.kinds.base import resolve
+from backupctl.litestream.binary import ALLOW_MISMATCH_ENV, USER_BIN_ENV
+from backupctl.owned import write_atomic
+from backupctl.paths import project_state_dir
+from backupctl.supervise.supervisor import stop_timeout_seconds
 
 KINDS = ("systemd", "launchd", "compose", "procfile")
 COMMANDS = ("start", "serve")  # the supervisor; the HTTP status server (a process of its own, next to it)
@@ -182,7 +189,6 @@ def image_source() -> Path | None:
 def default_image(settings: Settings, uid_gid: tuple[int, int] = (IMAGE_UID, IMAGE_GID)) -> str:
     """The tag `service compose` builds (or expects): backupctl's and the pinned Litestream's versions
     (and the user's uid/gid when they are not the image's default, so the two builds never share a tag)."""
-    from backupctl import __version__
 
     user = "" if uid_gid == (IMAGE_UID, IMAGE_GID) else f"-uid{uid_gid[0]}-gid{uid_gid[1]}"
     return f"backupctl:{__version__}-litestream-{settings.version}{user}"
@@ -198,7 +204,6 @@ def carried_environment(settings: Settings, environ: Mapping[str, str] | None = 
     from the process environment only, so a service started by systemd, launchd or a Procfile
     manager would silently run the pinned download instead of the binary the user chose.
     """
-    from backupctl.litestream.binary import ALLOW_MISMATCH_ENV, USER_BIN_ENV
 
     env = os.environ if environ is None else environ
     carried = {"LITESTREAM_VERSION": settings.version}
@@ -232,7 +237,6 @@ def parse_uid_gid(text: str) -> tuple[int, int]:
 
 def _database_patterns(settings: Settings) -> list[tuple[str, str]]:
     """(as written in BACKUP_DATABASES, absolute and normalized) for each entry, globs kept as globs."""
-    from backupctl.kinds.base import resolve
 
     raw = settings.values.get("databases") or ""
     items = [s.strip() for s in raw.split(",") if s.strip()]
@@ -322,7 +326,6 @@ def compose_layout(settings: Settings, data: str | None = None, environ: Mapping
         inside.append(posixpath.join(CONTAINER_DATA, *Path(os.path.relpath(pattern, root)).parts))
     env["BACKUP_DATABASES"] = ",".join(inside)
 
-    from backupctl.litestream.binary import USER_BIN_ENV
 
     if USER_BIN_ENV in env:  # the user's binary, at a path of the container's own
         mounts.append(Mount("bind", _source(env[USER_BIN_ENV], project), CONTAINER_LITESTREAM, True))
@@ -360,9 +363,6 @@ def render_service(
     """
     import jinja2
 
-    from backupctl.config.render import default_templates_dir
-    from backupctl.paths import project_state_dir
-    from backupctl.supervise.supervisor import stop_timeout_seconds
 
     if kind not in KINDS:
         raise ConfigError(f"unknown service kind {kind!r}", f"use one of {', '.join(KINDS)}")
@@ -431,7 +431,6 @@ def render_service(
 def procfile_argv(settings: Settings, command: str, carried: Mapping[str, str]) -> list[str]:
     """`env VAR=… backupctl COMMAND --env-file .env`: backupctl from PATH and the .env relative to the
     Procfile's folder (the project's), so the line holds no path of this machine and can be committed."""
-    from backupctl.litestream.binary import USER_BIN_ENV
 
     project = os.path.normpath(settings.project_dir)
     assignments = []
@@ -471,7 +470,6 @@ def install_systemd_unit(rendered: RenderedService, print_command: list[str] | N
     ``print_command`` (this backupctl printing the unit) piped to ``sudo tee``, so the unit is rendered
     with this user's environment (BACKUPCTL_LITESTREAM_BIN) and only the write happens as root.
     """
-    from backupctl.owned import write_atomic
 
     if rendered.kind != "systemd":
         raise ConfigError("only systemd units can be installed", "pass `systemd`")

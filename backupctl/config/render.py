@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from backupctl import __version__
+from backupctl import kinds as replica_kinds
 from backupctl.config.settings import Settings
-from backupctl.errors import ConfigError
+from backupctl.errors import ConfigError, RefusedError
 from backupctl.owned import secure_dir, write_atomic
+from backupctl.paths import project_state_dir
 from backupctl.redact import EnvRef
 from backupctl.versions import capabilities
 
@@ -111,7 +114,6 @@ def _environment(settings: Settings):  # -> jinja2.Environment
 
 def template_context(settings: Settings) -> dict[str, object]:
     """What templates see. No credentials: only references to variables set at run time."""
-    from backupctl import kinds as replica_kinds
 
     caps = capabilities(settings.version)
     dbs = []
@@ -161,7 +163,6 @@ def eject_templates(project_dir: Path, force: bool = False) -> Path:
     """Copy the default templates into the project for editing; setup then prefers them."""
     target = user_templates_dir(project_dir)
     if target.exists() and not force:
-        from backupctl.errors import RefusedError
 
         raise RefusedError(
             f"{target} already exists",
@@ -182,7 +183,6 @@ def _input_key(settings: Settings) -> str:
     import hashlib
     import json
 
-    from backupctl import __version__
 
     digest = hashlib.sha256(__version__.encode())
     digest.update(json.dumps(template_context(settings), sort_keys=True, default=str).encode("utf-8", "surrogatepass"))
@@ -216,7 +216,6 @@ def written_by_backupctl(settings: Settings, path: Path, current: bytes) -> bool
 def guard_foreign_config(settings: Settings, path: Path, current: bytes) -> None:
     """Refuse to replace a litestream.yml that backupctl did not write (a user's hand-made config)."""
     if not written_by_backupctl(settings, path, current):
-        from backupctl.errors import RefusedError
 
         raise RefusedError(
             f"{path} was not written by backupctl; refusing to replace it",
@@ -226,8 +225,6 @@ def guard_foreign_config(settings: Settings, path: Path, current: bytes) -> None
 
 
 def _stamp_path(settings: Settings) -> Path:
-    from backupctl.paths import project_state_dir
-
     return project_state_dir(settings.project_dir) / "config.stamp"
 
 

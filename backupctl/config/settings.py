@@ -22,12 +22,13 @@ from backupctl.envfile import env_search_note as env_search_note
 from backupctl.envfile import find_env_file as find_env_file
 from backupctl.envfile import read_chains, unknown_variables
 from backupctl.envfile import read_env_file as read_env_file
-from backupctl.errors import ConfigError
+from backupctl.errors import ConfigError, NotFoundError
 from backupctl.filekinds import kernel_folder, not_regular
 from backupctl.kinds import REPLICA_KINDS as REPLICA_KINDS
 from backupctl.kinds import Replica as Replica
 from backupctl.kinds.base import Checking
 from backupctl.kinds.base import resolve as _resolve
+from backupctl.paths import project_state_dir
 from backupctl.versions import capabilities, check_version, default_version
 
 # Setting -> variables that may provide it, first set wins.
@@ -180,7 +181,6 @@ class Settings:
 
     def database(self, name_or_path: str | None) -> list[Database]:
         """Select databases by path or file name; None selects all."""
-        from backupctl.errors import NotFoundError
 
         if not name_or_path:
             return list(self.databases)
@@ -407,7 +407,6 @@ LOCAL_MODE_MARKER = "local-mode"
 def local_mode_marker(project_dir: Path) -> Path:
     """Present while the project uses `setup --local` (chora's backup-local), so that start,
     status and restore all agree on the local-folder replica until a plain `setup`."""
-    from backupctl.paths import project_state_dir
 
     return project_state_dir(project_dir) / LOCAL_MODE_MARKER
 

@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from backupctl.kinds.base import clean_path
+from backupctl.kinds.s3 import normal_endpoint
+
 
 def foreign_litestreams(targets: list[Path]) -> dict[Path, list[tuple[int, str]]]:
     """For each of ``targets`` (resolved paths): (pid, command line) of every litestream that
@@ -116,8 +119,6 @@ def _url_key(url: str, cwd: Path | None) -> str | None:
     """The location key of a replica URL (file://, s3://, gs:// or a bare path, as litestream takes it)."""
     from urllib.parse import parse_qs, urlsplit
 
-    from backupctl.kinds.base import clean_path
-    from backupctl.kinds.s3 import normal_endpoint
 
     if "://" not in url:
         return "file://" + str(_resolved(url, cwd))
@@ -141,8 +142,6 @@ def config_replica_keys(text: str, cwd: Path | None = None) -> list[str]:
     its `type`, `path`, `bucket` and `endpoint`."""
     import re
 
-    from backupctl.kinds.base import clean_path
-    from backupctl.kinds.s3 import normal_endpoint
 
     entries: list[dict[str, str]] = []
     section: int | None = None  # the indent of the `replica:`/`replicas:` key we are under

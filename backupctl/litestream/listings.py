@@ -173,6 +173,7 @@ def parse_time(text: str) -> datetime:
 def listing_runner(settings: Settings, binary_path: Path, config_path: Path | None) -> Litestream:
     """The litestream that lists: ``config_path``, else the config read-only commands use."""
     if config_path is None:
+        # lazy: not needed on `status --json`'s fast path
         from backupctl.host.config_in_use import config_for_reading
 
         config_path = config_for_reading(settings)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backupctl.errors import LitestreamError
+from backupctl.litestream.restorable import restorable_window, restorable_windows
 
 if TYPE_CHECKING:
     from backupctl.config.settings import Database
@@ -119,7 +120,6 @@ def replica_position(window: Window) -> ReplicaPosition:
 
 def read_replica(ls: Litestream, db: Database, *, timeout: float = 30.0) -> ReplicaPosition:
     """Read the replica's position now (raises LitestreamError when it cannot be read)."""
-    from backupctl.litestream.restorable import restorable_window
 
     return replica_position(restorable_window(ls.settings, ls.binary, db, config_path=ls.config_path, timeout=timeout))
 
@@ -127,7 +127,6 @@ def read_replica(ls: Litestream, db: Database, *, timeout: float = 30.0) -> Repl
 def read_replicas(ls: Litestream, databases: list[Database], *, timeout: float = 30.0) -> dict[str, ReplicaPosition | Exception]:
     """``read_replica`` for many databases at once (``restorable.restorable_windows``), by str(path):
     the position, or the error reading that replica gave."""
-    from backupctl.litestream.restorable import restorable_windows
 
     windows = restorable_windows(ls.settings, ls.binary, databases, config_path=ls.config_path, timeout=timeout)
     return {path: (w if isinstance(w, Exception) else replica_position(w)) for path, w in windows.items()}

@@ -30,6 +30,7 @@ from backupctl.litestream.listings import (
     snapshots,
     txid_hex,
 )
+from backupctl.litestream.runner import run_many
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,6 @@ def restorable_windows(
     database's replica gave. 0.5: a replica whose kind can read its LTX files itself (a local folder,
     ``ReplicaKind.ltx_files``) is read directly, the others by listings ``parallel`` at a time (no
     threads); 0.3 one by one."""
-    from backupctl.litestream.runner import run_many
 
     ls = listing_runner(settings, binary_path, config_path)
     found: dict[str, Window | BackupctlError] = {}

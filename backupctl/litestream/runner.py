@@ -17,6 +17,7 @@ from pathlib import Path
 from backupctl import kinds as replica_kinds
 from backupctl.config.settings import Settings
 from backupctl.errors import LitestreamError
+from backupctl.host.processes import child_kwargs
 from backupctl.redact import scrub
 from backupctl.versions import Capabilities, capabilities
 
@@ -142,7 +143,6 @@ def run_command(
     child is always reaped, whatever interrupts the wait. ``die_with_parent``: the kernel ends
     the child if this process is SIGKILLed (Linux; see processes.child_kwargs).
     """
-    from backupctl.host.processes import child_kwargs
 
     started = time.monotonic()
     label = what or (f"litestream {argv[1]}" if len(argv) > 1 else str(argv[0]))

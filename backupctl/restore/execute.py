@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.config.settings import Database, Settings
+from backupctl.display import shown
 from backupctl.errors import ConflictError, NotFoundError, RefusedError
 from backupctl.host import locks
 from backupctl.restore.plan import RestorePlan, plan_restore, window_or_none
@@ -58,7 +59,6 @@ class RestoreResult:
         """One line: what, where, from when, how much."""
         when = f"state as of {self.state_at}" if self.state_at else "latest state"
         rows = "" if self.tables is None else f"{sum(t['rows'] for t in self.tables)} rows in {len(self.tables)} tables, "
-        from backupctl.display import shown
 
         # Escaped here: a foreground start prints it as data on stdout, past the message printers.
         return shown(

@@ -24,8 +24,10 @@ from typing import Any
 
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import ConfigError, NoBackupError, NotFoundError, RefusedError
+from backupctl.litestream import restorable
 from backupctl.restore.swap import check_not_in_use, kept_path, occupied, present_files, same_file, side_path
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
+from backupctl.versions import capabilities
 
 # A first positional argument that is not a configured database but looks like this is an output path.
 PATH_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3", ".sqlite2", ".db3", ".s3db"})
@@ -216,7 +218,6 @@ def plan_restore(
     ``details``: also list the restorable window for a plain restore (the report's ``state_at``)
     and count the restored tables' rows. A ``--timestamp`` lists the window whatever ``details``
     says: it decides whether the point can be restored."""
-    from backupctl.versions import capabilities
 
     caps = capabilities(settings.version)
     now = now or datetime.now(UTC)
@@ -313,7 +314,6 @@ def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Wi
 
     Raises LitestreamError when the replica cannot be listed.
     """
-    from backupctl.litestream import restorable
 
     window = restorable.restorable_window(settings, binary_path, db)
     if window.empty:
@@ -328,7 +328,6 @@ def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -
     already; with --txid/--generation litestream is the judge at restore time."""
     if plan.timestamp or plan.txid or plan.generation or plan.window is not None:
         return
-    from backupctl.versions import capabilities
 
     if not plan.database.path.exists() and not capabilities(settings.version).lists_missing_database:
         return  # 0.3 cannot list a replica without its local file (a new machine): the restore will tell

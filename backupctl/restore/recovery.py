@@ -20,6 +20,9 @@ from pathlib import Path
 
 from backupctl.config.settings import Replica, Settings
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError, NoBackupError, NotFoundError
+from backupctl.kinds import probe_replica
+from backupctl.kinds.s3 import open_s3_client
+from backupctl.redact import scrub
 
 NAME_MARK = "{name}"
 LIST_TIMEOUT = 30.0  # seconds per S3 request; an unreachable endpoint is found by the TCP probe first
@@ -126,9 +129,6 @@ def _s3_folders(settings: Settings, replica: Replica, prefix: str) -> list[str]:
     """The 'folder' names directly under ``prefix`` in the bucket (S3 common prefixes)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from backupctl.kinds import probe_replica
-    from backupctl.kinds.s3 import open_s3_client
-    from backupctl.redact import scrub
 
     probe_replica(replica)
     client = open_s3_client(settings, replica, read_timeout=LIST_TIMEOUT, attempts=3)

@@ -57,6 +57,7 @@ class Staged:
 
 def litestream_for(settings: Settings, binary_path: Path) -> Litestream:
     """A Litestream bound to a config that follows the current settings (litestream.yml is never written)."""
+    # lazy: the running supervisor loads it only on this branch
     from backupctl.host.config_in_use import config_for_reading
 
     return Litestream(binary_path, settings, config_for_reading(settings, prefer_running=False))

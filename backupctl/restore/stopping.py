@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from backupctl.errors import LitestreamError
+from backupctl.host import processes
 from backupctl.litestream.runner import Litestream, Result, kill_group
 
 
@@ -58,7 +59,6 @@ class StopRequest:
 
     def run(self, ls: Litestream, command: str, *args: str, timeout: float, what: str) -> Result:
         """``ls.run`` whose child a stop request kills at once (and which is always reaped)."""
-        from backupctl.host import processes
 
         self.check()
         spawned: list[int] = []

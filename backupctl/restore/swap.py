@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backupctl.config.settings import Database
 from backupctl.errors import ConflictError
+from backupctl.host import processes
 
 SIDE_MARK = ".restored-"
 KEPT_MARK = ".pre-restore-"
@@ -128,7 +129,6 @@ def _comm(entry: Path) -> str:
 def check_not_in_use(db: Database | None, path: Path) -> None:
     """Raise ConflictError if backupctl replicates this database or any process has the file open."""
     if db is not None:
-        from backupctl.host import processes
 
         ours = [r for r in processes.replicators_of(db.path, scan=False) if r.pid != os.getpid()]
         if ours:

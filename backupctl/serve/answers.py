@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.checks import notify
+from backupctl.config.render import default_templates_dir
 from backupctl.config.settings import Settings
 from backupctl.host import state
 from backupctl.litestream.listings import LISTING_TIMEOUT
@@ -275,7 +276,6 @@ def page_html(snapshot: Snapshot, settings: Settings, interval: float, now: floa
     """The status page: one row per database, colour for the verdict, ages in words; refreshes itself."""
     import jinja2
 
-    from backupctl.config.render import default_templates_dir
 
     now = time.time() if now is None else now
     code, body = health(snapshot, interval, now)

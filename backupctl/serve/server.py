@@ -45,9 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupctl import __version__
 from backupctl.checks import notify
+from backupctl.checks.status import collect_status
 from backupctl.config.settings import Settings
-from backupctl.errors import ConfigError, ConflictError
+from backupctl.errors import BackupctlError, ConfigError, ConflictError
+from backupctl.redact import scrub
 from backupctl.serve.answers import Snapshot, health, metrics_text, page_html
 
 Log = Callable[[str], None]
@@ -200,14 +203,9 @@ class Monitor:
         return self._snapshot  # replaced whole, never mutated: a reader always sees one consistent report
 
     def _collect_status(self) -> Any:
-        from backupctl.checks.status import collect_status
-
         return collect_status(self.settings, self.binary_path)
 
     def refresh(self) -> Snapshot:
-        from backupctl.errors import BackupctlError
-        from backupctl.redact import scrub
-
         started = time.monotonic()
         try:
             report = self._collect()
@@ -373,7 +371,6 @@ class Server:
         deadline: float = REQUEST_DEADLINE,
         workers: int = WORKERS,
     ) -> None:
-        from backupctl.redact import scrub
 
         self._handler = _handler_class(settings, monitor, token, log)
         self._log = log
@@ -578,7 +575,6 @@ class Server:
 def _handler_class(settings: Settings, monitor: Monitor, token: str | None, log: Log) -> type:
     from http.server import BaseHTTPRequestHandler
 
-    from backupctl import __version__
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"backupctl/{__version__}"

@@ -21,7 +21,9 @@ from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.host import state
 from backupctl.litestream import positions
 from backupctl.litestream.runner import Litestream
+from backupctl.owned import write_atomic
 from backupctl.redact import scrub
+from backupctl.restore import restore_if_missing
 from backupctl.supervise.child import ChildRun, describe_exit
 
 Log = Callable[[str], None]
@@ -122,7 +124,6 @@ class Coverage:
 def private_config(source: Path, state_dir: Path) -> Path:
     """A copy of the config taken now (mode 0600), what litestream runs with: a later `setup`, or a
     changed .env or template, never alters what this supervisor replicates (status says so)."""
-    from backupctl.owned import write_atomic
 
     private = state_dir / state.PRIVATE_CONFIG
     try:
@@ -140,7 +141,6 @@ def restore_missing_database(
 
     Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
     """
-    from backupctl.restore import restore_if_missing
 
     if db.path.exists():
         return False

@@ -23,9 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backupctl.checks.preflight import DB_OK, read_database_file
+from backupctl.config.render import render
 from backupctl.config.settings import Settings, database_paths_now
 from backupctl.errors import BackupctlError
 from backupctl.host.locks import HeldLock, take_replication_locks
+from backupctl.redact import scrub
 
 WATCH_INTERVAL = 15.0  # seconds between two scans: a new database is picked up within ~15 s + a restart
 
@@ -58,7 +61,6 @@ class DatabaseWatch:
         if now < self.next_at:
             return []
         self.next_at = now + self.interval
-        from backupctl.checks.preflight import DB_OK, read_database_file
 
         known_paths = {str(p) for p in known}
         found: list[Path] = []
@@ -95,8 +97,6 @@ class DatabaseWatch:
         if not found:
             return None
         names = ", ".join(str(p) for p in found)
-        from backupctl.config.render import render
-        from backupctl.redact import scrub
 
         try:
             wider = settings.with_databases(found)

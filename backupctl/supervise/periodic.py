@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backupctl.checks import continuity, notify, verify
 from backupctl.config.settings import Settings, parse_duration
+from backupctl.host import state
 from backupctl.litestream.runner import Litestream
 from backupctl.redact import scrub
 
@@ -94,8 +96,6 @@ def _fork(work: Callable[[], None]) -> int | None:
 
 def verify_all(settings: Settings, binary: Path, state_dir: Path, log: Log, stopping: Callable[[], bool]) -> None:
     """Verify every database (a restore that proves the backup), record and announce each result."""
-    from backupctl.checks import notify, verify
-    from backupctl.host import state
 
     for db in settings.databases:
         if stopping():
@@ -117,7 +117,6 @@ def verify_all(settings: Settings, binary: Path, state_dir: Path, log: Log, stop
 def prove_all(settings: Settings, litestream: Litestream, state_dir: Path, log: Log, stopping: Callable[[], bool]) -> None:
     """Prove every database's replica whole against the live pages (``continuity``), keep each
     verdict in continuity.json, and announce a broken chain (and its healing) to the fail URL."""
-    from backupctl.checks import continuity, notify
 
     for db in settings.databases:
         if stopping():
@@ -138,6 +137,7 @@ def prove_all(settings: Settings, litestream: Litestream, state_dir: Path, log: 
 
 def drill(settings: Settings, litestream: Litestream, state_dir: Path, log: Log) -> None:
     """A scheduled recovery drill (`backupctl drill`), recorded in drill.json."""
+    # lazy: only a scheduled drill needs it, in its forked child
     from backupctl.checks.drill import scheduled_drill
 
     scheduled_drill(settings, litestream, state_dir, log)

@@ -57,6 +57,8 @@ from typing import Any
 
 from backupctl.checks import continuity
 from backupctl.checks.observations import Observer
+from backupctl.checks.verify import clean_up_after_killed_verify
+from backupctl.config.render import fingerprint, render
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.host import locks, processes, state
@@ -78,6 +80,7 @@ from backupctl.supervise.child import (
 from backupctl.supervise.confirm import Coverage, private_config, restore_missing_database
 from backupctl.supervise.dbwatch import WATCH_INTERVAL, DatabaseWatch
 from backupctl.supervise.periodic import CONTINUITY_JOB, PeriodicJob, supervisor_jobs
+from backupctl.versions import capabilities
 
 __all__ = ["LITESTREAM_OUTPUT", "TRANSITIONS", "ChildProcess", "Supervisor", "backoff_delay", "stop_timeout_seconds"]
 
@@ -99,7 +102,6 @@ STALL_KILL_AFTER = 5.0  # a litestream that made no progress gets this long afte
 
 def stop_timeout_seconds(settings: Settings) -> float:
     """BACKUP_STOP_TIMEOUT in seconds, or the default (longer than litestream's own)."""
-    from backupctl.versions import capabilities
 
     return parse_duration(settings.stop_timeout) if settings.stop_timeout else capabilities(settings.version).stop_timeout
 
@@ -183,7 +185,6 @@ class Supervisor:
             # replicas refuses the start (exit 6, naming it); the locks close the race.
             processes.check_free(self.settings, project=self.settings.project_dir, allow_pids={os.getpid()}, log=self.log)
             self._take_locks()  # before touching any state file: those belong to the lock holder
-            from backupctl.checks.verify import clean_up_after_killed_verify
 
             clean_up_after_killed_verify(self.settings, self.log)
         if self.source_config is not None:
@@ -493,7 +494,6 @@ class Supervisor:
             return None
         import dataclasses
 
-        from backupctl.config.render import render
 
         path = self.state_dir / "snapshot.yml"
         write_atomic(path, render(dataclasses.replace(self.settings, databases=tuple(chosen))).text)
@@ -606,7 +606,6 @@ class Supervisor:
 
     def _adopt(self, settings: Settings) -> None:
         """Run the next litestream with the wider settings (its config is written): state, process record."""
-        from backupctl.config.render import fingerprint
 
         self.settings = settings
         self.litestream = Litestream(self.litestream.binary, settings, self.state_dir / state.PRIVATE_CONFIG)
