@@ -13,6 +13,10 @@ default: test lint
 test *ARGS:
     {{py}} -m pytest -n 4 "$@"
 
+# The tests that need no litestream binary and no S3 server: under a minute
+test-quick *ARGS:
+    {{py}} -m pytest -n 4 -m quick "$@"
+
 lint:
     {{py}} -m ruff check backupctl tests scripts bench
     {{py}} -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"

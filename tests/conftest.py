@@ -28,6 +28,18 @@ S3_KEY, S3_SECRET = "testkey", "testsecret-Do-Not-Leak-42"
 S3_RO_KEY, S3_RO_SECRET = "readonlykey", "readonlysecret-Do-Not-Leak-77"
 
 
+# A test that asks for one of these runs the real litestream or the S3 server; the others are `quick`
+# (`just test-quick`: under a minute, no binary, no server).
+REAL_PARTS = frozenset({"litestream_bins", "version", "s3_server", "s3_bucket", "project"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        slow = item.get_closest_marker("slow") or item.get_closest_marker("s3")
+        if not slow and not REAL_PARTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.quick)
+
+
 def shared_cache_dir() -> Path:
     """One binary cache for the whole test session (and across local runs), never the user's own."""
     path = Path(os.environ.get("BACKUPCTL_TEST_CACHE", ROOT / ".cache" / "test-cache")).resolve()

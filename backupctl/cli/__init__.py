@@ -41,30 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["-V"]):
         # Answered before importing anything heavy: scripts call this often.
-        # lazy: `--version` and `--help` answer before anything else loads
+        # lazy: `--version` answers before anything else loads
         from backupctl import __version__
 
         print(f"backupctl {__version__}")
         return 0
 
-    # lazy: `--version` and `--help` answer before anything else loads
-    from backupctl.cli import help_cache
-
-    kept_help = help_cache.cache_file(args)
-    if kept_help is not None and help_cache.print_cached(kept_help):
-        return 0
-
     _raise_open_files_limit()
-    # lazy: `--version` and `--help` answer before anything else loads
+    # lazy: `--version` answers before anything else loads
     from backupctl.cli import fast
     from backupctl.cli.output import os_error, report_error, report_internal_error
     from backupctl.errors import BackupctlError, ExitCode
 
     json_mode = "--json" in args
     previous = signal.signal(signal.SIGINT, _on_sigint)
-    recorder = None
-    if kept_help is not None:
-        recorder = sys.stdout = help_cache.Recorder(sys.stdout)  # type: ignore[assignment]
     try:
         code = fast.answer(args)  # the JSON reads scripts call most, without loading typer
         if code is not None:
@@ -74,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
 
         app(args=args, prog_name="backupctl", standalone_mode=True)
     except SystemExit as exc:
-        if recorder is not None and kept_help is not None and exc.code in (None, 0):
-            help_cache.keep(kept_help, "".join(recorder.parts))
         if exc.code is None:
             return 0
         if isinstance(exc.code, int):
@@ -106,6 +94,4 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INTERNAL)
     finally:
         signal.signal(signal.SIGINT, previous)
-        if recorder is not None:
-            sys.stdout = recorder._stream  # type: ignore[assignment]
     return 0

@@ -11,7 +11,19 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, ConfigOpt, EnvFileOpt, JsonOpt, binary_for, explicit_config, load, load_for_recovery
+from backupctl.cli.common import (
+    DURATION,
+    ConfigOpt,
+    EnvFileOpt,
+    FreshOpt,
+    JsonOpt,
+    LevelOpt,
+    binary_for,
+    explicit_config,
+    load,
+    load_for_recovery,
+)
+from backupctl.cli.options import LEVEL
 from backupctl.cli.output import _console, emit_json, emit_json_line, fitted_table, print_table, say
 from backupctl.display import shown
 from backupctl.units import human_size
@@ -27,7 +39,6 @@ WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Keep refreshing a
 IntervalOpt = Annotated[
     float, typer.Option("--interval", click_type=DURATION, help="Time between refreshes with --watch: 3s, 1m (or seconds).")
 ]
-LevelOpt = Annotated[str, typer.Option("--level", help="LTX level: 0-9 or all (9 = snapshots, 0 = incremental).")]
 
 
 def _ago(value: datetime | str | None, now: datetime | None = None) -> str:
@@ -225,14 +236,7 @@ def status(
             "but not the databases. Exit 0, 11 if a replica is empty, 12 if one cannot be read.",
         ),
     ] = False,
-    fresh: Annotated[
-        bool,
-        typer.Option(
-            "--fresh",
-            help="Read litestream and every replica now instead of the running supervisor's last look "
-            "(taken every few seconds; at most 30s old when used).",
-        ),
-    ] = False,
+    fresh: FreshOpt = False,
 ) -> None:
     """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).
 
@@ -411,7 +415,11 @@ def wal(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = N
 
 @app.command()
 def ltx(
-    env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, level: LevelOpt = "all", config: ConfigOpt = None
+    env_file: EnvFileOpt = None,
+    json_: JsonOpt = False,
+    database: DbArg = None,
+    level: LevelOpt = LEVEL.default,  # type: ignore[assignment]
+    config: ConfigOpt = None,
 ) -> None:
     """LTX files in the replica at a level (0.5 only; 9 = snapshots, 0 = incremental)."""
     # lazy: each command loads only what it runs

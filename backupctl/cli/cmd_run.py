@@ -14,6 +14,7 @@ from backupctl.cli.common import (
     ConfigOpt,
     EnvFileOpt,
     JsonOpt,
+    RestoreIfMissingOpt,
     SkipChecksOpt,
     load,
     load_for_recovery,
@@ -31,10 +32,7 @@ def start(
     background: Annotated[
         bool, typer.Option("--background", "-b", help="Detach; return once a first snapshot is in the replica.")
     ] = False,
-    restore_if_missing: Annotated[
-        bool,
-        typer.Option("--restore-if-missing", help="Restore a missing database from its replica before replicating."),
-    ] = False,
+    restore_if_missing: RestoreIfMissingOpt = False,
     skip_checks: SkipChecksOpt = False,
     exit_zero_on_clean_stop: Annotated[
         bool,
@@ -44,7 +42,6 @@ def start(
             "(for task runners such as just, which call any non-zero exit a failure).",
         ),
     ] = False,
-    foreground_child: Annotated[bool, typer.Option("--foreground-child", hidden=True)] = False,
 ) -> int:
     """Replicate continuously: run litestream under supervision (foreground unless --background).
 
@@ -66,15 +63,15 @@ def start(
 
     # A new machine: the databases (and their folders) may exist only in the replica.
     settings = load_for_recovery(env_file, lenient=True) if restore_if_missing else load(env_file)
-    if background and not foreground_child:
+    if background:
         # "Make sure it replicates": this project's supervisor, replicating with these settings, is a yes.
         running = launch.already_running(settings, config)
         if running is not None:
             return _already_running(running)
-    if not foreground_child and not skip_checks:  # seconds, not litestream's minutes of quiet retrying
+    if not skip_checks:  # seconds, not litestream's minutes of quiet retrying
         preflight(settings, missing_database="error" if background else "note", restore_if_missing=restore_if_missing)
 
-    if background and not foreground_child:
+    if background:
         try:
             started = launch.launch_background(settings, config, restore_if_missing=restore_if_missing, log=say)
         except ConflictError:
@@ -98,7 +95,7 @@ def start(
         settings,
         config,
         restore_if_missing=restore_if_missing,
-        background_child=foreground_child,
+        background_child=False,
         log=log_line,
         report=out,
         exit_zero_on_clean_stop=exit_zero_on_clean_stop,
@@ -109,7 +106,6 @@ def start(
 
 
 def _already_running(running: Any) -> int:  # launch.Running (imported lazily with launch)
-
     pids = f"{running.record.describe()}" + (f", litestream pid {running.litestream_pid}" if running.litestream_pid else "")
     success(f"already running: {pids}")
     say(f"log: {running.log_path}  (backupctl logs -f)")

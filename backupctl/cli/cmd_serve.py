@@ -28,7 +28,7 @@ def serve(
     ] = None,
     request_deadline: Annotated[
         float | None,
-        # Hidden, for tests only (tests/test_serve_hardening.py): a slow client is cut off after this
+        # Hidden, for tests only (tests/serve/test_serve_hardening.py): a slow client is cut off after this
         # many seconds instead of serve.REQUEST_DEADLINE (10 s), so the test need not wait that long.
         typer.Option("--request-deadline", hidden=True, min=0.1, max=600.0),
     ] = None,

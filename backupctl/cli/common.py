@@ -4,36 +4,30 @@ command shares: settings loaded with their warnings shown, the pinned binary, th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
 
+from backupctl.cli.options import CONFIG, ENV_FILE, FRESH, JSON, LEVEL, RESTORE_IF_MISSING, Option
 from backupctl.cli.output import notice
 from backupctl.cli.wiring import binary_for as binary_for
 from backupctl.cli.wiring import explicit_config as explicit_config
 from backupctl.cli.wiring import load as load
 from backupctl.cli.wiring import load_for_recovery as load_for_recovery
 
-EnvFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--env-file",
-        envvar="BACKUPCTL_ENV_FILE",
-        help="The .env to read (default: the nearest .env in this folder or above). The process environment overrides it.",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="A litestream.yml to use as it is (default: the one rendered beside the .env); litestream's -config works too.",
-        show_default=False,
-    ),
-]
+
+def typer_option(option: Option, **more: Any) -> Any:  # -> typer's OptionInfo
+    """typer's option from its one declaration (cli/options.py), which the fast parser reads too."""
+    return typer.Option(*option.flags, help=option.help, envvar=option.envvar, **more)
+
+
+EnvFileOpt = Annotated[Path | None, typer_option(ENV_FILE, show_default=False)]
+JsonOpt = Annotated[bool, typer_option(JSON)]
+ConfigOpt = Annotated[Path | None, typer_option(CONFIG, show_default=False)]
+FreshOpt = Annotated[bool, typer_option(FRESH)]
+LevelOpt = Annotated[str, typer_option(LEVEL)]
+RestoreIfMissingOpt = Annotated[bool, typer_option(RESTORE_IF_MISSING)]
 
 
 SkipChecksOpt = Annotated[

@@ -49,7 +49,7 @@ _TEMPLATES = {
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 STOP_MARGIN = 15.0  # the process manager waits this much longer than the supervisor's own stop timeout
 
-# The image (Dockerfile) and the compose service must agree on these; tests/test_service_files.py
+# The image (Dockerfile) and the compose service must agree on these; tests/commands/test_service_files.py
 # reads the Dockerfile and fails when one of them moves without the other.
 IMAGE_UID = 1000  # the Dockerfile's BACKUPCTL_UID/BACKUPCTL_GID: the `rails` user of Rails 8 images
 IMAGE_GID = 1000

@@ -21,7 +21,7 @@ from backupctl.checks.verify import SENTINEL_TABLE, VERIFIED, verify_database
 from backupctl.errors import ConfigError, ConflictError, ExitCode
 from backupctl.host import locks, processes, state
 from tests.conftest import S3_RO_KEY, S3_RO_SECRET, Project, count_rows, make_db, processes_mentioning, run_cli, wait_for
-from tests.test_restore import cli_json, configure, insert, replicating, settings_of, wait_replicated
+from tests.restore.test_restore import cli_json, configure, insert, replicating, settings_of, wait_replicated
 
 pytestmark = pytest.mark.timeout(240)
 

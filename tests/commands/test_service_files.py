@@ -25,8 +25,8 @@ import yaml
 from backupctl.commands import service
 from backupctl.commands.service import render_service
 from backupctl.config.settings import load_settings
+from tests.commands.test_service import HOSTILE
 from tests.conftest import ROOT, Project, count_rows, insert_rows, make_db, run_cli, wait_for
-from tests.test_service import HOSTILE
 
 BIN = Path(sys.executable).parent
 

@@ -17,7 +17,7 @@ from backupctl.config.settings import load_settings
 from backupctl.host import state
 from backupctl.paths import project_state_dir
 from tests.conftest import S3_KEY, S3_SECRET, S3Server, free_port_base, kill_pids, make_db, run_cli
-from tests.test_listings import insert, write_env
+from tests.litestream.test_listings import insert, write_env
 
 DB_KEYS = {
     "name", "path", "verdict", "reason", "destinations", "size", "wal_size", "local_position", "local_updated_at",

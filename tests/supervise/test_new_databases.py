@@ -18,7 +18,7 @@ from backupctl.litestream.runner import Litestream
 from backupctl.supervise import supervisor
 from backupctl.supervise.dbwatch import DatabaseWatch
 from tests.conftest import count_rows, make_db, run_cli
-from tests.test_supervisor import GOOD, FakeClock, FakeProc, _env, _gone, _insert, _kill, _start_bg, _state, _wait_for
+from tests.supervise.test_supervisor import GOOD, FakeClock, FakeProc, _env, _gone, _insert, _kill, _start_bg, _state, _wait_for
 
 
 def test_the_watch_offers_only_new_sqlite_files_and_names_the_others_once(tmp_path: Path) -> None:

@@ -203,7 +203,7 @@ def test_whole_app_comes_back_on_a_new_machine(tmp_path: Path, version: str, rep
 
 def delete_base_objects(env: dict[str, str], replica: str, request, name: str) -> list[str]:
     """Delete the replica objects a restore of ``name`` starts from (0.5: LTX files from txid 1; 0.3: snapshots)."""
-    from tests.test_drill import BASE_OBJECT
+    from tests.checks.test_drill import BASE_OBJECT
 
     if replica == "file":
         files = [p for p in (Path(env["BACKUP_LOCAL_DIR"]) / name).rglob("*") if p.is_file() and BASE_OBJECT.search(p.as_posix())]

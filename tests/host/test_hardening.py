@@ -24,7 +24,7 @@ import pytest
 from backupctl.errors import ExitCode
 from backupctl.host import locks, processes
 from tests.conftest import Project, count_rows, insert_rows, kill_pids, run_cli, wait_for
-from tests.test_restore import settings_of
+from tests.restore.test_restore import settings_of
 
 OTHER_UID = 4321  # a second, unprivileged user (needs root to act as it)
 # Every file backupctl writes in a project's state folder (.backupctl/).
@@ -370,11 +370,18 @@ def test_status_never_rests_on_a_replica_reading_older_than_30s(project: Project
         wait_for(lambda: run_cli("status", cwd=project.dir).returncode == 0, 60, 0.5, "status ok")
         shutil.rmtree(project.replica_dir)
         path = project.dir / ".backupctl" / observations.OBSERVATIONS
-        document = json.loads(path.read_text())
-        for entry in document["databases"].values():
-            entry["read_at"] = time.time() - 240
-        path.write_text(json.dumps(document))
-        result = run_cli("status", "--json", cwd=project.dir)
+        # The supervisor publishes a look every 2 s or more: paused meanwhile, it cannot write its own
+        # (recent) reading over the old one before `status` reads it.
+        supervisor = json.loads((project.dir / ".backupctl" / "supervisor.json").read_text())["pid"]
+        os.kill(supervisor, signal.SIGSTOP)
+        try:
+            document = json.loads(path.read_text())
+            for entry in document["databases"].values():
+                entry["read_at"] = time.time() - 240
+            path.write_text(json.dumps(document))
+            result = run_cli("status", "--json", cwd=project.dir)
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
         doc = json.loads(result.stdout)
         assert doc["source"] == "supervisor"  # the supervisor's look, with the old replica reading redone
         (verdict,) = doc["databases"]

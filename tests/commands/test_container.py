@@ -19,7 +19,7 @@ import pytest
 
 from backupctl.errors import ExitCode
 from tests.conftest import ROOT, run_cli, wait_for
-from tests.test_recovery import RAILS, counts, insert, machine, rails_env, start_stop
+from tests.restore.test_recovery import RAILS, counts, insert, machine, rails_env, start_stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3, pytest.mark.timeout(400)]
 BIN = Path(sys.executable).parent

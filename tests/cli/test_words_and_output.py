@@ -20,7 +20,7 @@ import pytest
 from backupctl.errors import ExitCode
 from backupctl.host import state
 from tests.conftest import S3_KEY, Project, make_db, run_cli
-from tests.test_restore import configure, insert, replicating, settings_of, wait_replicated
+from tests.restore.test_restore import configure, insert, replicating, settings_of, wait_replicated
 
 V5 = "0.5.17"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -14,7 +14,7 @@ import pytest
 from backupctl.errors import ExitCode
 from backupctl.host import state
 from tests.conftest import count_rows, run_cli, wait_for
-from tests.test_restore import wait_replicated
+from tests.restore.test_restore import wait_replicated
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -34,10 +34,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.commands.test_justfile import APP_JUSTFILE, JUST
+from tests.commands.test_service_files import _compose_schema
 from tests.conftest import ROOT, S3_KEY, S3_SECRET, S3Server, count_rows, insert_rows, make_db, run_cli, wait_for
-from tests.test_install_without_pip import Kit, _find_tool, kit  # noqa: F401 - kit is a fixture, used by name
-from tests.test_justfile import APP_JUSTFILE, JUST
-from tests.test_service_files import _compose_schema
+from tests.litestream.test_install_without_pip import Kit, _find_tool, kit  # noqa: F401 - kit is a fixture, used by name
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -30,7 +30,7 @@ import pytest
 
 from backupctl.serve.server import WORKERS
 from tests.conftest import Project, run_cli, wait_for
-from tests.test_monitoring import free_port
+from tests.serve.test_monitoring import free_port
 
 DEADLINE = 1.5  # seconds: --request-deadline for these tests
 # Threads besides the workers: main, the status refresh, the notifier, the HTTP I/O thread, and slack.

@@ -12,7 +12,7 @@ import pytest
 from backupctl.errors import ExitCode
 from backupctl.restore import SIDE_MARK
 from tests.conftest import Project, count_rows, run_cli
-from tests.test_restore import configure, insert, replicating, settings_of, wait_replicated
+from tests.restore.test_restore import configure, insert, replicating, settings_of, wait_replicated
 
 V5 = "0.5.17"
 APP_UID = APP_GID = 4321  # an "app" user that is not the one running backupctl (needs root to set)
