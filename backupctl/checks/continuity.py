@@ -9,7 +9,7 @@ compares pages instead:
 1. A read transaction is opened on the live database (read-only, never a write). While it is
    held, SQLite cannot restart the WAL nor copy frames past it into the database file, so every
    state from that moment on is readable from the database file plus the ``-wal``'s frames.
-2. We wait until litestream has read the live WAL past that moment (``read_position``: 0.5's
+2. We wait until litestream has read the live WAL past that moment (``Series.wal_position``: 0.5's
    newest local LTX header, 0.3's shadow WAL), then restore the replica's newest state into a
    private temp folder (the same staged restore `restore` uses, integrity check included).
 3. The restored copy must equal the live state after one of the transactions committed since
@@ -42,14 +42,15 @@ from backupctl import sqlite_wal
 from backupctl.config.settings import Database
 from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.host import state
-from backupctl.litestream import positions
+from backupctl.litestream.adapter import local_positions, read_replica, series_of
+from backupctl.litestream.positions import WalPosition, meta_dir
 from backupctl.litestream.runner import Litestream
+from backupctl.litestream.series import Series
 from backupctl.owned import read_json
 from backupctl.paths import project_state_dir
 
 WHOLE, BROKEN, UNDECIDED = "whole", "broken", "undecided"
 RECORDS = "continuity.json"
-LTX_HEADER = 100
 CATCH_UP_TIMEOUT = 30.0  # seconds litestream gets to read the live WAL past the check's start
 # A restore that fails this way proves the chain broken (0.5: "cannot calc restore plan: non-contiguous
 # ltx files"; 0.3 after a full replica disk: "missing initial wal segment"), unlike one that cannot
@@ -83,74 +84,6 @@ class Proof:
 
 
 # --------------------------------------------------------------------------- how far litestream read
-
-
-@dataclass(frozen=True)
-class WalPosition:
-    """A point in a live WAL: its salts, and the byte offset just past the last frame included."""
-
-    salt1: int
-    salt2: int
-    end: int
-
-
-def meta_dir(db_path: Path) -> Path:
-    """litestream's local folder for a database (both versions): ``.<name>-litestream`` beside it."""
-    return db_path.with_name(f".{db_path.name}-litestream")
-
-
-def _ltx_header(path: Path) -> WalPosition | None:
-    """The WAL position an LTX file was cut from (superfly/ltx header: big-endian; WALOffset at 48,
-    WALSize at 56, WALSalt1/2 at 64/68)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(LTX_HEADER)
-    except OSError:
-        return None
-    if len(head) < LTX_HEADER or head[:4] != b"LTX1":
-        return None
-    offset, size, salt1, salt2 = struct.unpack(">qqII", head[48:72])
-    if offset <= 0 and size <= 0:
-        return None  # a snapshot cut from the database file alone carries no WAL position
-    return WalPosition(salt1, salt2, offset + size)
-
-
-def read_position(db_path: Path, has_ltx: bool) -> WalPosition | None:
-    """How far litestream has read this database's live WAL (None: it cannot be told)."""
-    meta = meta_dir(db_path)
-    if has_ltx:
-        best: tuple[int, Path] | None = None
-        try:
-            levels = [p for p in (meta / "ltx").iterdir() if p.is_dir()]
-        except OSError:
-            return None
-        for level in levels:
-            try:
-                names = os.listdir(level)
-            except OSError:
-                continue
-            for name in names:
-                if name.endswith(".ltx") and "-" in name:
-                    try:
-                        max_txid = int(name[:-4].split("-")[1], 16)
-                    except ValueError:
-                        continue
-                    if best is None or max_txid > best[0]:
-                        best = (max_txid, level / name)
-        return _ltx_header(best[1]) if best is not None else None
-    try:
-        generation = (meta / "generation").read_text("utf-8").strip()
-        wal_dir = meta / "generations" / generation / "wal"
-        newest = max((p for p in wal_dir.iterdir() if p.name.endswith(".wal")), key=lambda p: p.name)
-        with open(newest, "rb") as fh:
-            head = fh.read(sqlite_wal.WAL_HEADER)
-        size = newest.stat().st_size
-    except (OSError, ValueError):
-        return None
-    if len(head) < sqlite_wal.WAL_HEADER:
-        return None
-    salt1, salt2 = struct.unpack(">II", head[16:24])
-    return WalPosition(salt1, salt2, size)
 
 
 def _passed(position: WalPosition | None, wal: sqlite_wal.WalFile, end: int) -> bool:
@@ -332,7 +265,7 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
     # lazy: only a continuity check restores; `status --json` reads verdicts only
     from backupctl.restore.staging import staged_restore
 
-    has_ltx = ls.caps.has_ltx
+    series = series_of(ls.caps.version)
     try:
         reader = _Reader(db.path)
     except NotWal:
@@ -350,7 +283,7 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
         deadline = time.monotonic() + catch_up_timeout
         covers = replica_covers or (lambda: replica_holds_local(ls, db))
         waits = (
-            (lambda: _passed(read_position(db.path, has_ltx), wal0, end0), 0.25,
+            (lambda: _passed(series.wal_position(db.path), wal0, end0), 0.25,
              "litestream has not read the live database's newest writes within {t:g}s (it may be hung or far "
              "behind); the replica cannot be compared with it now"),
             (lambda: covers() is True, 0.5,
@@ -404,8 +337,8 @@ def replica_holds_local(ls: Litestream, db: Database) -> bool | None:
     """Does the replica hold litestream's own position of ``db`` (None: cannot tell now)?"""
 
     try:
-        local = positions.local_positions(ls, [db], timeout=30, shipped_only=True)[str(db.path)]
-        return positions.covers(positions.read_replica(ls, db, timeout=30), local, ls.caps.has_ltx)
+        local = local_positions(ls, [db], timeout=30, shipped_only=True)[str(db.path)]
+        return series_of(ls.caps.version).covers(read_replica(ls, db, timeout=30), local)
     except BackupctlError:
         return None
 
@@ -518,7 +451,7 @@ class WalGuard:
     def holds(self, db: Database) -> bool:
         return str(db.path) in self._readers
 
-    def release_read(self, databases: list[Database], has_ltx: bool) -> None:
+    def release_read(self, databases: list[Database], series: Series) -> None:
         """Let go of the databases whose live WAL the running litestream has read past the point
         the guard was taken at: those frames are in its local LTX files (0.5) or shadow WAL (0.3)
         now, whatever happens to the WAL, so an outage of the replica does not grow the WAL for ever."""
@@ -527,7 +460,7 @@ class WalGuard:
             held = self._held_at.get(key)
             if key not in self._readers or held is None:
                 continue
-            position = read_position(db.path, has_ltx)
+            position = series.wal_position(db.path)
             if position is not None and (position.salt1, position.salt2) == held[:2] and position.end >= held[2]:
                 self.release([db])
 
@@ -543,15 +476,15 @@ class WalGuard:
         return bool(self._readers)
 
 
-def chain_break(db: Database, has_ltx: bool) -> str | None:
+def chain_break(db: Database, series: Series) -> str | None:
     """Why litestream 0.5 could not continue this database's chain safely from where it stopped
     (None: it can). Its last local LTX file names the live WAL it read (salts) and how far; when
     the live WAL now has other salts, it was restarted while no litestream watched, and frames
     committed after litestream's last read may have been checkpointed out of it unseen. 0.3 starts
     a new generation (a full snapshot) by itself in that case."""
-    if not has_ltx or not db.path.exists():
+    if not series.keeps_ltx_chain or not db.path.exists():
         return None
-    position = read_position(db.path, has_ltx)
+    position = series.wal_position(db.path)
     if position is None:
         return None  # never replicated here, or reset: litestream snapshots (or checks the replica) itself
     wal = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
@@ -593,14 +526,14 @@ def _truncate_wal(db: Database, tries: int = 20, sleep: Callable[[float], None] 
     return False
 
 
-def force_snapshot(databases: list[Database], has_ltx: bool) -> list[Database]:
+def force_snapshot(databases: list[Database], series: Series) -> list[Database]:
     """Make the next litestream start of ``databases`` begin with every page, while no litestream
     replicates them. 0.5: their WAL is emptied by a TRUNCATE checkpoint, so litestream finds its last
     offset past the WAL's end and writes every page into its next L0 file (newer than any page a
     hole left, in every compaction level too). 0.3: the next start begins a new generation. Take a
     ``WalGuard`` right after this until the next litestream has read their WAL. Returns the
     databases whose WAL the app kept busy through every try."""
-    if not has_ltx:
+    if not series.keeps_ltx_chain:
         for db in databases:
             restart_generation_03(db)
         return []

@@ -32,8 +32,8 @@ from backupctl.checks.continuity import prove
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import BackupctlError, ExitCode
 from backupctl.host import state
+from backupctl.litestream.adapter import restorable_window
 from backupctl.litestream.listings import iso
-from backupctl.litestream.restorable import restorable_window
 from backupctl.litestream.runner import Litestream
 from backupctl.redact import scrub
 from backupctl.restore import RESTORE_TIMEOUT, litestream_for, staged_restore, stop_request

@@ -39,17 +39,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backupctl.checks.continuity import read_position
 from backupctl.errors import BackupctlError
 from backupctl.litestream import positions
-from backupctl.litestream.listings import iso, txid_hex
-from backupctl.litestream.restorable import restorable_windows
+from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
+from backupctl.litestream.listings import LISTED_TIME_SLACK, iso
 from backupctl.owned import write_atomic
 
 if TYPE_CHECKING:
     from backupctl.config.settings import Database
-    from backupctl.litestream.restorable import Window
+    from backupctl.litestream.positions import Window
     from backupctl.litestream.runner import Litestream
+    from backupctl.litestream.series import Series
 
 OBSERVATIONS = "observations.json"
 MIN_INTERVAL = 2.0  # seconds between two looks, at least
@@ -70,15 +70,15 @@ def _iso(value: datetime | None) -> str | None:
     return iso(value)
 
 
-def record(entry: dict[str, Any], local: positions.LocalPosition, window: Window | None, has_ltx: bool,
+def record(entry: dict[str, Any], local: positions.LocalPosition, window: Window | None, series: Series,
            updated_at: float | None, now: float) -> bool | None:  # fmt: skip
     """Update ``entry`` with a reading (``window`` None: the replica could not be read now, the last
     reading stands) and the local position seen with it. Returns whether the replica is behind the
     local database (None when that is unknown: no reading yet, or nothing local to compare)."""
 
-    local_pos = positions.local_key(local, has_ltx)
+    local_pos = series.local_key(local)
     if window is not None:
-        replica_pos = positions.replica_key(positions.replica_position(window), local, has_ltx)
+        replica_pos = series.replica_key(positions.replica_position(window), local)
         entry.update(
             replica_pos=replica_pos,
             read_at=now,
@@ -87,18 +87,16 @@ def record(entry: dict[str, Any], local: positions.LocalPosition, window: Window
             newest_snapshot=_iso(window.newest_snapshot),
             snapshot_count=window.snapshot_count,
             empty=window.empty,
-            replica_position=txid_hex(window.max_txid)
-            if has_ltx
-            else (window.latest_generation.generation if window.latest_generation else None),
+            replica_position=series.shown_replica(window),
         )
     if "read_at" not in entry or not local.exists or not local.initialized:
         entry.pop("behind", None)
         return None
-    behind = not positions.covers_key(has_ltx, entry.get("replica_pos"), local_pos)
+    behind = not series.covers_key(entry.get("replica_pos"), local_pos)
     entry["behind"] = behind
     if behind:
         pending = entry.get("pending")
-        if not (pending and not positions.covers_key(has_ltx, entry.get("replica_pos"), pending.get("position"))):
+        if not (pending and not series.covers_key(entry.get("replica_pos"), pending.get("position"))):
             # No earlier observation: the last local write is the latest the gap can have opened.
             entry["pending"] = {"since": updated_at if updated_at is not None else now, "position": local_pos}
     else:
@@ -161,7 +159,7 @@ class Observer:
     unshipped: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     wal_seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # the -wal signature each pair was taken at
     waited: dict[str, float] = field(default_factory=dict)  # at the last reading: how long a live write had waited
-    # How far litestream has read each live WAL (continuity.read_position) and since when it has not moved.
+    # How far litestream has read each live WAL (Series.wal_position) and since when it has not moved.
     read_positions: dict[str, Any] = field(default_factory=dict)
     read_moved_at: dict[str, float] = field(default_factory=dict)
     next_look: float = float("-inf")
@@ -191,7 +189,7 @@ class Observer:
     def look(self) -> None:
         now = time.time()
         cpu = _cpu_seconds()
-        has_ltx = self.litestream.caps.has_ltx
+        series = series_of(self.litestream.caps.version)
         written: list[Database] = []  # local position and replica read again
         recheck: list[Database] = []  # only the replica: the database did not change
         unchanged: list[Database] = []
@@ -213,7 +211,7 @@ class Observer:
             recheck.append(min(unchanged, key=lambda d: self.entries[str(d.path)].get("read_at", 0.0)))
             self.last_revalidation = self.clock()
         if written or recheck:
-            self._read(written, recheck, has_ltx, now)
+            self._read(written, recheck, series, now)
             self._account_unshipped(time.time())
             self._publish(now)
         else:
@@ -222,11 +220,11 @@ class Observer:
         spent = _cpu_seconds() - cpu
         self.next_look = self.clock() + min(MAX_INTERVAL, max(self.interval, spent / CPU_BUDGET))
 
-    def _read(self, written: list[Database], recheck: list[Database], has_ltx: bool, now: float) -> None:
+    def _read(self, written: list[Database], recheck: list[Database], series: Series, now: float) -> None:
         local: dict[str, positions.LocalPosition] = {}
         if written:
             try:
-                local = positions.local_positions(self.litestream, written, timeout=READ_TIMEOUT)
+                local = local_positions(self.litestream, written, timeout=READ_TIMEOUT)
             except BackupctlError as exc:
                 # Without local positions nothing can be compared: drop what the look would publish
                 # for these databases, so status reads them itself.
@@ -254,7 +252,7 @@ class Observer:
             else:
                 entry.pop("replica_error", None)
             entry.update(local_fields(local[key]), observed_at=now)
-            record(entry, local[key], window, has_ltx, _updated_at(db.path), now)
+            record(entry, local[key], window, series, _updated_at(db.path), now)
 
     def _account_unshipped(self, read_at: float) -> None:
         """Drop the live writes the replica now holds; note since when the rest wait (``unshipped_since``)
@@ -266,7 +264,7 @@ class Observer:
             newest = entry.get("newest")
             shipped = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
             if shipped is not None:
-                pairs[:] = [(seen, written) for seen, written in pairs if written > shipped + positions.SLACK_03]
+                pairs[:] = [(seen, written) for seen, written in pairs if written > shipped + LISTED_TIME_SLACK]
             if pairs:
                 entry["unshipped_since"] = pairs[0][0]
                 self.waited[key] = read_at - pairs[0][0]
@@ -279,7 +277,7 @@ class Observer:
         """Since when litestream's own reading of this live WAL has not moved (a hung litestream's
         stops; one that cannot reach its replica goes on reading the WAL into local LTX files)."""
 
-        position = read_position(Path(key), self.litestream.caps.has_ltx)
+        position = series_of(self.litestream.caps.version).wal_position(Path(key))
         if key not in self.read_positions or position != self.read_positions[key]:
             self.read_positions[key] = position
             self.read_moved_at[key] = now
@@ -338,7 +336,7 @@ def note_unshipped(entry: dict[str, Any], db_path: Path) -> None:
         written = os.stat(f"{db_path}-wal").st_mtime
     except OSError:
         written = None
-    if written is None or written == 0 or (shipped is not None and written <= shipped + positions.SLACK_03):
+    if written is None or written == 0 or (shipped is not None and written <= shipped + LISTED_TIME_SLACK):
         entry.pop("unshipped_since", None)
         return
     since = entry.get("unshipped_since")

@@ -16,7 +16,9 @@ from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import ExitCode
 from backupctl.host.config_in_use import config_for_reading
-from backupctl.litestream import listings, restorable
+from backupctl.litestream import listings
+from backupctl.litestream.adapter import restorable_windows, series_of
+from backupctl.litestream.positions import Window
 from backupctl.litestream.runner import Litestream
 from backupctl.owned import write_atomic
 
@@ -100,15 +102,15 @@ def collect_replica_status(
             write_atomic(config_path, render(reading_settings).text)
         else:
             config_path = config_for_reading(settings, prefer_running=False)
-        has_ltx = Litestream(binary_path, settings, config_path).caps.has_ltx
+        series = series_of(Litestream(binary_path, settings, config_path).caps.version)
 
         targets = [stand_ins.get(db.path, db) for db in dbs]
-        windows = restorable.restorable_windows(reading_settings, binary_path, targets, config_path=config_path,
+        windows = restorable_windows(reading_settings, binary_path, targets, config_path=config_path,
                                               timeout=timeout)  # fmt: skip
         readings = []
         for target in targets:
             reading = windows.get(str(target.path))
-            if isinstance(reading, restorable.Window):
+            if isinstance(reading, Window):
                 readings.append((reading, None))
             else:
                 readings.append((None, reading))
@@ -134,9 +136,6 @@ def collect_replica_status(
                 entry.reason = f"the replica holds a restorable backup; the newest is {age:.0f}s old"
             if window.newest is not None and window.oldest is not None:
                 entry.restorable_window_seconds = round((window.newest - window.oldest).total_seconds(), 1)
-            if has_ltx:
-                entry.replica_position = listings.txid_hex(window.max_txid)
-            elif window.latest_generation:
-                entry.replica_position = window.latest_generation.generation
+            entry.replica_position = series.shown_replica(window)
         report.databases.append(entry)
     return report

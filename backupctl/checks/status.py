@@ -47,11 +47,12 @@ from backupctl.config.render import fingerprint
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.host import processes, state
-from backupctl.litestream import listings, positions, restorable
+from backupctl.litestream import listings, positions
+from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
 from backupctl.litestream.runner import Litestream
+from backupctl.litestream.series import Series
 from backupctl.owned import read_json, write_json
 from backupctl.paths import project_state_dir
-from backupctl.versions import capabilities
 
 OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = "ok", "stale", "down", "not-initialized", "error", "broken"
 STATUS_CACHE = "status.json"
@@ -236,7 +237,7 @@ def database_status(
     supervisor: SupervisorInfo,
     threshold: float,
     now: float,
-    has_ltx: bool,
+    series: Series,
     unserved: bool = False,
     observed_at: float | None = None,
     verifies: dict[str, dict[str, Any]] | None = None,
@@ -247,7 +248,7 @@ def database_status(
     ``observed_at``: the entry is the running supervisor's observation from then. ``verifies``:
     ``state.verify_records`` of the project (read once for every database)."""
     verifies = verifies if verifies is not None else state.verify_records(project_state_dir(settings.project_dir))
-    local_pos = positions.local_key(local.position, has_ltx)
+    local_pos = series.local_key(local.position)
     replica_pos = entry.get("replica_pos")
     has_reading = "read_at" in entry
     behind: bool | None = entry.get("behind") if has_reading and local.exists and local.initialized else None
@@ -323,7 +324,7 @@ def database_status(
         destinations=[r.destination for r in db.replicas],
         size=local.size,
         wal_size=local.wal_size if local.exists else None,
-        local_position=listings.txid_hex(local.position.txid) if has_ltx else local.position.generation,
+        local_position=series.shown_local(local.position),
         local_updated_at=epoch_iso(local.updated_at),
         replica_position=entry.get("replica_position"),
         newest_backup=newest,
@@ -333,7 +334,9 @@ def database_status(
         behind_since=epoch_iso(behind_since),
         lag_seconds=round(lag, 1) if lag is not None else None,
         lag_txids=(
-            max(0, int(local_pos) - int(replica_pos)) if has_ltx and local_pos is not None and replica_pos is not None else None
+            max(0, int(local_pos) - int(replica_pos))
+            if series.exact_positions and local_pos is not None and replica_pos is not None
+            else None
         ),
         oldest_restorable=entry.get("oldest"),
         newest_snapshot=entry.get("newest_snapshot"),
@@ -370,7 +373,7 @@ def collect_status(
     supervisor = supervisor_info(settings, now)
     state_dir = project_state_dir(settings.project_dir)
     threshold = stale_after_seconds(settings)
-    has_ltx = capabilities(settings.version).has_ltx
+    series = series_of(settings.version)
     # A running supervisor replicates what its private config held when it started: a database
     # added to the .env since then is not replicated (and not in that config to ask about).
     replicated = set(supervisor.databases)
@@ -405,17 +408,17 @@ def collect_status(
 
             binary = binary_path() if callable(binary_path) else binary_path
             reading_config = config_path or config_for_reading(settings)
-            rereads = restorable.restorable_windows(settings, binary, old, config_path=reading_config, timeout=timeout)
+            rereads = restorable_windows(settings, binary, old, config_path=reading_config, timeout=timeout)
         for db in dbs:
             entry = dict(seen.entries.get(str(db.path), {}))
             position = local_position(entry) or positions.LocalPosition(exists=db.path.exists())
             if str(db.path) in rereads:
                 reading = rereads[str(db.path)]
-                window = reading if isinstance(reading, restorable.Window) else None
+                window = reading if isinstance(reading, positions.Window) else None
                 entry["replica_error"] = reading.message if isinstance(reading, BackupctlError) else None
-                record(entry, position, window, has_ltx, _local(db, position).updated_at, now)
+                record(entry, position, window, series, _local(db, position).updated_at, now)
             verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
-                                      threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
+                                      threshold, now, series, str(db.path) in unserved, observed_at=seen.observed_at,
                                       verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
             report.databases.append(verdict)
         return report
@@ -426,23 +429,23 @@ def collect_status(
     binary_path = binary_path() if callable(binary_path) else binary_path
     config_path = config_path or config_for_reading(settings)
     ls = Litestream(binary_path, settings, config_path)
-    local_positions = positions.local_positions(ls, served, timeout=timeout) if served else {}
+    local_now = local_positions(ls, served, timeout=timeout) if served else {}
     windows = (
-        restorable.restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
+        restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
         if served else {}
     )  # fmt: skip
     cache = read_json(state_dir / STATUS_CACHE) or {}
     for db in dbs:
-        position = local_positions.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
+        position = local_now.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
         local = _local(db, position)
         reading = windows.get(str(db.path))
         error = reading.message if isinstance(reading, BackupctlError) else None
-        window = reading if isinstance(reading, restorable.Window) else None
+        window = reading if isinstance(reading, positions.Window) else None
         entry = cache.setdefault(str(db.path), {})
         if str(db.path) not in unserved:
-            record(entry, position, window, has_ltx, local.updated_at, now)
+            record(entry, position, window, series, local.updated_at, now)
             observations.note_unshipped(entry, db.path)
-        verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx,
+        verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, series,
                                   str(db.path) in unserved, verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
         report.databases.append(verdict)
     try:

@@ -15,8 +15,7 @@ from backupctl.cli.wiring import binary_for, explicit_config
 from backupctl.commands.project import configured_database_rows
 from backupctl.errors import ConfigError
 from backupctl.litestream import listings
-from backupctl.litestream.restorable import restorable_window
-from backupctl.versions import capabilities
+from backupctl.litestream.adapter import restorable_window, series_of
 
 LISTING_COMMANDS = ("snapshots", "wal", "ltx", "generations")
 
@@ -47,7 +46,7 @@ def listing(command: str, settings: Any, level: str = "all") -> Listing:
         lvl = parse_level(level)
         return Listing("ltx", lambda s, b, db, config_path: listings.ltx_files(s, b, db, lvl, config_path=config_path))
 
-    if capabilities(settings.version).has_generations:
+    if series_of(settings.version).lists_generations:
         return Listing("generations", listings.generations)
     return Listing("window", _window_rows, note=listings.GENERATIONS_NOTE)
 

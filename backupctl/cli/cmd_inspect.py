@@ -27,7 +27,6 @@ from backupctl.cli.options import LEVEL
 from backupctl.cli.output import _console, emit_json, emit_json_line, fitted_table, print_table, say
 from backupctl.display import shown
 from backupctl.units import human_size
-from backupctl.versions import capabilities
 
 DbArg = Annotated[
     str | None,
@@ -437,8 +436,11 @@ def ltx(
 def generations(env_file: EnvFileOpt = None, json_: JsonOpt = False, database: DbArg = None, config: ConfigOpt = None) -> None:
     """Generations (0.3), or the restorable window of the one continuous chain (0.5)."""
 
+    # lazy: each command loads only what it runs
+    from backupctl.litestream.adapter import series_of
+
     settings = load(env_file)
-    if capabilities(settings.version).has_generations:
+    if series_of(settings.version).lists_generations:
         _listing(env_file, json_, database, "generations", [
             ("generation", lambda g: g.generation),
             ("start", lambda g: _stamp(g.start)),

@@ -129,6 +129,6 @@ def answer(args: list[str]) -> int | None:
     if command == "databases":
         emit_json(answers.databases_document(settings, config))
         return 0
-    what = answers.listing(command, settings, str(options[LEVEL.dest]))
+    what = answers.listing(command, settings, str(options.get(LEVEL.dest, LEVEL.default)))
     emit_json(answers.listing_document(settings, answers.listing_results(settings, database, config, what), what))
     return 0

@@ -14,7 +14,8 @@ An empty result therefore means an empty replica, never an unreachable one.
 Times are UTC and tz-aware. Litestream lists them truncated to whole seconds: a file listed
 at ``t`` was written somewhere in ``[t, t + 1s)``.
 
-How far back a database can be restored, read from these listings, is ``restorable.py``.
+How far back a database can be restored, read from these listings, is each series' adapter's
+(``adapter.restorable_window``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from backupctl.redact import scrub
 LISTING_TIMEOUT = 30.0  # seconds; 0.5 against a silent endpoint would otherwise retry for minutes
 SNAPSHOT_LEVEL = 9  # 0.5: snapshots are level-9 LTX files
 WAL_LEVEL = 0  # 0.5: what 0.3 called WAL segments are level-0 LTX files
+LISTED_TIME_SLACK = 2.0  # seconds: listed times are truncated to the second, plus litestream's own write
 GENERATIONS_NOTE = (
     "Litestream 0.5 has no generations: the replica is one continuous chain of LTX files "
     "(snapshots are level 9, incremental files level 0), so this shows its restorable window."

@@ -1,38 +1,25 @@
-"""Where a database stands, locally and in its replica, and whether the replica covers it.
+"""Where a database stands, locally and in its replica: the records every version's adapter fills.
 
-The one answer to "does the replica hold everything this database has?", asked by the
-supervisor (a start or a restarted litestream is confirmed when the replica holds the position
-litestream had just before it started; a stop's final sync is checked against the position
-after it exited) and by `status` (ok or behind).
+The one answer to "does the replica hold everything this database has?" is asked of the adapter of
+the litestream series in use (``litestream/adapter.py``: ``series_of``; ``v05.py``, ``v03.py``),
+by the supervisor (a start or a restarted litestream is confirmed when the replica holds the
+position litestream had just before it started; a stop's final sync is checked against the position
+after it exited) and by `status` (ok or behind). This module holds what they answer with:
 
-- **0.5**: positions are TXIDs. The local one is what ``litestream status -json`` calls
-  ``local_txid`` (one call for every database); the replica's is the highest TXID of its LTX
-  files. The replica covers the database when its TXID reaches the local one.
-- **0.3**: a position is a generation and the time of the last write litestream has to ship:
-  the newest of the shadow WAL (litestream's local copy, under ``.<db>-litestream``) and the
-  database's ``-wal``. The database file's own mtime is left out on purpose: litestream's
-  checkpoint at shutdown touches it without adding data, and an idle database restarted would
-  otherwise look behind forever. The replica covers the database when its newest generation is
-  the local one and its newest file is no older than that last write (minus ``SLACK_03``:
-  litestream lists times truncated to the second).
+- ``LocalPosition``: what litestream has of a database (0.5: a TXID; 0.3: a generation and the time
+  of the last write it has to ship);
+- ``ReplicaPosition``: what the replica holds, read from a ``Window``;
+- ``Window``: how far back the database can be restored, from what its replica holds right now;
+- ``WalPosition``: how far litestream has read the live WAL (its salts and an offset).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from backupctl.errors import LitestreamError
-from backupctl.litestream.restorable import restorable_window, restorable_windows
-
-if TYPE_CHECKING:
-    from backupctl.config.settings import Database
-    from backupctl.litestream.restorable import Window
-    from backupctl.litestream.runner import Litestream
-
-SLACK_03 = 2.0  # seconds: listed times are truncated to the second, plus litestream's own write
+from backupctl.litestream.listings import Generation, iso, txid_hex
 
 
 @dataclass(frozen=True)
@@ -59,55 +46,62 @@ class ReplicaPosition:
     newest: float | None = None  # the newest file's time (epoch seconds)
 
 
-def local_positions(
-    ls: Litestream, databases: list[Database], *, timeout: float = 30.0, shipped_only: bool = False
-) -> dict[str, LocalPosition]:
-    """The local position of each database, by str(path): one litestream call on 0.5, files on 0.3.
+@dataclass(frozen=True)
+class WalPosition:
+    """A point in a live WAL: its salts, and the byte offset just past the last frame included."""
 
-    ``shipped_only`` (0.3): what litestream itself holds (its shadow WAL), leaving out writes to the
-    ``-wal`` it has not picked up yet; 0.5's TXID is always litestream's own.
+    salt1: int
+    salt2: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """How far back one database can be restored, from what its replica holds right now.
+
+    ``oldest``/``newest`` are the oldest and newest backup times as litestream lists them
+    (UTC, truncated to whole seconds), None for an empty replica. ``destinations`` names
+    the replica(s) read.
     """
-    if not ls.caps.has_ltx:
-        return {str(db.path): _local_03(db.path, shipped_only) for db in databases}
-    result = ls.run("status", "-json", timeout=timeout)
-    try:
-        native = {str(Path(item["database"])): item for item in json.loads(result.stdout or "[]") or []}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LitestreamError(f"cannot parse `litestream status -json`: {exc}", "report it") from None
-    found: dict[str, LocalPosition] = {}
-    for db in databases:
-        item = native.get(str(db.path)) or {}
-        raw = item.get("local_txid")
-        txid = int(raw, 16) if isinstance(raw, str) and raw.strip("-") else None
-        found[str(db.path)] = LocalPosition(exists=db.path.exists(), txid=txid, status=item.get("status"))
-    return found
 
+    database: Path
+    destinations: tuple[str, ...]
+    oldest: datetime | None
+    newest: datetime | None
+    snapshot_count: int
+    newest_snapshot: datetime | None
+    file_count: int  # LTX files of every level (0.5); 0 on 0.3 (see wal_segments)
+    generations: tuple[Generation, ...] = ()  # 0.3 only, oldest first
+    min_txid: int | None = None  # 0.5 only
+    max_txid: int | None = None  # 0.5 only
 
-def _local_03(path: Path, shipped_only: bool = False) -> LocalPosition:
-    meta = path.with_name(f".{path.name}-litestream")
-    try:
-        generation = (meta / "generation").read_text("utf-8").strip() or None
-    except OSError:
-        generation = None
-    times = [] if shipped_only else [_mtime(path.with_name(path.name + "-wal"))]
-    if generation:
-        try:
-            times += [f.stat().st_mtime for f in (meta / "generations" / generation / "wal").iterdir()]
-        except OSError:
-            pass
-    known = [t for t in times if t is not None]
-    return LocalPosition(exists=path.exists(), generation=generation, written_at=max(known) if known else None)
+    @property
+    def empty(self) -> bool:
+        return self.newest is None
 
+    @property
+    def latest_generation(self) -> Generation | None:
+        """0.3: the generation a restore without -generation uses (newest end)."""
+        dated = [g for g in self.generations if g.end is not None]
+        return max(dated, key=lambda g: g.end) if dated else None  # type: ignore[arg-type,return-value]
 
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
+    def to_json(self) -> dict[str, object]:
+        return {
+            "database": str(self.database),
+            "destinations": list(self.destinations),
+            "oldest": iso(self.oldest),
+            "newest": iso(self.newest),
+            "snapshot_count": self.snapshot_count,
+            "newest_snapshot": iso(self.newest_snapshot),
+            "file_count": self.file_count,
+            "generations": [g.to_json() for g in self.generations],
+            "min_txid": txid_hex(self.min_txid),
+            "max_txid": txid_hex(self.max_txid),
+        }
 
 
 def replica_position(window: Window) -> ReplicaPosition:
-    """What a restorable window (restorable.restorable_window) says of the replica's position."""
+    """What a restorable window says of the replica's position."""
     newest = window.newest.timestamp() if window.newest is not None else None
     latest = window.latest_generation
     return ReplicaPosition(
@@ -118,48 +112,6 @@ def replica_position(window: Window) -> ReplicaPosition:
     )
 
 
-def read_replica(ls: Litestream, db: Database, *, timeout: float = 30.0) -> ReplicaPosition:
-    """Read the replica's position now (raises LitestreamError when it cannot be read)."""
-
-    return replica_position(restorable_window(ls.settings, ls.binary, db, config_path=ls.config_path, timeout=timeout))
-
-
-def read_replicas(ls: Litestream, databases: list[Database], *, timeout: float = 30.0) -> dict[str, ReplicaPosition | Exception]:
-    """``read_replica`` for many databases at once (``restorable.restorable_windows``), by str(path):
-    the position, or the error reading that replica gave."""
-
-    windows = restorable_windows(ls.settings, ls.binary, databases, config_path=ls.config_path, timeout=timeout)
-    return {path: (w if isinstance(w, Exception) else replica_position(w)) for path, w in windows.items()}
-
-
-def local_key(local: LocalPosition, has_ltx: bool) -> float | None:
-    """The local position as one comparable number (TXID, or the last write's time)."""
-    if has_ltx:
-        return float(local.txid) if local.txid is not None else None
-    return local.written_at
-
-
-def replica_key(replica: ReplicaPosition, local: LocalPosition, has_ltx: bool) -> float | None:
-    """The replica's position as a number comparable with local_key; None when it holds none of it."""
-    if replica.empty:
-        return None
-    if has_ltx:
-        return float(replica.txid) if replica.txid is not None else None
-    if local.generation is not None and replica.generation != local.generation:
-        return None  # a new local generation whose snapshot has not reached the replica yet
-    return replica.newest
-
-
-def covers_key(has_ltx: bool, replica: float | None, local: float | None) -> bool:
-    if local is None:
-        return True
-    if replica is None:
-        return False
-    return replica >= local if has_ltx else replica + SLACK_03 >= local
-
-
-def covers(replica: ReplicaPosition, local: LocalPosition, has_ltx: bool) -> bool:
-    """Does the replica hold everything litestream has of this database?"""
-    if not local.initialized or replica.empty:
-        return False
-    return covers_key(has_ltx, replica_key(replica, local, has_ltx), local_key(local, has_ltx))
+def meta_dir(db_path: Path) -> Path:
+    """litestream's local folder for a database (both versions): ``.<name>-litestream`` beside it."""
+    return db_path.with_name(f".{db_path.name}-litestream")

@@ -18,13 +18,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import ConfigError, NoBackupError, NotFoundError, RefusedError
-from backupctl.litestream import restorable
+from backupctl.litestream import adapter
 from backupctl.restore.swap import check_not_in_use, kept_path, occupied, present_files, same_file, side_path
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
 from backupctl.versions import capabilities
@@ -109,7 +109,7 @@ def resolve_output(db: Database, output: Path | None, now: datetime | None = Non
 
 @dataclass
 class Window:
-    """The span a point-in-time restore can reach (from backupctl.litestream.restorable)."""
+    """The span a point-in-time restore can reach (from backupctl.litestream.adapter)."""
 
     start: datetime | None
     end: datetime | None
@@ -282,10 +282,9 @@ def plan_restore(
                 f"{stamp} is before the oldest backup of {db.name}: the restorable window is {window.describe()}",
                 "pick a time inside the window (`backupctl ltx`/`generations` list the backups)",
             )
-        # Listed times are truncated to the second. 0.5 compares the exact file times with the
-        # timestamp, so only a point a whole second past the newest listing is surely after it;
-        # 0.3 refuses any timestamp past the exact end of the generation, so treat it as "latest".
-        slack = timedelta(0) if caps.has_generations else timedelta(seconds=1)
+        # Listed times are truncated to the second: how far past the newest listing a point is surely
+        # after it depends on how the series compares them.
+        slack = adapter.series_of(settings.version).after_newest
         if window is not None and window.end is not None and moment >= window.end + slack:
             # Nothing changed in the replica after its last backup: the state at `moment` is the latest.
             notes.append(f"{stamp} is after the last backup ({to_rfc3339(window.end)}), so the latest backup is restored")
@@ -310,12 +309,12 @@ def plan_restore(
 
 
 def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Window | None:
-    """The replica's restorable span from backupctl.litestream.restorable; None for an empty replica.
+    """The replica's restorable span from backupctl.litestream.adapter; None for an empty replica.
 
     Raises LitestreamError when the replica cannot be listed.
     """
 
-    window = restorable.restorable_window(settings, binary_path, db)
+    window = adapter.restorable_window(settings, binary_path, db)
     if window.empty:
         return None
     return Window(window.oldest, window.newest)

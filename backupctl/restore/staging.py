@@ -12,7 +12,6 @@ Restore, verify and drill all restore through it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -27,6 +26,7 @@ from typing import Any
 
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import LitestreamError, NoBackupError, NotFoundError
+from backupctl.litestream.adapter import series_of
 from backupctl.litestream.runner import Litestream
 from backupctl.restore.integrity import check_database
 from backupctl.restore.stopping import stop_request
@@ -107,9 +107,8 @@ def staged_restore(
     try:
         tmpdir = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
         out = tmpdir / db.name
-        argv = ["-o", str(out), *args]
-        if ls.caps.has_json:
-            argv.insert(0, "-json")
+        series = series_of(ls.caps.version)
+        argv = [*series.restore_flags, "-o", str(out), *args]
         if on_step:
             on_step(f"downloading {db.name} from {', '.join(r.destination for r in db.replicas)}")
         try:
@@ -130,7 +129,8 @@ def staged_restore(
             on_step(f"checking the restored {db.name}")
         tables = check_database(out, count_rows=count_rows)
         stop_request.check()
-        yield Staged(out, out.stat().st_size, _position(ls, result.stdout + "\n" + result.stderr), tables, result.seconds)
+        position = series.restored_position(result.stdout + "\n" + result.stderr)
+        yield Staged(out, out.stat().st_size, position, tables, result.seconds)
     finally:
         _remove_temp(folder, prefix)
 
@@ -140,26 +140,3 @@ def _remove_temp(folder: Path, prefix: str) -> None:
         shutil.rmtree(entry, ignore_errors=True)
         if entry.exists() or entry.is_symlink():  # something still wrote into it: once more
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _position(ls: Litestream, output: str) -> dict[str, Any]:
-    if ls.caps.has_json:
-        start = output.find("{")
-        if start >= 0:
-            try:
-                doc = json.loads(output[start : output.rfind("}") + 1])
-                return {"txid": doc.get("txid"), "replica": doc.get("replica")}
-            except ValueError:
-                pass
-        return {}
-    position: dict[str, Any] = {}
-    gen = re.search(r"generation=([0-9a-f]{16})", output)
-    if gen:
-        position["generation"] = gen.group(1)
-    index = re.findall(r"index_max=(\d+)", output) or re.findall(r"\bindex=(\d+)", output)
-    if index:
-        position["index"] = int(index[-1])
-    replica = re.search(r"replica=(\S+)", output)
-    if replica:
-        position["replica"] = replica.group(1)
-    return position

@@ -19,7 +19,7 @@ from pathlib import Path
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.host import state
-from backupctl.litestream import positions
+from backupctl.litestream import adapter, positions
 from backupctl.litestream.runner import Litestream
 from backupctl.owned import write_atomic
 from backupctl.redact import scrub
@@ -47,7 +47,7 @@ class Coverage:
         if self.position_check is not None or not databases:
             return {}
         try:
-            return positions.local_positions(self.litestream, databases, timeout=POSITION_TIMEOUT, shipped_only=True)
+            return adapter.local_positions(self.litestream, databases, timeout=POSITION_TIMEOUT, shipped_only=True)
         except BackupctlError as exc:
             self._error(exc)
             return {}
@@ -59,23 +59,19 @@ class Coverage:
             return set()
         if self.position_check is not None:
             return self.position_check(databases)
-        has_ltx = self.litestream.caps.has_ltx
+        series = adapter.series_of(self.litestream.caps.version)
         wanted = {k: v for k, v in (targets or {}).items() if v.initialized}
-        if not has_ltx and wanted:
-            # 0.3 starts a new generation when the WAL changed while it was stopped: the old
-            # generation's position is then never reached; the new one's snapshot is the target.
+        if series.needs_current_marks() and wanted:
             now_local = self.local_positions([db for db in databases if str(db.path) in wanted])
-            for path, current in now_local.items():
-                if current.generation and current.generation != wanted[path].generation:
-                    wanted[path] = current
+            wanted = series.confirming_marks(wanted, now_local)
         fresh = [db for db in databases if str(db.path) not in wanted]
         local = {**self.local_positions(fresh), **wanted} if fresh else wanted
         covered: set[str] = set()
         readable = [db for db in databases if str(db.path) in local]
-        for path, replica in positions.read_replicas(self.litestream, readable, timeout=POSITION_TIMEOUT).items():
+        for path, replica in adapter.read_replicas(self.litestream, readable, timeout=POSITION_TIMEOUT).items():
             if isinstance(replica, BackupctlError):
                 self._error(replica)
-            elif isinstance(replica, positions.ReplicaPosition) and positions.covers(replica, local[path], has_ltx):
+            elif isinstance(replica, positions.ReplicaPosition) and series.covers(replica, local[path]):
                 covered.add(path)
         return covered
 
@@ -84,7 +80,7 @@ class Coverage:
         if not databases or self.position_check is not None:
             return False
         wanted = [db for db in self.settings.databases if str(db.path) in databases]
-        readings = positions.read_replicas(self.litestream, wanted, timeout=POSITION_TIMEOUT).values()
+        readings = adapter.read_replicas(self.litestream, wanted, timeout=POSITION_TIMEOUT).values()
         return any(isinstance(r, positions.ReplicaPosition) and r.empty for r in readings)
 
     def final_sync(self, run: ChildRun, returncode: int) -> bool:

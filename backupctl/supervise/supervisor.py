@@ -63,6 +63,7 @@ from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
 from backupctl.host import locks, processes, state
 from backupctl.host.service_managers import service_manager
+from backupctl.litestream.adapter import series_of
 from backupctl.litestream.log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.litestream.runner import Litestream, _kill_group
 from backupctl.owned import write_atomic
@@ -355,7 +356,7 @@ class Supervisor:
             and now - run.started >= hold_at_least
         ):
             run.next_guard_check = now + 1.0
-            self._guard.release_read(list(self.settings.databases), self.litestream.caps.has_ltx)
+            self._guard.release_read(list(self.settings.databases), series_of(self.litestream.caps.version))
         # A position check can take long (1,000 replicas): a stop asked meanwhile gets its full
         # final-sync window from now, not from before the check.
         self._drive_stop(run, self.clock())
@@ -460,14 +461,14 @@ class Supervisor:
         gets a full snapshot first (``continuity.force_snapshot``), under the WAL guard so that the
         app cannot open a new hole before the next litestream has read its WAL. A database whose
         WAL the guard held across the gap needs none."""
-        has_ltx = self.litestream.caps.has_ltx
+        series = series_of(self.litestream.caps.version)
         why: dict[str, str] = {}
         heal = set(self._heal)
         for db in self.settings.databases:
             key = str(db.path)
             if key in heal:
                 why[key] = "to heal its broken chain"
-            elif reason := continuity.chain_break(db, has_ltx):  # the guard may have come after the WAL restarted
+            elif reason := continuity.chain_break(db, series):  # the guard may have come after the WAL restarted
                 why[key] = f"because {reason}"
         self._heal.clear()
         if not why:
@@ -477,11 +478,11 @@ class Supervisor:
         for db in chosen:
             size = db.path.stat().st_size if db.path.exists() else 0
             self.log(f"backupctl: {db.name}: a full snapshot {why[str(db.path)]} (a full upload, about {size // 1024} KiB)")
-        busy = continuity.force_snapshot(chosen, has_ltx)
+        busy = continuity.force_snapshot(chosen, series)
         self._guard.hold(chosen, self.log)
         # Healing (and a WAL the app kept busy) also gets a level-9 snapshot: a restore starts from
         # the newest one, which bridges LTX files missing from the replica.
-        level9 = [db for db in chosen if str(db.path) in heal or db in busy] if has_ltx else []
+        level9 = [db for db in chosen if str(db.path) in heal or db in busy] if series.keeps_ltx_chain else []
         if level9:
             failed = continuity.snapshot_level9(self.litestream, self._snapshot_config(level9))
             if failed:

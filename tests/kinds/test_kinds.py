@@ -147,9 +147,9 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     import sqlite3
     import subprocess
 
-    from backupctl.litestream import positions
+    from backupctl.litestream.adapter import read_replicas, restorable_windows
     from backupctl.litestream.listings import ltx_files
-    from backupctl.litestream.restorable import _window_05, restorable_windows
+    from backupctl.litestream.v05 import window_of as _window_05
     from tests.conftest import make_db
 
     proj = tmp_path / "app"
@@ -161,7 +161,7 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     ls = Litestream(litestream_bins["0.5.17"], settings, config)
     replica = settings.databases[0].replicas[0]
     assert replica.spec.ltx_files(replica) == []  # nothing there yet: an empty replica, not an error
-    assert positions.read_replicas(ls, list(settings.databases))[str(db)].empty
+    assert read_replicas(ls, list(settings.databases))[str(db)].empty
     proc = subprocess.Popen([str(ls.binary), "replicate", "-config", str(config)], env=ls.environment.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -176,7 +176,7 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
                 theirs = _window_05(settings.databases[0], ltx_files(settings, ls.binary, settings.databases[0], "all",
                                                                     config_path=config))  # fmt: skip
                 ours = restorable_windows(settings, ls.binary, list(settings.databases), config_path=config)[str(db)]
-                direct = positions.read_replicas(ls, list(settings.databases))[str(db)]
+                direct = read_replicas(ls, list(settings.databases))[str(db)]
                 return not theirs.empty and ours == theirs and direct.txid == theirs.max_txid
 
             from tests.conftest import wait_for

@@ -18,7 +18,7 @@ import pytest
 from backupctl.config.render import sync_config
 from backupctl.config.settings import Settings, load_settings
 from backupctl.errors import LitestreamError
-from backupctl.litestream import listings, restorable
+from backupctl.litestream import adapter, listings
 from backupctl.litestream.runner import Litestream
 from tests.conftest import S3_KEY, S3_SECRET, count_rows, free_port_base, make_db, run_cli
 
@@ -98,11 +98,11 @@ def test_listings_match_what_restore_returns(
     binary = litestream_bins[version]
     dbrec = settings.databases[0]
 
-    empty = restorable.restorable_window(settings, binary, dbrec)
+    empty = adapter.restorable_window(settings, binary, dbrec)
     assert empty.empty and empty.oldest is None and empty.snapshot_count == 0
 
     replicate_two_batches(settings, binary, db)
-    window = restorable.restorable_window(settings, binary, dbrec)
+    window = adapter.restorable_window(settings, binary, dbrec)
     snaps = listings.snapshots(settings, binary, dbrec)
     segments = listings.wal_segments(settings, binary, dbrec)
     assert window.oldest is not None and window.newest is not None
@@ -179,7 +179,7 @@ def test_unreachable_replica_is_an_error_not_an_empty_listing(
     settings = load_settings(write_env(proj, version, "s3", bucket="nobucket", endpoint=f"http://127.0.0.1:{closed}"))
     destination = settings.databases[0].replicas[0].destination
     with pytest.raises(LitestreamError) as err:
-        restorable.restorable_window(settings, litestream_bins[version], settings.databases[0])
+        adapter.restorable_window(settings, litestream_bins[version], settings.databases[0])
     assert destination in err.value.message and "refused" in err.value.message.lower()
 
     res = run_cli("snapshots", "--json", cwd=proj)
