@@ -39,7 +39,7 @@ Clocks (monotonic and wall), sleep, spawn, the random source and the position ch
 injectable, so the restart logic is tested without waiting. One litestream run's pieces
 (spawn, output, signals) are in ``child``; the private config, restore-if-missing and position
 checks in ``confirm``; the glob scan in ``dbwatch``; the periodic jobs in ``periodic``; log lines
-in ``litestream_log``, log files in ``logfiles``, the background launcher and `stop` in ``background``.
+in ``litestream.log``, log files in ``logfiles``, the background launcher and `stop` in ``background``.
 """
 
 from __future__ import annotations
