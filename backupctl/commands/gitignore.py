@@ -34,7 +34,7 @@ GIT_TIMEOUT_SECONDS = 10.0  # a local index read; longer means a stuck file syst
 
 
 @dataclass(frozen=True)
-class Written:
+class IgnoredPath:
     """A path backupctl writes, as it would be named in the work tree's top .gitignore."""
 
     path: Path
@@ -54,7 +54,7 @@ def work_tree(folder: Path) -> Path | None:
     return None
 
 
-def unignored(root: Path, written: list[Written]) -> list[Written]:
+def unignored(root: Path, written: list[IgnoredPath]) -> list[IgnoredPath]:
     """Those of ``written`` that git would list as new files: neither ignored nor tracked."""
     if not written:
         return []
@@ -64,7 +64,7 @@ def unignored(root: Path, written: list[Written]) -> list[Written]:
     return found
 
 
-def _ask_git(root: Path, written: list[Written]) -> list[Written] | None:
+def _ask_git(root: Path, written: list[IgnoredPath]) -> list[IgnoredPath] | None:
     """git's own answer (every ignore source it reads), or None when git cannot give one."""
     names = [w.relative(root) for w in written]  # a trailing / makes a folder pattern match before the folder exists
     try:
@@ -99,7 +99,7 @@ def _git(root: Path, args: list[str], stdin: str | None = None) -> str | None:
     return None
 
 
-def _ignored_by_files(root: Path, written: Written) -> bool:
+def _ignored_by_files(root: Path, written: IgnoredPath) -> bool:
     """Whether .git/info/exclude or a .gitignore between ``root`` and the path ignores it, by the
     usual rules: the last matching line wins, `!` re-includes, a trailing `/` wants a folder, a `/`
     elsewhere anchors the pattern to its file's folder, and a path inside an ignored folder is ignored."""
@@ -166,11 +166,11 @@ def suggestion(settings: Settings, config: Path) -> tuple[Path, list[str]] | Non
     root = work_tree(settings.project_dir)
     if root is None:
         return None
-    written = [Written(project_state_dir(settings.project_dir).resolve(), True), Written(config.resolve(), False)]
+    written = [IgnoredPath(project_state_dir(settings.project_dir).resolve(), True), IgnoredPath(config.resolve(), False)]
     local_dir = settings.local_dir.resolve()
     # A replica folder that holds the project itself (BACKUP_LOCAL_DIR=.) is no line to add.
     if "file" in settings.replica_kinds and local_dir != settings.project_dir and local_dir not in settings.project_dir.parents:
-        written.append(Written(local_dir, True))
+        written.append(IgnoredPath(local_dir, True))
     inside = [w for w in written if root in w.path.parents]
     found = unignored(root, inside)
     # Backups kept inside .backupctl/ go with it: one line, not two.

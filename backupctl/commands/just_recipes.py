@@ -122,13 +122,13 @@ def imports_it(justfile: Path, line: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Written:
+class WrittenFile:
     path: Path
     action: str  # "created", "unchanged" or "replaced"
     kept: Path | None = None  # the copy of the file replaced with --force
 
 
-def write_backup_just(path: Path, text: str, *, force: bool) -> Written:
+def write_backup_just(path: Path, text: str, *, force: bool) -> WrittenFile:
     """Write backup.just at ``path``; a different file already there is refused unless ``force``,
     which keeps it beside as ``backup.just.bak-<UTC time>`` first."""
 
@@ -137,7 +137,7 @@ def write_backup_just(path: Path, text: str, *, force: bool) -> Written:
     except FileNotFoundError:
         current = None
     if current == text.encode("utf-8"):
-        return Written(path, "unchanged")
+        return WrittenFile(path, "unchanged")
     kept = None
     if current is not None:
         if not force:
@@ -148,7 +148,7 @@ def write_backup_just(path: Path, text: str, *, force: bool) -> Written:
         kept = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         shutil.copy2(path, kept)
     write_atomic(path, text, mode=_source_file_mode())
-    return Written(path, "created" if current is None else "replaced", kept)
+    return WrittenFile(path, "created" if current is None else "replaced", kept)
 
 
 def _source_file_mode() -> int:

@@ -72,7 +72,7 @@ class Unreachable(BinaryError):
 
 
 @dataclass(frozen=True)
-class Credentials:
+class IndexCredentials:
     """HTTP basic credentials taken out of an index URL (``https://user:token@mirror/simple/``).
 
     Sent only to that URL's own scheme, host and port, and never along a redirect: a mirror's files
@@ -82,7 +82,7 @@ class Credentials:
     header: str  # the Authorization header's value
 
     @classmethod
-    def from_url(cls, url: str) -> tuple[str, Credentials | None]:
+    def from_url(cls, url: str) -> tuple[str, IndexCredentials | None]:
         """The URL without its user:password@, and the credentials it carried (None without any)."""
         parts = urllib.parse.urlsplit(url)
         if parts.username is None and parts.password is None:
@@ -199,7 +199,7 @@ def _open(
     *,
     accept: str = "application/octet-stream",
     loopback_http: bool = False,
-    credentials: Credentials | None = None,
+    credentials: IndexCredentials | None = None,
     unreachable_hint: str = "check the network, or use --source index",
 ):  # -> http.client.HTTPResponse
     """GET url, retrying 429/5xx with backoff; anything else fails at once."""
@@ -258,7 +258,7 @@ def download(
     progress: Progress | None = None,
     what: str = "a Litestream release archive",
     loopback_http: bool = False,
-    credentials: Credentials | None = None,
+    credentials: IndexCredentials | None = None,
     unreachable_hint: str = "check the network, or use --source index",
 ) -> Path:
     """Stream url to target, refusing bodies that are too big or shorter than announced."""
@@ -308,7 +308,7 @@ def read_capped(
     accept: str,
     notify: Notify | None = None,
     loopback_http: bool = False,
-    credentials: Credentials | None = None,
+    credentials: IndexCredentials | None = None,
     unreachable_hint: str = "check the network",
 ) -> tuple[bytes, str, str]:
     """A small document (an index page): its body, Content-Type and final URL (after redirects, which
@@ -523,7 +523,7 @@ def fetch_release(
 __all__ = [
     "BASE_URL_ENV",
     "CA_BUNDLE_ENV",
-    "Credentials",
+    "IndexCredentials",
     "Unreachable",
     "allowed_url",
     "base_url",

@@ -51,7 +51,7 @@ class Index:
 
     url: str  # ends with "/", credentials taken out
     setting: str | None  # the variable it came from; None for PyPI, the default
-    credentials: download.Credentials | None = None
+    credentials: download.IndexCredentials | None = None
 
     @property
     def host(self) -> str:
@@ -75,7 +75,7 @@ def index_setting(environ: Mapping[str, str] | None = None) -> Index:
             break
     else:
         return Index(DEFAULT_INDEX_URL, None)
-    bare, credentials = download.Credentials.from_url(raw)
+    bare, credentials = download.IndexCredentials.from_url(raw)
     shown = download._display(bare)  # never echo user:token@ or a query string back
     parts = urllib.parse.urlsplit(bare)
     if not parts.netloc or not download.allowed_url(bare, loopback_http=True):

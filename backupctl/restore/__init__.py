@@ -28,7 +28,7 @@ from backupctl.restore.integrity import SQLITE_HEADER, check_database
 from backupctl.restore.plan import (
     PATH_SUFFIXES,
     RestorePlan,
-    Window,
+    RestoreSpan,
     looks_like_path,
     normalize_txid,
     plan_restore,
@@ -70,7 +70,7 @@ __all__ = [
     "Staged",
     "Step",
     "StopRequest",
-    "Window",
+    "RestoreSpan",
     "check_database",
     "check_not_in_use",
     "create_folder",

@@ -108,7 +108,7 @@ def resolve_output(db: Database, output: Path | None, now: datetime | None = Non
 
 
 @dataclass
-class Window:
+class RestoreSpan:
     """The span a point-in-time restore can reach (from backupctl.litestream.adapter)."""
 
     start: datetime | None
@@ -132,7 +132,7 @@ class RestorePlan:
     txid: str | None
     generation: str | None
     source: list[str]
-    window: Window | None = None
+    window: RestoreSpan | None = None
     notes: list[str] = field(default_factory=list)
     # Count each table's rows and list the replica's window for the report. Off, a plain restore
     # makes one litestream call (the download); a --timestamp always lists the window (its bounds).
@@ -174,7 +174,7 @@ class RestorePlan:
         }
 
 
-def _window_json(window: Window | None) -> dict[str, str | None] | None:
+def _window_json(window: RestoreSpan | None) -> dict[str, str | None] | None:
     if window is None:
         return None
     return {
@@ -261,7 +261,7 @@ def plan_restore(
         keep = kept_path(out, now)
         notes.append(f"{', '.join(p.name for p in replaces)} will be moved aside to {keep.name}* (kept)")
 
-    window: Window | None = None
+    window: RestoreSpan | None = None
     stamp: str | None = None
     if timestamp is not None:
         try:
@@ -308,7 +308,7 @@ def plan_restore(
     )
 
 
-def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Window | None:
+def restorable_window(settings: Settings, binary_path: Path, db: Database) -> RestoreSpan | None:
     """The replica's restorable span from backupctl.litestream.adapter; None for an empty replica.
 
     Raises LitestreamError when the replica cannot be listed.
@@ -317,7 +317,7 @@ def restorable_window(settings: Settings, binary_path: Path, db: Database) -> Wi
     window = adapter.restorable_window(settings, binary_path, db)
     if window.empty:
         return None
-    return Window(window.oldest, window.newest)
+    return RestoreSpan(window.oldest, window.newest)
 
 
 def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -> None:
@@ -339,7 +339,7 @@ def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -
         )
 
 
-def window_or_none(settings: Settings, binary_path: Path, db: Database) -> Window | None:
+def window_or_none(settings: Settings, binary_path: Path, db: Database) -> RestoreSpan | None:
     try:
         return restorable_window(settings, binary_path, db)
     except Exception:  # only informative here: a plain restore does not need it

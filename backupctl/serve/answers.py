@@ -1,4 +1,4 @@
-"""What `backupctl serve` answers, computed from the latest status report (a :class:`Snapshot`).
+"""What `backupctl serve` answers, computed from the latest status report (a :class:`StatusSnapshot`).
 
 - :func:`health`: ``/healthz``, 200 only for a fresh report in which every database is ok, else
   503 with the reasons; also 503 while no report exists yet, or when the latest one is older than
@@ -49,7 +49,7 @@ def report_max_age(interval: float) -> float:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class StatusSnapshot:
     """The latest status report and when it was computed (or why it could not be)."""
 
     report: Any | None  # status.StatusReport
@@ -71,7 +71,7 @@ def _epoch(iso: str | None) -> float | None:
         return None
 
 
-def health(snapshot: Snapshot, interval: float, now: float | None = None) -> tuple[int, dict[str, Any]]:
+def health(snapshot: StatusSnapshot, interval: float, now: float | None = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of ``/healthz``: 200 only for a fresh report in which every database is ok."""
     now = time.time() if now is None else now
     report = snapshot.report
@@ -102,7 +102,7 @@ def health(snapshot: Snapshot, interval: float, now: float | None = None) -> tup
     return (200 if body["ok"] else 503), body
 
 
-def metrics_text(snapshot: Snapshot, settings: Settings, interval: float, now: float | None = None) -> bytes:
+def metrics_text(snapshot: StatusSnapshot, settings: Settings, interval: float, now: float | None = None) -> bytes:
     """The Prometheus exposition (text format 0.0.4) of the latest report.
 
     Labels are ``database`` (the file name, unique per project), plus ``verdict``, ``state`` or
@@ -272,7 +272,7 @@ def _lag_text(d: Any, now: float) -> str:
     return f"{words(d.lag_seconds)} behind" + (f" ({d.lag_txids} TXIDs)" if d.lag_txids else "")
 
 
-def page_html(snapshot: Snapshot, settings: Settings, interval: float, now: float | None = None) -> str:
+def page_html(snapshot: StatusSnapshot, settings: Settings, interval: float, now: float | None = None) -> str:
     """The status page: one row per database, colour for the verdict, ages in words; refreshes itself."""
     import jinja2
 

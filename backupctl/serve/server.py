@@ -51,7 +51,7 @@ from backupctl.checks.status import collect_status
 from backupctl.config.settings import Settings
 from backupctl.errors import BackupctlError, ConfigError, ConflictError
 from backupctl.redact import scrub
-from backupctl.serve.answers import Snapshot, health, metrics_text, page_html
+from backupctl.serve.answers import StatusSnapshot, health, metrics_text, page_html
 
 Log = Callable[[str], None]
 
@@ -190,7 +190,7 @@ class Monitor:
         self.log = log
         self.notify_changes = notify_changes
         self._collect = collect or self._collect_status
-        self._snapshot = Snapshot(None, None)
+        self._snapshot = StatusSnapshot(None, None)
         self._last_key: tuple[Any, ...] | None = None
         self._last_verdict: str | None = None
         self._stop = threading.Event()
@@ -199,30 +199,32 @@ class Monitor:
         self._sender: threading.Thread | None = None
 
     @property
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> StatusSnapshot:
         return self._snapshot  # replaced whole, never mutated: a reader always sees one consistent report
 
     def _collect_status(self) -> Any:
         return collect_status(self.settings, self.binary_path)
 
-    def refresh(self) -> Snapshot:
+    def refresh(self) -> StatusSnapshot:
         started = time.monotonic()
         try:
             report = self._collect()
         except BackupctlError as exc:
-            message = scrub(exc.message, self.settings)
-            self._snapshot = Snapshot(self._snapshot.report, self._snapshot.computed_at, message, time.monotonic() - started)
-            self._changed(None, ("refresh-error",), message)
-            return self._snapshot
+            return self._refresh_failed(scrub(exc.message, self.settings), started)
         except Exception as exc:  # a bug must not end the server: report it as an error instead
             message = f"internal error while computing the status: {type(exc).__name__}"
             self.log(f"backupctl serve: {message}: {scrub(str(exc), self.settings)}")
-            self._snapshot = Snapshot(self._snapshot.report, self._snapshot.computed_at, message, time.monotonic() - started)
-            self._changed(None, ("refresh-error",), message)
-            return self._snapshot
-        self._snapshot = Snapshot(report, time.time(), None, time.monotonic() - started)
+            return self._refresh_failed(message, started)
+        self._snapshot = StatusSnapshot(report, time.time(), None, time.monotonic() - started)
         key = (int(report.exit_code), *((d.name, d.verdict) for d in report.databases))
         self._changed(report, key, None)
+        return self._snapshot
+
+    def _refresh_failed(self, message: str, started: float) -> StatusSnapshot:
+        """The last report stands, with the refresh's error beside it."""
+        previous = self._snapshot
+        self._snapshot = StatusSnapshot(previous.report, previous.computed_at, message, time.monotonic() - started)
+        self._changed(None, ("refresh-error",), message)
         return self._snapshot
 
     def _changed(self, report: Any | None, key: tuple[Any, ...], error: str | None) -> None:

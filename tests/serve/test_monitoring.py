@@ -440,7 +440,8 @@ def test_health_is_503_when_the_refresh_is_stuck_or_failing(project) -> None:
     from backupctl.checks.status import StatusReport, SupervisorInfo
     from backupctl.config.settings import load_settings
     from backupctl.errors import LitestreamError
-    from backupctl.serve.answers import Snapshot, health, report_max_age, words
+    from backupctl.serve.answers import StatusSnapshot as Snapshot
+    from backupctl.serve.answers import health, report_max_age, words
     from backupctl.serve.server import Monitor
 
     report = StatusReport("2026-12-01T00:00:00Z", "0.5.17", 60.0, SupervisorInfo("running", True, 1, 2, 5.0, 0, None))
