@@ -8,11 +8,22 @@ problems apart without parsing prose.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from backupctl.errors import DOCTOR_EXIT, ExitCode
 
-OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
+
+class Level(StrEnum):
+    """How a check came out."""
+
+    OK = "ok"
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+OK, INFO, WARN, FAIL = Level
 _RANK = {OK: 0, INFO: 0, WARN: 1, FAIL: 2}
 
 

@@ -35,6 +35,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,16 @@ from backupctl.litestream.series import Series
 from backupctl.owned import read_json
 from backupctl.paths import project_state_dir
 
-WHOLE, BROKEN, UNDECIDED = "whole", "broken", "undecided"
+
+class Continuity(StrEnum):
+    """A continuity check's verdict."""
+
+    WHOLE = "whole"
+    BROKEN = "broken"
+    UNDECIDED = "undecided"
+
+
+WHOLE, BROKEN, UNDECIDED = Continuity
 RECORDS = "continuity.json"
 CATCH_UP_TIMEOUT = 30.0  # seconds litestream gets to read the live WAL past the check's start
 # A restore that fails this way proves the chain broken (0.5: "cannot calc restore plan: non-contiguous

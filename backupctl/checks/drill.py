@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,13 @@ from backupctl.litestream.runner import Litestream
 from backupctl.redact import scrub
 from backupctl.restore import RESTORE_TIMEOUT, litestream_for, staged_restore, stop_request
 
-PASSED, FAILED = "passed", "failed"
+
+class DrillResult(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+PASSED, FAILED = DrillResult
 # Litestream's own bookkeeping tables (0.3) differ between the live database and a restore.
 INTERNAL_TABLE_PREFIX = "_litestream"
 

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,19 @@ from backupctl.litestream.series import Series
 from backupctl.owned import read_json, write_json
 from backupctl.paths import project_state_dir
 
-OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = "ok", "stale", "down", "not-initialized", "error", "broken"
+
+class Verdict(StrEnum):
+    """A database's verdict in `status` (docs/status.md)."""
+
+    OK = "ok"
+    STALE = "stale"
+    DOWN = "down"
+    NOT_INITIALIZED = "not-initialized"
+    ERROR = "error"
+    BROKEN = "broken"
+
+
+OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = Verdict
 STATUS_CACHE = "status.json"
 
 

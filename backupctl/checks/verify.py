@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,14 @@ from backupctl.redact import scrub
 from backupctl.restore import RESTORE_TIMEOUT, Staged, litestream_for, staged_restore, stop_request
 from backupctl.versions import capabilities
 
-VERIFIED, FAILED, INCONCLUSIVE = "verified", "failed", "inconclusive"
+
+class VerifyResult(StrEnum):
+    VERIFIED = "verified"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+VERIFIED, FAILED, INCONCLUSIVE = VerifyResult
 SENTINEL_TABLE = "_backupctl_verify"
 MARGIN_SECONDS = 10.0  # on top of two sync intervals: upload time, litestream's own tick
 BUSY_TIMEOUT_MS = 30_000

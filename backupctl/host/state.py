@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,18 @@ DRILLFILE = "drill.json"
 LOGFILE = "supervisor.log"
 
 # Supervisor states, after Supervisor's STARTING -> RUNNING -> BACKOFF -> FATAL.
-STARTING, RUNNING, BACKOFF, FATAL, STOPPING, STOPPED = "starting", "running", "backoff", "fatal", "stopping", "stopped"
+class Phase(StrEnum):
+    """Where a supervisor is: STARTING -> RUNNING -> BACKOFF -> FATAL, and STOPPING -> STOPPED."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    FATAL = "fatal"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+STARTING, RUNNING, BACKOFF, FATAL, STOPPING, STOPPED = Phase
 
 
 @dataclass
