@@ -91,7 +91,7 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
 
 def _check_binary(settings: Settings, report: Report) -> Path | None:
     try:
-        found = binary.user_binary(settings.version) or binary.cached(settings.version)
+        found = binary.user_binary(settings.version) or binary.cached(settings.version, full=True)
     except BackupctlError as exc:
         report.checks.append(Check("binary", FAIL, exc.message, exc.hint, finding="binary-broken"))
         return None

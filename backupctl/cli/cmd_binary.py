@@ -101,7 +101,7 @@ def install(
 
     wanted = check_version(version, setting="VERSION") if version else project_version(env_file)
     pin = platform_pin(wanted)
-    existing = None if force else cached(wanted)
+    existing = None if force else cached(wanted, full=True)
     if existing is not None and existing.verified:
         if json_:
             emit_json({"action": "already-installed", **_describe(existing)})

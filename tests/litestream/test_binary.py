@@ -246,7 +246,7 @@ def test_good_archive_installs_verified(mirror: Mirror, archives: dict[str, byte
     assert binary.cached(version) == got
     assert binary.reported_version(got.path).lstrip("v") == version
     assert seen and seen[-1][0] == seen[-1][1]  # the progress callback saw the whole body
-    assert sorted(p.name for p in got.path.parent.iterdir()) == ["install.json", "litestream"]
+    assert sorted(p.name for p in got.path.parent.iterdir()) == ["install.json", "litestream", binary.VERIFIED]
     if version == V5:
         assert any("checksums.txt" in n for n in notes)  # not served here: said so, still installed
 
@@ -456,7 +456,7 @@ def test_two_concurrent_installs_end_with_one_good_binary(mirror: Mirror, archiv
     assert found is not None and binary.sha256_file(found.path) == platform_pin(V5).sha256
     root = found.path.parent.parent
     assert sorted(p.name for p in root.iterdir()) == ["linux-x86_64"]
-    assert sorted(p.name for p in found.path.parent.iterdir()) == ["install.json", "litestream"]
+    assert sorted(p.name for p in found.path.parent.iterdir()) == ["install.json", "litestream", binary.VERIFIED]
 
 
 # --------------------------------------------------------------------------- extraction rules, both formats

@@ -81,3 +81,33 @@ def test_version_never_runs_a_cached_binary_that_fails_its_sha256(project, lites
     good = json.loads((ok := run_cli("version", "--json", cwd=project.dir, env=env)).stdout)
     assert ok.returncode == 0 and good["ok"] is True and good["verified"] is True and good["litestream"] == V5
     assert "error" not in good
+
+
+def test_a_matched_binary_is_not_hashed_again_until_its_file_changes(project, litestream_bins, tmp_path) -> None:
+    """The first run hashes in full and records the file's identity (device, inode, size, mtime, ctime);
+    later runs trust that record while the identity holds. Any write changes the ctime, so the flipped
+    byte above is caught with a record in place. `doctor` always hashes in full: a record forged for a
+    tampered file fools the fast path (whoever can write the cache can write the binary too) but not it."""
+    from backupctl.litestream.binary import VERIFIED, _identity
+
+    env, exe = _private_cache(litestream_bins, tmp_path)
+    record = exe.parent / VERIFIED
+    record.unlink(missing_ok=True)  # copied from the shared cache with the copy's other inode: of no use anyway
+    assert json.loads(run_cli("version", "--json", cwd=project.dir, env=env).stdout)["verified"] is True
+    kept = json.loads(record.read_text())
+    assert kept["identity"] == _identity(exe) and len(kept["sha256"]) == 64
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+
+    with open(exe, "r+b") as handle:  # tampered: the identity changes, so the record no longer applies
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert json.loads(run_cli("version", "--json", cwd=project.dir, env=env).stdout)["verified"] is False
+    assert not record.exists()  # a record for a file that no longer matches is dropped
+
+    record.write_text(json.dumps({"identity": _identity(exe), "sha256": kept["sha256"]}))  # forged
+    assert json.loads(run_cli("version", "--json", cwd=project.dir, env=env).stdout)["verified"] is True
+    doctor = json.loads(run_cli("doctor", "--json", cwd=project.dir, env=env).stdout)
+    binary_checks = [c for c in doctor["checks"] if c["name"] == "binary"]
+    assert binary_checks and binary_checks[0]["status"] == "fail", binary_checks
