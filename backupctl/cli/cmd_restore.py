@@ -225,10 +225,8 @@ def restore(
     plans = []
     for database, out in targets:
         try:
-            plan = core.plan_restore(
-                settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force,
-                details=details,
-            )  # fmt: skip
+            request = core.RestoreRequest(database, out, timestamp, txid, generation, force)
+            plan = core.plan_restore(settings, binary, request, details=details)
             if dry_run:  # an empty replica fails the dry run as it would fail the restore (exit 8)
                 core.require_a_backup(settings, binary, plan)
         except NoBackupError as exc:

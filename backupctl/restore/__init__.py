@@ -28,6 +28,7 @@ from backupctl.restore.integrity import SQLITE_HEADER, check_database
 from backupctl.restore.plan import (
     PATH_SUFFIXES,
     RestorePlan,
+    RestoreRequest,
     RestoreSpan,
     looks_like_path,
     normalize_txid,
@@ -66,6 +67,7 @@ __all__ = [
     "SQLITE_HEADER",
     "TEMP_PREFIX",
     "RestorePlan",
+    "RestoreRequest",
     "RestoreResult",
     "Staged",
     "Step",

@@ -20,7 +20,7 @@ from backupctl.config.settings import Database, Settings
 from backupctl.display import shown
 from backupctl.errors import ConflictError, NotFoundError, RefusedError
 from backupctl.host import locks
-from backupctl.restore.plan import RestorePlan, plan_restore, window_or_none
+from backupctl.restore.plan import RestorePlan, RestoreRequest, plan_restore, window_or_none
 from backupctl.restore.staging import RESTORE_TIMEOUT, Step, litestream_for, staged_restore
 from backupctl.restore.stopping import stop_request
 from backupctl.restore.swap import (
@@ -198,21 +198,14 @@ def _state_after(settings: Settings, binary_path: Path, plan: RestorePlan) -> st
 def restore_database(
     settings: Settings,
     binary_path: Path,
-    db: Database,
-    output: Path | None = None,
+    request: RestoreRequest,
     *,
-    timestamp: str | None = None,
-    txid: str | None = None,
-    generation: str | None = None,
-    force: bool = False,
     timeout: float = RESTORE_TIMEOUT,
     on_step: Step | None = None,
     details: bool = False,
 ) -> RestoreResult:
     """Plan and carry out one restore (see the module docstring for the guarantees)."""
-    plan = plan_restore(
-        settings, binary_path, db, output, timestamp=timestamp, txid=txid, generation=generation, force=force, details=details
-    )
+    plan = plan_restore(settings, binary_path, request, details=details)
     return execute_restore(settings, binary_path, plan, timeout=timeout, on_step=on_step)
 
 
@@ -226,7 +219,7 @@ def restore_if_missing(
     if occupied(db.path):
         return None
     # The supervisor logs the restore with its state time and row counts (docs/supervision.md).
-    plan = plan_restore(settings, binary_path, db, db.path, details=True)
+    plan = plan_restore(settings, binary_path, RestoreRequest(db, db.path), details=True)
     try:
         result = execute_restore(settings, binary_path, plan, timeout=timeout, holds_lock=True)
     except NotFoundError:

@@ -200,95 +200,36 @@ def normalize_txid(raw: str) -> str:
     return f"{value:016x}"
 
 
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What was asked: which database, where to (None: beside it, or into place with ``force``), which
+    point (a ``timestamp``, a 0.5 ``txid`` or a 0.3 ``generation``; none: the newest), and whether an
+    existing database may be replaced (moved aside, kept)."""
+
+    database: Database
+    output: Path | None = None
+    timestamp: str | None = None
+    txid: str | None = None
+    generation: str | None = None
+    force: bool = False
+
+
 def plan_restore(
-    settings: Settings,
-    binary_path: Path,
-    db: Database,
-    output: Path | None = None,
-    *,
-    timestamp: str | None = None,
-    txid: str | None = None,
-    generation: str | None = None,
-    force: bool = False,
-    now: datetime | None = None,
-    details: bool = False,
+    settings: Settings, binary_path: Path, request: RestoreRequest, *, now: datetime | None = None, details: bool = False
 ) -> RestorePlan:
     """Decide and validate everything a restore will do, without writing anything.
 
     ``details``: also list the restorable window for a plain restore (the report's ``state_at``)
     and count the restored tables' rows. A ``--timestamp`` lists the window whatever ``details``
     says: it decides whether the point can be restored."""
-
-    caps = capabilities(settings.version)
     now = now or datetime.now(UTC)
-    if txid is not None and not caps.restore_by_txid:
-        raise ConfigError(
-            f"--txid is a Litestream 0.5 option; this project uses {settings.version}",
-            "restore by --timestamp, or by --generation (0.3); `backupctl generations` lists them",
-        )
-    if generation is not None and not caps.restore_by_generation:
-        raise ConfigError(
-            f"--generation is a Litestream 0.3 option; Litestream {settings.version} has no generations",
-            "restore by --timestamp or --txid (`backupctl ltx` lists txids)",
-        )
-    if txid is not None and timestamp is not None:
-        raise ConfigError("--txid and --timestamp both pick the point to restore", "give one of them")
-    if txid is not None:
-        txid = normalize_txid(txid)
-    if generation is not None:
-        generation = generation.strip().lower()
-        if not re.fullmatch(r"[0-9a-f]{16}", generation):
-            raise ConfigError(
-                f"--generation {generation!r} is not a generation id (16 hex digits)",
-                "copy one from `backupctl generations`",
-            )
-
-    out, reason = resolve_output(db, output, now, force=force)
-    live = same_file(out, db.path)
-    if live:
-        out = db.path  # the live database however it was spelled: replace the file, never a symlink to it
-    notes: list[str] = []
-    replaces = present_files(out)
-    keep: Path | None = None
-    if replaces:
-        if occupied(out) and not force:
-            raise RefusedError(
-                f"{out} already exists; backupctl never restores over a database without --force",
-                f"pass --force to move it (and its -wal/-shm) aside to {kept_path(out, now).name} and restore in "
-                "its place, or leave -o out to restore beside it",
-            )
-        check_not_in_use(db if live else None, out)
-        keep = kept_path(out, now)
-        notes.append(f"{', '.join(p.name for p in replaces)} will be moved aside to {keep.name}* (kept)")
-
+    db = request.database
+    txid, generation = _checked_point(settings, request)
+    out, reason, live, replaces, keep, notes = _placed(request, now)
     window: RestoreSpan | None = None
     stamp: str | None = None
-    if timestamp is not None:
-        try:
-            moment = parse_point_in_time(timestamp, now)
-        except TimestampError as exc:
-            raise ConfigError(f"--timestamp: {exc}", FORMS_HINT) from None
-        if moment > now:
-            raise ConfigError(f"--timestamp {to_rfc3339(moment)} is in the future", "pick a point in the past")
-        window = restorable_window(settings, binary_path, db)
-        stamp = to_rfc3339(moment)
-        if window is None:
-            raise NoBackupError(
-                f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
-                "start replication (`backupctl start`) and let it sync once; `backupctl status` shows it",
-            )
-        if window is not None and window.start is not None and moment < window.start:
-            raise NotFoundError(
-                f"{stamp} is before the oldest backup of {db.name}: the restorable window is {window.describe()}",
-                "pick a time inside the window (`backupctl ltx`/`generations` list the backups)",
-            )
-        # Listed times are truncated to the second: how far past the newest listing a point is surely
-        # after it depends on how the series compares them.
-        slack = adapter.series_of(settings.version).after_newest
-        if window is not None and window.end is not None and moment >= window.end + slack:
-            # Nothing changed in the replica after its last backup: the state at `moment` is the latest.
-            notes.append(f"{stamp} is after the last backup ({to_rfc3339(window.end)}), so the latest backup is restored")
-            stamp = None
+    if request.timestamp is not None:
+        window, stamp = _point_in_window(settings, binary_path, db, request.timestamp, now, notes)
     elif details and txid is None and generation is None:
         window = window_or_none(settings, binary_path, db)
     return RestorePlan(
@@ -306,6 +247,91 @@ def plan_restore(
         notes=notes,
         details=details,
     )
+
+
+def _checked_point(settings: Settings, request: RestoreRequest) -> tuple[str | None, str | None]:
+    """The txid and generation asked for, checked against this version and each other, normalised."""
+    caps = capabilities(settings.version)
+    txid, generation = request.txid, request.generation
+    if txid is not None and not caps.restore_by_txid:
+        raise ConfigError(
+            f"--txid is a Litestream 0.5 option; this project uses {settings.version}",
+            "restore by --timestamp, or by --generation (0.3); `backupctl generations` lists them",
+        )
+    if generation is not None and not caps.restore_by_generation:
+        raise ConfigError(
+            f"--generation is a Litestream 0.3 option; Litestream {settings.version} has no generations",
+            "restore by --timestamp or --txid (`backupctl ltx` lists txids)",
+        )
+    if txid is not None and request.timestamp is not None:
+        raise ConfigError("--txid and --timestamp both pick the point to restore", "give one of them")
+    if txid is not None:
+        txid = normalize_txid(txid)
+    if generation is not None:
+        generation = generation.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{16}", generation):
+            raise ConfigError(
+                f"--generation {generation!r} is not a generation id (16 hex digits)",
+                "copy one from `backupctl generations`",
+            )
+    return txid, generation
+
+
+def _placed(request: RestoreRequest, now: datetime) -> tuple[Path, str, bool, list[Path], Path | None, list[str]]:
+    """Where the restore goes and what is there: (output, why there, the live database?, the files to
+    move aside, where they are kept, notes). Refuses an occupied output without ``force``."""
+    db = request.database
+    out, reason = resolve_output(db, request.output, now, force=request.force)
+    live = same_file(out, db.path)
+    if live:
+        out = db.path  # the live database however it was spelled: replace the file, never a symlink to it
+    notes: list[str] = []
+    replaces = present_files(out)
+    keep: Path | None = None
+    if replaces:
+        if occupied(out) and not request.force:
+            raise RefusedError(
+                f"{out} already exists; backupctl never restores over a database without --force",
+                f"pass --force to move it (and its -wal/-shm) aside to {kept_path(out, now).name} and restore in "
+                "its place, or leave -o out to restore beside it",
+            )
+        check_not_in_use(db if live else None, out)
+        keep = kept_path(out, now)
+        notes.append(f"{', '.join(p.name for p in replaces)} will be moved aside to {keep.name}* (kept)")
+    return out, reason, live, replaces, keep, notes
+
+
+def _point_in_window(
+    settings: Settings, binary_path: Path, db: Database, timestamp: str, now: datetime, notes: list[str]
+) -> tuple[RestoreSpan | None, str | None]:
+    """The replica's window and the timestamp to pass litestream (None: the newest state, noted),
+    after checking the point is in the past and inside the window."""
+    try:
+        moment = parse_point_in_time(timestamp, now)
+    except TimestampError as exc:
+        raise ConfigError(f"--timestamp: {exc}", FORMS_HINT) from None
+    if moment > now:
+        raise ConfigError(f"--timestamp {to_rfc3339(moment)} is in the future", "pick a point in the past")
+    window = restorable_window(settings, binary_path, db)
+    stamp: str | None = to_rfc3339(moment)
+    if window is None:
+        raise NoBackupError(
+            f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
+            "start replication (`backupctl start`) and let it sync once; `backupctl status` shows it",
+        )
+    if window.start is not None and moment < window.start:
+        raise NotFoundError(
+            f"{stamp} is before the oldest backup of {db.name}: the restorable window is {window.describe()}",
+            "pick a time inside the window (`backupctl ltx`/`generations` list the backups)",
+        )
+    # Listed times are truncated to the second: how far past the newest listing a point is surely
+    # after it depends on how the series compares them.
+    slack = adapter.series_of(settings.version).after_newest
+    if window.end is not None and moment >= window.end + slack:
+        # Nothing changed in the replica after its last backup: the state at `moment` is the latest.
+        notes.append(f"{stamp} is after the last backup ({to_rfc3339(window.end)}), so the latest backup is restored")
+        stamp = None
+    return window, stamp
 
 
 def restorable_window(settings: Settings, binary_path: Path, db: Database) -> RestoreSpan | None:
