@@ -104,10 +104,12 @@ def _replica_keys(argv: list[str], cwd: Path | None, proc: Any) -> list[str]:
 def _config_text(config: str | None, cwd: Path | None, proc: Any) -> str | None:
     """The config a `litestream replicate` reads: its -config, else $LITESTREAM_CONFIG, else
     /etc/litestream.yml; None when it cannot be read."""
+    import psutil
+
     if config is None:
         try:
             config = proc.environ().get("LITESTREAM_CONFIG") or "/etc/litestream.yml"
-        except Exception:
+        except (psutil.Error, OSError):  # another user's process, or gone
             config = "/etc/litestream.yml"
     try:
         return _resolved(config, cwd).read_text("utf-8", errors="replace")

@@ -323,7 +323,7 @@ def _probe_s3(
         if written:
             try:
                 client.delete_object(Bucket=bucket, Key=key)
-            except Exception:  # noqa: S110 - best effort; the failure is already being reported
+            except (ClientError, BotoCoreError, OSError):  # noqa: S110 - best effort; the failure is already being reported
                 pass
     if written:
         return Check(

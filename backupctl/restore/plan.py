@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.config.settings import Database, Settings
-from backupctl.errors import ConfigError, NoBackupError, NotFoundError, RefusedError
+from backupctl.errors import BackupctlError, ConfigError, NoBackupError, NotFoundError, RefusedError
 from backupctl.litestream import adapter
 from backupctl.restore.swap import check_not_in_use, kept_path, occupied, present_files, same_file, side_path
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
@@ -368,5 +368,5 @@ def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -
 def window_or_none(settings: Settings, binary_path: Path, db: Database) -> RestoreSpan | None:
     try:
         return restorable_window(settings, binary_path, db)
-    except Exception:  # only informative here: a plain restore does not need it
+    except (BackupctlError, OSError):  # only informative here: a plain restore does not need it
         return None
