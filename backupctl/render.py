@@ -155,6 +155,10 @@ def render(settings: Settings) -> Rendered:
                 "the rendered litestream.yml would contain a secret",
                 "templates must not print credentials: backupctl passes them to litestream through its environment",
             )
+    if settings.secondary is not None:
+        from backupctl.secondary import check_rendered
+
+        check_rendered(settings.databases, text)
     filename = Path(template.filename or "")
     user_dir = user_templates_dir(settings)
     return Rendered(text=text, template_dir=filename.parent, user_templates=user_dir in filename.parents)
