@@ -17,7 +17,7 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,8 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
             "settings",
             OK,
             f"{len(settings.databases)} database(s) ({names}), replica {'/'.join(settings.replica_kinds)},"
-            f" Litestream {settings.version}, from {settings.env_file or 'the environment'}",
+            + (f" secondary replica {settings.secondary.kind}," if settings.secondary is not None else "")
+            + f" Litestream {settings.version}, from {settings.env_file or 'the environment'}",
         )
     )
     for warning in settings.warnings:  # a misspelled name is silently ignored otherwise
@@ -137,6 +138,7 @@ def cleaner(settings: Settings) -> Callable[[str], str]:
     from backupctl.runner import scrub
 
     halves = [v for v in (getattr(settings.credentials, k) for k in sorted(masked_settings())) if v and len(v) >= 4]
+    halves += [v for k, v in settings.credentials.secondary if k in masked_settings() and len(v) >= 4]  # the secondary's
 
     def clean(text: str) -> str:
         text = scrub(text, settings)
@@ -419,8 +421,14 @@ def check_replica(
     clean: Callable[[str], str] | None = None,
 ) -> Check:
     """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file)."""
+    from backupctl.replica_views import label, settings_for
+
     clean = clean or cleaner(settings)
-    return replica.spec.probe(settings, replica, server_dates if server_dates is not None else [], clean)
+    # A secondary replica is probed with its own credentials (backupctl.secondary), and named as such.
+    found = replica.spec.probe(settings_for(settings, replica), replica, server_dates if server_dates is not None else [], clean)
+    if replica.name is not None:
+        found = replace(found, subject=f"{found.subject} ({label(settings, replica)})")
+    return found
 
 
 def _check_clock(server_dates: Iterable[tuple[float, float]]) -> Check:

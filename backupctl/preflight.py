@@ -219,7 +219,9 @@ def _check_database(db: Database, result: Preflight, missing_database: str, rest
 
 
 def _endpoint_key(replica: Replica) -> str:
-    return replica.destination if replica.kind == "file" else f"{replica.kind}|{replica.endpoint}|{replica.sftp_host}"
+    # The secondary's own key: on one endpoint beside the primary it still has its own bucket and credentials.
+    name = f"|{replica.name}" if replica.name else ""
+    return replica.destination if replica.kind == "file" else f"{replica.kind}|{replica.endpoint}|{replica.sftp_host}{name}"
 
 
 def endpoint_address(replica: Replica) -> tuple[str, int] | None:
@@ -259,8 +261,9 @@ def check_credentials(settings: Settings, replica: Replica) -> Problem | None:
     if not isinstance(replica.spec, S3Kind):
         return None
     from backupctl.doctor import FAIL, cleaner
+    from backupctl.replica_views import settings_for
 
-    found = replica.spec.probe(settings, replica, [], cleaner(settings))
+    found = replica.spec.probe(settings_for(settings, replica), replica, [], cleaner(settings))
     if found.status != FAIL:
         return None
     return Problem(replica.destination, found.found, found.fix or "run `backupctl doctor` for the details")

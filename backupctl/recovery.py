@@ -115,7 +115,10 @@ def _names_in(settings: Settings, replica: Replica) -> set[str]:
             ) from None
         return {e.removesuffix(suffix) for e in entries if e.endswith(suffix) and e != suffix}
     if replica.kind in ("s3", "r2"):
-        return {e.removesuffix(suffix) for e in _s3_folders(settings, replica, before) if e.endswith(suffix) and e != suffix}
+        from backupctl.replica_views import settings_for  # a secondary is listed with its own credentials
+
+        folders = _s3_folders(settings_for(settings, replica), replica, before)
+        return {e.removesuffix(suffix) for e in folders if e.endswith(suffix) and e != suffix}
     raise ConfigError(
         f"a glob in BACKUP_DATABASES cannot be resolved against a {replica.kind} replica",
         "name each database file in BACKUP_DATABASES instead of a glob",

@@ -274,6 +274,10 @@ def config_for_reading(settings: Settings, *, prefer_running: bool = True) -> Pa
     from backupctl import processes, state
     from backupctl.paths import project_state_dir
 
+    if settings.replica_view is not None:  # one replica of each database (replica_views): its own config
+        from backupctl.replica_views import config_path
+
+        return config_path(settings)
     state_dir = project_state_dir(settings.project_dir)
     running = processes.supervisor_of(settings.project_dir) if prefer_running else None
     if running is not None:

@@ -33,6 +33,9 @@ class ReplicaDatabaseStatus:
     snapshot_count: int | None
     replica_position: str | None  # 0.5: newest txid; 0.3: newest generation
     replica_error: str | None
+    # Several replicas (backupctl.replica_views): each one's; the fields above are the worst one's. Not in
+    # --json with one replica.
+    replicas: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -58,7 +61,7 @@ class ReplicaReport:
             "replica_only": True,
             "checked_at": self.checked_at,
             "litestream_version": self.litestream_version,
-            "databases": [asdict(d) for d in self.databases],
+            "databases": [{k: v for k, v in asdict(d).items() if k != "replicas" or v is not None} for d in self.databases],
         }
 
 
@@ -75,8 +78,16 @@ def collect_replica_status(
     For a machine that has the .env but not the databases (an operator's laptop): no local
     file, supervisor or state is looked at, so there is no verdict about replication running,
     only about what the replica holds and how old its newest backup is.
+
+    With several replicas (the secondary) each is read on its own and a database's verdict is the
+    worst of its replicas' (``replica_views.collect_replica_status``).
     """
     import dataclasses
+
+    from backupctl import replica_views
+
+    if settings.replica_view is None and replica_views.several(settings):
+        return replica_views.collect_replica_status(settings, binary_path, database, timeout=timeout, now=now)
     import tempfile
 
     from backupctl.owned import write_atomic

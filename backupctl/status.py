@@ -53,8 +53,11 @@ STATUS_CACHE = "status.json"
 
 def _shallow(item: DatabaseStatus) -> dict[str, Any]:
     """A DatabaseStatus as a JSON object: its fields as they are (``asdict`` deep-copies each one,
-    which was a fifth of `status --json` at 1,000 databases)."""
-    return {name: getattr(item, name) for name in _DATABASE_FIELDS}
+    which was a fifth of `status --json` at 1,000 databases). ``replicas`` only where there are several."""
+    doc = {name: getattr(item, name) for name in _DATABASE_FIELDS}
+    if item.replicas is None:
+        del doc["replicas"]
+    return doc
 
 
 def stale_after_seconds(settings: Settings) -> float:
@@ -104,6 +107,9 @@ class DatabaseStatus:
     replica_read_at: str | None  # when the replica position shown was read
     last_verify: dict[str, Any] | None
     observed_at: str | None = None  # set when the verdict comes from the supervisor's look at that time
+    # A database with several replicas (backupctl.replica_views): each replica's verdict; the fields above
+    # are then its worst replica's. None (and not in --json) with one replica.
+    replicas: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -361,7 +367,15 @@ def collect_status(
     with ``timeout``. ``binary_path`` may be a function giving it, called only when litestream runs
     (installing or checking the binary is part of a live reading, not of reading a look).
     The exit code to use is ``report.exit_code``.
+
+    A database with several replicas (the secondary) gets a verdict per replica, each read now, and
+    its own verdict is the worst of them (``replica_views.collect_status``); not with ``config_path``
+    (the user's own config, whose replicas litestream reads together).
     """
+    from backupctl import replica_views
+
+    if settings.replica_view is None and config_path is None and replica_views.several(settings):
+        return replica_views.collect_status(settings, binary_path, database, timeout=timeout, now=now)
     now = time.time() if now is None else now
     dbs = settings.database(database)
     supervisor = supervisor_info(settings, now)
@@ -382,6 +396,7 @@ def collect_status(
     from backupctl.continuity import records as continuity_records
 
     proofs = continuity_records(state_dir)
+    proof_of = replica_views.proof_of
     seen = None
     if supervisor.running and supervisor.pid is not None and not fresh:
         seen = observations.published(state_dir, supervisor.pid, now)
@@ -413,7 +428,7 @@ def collect_status(
                 record(entry, position, window, has_ltx, _local(db, position).updated_at, now)
             verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
                                       threshold, now, has_ltx, str(db.path) in unserved, observed_at=seen.observed_at,
-                                      verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
+                                      verifies=verifies, proof=proof_of(proofs, settings, db))  # fmt: skip
             report.databases.append(verdict)
         return report
 
@@ -428,7 +443,8 @@ def collect_status(
         restorable.restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
         if served else {}
     )  # fmt: skip
-    cache = state.read_json(state_dir / STATUS_CACHE) or {}
+    cache_path = state_dir / (STATUS_CACHE if settings.replica_view is None else f"status-{settings.replica_view}.json")
+    cache = state.read_json(cache_path) or {}
     for db in dbs:
         position = local_positions.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
         local = _local(db, position)
@@ -440,10 +456,10 @@ def collect_status(
             record(entry, position, window, has_ltx, local.updated_at, now)
             observations.note_unshipped(entry, db.path)
         verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, has_ltx,
-                                  str(db.path) in unserved, verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
+                                  str(db.path) in unserved, verifies=verifies, proof=proof_of(proofs, settings, db))  # fmt: skip
         report.databases.append(verdict)
     try:
-        state.write_json(state_dir / STATUS_CACHE, cache)
+        state.write_json(cache_path, cache)
     except OSError:
         pass  # a read-only project folder still gets a status, just without memory across calls
     return report

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery, replica_option
 
 
 @app.command()
@@ -16,6 +16,9 @@ def drill(
         float,
         typer.Option("--timeout", click_type=DURATION, help="Give up on one database's download after this long: 30m, 90s."),
     ] = 1800.0,
+    replica: Annotated[
+        str | None, replica_option("the replica holding the newest backup, as litestream picks it; every replica proven whole")
+    ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -31,7 +34,7 @@ def drill(
     from backupctl.cli.cmd_restore import _signals_stop, _status, _step
     from backupctl.cli.output import emit_json, notice, print_table, say, success
 
-    settings = load_for_recovery(env_file)
+    settings = load_for_recovery(env_file, replica=replica)
     binary = binary_for(settings)
     with _signals_stop("drill"), _status("recovery drill", json_out) as status:
         step = _step(status)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, human_size, load_for_recovery, replica_option
 from backupctl.errors import BackupctlError, ExitCode
 
 
@@ -139,6 +139,9 @@ def restore(
     timeout: Annotated[
         float, typer.Option("--timeout", click_type=DURATION, help="Give up on the download after this long: 30m, 90s.")
     ] = 1800.0,
+    replica: Annotated[
+        str | None, replica_option("the replica holding the newest backup, as litestream picks it")
+    ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -152,7 +155,7 @@ def restore(
     created like their parent folder.
 
     Litestream's own spellings work as well: -timestamp, -generation, -txid, -o (also -o=PATH),
-    -if-db-not-exists and -if-replica-exists, with a value after a space or an =.
+    -if-db-not-exists, -if-replica-exists and -replica, with a value after a space or an =.
 
     \b
     Examples:
@@ -167,6 +170,7 @@ def restore(
       backupctl restore -timestamp=2024-01-15T12:00:00Z  # litestream's spelling, as its guides write it
       backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
       backupctl restore --all --if-db-not-exists --if-replica-exists  # boot: restore only what is missing
+      backupctl restore --replica secondary -o /tmp/check.db  # from the secondary replica (Litestream 0.3)
     """
     from backupctl import restore as core
     from backupctl.cli import Interrupted
@@ -189,7 +193,7 @@ def restore(
     if db is not None and all_databases:
         raise _usage("name a database or pass --all, not both", "`backupctl restore DB` restores that one; --all every one")
     try:
-        settings = load_for_recovery(env_file)
+        settings = load_for_recovery(env_file, replica=replica)
     except NoBackupError as exc:  # a glob that the replica holds nothing for yet: a first deploy
         if not if_replica_exists:
             raise

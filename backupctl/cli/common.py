@@ -13,6 +13,7 @@ from backupctl.cli.wiring import binary_for as binary_for
 from backupctl.cli.wiring import explicit_config as explicit_config
 from backupctl.cli.wiring import load as load
 from backupctl.cli.wiring import load_for_recovery as load_for_recovery
+from backupctl.cli.wiring import narrow as narrow
 
 EnvFileOpt = Annotated[
     Path | None,
@@ -33,6 +34,18 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+
+def replica_option(default: str) -> object:
+    """``--replica NAME`` for a command whose default (without it) is ``default``."""
+    return typer.Option(
+        "--replica",
+        metavar="NAME",
+        help="Use this replica alone: primary or secondary (BACKUP_SECONDARY_*, Litestream 0.3), or a type of a "
+        f"BACKUP_REPLICA list; litestream's -replica works too. Default: {default}.",
+        show_default=False,
+    )
 
 
 def human_size(n: float | None) -> str:
