@@ -131,6 +131,14 @@ def read(
     given = sorted(VARIABLES[s][0] for s, v in values.items() if v is not None)
     if not given:
         return None
+    if not caps.multiple_replicas:  # whatever else is set or missing: 0.5 writes no second replica at all
+        named = PREFIX + "REPLICA" if values["replica"] is not None else given[0]
+        primary.add(
+            named,
+            f"asks for a second replica of every database, but Litestream {caps.version} allows one per database",
+            refused_on(),
+        )
+        return None
     raw = values["replica"]
     if raw is None:
         primary.add(
@@ -143,13 +151,6 @@ def read(
     if spec is None:
         what = "names one replica type, not a list" if "," in raw else f"{raw.strip()!r} is not a replica type"
         primary.add(PREFIX + "REPLICA", what, f"use one of {', '.join(replica_kinds.REPLICA_KINDS)}")
-        return None
-    if not caps.multiple_replicas:
-        primary.add(
-            PREFIX + "REPLICA",
-            f"asks for a second replica of every database, but Litestream {caps.version} allows one per database",
-            refused_on(),
-        )
         return None
     if len(primary.kinds) > 1:
         primary.add(

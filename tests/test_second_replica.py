@@ -364,6 +364,9 @@ def test_two_buckets_on_two_servers_with_their_own_credentials(tmp_path: Path, l
         ids_are_whole(tmp_path / "spelled.db", 350)
         gone = run_cli("restore", "--replica", "primary", "-o", str(tmp_path / "from-primary.db"), cwd=app, timeout=180)
         assert gone.returncode != 0 and not (tmp_path / "from-primary.db").exists()
+        # a plain restore reads both (litestream 0.3 does): it fails on the lost one, and says how to go on
+        plain = run_cli("restore", "-o", str(tmp_path / "plain.db"), cwd=app, timeout=180)
+        assert plain.returncode != 0 and "--replica secondary" in plain.stderr, plain.stderr
 
         # from the replicas alone: the primary's is gone, the secondary holds it; --replica reads one
         code, doc = status_doc(app, "--replica-only")

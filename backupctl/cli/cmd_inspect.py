@@ -21,7 +21,6 @@ from backupctl.cli.common import (
     human_size,
     load,
     load_for_recovery,
-    replica_option,
 )
 
 DbArg = Annotated[
@@ -259,7 +258,15 @@ def status(
         ),
     ] = False,
     replica: Annotated[
-        str | None, replica_option("with --replica-only, each replica (a verdict for each); only with --replica-only")
+        str | None,
+        typer.Option(
+            "--replica",
+            metavar="NAME",
+            # the option's name first: click wraps a narrow terminal at hyphens, never inside a line's first word
+            help="--replica-only reads this replica alone: primary or secondary (BACKUP_SECONDARY_*, Litestream 0.3), "
+            "or a type of a BACKUP_REPLICA list. Default: every replica, a verdict for each.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).

@@ -227,10 +227,11 @@ def restore(
     plans = []
     for database, out in targets:
         try:
-            plan = core.plan_restore(
-                settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force,
-                details=details,
-            )  # fmt: skip
+            with _naming_each_replica(settings, replica):
+                plan = core.plan_restore(
+                    settings, binary, database, out, timestamp=timestamp, txid=txid, generation=generation, force=force,
+                    details=details,
+                )  # fmt: skip
             if dry_run:  # an empty replica fails the dry run as it would fail the restore (exit 8)
                 core.require_a_backup(settings, binary, plan)
         except NoBackupError as exc:
@@ -259,7 +260,7 @@ def restore(
     with _signals_stop("restore"):
         for p in plans:
             try:
-                with _status(f"restoring {p.database.name}", json_out) as status:
+                with _status(f"restoring {p.database.name}", json_out) as status, _naming_each_replica(settings, replica):
                     step = _step(status)
                     result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
             except NoBackupError as exc:  # 0.3 on a new machine finds out only now that the replica is empty
@@ -316,6 +317,22 @@ def restore(
     elif not results:
         say("nothing was restored")
     return 0
+
+
+@contextmanager
+def _naming_each_replica(settings: Any, replica: str | None) -> Iterator[None]:
+    """A litestream failure of a plain restore with several replicas (litestream 0.3 reads them all, and
+    fails when one cannot be read) names the way past it: one replica alone."""
+    from backupctl.errors import LitestreamError
+    from backupctl.replica_views import labels, several
+
+    try:
+        yield
+    except LitestreamError as exc:
+        if replica is None and several(settings):
+            names = " or ".join(f"--replica {name}" for name in labels(settings))
+            exc.hint = f"{exc.hint}; with a replica unreachable or lost, restore from one alone: {names}"
+        raise
 
 
 def _usage(message: str, hint: str, details: list[str] | None = None) -> BackupctlError:
