@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backupctl import positions, state
+from backupctl import positions, replica_views, state
 from backupctl.child import ChildRun, describe_exit
 from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.runner import Litestream, scrub
@@ -48,9 +48,19 @@ class Coverage:
             self._error(exc)
             return {}
 
-    def covered(self, databases: list[Database], targets: dict[str, positions.LocalPosition] | None = None) -> set[str]:
+    def covered(
+        self,
+        databases: list[Database],
+        targets: dict[str, positions.LocalPosition] | None = None,
+        *,
+        unreadable_fails: bool = False,
+    ) -> set[str]:
         """The databases (paths as str) whose replica holds their local position: the one in ``targets``
-        when litestream had one for it, else the one it has now (a database it never replicated)."""
+        when litestream had one for it, else the one it has now (a database it never replicated).
+
+        Several replicas (the secondary) are read one by one: each one that can be read must hold the
+        position, and one at least, so a start is confirmed through an outage of the other (litestream
+        writes the replica it reaches). ``unreadable_fails`` (a final sync): every replica must be read."""
         if not databases:
             return set()
         if self.position_check is not None:
@@ -68,6 +78,12 @@ class Coverage:
         local = {**self.local_positions(fresh), **wanted} if fresh else wanted
         covered: set[str] = set()
         readable = [db for db in databases if str(db.path) in local]
+        if replica_views.several(self.settings):
+            held, errors = replica_views.covered_by_each(self.litestream, readable, local, timeout=POSITION_TIMEOUT,
+                                                         unreadable_fails=unreadable_fails)  # fmt: skip
+            for error in errors:
+                self._error(error)
+            return held
         for path, replica in positions.read_replicas(self.litestream, readable, timeout=POSITION_TIMEOUT).items():
             if isinstance(replica, BackupctlError):
                 self._error(replica)
@@ -88,7 +104,8 @@ class Coverage:
         clean = returncode == 0 and not run.killed and not run.sync_skipped and run.term_sent_at is not None
         # 0.5.17 stopped before its first snapshot exits 0 with an empty replica; an error while
         # stopping may or may not have lost data: only the replica's position tells.
-        uncovered = {str(db.path) for db in self.settings.databases} - self.covered(list(self.settings.databases))
+        every = list(self.settings.databases)
+        uncovered = {str(db.path) for db in every} - self.covered(every, unreadable_fails=True)
         done = clean and not uncovered
         code = describe_exit(returncode)
         if done:

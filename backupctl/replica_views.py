@@ -27,16 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backupctl import secondary as secondary_replica
-from backupctl.errors import VERDICT_EXIT, NotFoundError, worst_exit
+from backupctl.errors import VERDICT_EXIT, BackupctlError, NotFoundError, worst_exit
 from backupctl.settings import Database, Replica, Settings
 
 if TYPE_CHECKING:
     from backupctl.continuity import Proof
+    from backupctl.positions import LocalPosition
     from backupctl.replica_status import ReplicaReport
     from backupctl.runner import Litestream
     from backupctl.status import StatusReport
 
-VIEW_CONFIG = "replica-{name}.yml"  # in the state folder: a config naming one replica of every database
+VIEW_CONFIG = "replica-{name}-{digest}.yml"  # in the state folder: a config naming one replica of every database
 
 
 def several(settings: Settings) -> bool:
@@ -118,23 +119,57 @@ def settings_for(settings: Settings, replica: Replica) -> Settings:
 
 
 def config_path(settings: Settings) -> Path:
-    """The config of a view (``settings.replica_view``): rendered into the state folder, rewritten only
-    when it changed. Never litestream.yml or the supervisor's copy: those name every replica."""
+    """The config of a view (``settings.replica_view``), rendered into the state folder under a name made
+    of its text: the supervisor reads through one while `status` (with a changed .env, say) may render
+    another, and neither may swap the other's. Never litestream.yml or the supervisor's copy: those name
+    every replica."""
+    import hashlib
+
     from backupctl.owned import secure_dir, write_atomic
     from backupctl.paths import project_state_dir
     from backupctl.render import render
 
     assert settings.replica_view is not None
     folder = secure_dir(project_state_dir(settings.project_dir), what="state folder")
-    path = folder / VIEW_CONFIG.format(name=settings.replica_view)
     text = render(settings).text
-    try:
-        current = path.read_text("utf-8")
-    except OSError:
-        current = None
-    if current != text:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path = folder / VIEW_CONFIG.format(name=settings.replica_view, digest=digest)
+    if not path.is_file():
         write_atomic(path, text)
     return path
+
+
+def covered_by_each(
+    ls: Litestream,
+    databases: list[Database],
+    local: dict[str, LocalPosition],
+    *,
+    timeout: float,
+    unreadable_fails: bool,
+) -> tuple[set[str], list[BackupctlError]]:
+    """The databases (paths as str) each of whose replicas holds its ``local`` position, read one replica
+    at a time (a reading of them together fails whole when one cannot be read). A replica that cannot
+    be read is passed over, as long as another one holds the position, unless ``unreadable_fails``;
+    the errors of those readings come back to be said."""
+    from backupctl import positions
+    from backupctl.runner import Litestream
+
+    readings: dict[str, list[positions.ReplicaPosition | BackupctlError]] = {str(db.path): [] for db in databases}
+    for name in names(ls.settings):
+        narrowed = view(ls.settings, name)
+        ones = [db for db in narrowed.databases if str(db.path) in readings]
+        runner = Litestream(ls.binary, narrowed, config_path(narrowed))
+        for path, reading in positions.read_replicas(runner, ones, timeout=timeout).items():
+            readings[path].append(reading)
+    held: set[str] = set()
+    errors: list[BackupctlError] = []
+    for path, found in readings.items():
+        read = [r for r in found if isinstance(r, positions.ReplicaPosition)]
+        errors += [r for r in found if isinstance(r, BackupctlError)]
+        enough = bool(read) and (len(read) == len(found) or not unreadable_fails)
+        if enough and all(positions.covers(r, local[path], ls.caps.has_ltx) for r in read):
+            held.add(path)
+    return held, errors
 
 
 # --------------------------------------------------------------------------- status

@@ -6,6 +6,8 @@ share credentials; the settings' errors; its lock; its continuity check; and 0.5
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -341,9 +343,22 @@ def test_two_buckets_on_two_servers_with_their_own_credentials(tmp_path: Path, l
         rows = {line.split("\t")[0]: line.split("\t")[1] for line in piped.stdout.splitlines()[1:]}
         assert rows["production.sqlite3 (primary)"] == "ok" and rows["production.sqlite3 (secondary)"] != "ok", piped.stdout
 
+        # litestream dies during the outage: the one started in its place is confirmed by the primary alone,
+        # and goes on writing it
+        killed = doc["supervisor"]["litestream_pid"]
+        os.kill(killed, signal.SIGKILL)
+        insert_rows(db, 50)
+
+        def replaced() -> bool:
+            supervisor = status_doc(app)[1]["supervisor"]
+            return supervisor["state"] == "running" and supervisor["litestream_pid"] not in (None, killed)
+
+        wait_for(replaced, 120, 1.0, "a new litestream, confirmed while the secondary is down")
+        wait_for(lambda: restored_rows(app, tmp_path, "primary") == 250, 90, 1.0, "the primary to take the 50 rows")
+
         # it comes back and catches up; then the primary's bucket is lost
         second.start()
-        insert_rows(db, 150)
+        insert_rows(db, 100)
         wait_for(lambda: both_hold(350), 120, 1.0, "both replicas to hold the 350 rows after the outage")
         stopped = run_cli("stop", cwd=app, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
@@ -413,13 +428,16 @@ def test_a_hole_in_the_secondary_alone_is_found_and_healed(tmp_path: Path, lites
     try:
         started = run_cli("start", "--background", cwd=app, timeout=120)
         assert started.returncode == 0, started.stderr
+        # the supervisor's own check after the start comes first (its next one is an hour away): the hole is
+        # planted after it, so that verify is what finds it
+        wait_for(lambda: "continuity of app.db: " in run_cli("logs", cwd=app).stdout, 60, 0.5, "the check after start")
         for _ in range(4):  # a WAL segment each, in both replicas
             before = (len(segments(primary)), len(segments(secondary)))
-            insert_rows(db, 300)
+            insert_wide_rows(db, 300)
             wait_for(lambda b=before: len(segments(primary)) > b[0] and len(segments(secondary)) > b[1], 60, 0.2,
                      "both replicas to take the rows")  # fmt: skip
-        segments(secondary)[2].unlink()
-        insert_rows(db, 300)
+        segments(secondary)[2].unlink()  # new pages of their own (wide rows): no later segment writes them again
+        insert_wide_rows(db, 300)
 
         verified = run_cli("verify", cwd=app, timeout=180)
         said = verified.stdout + verified.stderr
@@ -435,6 +453,14 @@ def test_a_hole_in_the_secondary_alone_is_found_and_healed(tmp_path: Path, lites
         assert records[f"{db}#secondary"]["verdict"] == "whole" and records[str(db)]["verdict"] == "whole", records
     finally:
         run_cli("stop", cwd=app, timeout=120)
+
+
+def insert_wide_rows(db: Path, n: int) -> None:
+    """n rows of 200 bytes in one transaction: each batch fills pages of its own (about 60 KB)."""
+    con = sqlite3.connect(db, timeout=10)
+    with con:
+        con.executemany("INSERT INTO items (body) VALUES (?)", [("x" * 200,) for _ in range(n)])
+    con.close()
 
 
 def segments(replica_dir: Path) -> list[Path]:
