@@ -17,7 +17,9 @@ def drill(
         typer.Option("--timeout", click_type=DURATION, help="Give up on one database's download after this long: 30m, 90s."),
     ] = 1800.0,
     replica: Annotated[
-        str | None, replica_option("the replica holding the newest backup, as litestream picks it; every replica proven whole")
+        str | None,
+        replica_option("the replica holding the newest backup, as litestream picks it, and every replica proven whole "
+                       "against the live database where there is one"),  # fmt: skip
     ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
