@@ -72,7 +72,7 @@ def resolve(settings: Settings, wanted: str) -> str:
     Raises NotFoundError (exit 8) naming the replicas there are."""
     known = names(settings)
     word = wanted.strip().lower()
-    if word == secondary_replica.PRIMARY and known:
+    if word == secondary_replica.PRIMARY and known and known[0] != secondary_replica.NAME:  # (not a secondary's view)
         return known[0]
     if word in known:
         return word
