@@ -422,12 +422,14 @@ def check_replica(
 ) -> Check:
     """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file)."""
     from backupctl.replica_views import label, settings_for
+    from backupctl.secondary import said_of
 
     clean = clean or cleaner(settings)
     # A secondary replica is probed with its own credentials (backupctl.secondary), and named as such.
     found = replica.spec.probe(settings_for(settings, replica), replica, server_dates if server_dates is not None else [], clean)
     if replica.name is not None:
-        found = replace(found, subject=f"{found.subject} ({label(settings, replica)})")
+        found = replace(found, subject=f"{found.subject} ({label(settings, replica)})", found=said_of(replica, found.found),
+                        fix=said_of(replica, found.fix))  # fmt: skip
     return found
 
 

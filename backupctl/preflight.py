@@ -23,11 +23,12 @@ import errno
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError
 from backupctl.filekinds import kind_of
+from backupctl.secondary import said_of
 from backupctl.settings import Database, Replica, Settings
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -144,8 +145,8 @@ def check(
             problem = check_replica(replica, connect_timeout)
             if problem is None and credentials:
                 problem = check_credentials(settings, replica)
-            if problem is not None:
-                result.problems.append(problem)
+            if problem is not None:  # the secondary's in its own variables' names
+                result.problems.append(replace(problem, what=said_of(replica, problem.what), fix=said_of(replica, problem.fix)))
     return result
 
 

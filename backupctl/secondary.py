@@ -230,6 +230,7 @@ def _variable_of(origins: Mapping[str, Origin], setting: str) -> str:
 # The variables a kind's checks name for a setting, as the secondary names them: a kind's checks are
 # written for the primary's variables (R2_ACCOUNT_ID, BACKUP_ENDPOINT...).
 _RENAMES = {variable: VARIABLES[setting][0] for setting, chain in replica_kinds.variables().items() for variable in chain}
+_RENAMES["BACKUP_LOCAL_DIR"] = VARIABLES["local_dir"][0]  # a folder replica's (not a kind's variable)
 _RENAME = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _RENAMES), key=len, reverse=True)) + r")\b")
 
 
@@ -237,6 +238,12 @@ def _secondary_names(problem: str) -> str:
     """A kind's problem as the secondary's: its variables named ``BACKUP_SECONDARY_*`` (an inherited
     credential keeps the primary's name only in its origin, never in what to set)."""
     return _RENAME.sub(lambda m: _RENAMES[m.group(1)], problem)
+
+
+def said_of(replica: Replica, text: str) -> str:
+    """What a kind says of a replica (a probe's finding, its fix), with the secondary's variables for
+    the secondary: kinds name the primary's (``change BACKUP_LOCAL_DIR``)."""
+    return _secondary_names(text) if replica.name == NAME else text
 
 
 def check_rendered(settings_databases: tuple, text: str) -> None:  # tuple[settings.Database, ...]
