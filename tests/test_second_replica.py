@@ -238,6 +238,7 @@ def test_secondary_secrets_stay_out_of_the_file_env_json_and_errors(tmp_path: Pa
     doc = json.loads(doctor.stdout)
     checks = [c for c in doc["checks"] if c["name"] == "replica access"]
     assert [c["subject"].endswith("(secondary)") for c in checks] == [False, True], checks
+    assert "BACKUP_ENDPOINT" in checks[0]["fix"] and "BACKUP_SECONDARY_ENDPOINT" in checks[1]["fix"], checks
     for result in (printed, human, machine, doctor):
         said = result.stdout + result.stderr
         assert secret not in said and key_id not in said and "Primary-Secret-Value-3141" not in said
