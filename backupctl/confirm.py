@@ -79,8 +79,7 @@ class Coverage:
         covered: set[str] = set()
         readable = [db for db in databases if str(db.path) in local]
         if replica_views.several(self.settings):
-            held, errors = replica_views.covered_by_each(self.litestream, readable, local, timeout=POSITION_TIMEOUT,
-                                                         unreadable_fails=unreadable_fails)  # fmt: skip
+            held, errors = self._covered_by_each(readable, local, unreadable_fails)
             for error in errors:
                 self._error(error)
             return held
@@ -90,6 +89,32 @@ class Coverage:
             elif isinstance(replica, positions.ReplicaPosition) and positions.covers(replica, local[path], has_ltx):
                 covered.add(path)
         return covered
+
+    def _covered_by_each(
+        self, databases: list[Database], local: dict[str, positions.LocalPosition], unreadable_fails: bool
+    ) -> tuple[set[str], list[BackupctlError]]:
+        """The databases (paths as str) each of whose replicas holds its ``local`` position, read one
+        replica at a time through its view (a reading of them together fails whole when one cannot be
+        read). A replica that cannot be read is passed over, as long as another one holds the position,
+        unless ``unreadable_fails``; the errors of those readings come back to be said."""
+        from backupctl.render import config_for_reading  # lazy: only a database with several replicas reads views
+
+        readings: dict[str, list[positions.ReplicaPosition | BackupctlError]] = {str(db.path): [] for db in databases}
+        for name in replica_views.names(self.settings):
+            narrowed = replica_views.view(self.settings, name)
+            ones = [db for db in narrowed.databases if str(db.path) in readings]
+            runner = Litestream(self.litestream.binary, narrowed, config_for_reading(narrowed))
+            for path, reading in positions.read_replicas(runner, ones, timeout=POSITION_TIMEOUT).items():
+                readings[path].append(reading)
+        held: set[str] = set()
+        errors: list[BackupctlError] = []
+        for path, found in readings.items():
+            read = [r for r in found if isinstance(r, positions.ReplicaPosition)]
+            errors += [r for r in found if isinstance(r, BackupctlError)]
+            enough = bool(read) and (len(read) == len(found) or not unreadable_fails)
+            if enough and all(positions.covers(r, local[path], self.litestream.caps.has_ltx) for r in read):
+                held.add(path)
+        return held, errors
 
     def replicas_empty(self, databases: set[str]) -> bool:
         """True only when some replica is really empty (so "NO backup yet" is the truth)."""

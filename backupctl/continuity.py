@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import sqlite_wal
+from backupctl import replica_views, sqlite_wal
 from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.runner import Litestream
 from backupctl.settings import Database
@@ -314,14 +314,36 @@ def prove(
     "does the replica hold litestream's own position?" (default: ``replica_holds_local``); the
     restore waits for it, so a replica merely behind litestream is never taken for a broken one.
 
-    A database with several replicas has each proven on its own (``replica_views.prove_each``): it is
+    A database with several replicas has each proven on its own (``_prove_each_replica``): it is
     whole when every replica is, broken when one is."""
-    from backupctl import replica_views
-
     if len(db.replicas) > 1:
-        return replica_views.prove_each(ls, db, work_dir, catch_up_timeout=catch_up_timeout, sleep=sleep,
-                                        replica_covers=replica_covers)  # fmt: skip
-    return replica_views.mark(_prove_replica(ls, db, work_dir, catch_up_timeout, sleep, replica_covers), ls.settings)
+        return _prove_each_replica(ls, db, work_dir, catch_up_timeout, sleep)
+    proof = _prove_replica(ls, db, work_dir, catch_up_timeout, sleep, replica_covers)
+    proof.replica = replica_views.view_label(ls.settings)  # one replica of several (a view), or None
+    return proof
+
+
+def _prove_each_replica(ls: Litestream, db: Database, work_dir: Path, catch_up_timeout: float,
+                        sleep: Callable[[float], None]) -> Proof:  # fmt: skip
+    """Each replica proven through its view: the database is broken if one is, whole if all are, else
+    undecided; each replica's proof in ``replicas`` (``record`` keeps them too, for `status`)."""
+    from backupctl.render import config_for_reading  # lazy: only a database with several replicas reads views
+
+    started = time.time()
+    each: dict[str, Proof] = {}
+    for name in replica_views.names(ls.settings):
+        narrowed = replica_views.view(ls.settings, name)
+        one = next(d for d in narrowed.databases if d.path == db.path)
+        runner = Litestream(ls.binary, narrowed, config_for_reading(narrowed))
+        each[replica_views.label(ls.settings, name)] = prove(runner, one, work_dir, catch_up_timeout=catch_up_timeout,
+                                                             sleep=sleep)  # fmt: skip
+    verdicts = [p.verdict for p in each.values()]
+    verdict = BROKEN if BROKEN in verdicts else WHOLE if all(v == WHOLE for v in verdicts) else UNDECIDED
+    reason = "; ".join(f"{name} {p.verdict}: {p.reason}" for name, p in each.items())
+    proof = Proof(str(db.path), db.name, verdict, reason, started)
+    proof.seconds = round(sum(p.seconds for p in each.values()), 2)
+    proof.replicas = {name: p.to_json() for name, p in each.items()}
+    return proof
 
 
 def _prove_replica(ls: Litestream, db: Database, work_dir: Path, catch_up_timeout: float, sleep: Callable[[float], None],
@@ -442,7 +464,6 @@ def record(state_dir: Path, proof: Proof, *, healing: bool | None = None, healed
     standing (it says nothing new), but records that it ran. A database with several replicas: each
     replica's verdict is kept too, under ``path#label`` (a proof of one replica only there)."""
     from backupctl import state
-    from backupctl.replica_views import proof_key
 
     def put(data: dict[str, Any]) -> None:
         for name, sub in proof.replicas.items():
@@ -450,7 +471,7 @@ def record(state_dir: Path, proof: Proof, *, healing: bool | None = None, healed
         keep(data, proof)
 
     def keep(data: dict[str, Any], proof: Proof) -> None:
-        key = proof_key(proof.database, proof.replica)
+        key = replica_views.proof_key(proof.database, proof.replica)
         previous = data.get(key) or {}
         entry = proof.to_json()
         if proof.verdict == UNDECIDED and previous.get("verdict") in (WHOLE, BROKEN):

@@ -21,11 +21,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from backupctl import replica_views
 from backupctl.errors import DOCTOR_EXIT, BackupctlError, ExitCode
 from backupctl.kinds.base import PROBE_PREFIX as PROBE_PREFIX
 from backupctl.kinds.file import check_replica_folder as check_replica_folder
 from backupctl.kinds.s3 import open_s3_client as open_s3_client
 from backupctl.kinds.s3 import replica_prefix as replica_prefix
+from backupctl.secondary import said_of
 from backupctl.settings import Database, Replica, Settings, mask
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -420,16 +422,14 @@ def check_replica(
     server_dates: list[tuple[float, float]] | None = None,
     clean: Callable[[str], str] | None = None,
 ) -> Check:
-    """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file)."""
-    from backupctl.replica_views import label, settings_for
-    from backupctl.secondary import said_of
-
+    """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file).
+    A secondary replica is probed with its own credentials (backupctl.secondary), and named as such."""
     clean = clean or cleaner(settings)
-    # A secondary replica is probed with its own credentials (backupctl.secondary), and named as such.
-    found = replica.spec.probe(settings_for(settings, replica), replica, server_dates if server_dates is not None else [], clean)
+    dates = server_dates if server_dates is not None else []
+    found = replica.spec.probe(replica_views.settings_for(settings, replica), replica, dates, clean)
     if replica.name is not None:
-        found = replace(found, subject=f"{found.subject} ({label(settings, replica)})", found=said_of(replica, found.found),
-                        fix=said_of(replica, found.fix))  # fmt: skip
+        found = replace(found, subject=f"{found.subject} ({replica_views.label(settings, replica)})",
+                        found=said_of(replica, found.found), fix=said_of(replica, found.fix))  # fmt: skip
     return found
 
 

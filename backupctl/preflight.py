@@ -28,6 +28,7 @@ from pathlib import Path
 
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError
 from backupctl.filekinds import kind_of
+from backupctl.replica_views import settings_for
 from backupctl.secondary import said_of
 from backupctl.settings import Database, Replica, Settings
 
@@ -262,8 +263,6 @@ def check_credentials(settings: Settings, replica: Replica) -> Problem | None:
     if not isinstance(replica.spec, S3Kind):
         return None
     from backupctl.doctor import FAIL, cleaner
-    from backupctl.replica_views import settings_for
-
     found = replica.spec.probe(settings_for(settings, replica), replica, [], cleaner(settings))
     if found.status != FAIL:
         return None

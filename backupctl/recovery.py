@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError, NoBackupError, NotFoundError
+from backupctl.replica_views import settings_for
 from backupctl.settings import Replica, Settings
 
 NAME_MARK = "{name}"
@@ -115,9 +116,7 @@ def _names_in(settings: Settings, replica: Replica) -> set[str]:
             ) from None
         return {e.removesuffix(suffix) for e in entries if e.endswith(suffix) and e != suffix}
     if replica.kind in ("s3", "r2"):
-        from backupctl.replica_views import settings_for  # a secondary is listed with its own credentials
-
-        folders = _s3_folders(settings_for(settings, replica), replica, before)
+        folders = _s3_folders(settings_for(settings, replica), replica, before)  # a secondary: its own credentials
         return {e.removesuffix(suffix) for e in folders if e.endswith(suffix) and e != suffix}
     raise ConfigError(
         f"a glob in BACKUP_DATABASES cannot be resolved against a {replica.kind} replica",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backupctl.errors import ConfigError
 from backupctl.owned import secure_dir, write_atomic
+from backupctl.secondary import check_rendered
 from backupctl.settings import Settings
 from backupctl.versions import capabilities
 
@@ -156,8 +157,6 @@ def render(settings: Settings) -> Rendered:
                 "templates must not print credentials: backupctl passes them to litestream through its environment",
             )
     if settings.secondary is not None:
-        from backupctl.secondary import check_rendered
-
         check_rendered(settings.databases, text)
     filename = Path(template.filename or "")
     user_dir = user_templates_dir(settings)
@@ -275,9 +274,7 @@ def config_for_reading(settings: Settings, *, prefer_running: bool = True) -> Pa
     from backupctl.paths import project_state_dir
 
     if settings.replica_view is not None:  # one replica of each database (replica_views): its own config
-        from backupctl.replica_views import config_path
-
-        return config_path(settings)
+        return view_config(settings)
     state_dir = project_state_dir(settings.project_dir)
     running = processes.supervisor_of(settings.project_dir) if prefer_running else None
     if running is not None:
@@ -300,6 +297,28 @@ def config_for_reading(settings: Settings, *, prefer_running: bool = True) -> Pa
     preview = state_dir / "preview.yml"
     write_atomic(preview, render(settings).text)
     return preview
+
+
+VIEW_CONFIG = "replica-{name}-{digest}.yml"  # in the state folder: a config naming one replica of every database
+
+
+def view_config(settings: Settings) -> Path:
+    """The config of settings narrowed to one replica of each database (``replica_views.view``), in the
+    state folder under a name made of its text: the supervisor reads through one while `status` (with a
+    changed .env, say) may render another, and neither may swap the other's. Never litestream.yml or the
+    supervisor's copy: those name every replica."""
+    import hashlib
+
+    from backupctl.paths import project_state_dir  # lazy: as config_for_reading's
+
+    assert settings.replica_view is not None
+    folder = secure_dir(project_state_dir(settings.project_dir), what="state folder")
+    text = render(settings).text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path = folder / VIEW_CONFIG.format(name=settings.replica_view, digest=digest)
+    if not path.is_file():
+        write_atomic(path, text)
+    return path
 
 
 def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:

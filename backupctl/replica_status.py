@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl import listings, restorable
+from backupctl import listings, replica_views, restorable
 from backupctl.errors import ExitCode
 from backupctl.runner import Litestream
 from backupctl.settings import Database, Settings
@@ -80,14 +80,12 @@ def collect_replica_status(
     only about what the replica holds and how old its newest backup is.
 
     With several replicas (the secondary) each is read on its own and a database's verdict is the
-    worst of its replicas' (``replica_views.collect_replica_status``).
+    worst of its replicas' (``_collect_each_replica``).
     """
     import dataclasses
 
-    from backupctl import replica_views
-
     if settings.replica_view is None and replica_views.several(settings):
-        return replica_views.collect_replica_status(settings, binary_path, database, timeout=timeout, now=now)
+        return _collect_each_replica(settings, binary_path, database, timeout=timeout, now=now)
     import tempfile
 
     from backupctl.owned import write_atomic
@@ -150,3 +148,41 @@ def collect_replica_status(
                 entry.replica_position = window.latest_generation.generation
         report.databases.append(entry)
     return report
+
+
+# What `status --replica-only --json` says of each replica of a database with several.
+_REPLICA_FIELDS = ("verdict", "reason", "newest_backup", "newest_backup_age_seconds", "oldest_restorable",
+                   "restorable_window_seconds", "newest_snapshot", "snapshot_count", "replica_position",
+                   "replica_error")  # fmt: skip
+
+
+def _collect_each_replica(
+    settings: Settings, binary_path: Path, database: str | None, *, timeout: float, now: float | None
+) -> ReplicaReport:
+    """`status --replica-only` of several replicas: each read through its view; a database's verdict is
+    the worst of its replicas', each replica's in ``replicas``."""
+    import dataclasses
+
+    now = time.time() if now is None else now
+    reports = [
+        (replica_views.label(settings, name),
+         collect_replica_status(replica_views.view(settings, name), binary_path, database, timeout=timeout, now=now))
+        for name in replica_views.names(settings)
+    ]  # fmt: skip
+    first = reports[0][1]
+    merged = dataclasses.replace(first, databases=[])
+    for i in range(len(first.databases)):
+        per = [(name, report.databases[i]) for name, report in reports]
+        worst = per[replica_views.worst([d.verdict for _, d in per])][1]
+        bad = [f"{name} {d.verdict} ({', '.join(d.destinations)}): {d.reason}" for name, d in per if d.verdict != "ok"]
+        good = [f"{name} ok: {d.reason}" for name, d in per if d.verdict == "ok"]
+        merged.databases.append(
+            dataclasses.replace(
+                worst,
+                reason="; ".join(bad + good),
+                destinations=[dest for _, d in per for dest in d.destinations],
+                replicas=[{"name": name, "destination": ", ".join(d.destinations), **{f: getattr(d, f) for f in _REPLICA_FIELDS}}
+                          for name, d in per],
+            )
+        )  # fmt: skip
+    return merged

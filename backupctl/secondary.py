@@ -25,14 +25,19 @@ secondary beside a gs primary must share its key file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backupctl import kinds as replica_kinds
 from backupctl.envfile import Origin, read_chains
+from backupctl.errors import ConfigError
 from backupctl.kinds.base import Checking, Replica, check_remote_path, clean_path, resolve
 from backupctl.versions import Capabilities
+
+if TYPE_CHECKING:
+    from backupctl.settings import Database
 
 PREFIX = "BACKUP_SECONDARY_"
 NAME = "secondary"  # its name in litestream.yml
@@ -246,23 +251,18 @@ def said_of(replica: Replica, text: str) -> str:
     return _secondary_names(text) if replica.name == NAME else text
 
 
-def check_rendered(settings_databases: tuple, text: str) -> None:  # tuple[settings.Database, ...]
+def check_rendered(databases: Sequence[Database], text: str) -> None:
     """Raise ConfigError when a rendered config lost the secondary replica's name or its credentials'
     references: templates ejected before the secondary existed name every replica by its kind (two
     replicas of one name, which litestream refuses) and would hand it the primary's credentials."""
-    from backupctl.errors import ConfigError
-    from backupctl.render import yaml_scalar
-
-    wanted = {f"name: {yaml_scalar(NAME)}"}
-    for db in settings_databases:
-        for replica in db.replicas:
-            if replica.name == NAME:
-                wanted.update(f"'${{{variable}}}'" for _, variable in replica.refs)
-    if any(r.name == NAME for db in settings_databases for r in db.replicas):
-        missing = sorted(w for w in wanted if w not in text)
-        if missing:
-            raise ConfigError(
-                "the templates do not write the secondary replica as it must be: " + ", ".join(missing) + " is missing",
-                "copy the default templates again (`backupctl templates eject --force`) and redo your changes there: "
-                "the 0.3 template names each replica with {{ r.name }}, and s3.j2/r2.j2/abs.j2 write its own credentials",
-            )
+    replicas = [r for db in databases for r in db.replicas if r.name == NAME]
+    if not replicas:
+        return
+    wanted = {f'name: "{NAME}"'} | {f"'${{{variable}}}'" for r in replicas for _, variable in r.refs}
+    missing = sorted(w for w in wanted if w not in text)
+    if missing:
+        raise ConfigError(
+            "the templates do not write the secondary replica as it must be: " + ", ".join(missing) + " is missing",
+            "copy the default templates again (`backupctl templates eject --force`) and redo your changes there: "
+            "the 0.3 template names each replica with {{ r.name }}, and s3.j2/r2.j2/abs.j2 write its own credentials",
+        )

@@ -59,7 +59,7 @@ CHAINS: dict[str, tuple[str, ...]] = {
 SECRET_SETTINGS = replica_kinds.secret_settings() | {"http_token", "notify_url", "notify_fail_url"}
 # Shown masked too: half of a secret (an access key id), and what a kind says is.
 MASKED_SETTINGS = SECRET_SETTINGS | replica_kinds.masked_settings()
-_KIND_CREDENTIALS = replica_kinds.secret_settings() | replica_kinds.masked_settings()
+KIND_CREDENTIALS = replica_kinds.secret_settings() | replica_kinds.masked_settings()
 
 DEFAULTS: dict[str, str] = {
     "local_dir": "~/.backupctl/backups",
@@ -120,7 +120,7 @@ class Credentials:
     secondary: tuple[tuple[str, str], ...] = ()  # the secondary replica's (backupctl.secondary), own or the primary's
 
     def __getattr__(self, name: str) -> str | None:
-        if name not in _KIND_CREDENTIALS:
+        if name not in KIND_CREDENTIALS:
             raise AttributeError(name)
         return dict(self.replica).get(name)
 
@@ -361,7 +361,7 @@ def load_settings(
         retention=values["retention"] or DEFAULTS["retention"],
         local_dir=local_dir,
         credentials=Credentials(
-            replica=tuple((k, v) for k in sorted(_KIND_CREDENTIALS) if (v := values.get(k))),
+            replica=tuple((k, v) for k in sorted(KIND_CREDENTIALS) if (v := values.get(k))),
             http_token=values["http_token"],
             notify_url=values["notify_url"],
             notify_fail_url=values["notify_fail_url"],

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backupctl import listings, observations, positions, restorable, state
+from backupctl import listings, observations, positions, replica_views, restorable, state
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.observations import local_position, record
 from backupctl.paths import project_state_dir
@@ -369,13 +369,11 @@ def collect_status(
     The exit code to use is ``report.exit_code``.
 
     A database with several replicas (the secondary) gets a verdict per replica, each read now, and
-    its own verdict is the worst of them (``replica_views.collect_status``); not with ``config_path``
+    its own verdict is the worst of them (``_collect_each_replica``); not with ``config_path``
     (the user's own config, whose replicas litestream reads together).
     """
-    from backupctl import replica_views
-
     if settings.replica_view is None and config_path is None and replica_views.several(settings):
-        return replica_views.collect_status(settings, binary_path, database, timeout=timeout, now=now)
+        return _collect_each_replica(settings, binary_path, database, timeout=timeout, now=now)
     now = time.time() if now is None else now
     dbs = settings.database(database)
     supervisor = supervisor_info(settings, now)
@@ -463,6 +461,47 @@ def collect_status(
     except OSError:
         pass  # a read-only project folder still gets a status, just without memory across calls
     return report
+
+
+# What `status --json` says of each replica of a database with several.
+_REPLICA_FIELDS = ("verdict", "reason", "newest_backup", "newest_backup_age_seconds", "replica_position", "behind",
+                   "lag_seconds", "oldest_restorable", "newest_snapshot", "snapshot_count", "replica_error",
+                   "replica_read_at")  # fmt: skip
+
+
+def _collect_each_replica(
+    settings: Settings, binary_path: Path | Callable[[], Path], database: str | None, *, timeout: float, now: float | None
+) -> StatusReport:
+    """`status` of databases with several replicas: each replica read now through its view (the
+    supervisor's look reads them together, and one unreadable replica hides the other), then one verdict
+    per database, its worst replica's, with each replica's in ``replicas``."""
+    now = time.time() if now is None else now
+    reports = [
+        (name, collect_status(replica_views.view(settings, name), binary_path, database, timeout=timeout, now=now,
+                              fresh=True))
+        for name in replica_views.names(settings)
+    ]  # fmt: skip
+    first = reports[0][1]
+    # the supervisor as the whole settings see it (a view's would call them changed since it started)
+    merged = replace(first, databases=[], supervisor=supervisor_info(settings, now))
+    for i, base in enumerate(first.databases):
+        per = [(replica_views.label(settings, name), report.databases[i]) for name, report in reports]
+        worst = per[replica_views.worst([d.verdict for _, d in per])][1]
+        merged.databases.append(
+            replace(
+                worst,
+                reason=replica_views.combined_reason([(name, ", ".join(d.destinations), d.verdict, d.reason) for name, d in per]),
+                destinations=[dest for _, d in per for dest in d.destinations],
+                # the local side is one database: as read with the first replica
+                local_position=base.local_position,
+                size=base.size,
+                wal_size=base.wal_size,
+                local_updated_at=base.local_updated_at,
+                replicas=[{"name": name, "destination": ", ".join(d.destinations), **{f: getattr(d, f) for f in _REPLICA_FIELDS}}
+                          for name, d in per],
+            )
+        )  # fmt: skip
+    return merged
 
 
 _DATABASE_FIELDS = tuple(f.name for f in fields(DatabaseStatus))

@@ -323,6 +323,7 @@ def restore(
 def _naming_each_replica(settings: Any, replica: str | None) -> Iterator[None]:
     """A litestream failure of a plain restore with several replicas (litestream 0.3 reads them all, and
     fails when one cannot be read) names the way past it: one replica alone."""
+    # lazy: as every core import of the CLI, kept off --help's path
     from backupctl.errors import LitestreamError
     from backupctl.replica_views import labels, several
 

@@ -38,7 +38,7 @@ def narrow(settings, replica: str | None):  # noqa: ANN001, ANN201 - Settings, i
     """--replica NAME: the settings with only that replica of each database (``replica_views.view``)."""
     if replica is None:
         return settings
-    from backupctl.replica_views import view
+    from backupctl.replica_views import view  # lazy: only --replica needs it
 
     return view(settings, replica)
 

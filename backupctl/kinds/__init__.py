@@ -93,7 +93,7 @@ OWN_CREDENTIAL_KEYS = ("access_key_id", "secret_access_key", "account_key")
 
 def template_values(replica: Replica) -> dict[str, Any]:
     """What a replica's template sees: every key any kind's template reads (None where it does not apply)."""
-    from backupctl.render import EnvRef
+    from backupctl.render import EnvRef  # lazy: render imports this registry (as kinds/sftp.py does)
 
     values = {**_template_keys(), **dict.fromkeys(OWN_CREDENTIAL_KEYS), "kind": replica.kind, "name": replica.config_name,
               "type": replica.litestream_type, "path": replica.path, **replica.spec.template_values(replica)}  # fmt: skip
