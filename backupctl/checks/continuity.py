@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl import sqlite_wal
+from backupctl.config import replica_views
 from backupctl.config.settings import Database
 from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.host import state
@@ -88,9 +89,16 @@ class Proof:
     pages: int | None = None  # the database's size in pages at that point
     differing_pages: int | None = None  # broken: pages that differ at the closest committed state
     replica_position: dict[str, Any] = field(default_factory=dict)
+    # Several replicas (backupctl.config.replica_views): the label of the one this proof is of, or each one's proof.
+    replica: str | None = None
+    replicas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for key in ("replica", "replicas"):  # only where there are several replicas
+            if not doc[key]:
+                del doc[key]
+        return doc
 
 
 # --------------------------------------------------------------------------- how far litestream read
@@ -252,7 +260,42 @@ def prove(
     verdict: a replica that cannot be read or restored gives ``undecided`` with the reason, a
     restored copy that fails its integrity check gives ``broken``. ``replica_covers`` answers
     "does the replica hold litestream's own position?" (default: ``replica_holds_local``); the
-    restore waits for it, so a replica merely behind litestream is never taken for a broken one."""
+    restore waits for it, so a replica merely behind litestream is never taken for a broken one.
+
+    A database with several replicas has each proven on its own (``_prove_each_replica``): it is
+    whole when every replica is, broken when one is."""
+    if len(db.replicas) > 1:
+        return _prove_each_replica(ls, db, work_dir, catch_up_timeout, sleep)
+    proof = _prove_replica(ls, db, work_dir, catch_up_timeout, sleep, replica_covers)
+    proof.replica = replica_views.view_label(ls.settings)  # one replica of several (a view), or None
+    return proof
+
+
+def _prove_each_replica(ls: Litestream, db: Database, work_dir: Path, catch_up_timeout: float,
+                        sleep: Callable[[float], None]) -> Proof:  # fmt: skip
+    """Each replica proven through its view: the database is broken if one is, whole if all are, else
+    undecided; each replica's proof in ``replicas`` (``record`` keeps them too, for `status`)."""
+    from backupctl.host.config_in_use import config_for_reading  # lazy: only a database with several replicas reads views
+
+    started = time.time()
+    each: dict[str, Proof] = {}
+    for name in replica_views.names(ls.settings):
+        narrowed = replica_views.view(ls.settings, name)
+        one = next(d for d in narrowed.databases if d.path == db.path)
+        runner = Litestream(ls.binary, narrowed, config_for_reading(narrowed))
+        each[replica_views.label(ls.settings, name)] = prove(runner, one, work_dir, catch_up_timeout=catch_up_timeout,
+                                                             sleep=sleep)  # fmt: skip
+    verdicts = [p.verdict for p in each.values()]
+    verdict = BROKEN if BROKEN in verdicts else WHOLE if all(v == WHOLE for v in verdicts) else UNDECIDED
+    reason = "; ".join(f"{name} {p.verdict}: {p.reason}" for name, p in each.items())
+    proof = Proof(str(db.path), db.name, verdict, reason, started)
+    proof.seconds = round(sum(p.seconds for p in each.values()), 2)
+    proof.replicas = {name: p.to_json() for name, p in each.items()}
+    return proof
+
+
+def _prove_replica(ls: Litestream, db: Database, work_dir: Path, catch_up_timeout: float, sleep: Callable[[float], None],
+                   replica_covers: Callable[[], bool | None] | None) -> Proof:  # fmt: skip
     started = time.monotonic()
     proof = Proof(str(db.path), db.name, UNDECIDED, "", time.time())
     if not db.path.exists():
@@ -365,10 +408,17 @@ def records(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 def record(state_dir: Path, proof: Proof, *, healing: bool | None = None, healed_at: float | None = None) -> None:
     """Keep ``proof`` as the database's last verdict. An undecided check leaves a decided verdict
-    standing (it says nothing new), but records that it ran."""
+    standing (it says nothing new), but records that it ran. A database with several replicas: each
+    replica's verdict is kept too, under ``path#label`` (a proof of one replica only there)."""
 
     def put(data: dict[str, Any]) -> None:
-        previous = data.get(proof.database) or {}
+        for name, sub in proof.replicas.items():
+            keep(data, Proof(**{**sub, "replica": name}))
+        keep(data, proof)
+
+    def keep(data: dict[str, Any], proof: Proof) -> None:
+        key = replica_views.proof_key(proof.database, proof.replica)
+        previous = data.get(key) or {}
         entry = proof.to_json()
         if proof.verdict == UNDECIDED and previous.get("verdict") in (WHOLE, BROKEN):
             entry = {**previous, "last_undecided": {"checked_at": proof.checked_at, "reason": proof.reason}}
@@ -380,7 +430,7 @@ def record(state_dir: Path, proof: Proof, *, healing: bool | None = None, healed
             entry["healed_at"] = healed_at
         elif proof.verdict == WHOLE and previous.get("verdict") == BROKEN:
             entry["healed_at"] = proof.checked_at
-        data[proof.database] = entry
+        data[key] = entry
 
     # concurrent verifies each prove their own database: one read-modify-write at a time keeps every entry
     state.update_json(state_dir / RECORDS, put)

@@ -17,11 +17,14 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from backupctl.checks.preflight import DB_MISSING, DB_OK, DB_UNREADABLE, read_database_file
 from backupctl.checks.verify import clean_up_after_killed_verify
+from backupctl.config import replica_views
 from backupctl.config.render import render
+from backupctl.config.secondary import said_of
 from backupctl.config.settings import Database, Replica, Settings, load_settings
 from backupctl.errors import BackupctlError
 from backupctl.findings import FAIL, INFO, OK, WARN, Check, Report
@@ -61,7 +64,8 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
             "settings",
             OK,
             f"{len(settings.databases)} database(s) ({names}), replica {'/'.join(settings.replica_kinds)},"
-            f" Litestream {settings.version}, from {settings.env_file or 'the environment'}",
+            + (f" secondary replica {settings.secondary.kind}," if settings.secondary is not None else "")
+            + f" Litestream {settings.version}, from {settings.env_file or 'the environment'}",
         )
     )
     for warning in settings.warnings:  # a misspelled name is silently ignored otherwise
@@ -347,9 +351,15 @@ def check_replica(
     server_dates: list[tuple[float, float]] | None = None,
     clean: Callable[[str], str] | None = None,
 ) -> Check:
-    """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file)."""
+    """Probe one replica as its kind does (S3/R2: list, write, read and delete a probe object; file: a probe file).
+    A secondary replica is probed with its own credentials (backupctl.config.secondary), and named as such."""
     clean = clean or cleaner(settings)
-    return replica.spec.probe(settings, replica, server_dates if server_dates is not None else [], clean)
+    dates = server_dates if server_dates is not None else []
+    found = replica.spec.probe(replica_views.settings_for(settings, replica), replica, dates, clean)
+    if replica.name is not None:
+        found = replace(found, subject=f"{found.subject} ({replica_views.label(settings, replica)})",
+                        found=said_of(replica, found.found), fix=said_of(replica, found.fix))  # fmt: skip
+    return found
 
 
 def _check_clock(server_dates: Iterable[tuple[float, float]]) -> Check:

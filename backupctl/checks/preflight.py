@@ -23,9 +23,11 @@ import errno
 import os
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from backupctl.config.replica_views import settings_for
+from backupctl.config.secondary import said_of
 from backupctl.config.settings import Database, Replica, Settings
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError
 from backupctl.filekinds import kind_of
@@ -148,8 +150,8 @@ def check(
             problem = check_replica(replica, connect_timeout)
             if problem is None and credentials:
                 problem = check_credentials(settings, replica)
-            if problem is not None:
-                result.problems.append(problem)
+            if problem is not None:  # the secondary's in its own variables' names
+                result.problems.append(replace(problem, what=said_of(replica, problem.what), fix=said_of(replica, problem.fix)))
     return result
 
 
@@ -223,7 +225,9 @@ def _check_database(db: Database, result: Preflight, missing_database: str, rest
 
 
 def _endpoint_key(replica: Replica) -> str:
-    return replica.destination if replica.kind == "file" else f"{replica.kind}|{replica.endpoint}|{replica.sftp_host}"
+    # The secondary's own key: on one endpoint beside the primary it still has its own bucket and credentials.
+    name = f"|{replica.name}" if replica.name else ""
+    return replica.destination if replica.kind == "file" else f"{replica.kind}|{replica.endpoint}|{replica.sftp_host}{name}"
 
 
 def endpoint_address(replica: Replica) -> tuple[str, int] | None:
@@ -260,8 +264,7 @@ def check_credentials(settings: Settings, replica: Replica) -> Problem | None:
 
     if not isinstance(replica.spec, S3Kind):
         return None
-
-    found = replica.spec.probe(settings, replica, [], cleaner(settings))
+    found = replica.spec.probe(settings_for(settings, replica), replica, [], cleaner(settings))
     if found.status != FAIL:
         return None
     return Problem(replica.destination, found.found, found.fix or "run `backupctl doctor` for the details")

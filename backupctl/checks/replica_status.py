@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backupctl.checks.status import ERROR, NOT_INITIALIZED, OK, epoch_iso
+from backupctl.config import replica_views
 from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import ExitCode
@@ -38,6 +39,9 @@ class ReplicaDatabaseStatus:
     snapshot_count: int | None
     replica_position: str | None  # 0.5: newest txid; 0.3: newest generation
     replica_error: str | None
+    # Several replicas (backupctl.config.replica_views): each one's; the fields above are the worst one's. Not in
+    # --json with one replica.
+    replicas: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -63,7 +67,7 @@ class ReplicaReport:
             "replica_only": True,
             "checked_at": self.checked_at,
             "litestream_version": self.litestream_version,
-            "databases": [asdict(d) for d in self.databases],
+            "databases": [{k: v for k, v in asdict(d).items() if k != "replicas" or v is not None} for d in self.databases],
         }
 
 
@@ -80,8 +84,14 @@ def collect_replica_status(
     For a machine that has the .env but not the databases (an operator's laptop): no local
     file, supervisor or state is looked at, so there is no verdict about replication running,
     only about what the replica holds and how old its newest backup is.
+
+    With several replicas (the secondary) each is read on its own and a database's verdict is the
+    worst of its replicas' (``_collect_each_replica``).
     """
     import dataclasses
+
+    if settings.replica_view is None and replica_views.several(settings):
+        return _collect_each_replica(settings, binary_path, database, timeout=timeout, now=now)
     import tempfile
 
 
@@ -139,3 +149,41 @@ def collect_replica_status(
             entry.replica_position = series.shown_replica(window)
         report.databases.append(entry)
     return report
+
+
+# What `status --replica-only --json` says of each replica of a database with several.
+_REPLICA_FIELDS = ("verdict", "reason", "newest_backup", "newest_backup_age_seconds", "oldest_restorable",
+                   "restorable_window_seconds", "newest_snapshot", "snapshot_count", "replica_position",
+                   "replica_error")  # fmt: skip
+
+
+def _collect_each_replica(
+    settings: Settings, binary_path: Path, database: str | None, *, timeout: float, now: float | None
+) -> ReplicaReport:
+    """`status --replica-only` of several replicas: each read through its view; a database's verdict is
+    the worst of its replicas', each replica's in ``replicas``."""
+    import dataclasses
+
+    now = time.time() if now is None else now
+    reports = [
+        (replica_views.label(settings, name),
+         collect_replica_status(replica_views.view(settings, name), binary_path, database, timeout=timeout, now=now))
+        for name in replica_views.names(settings)
+    ]  # fmt: skip
+    first = reports[0][1]
+    merged = dataclasses.replace(first, databases=[])
+    for i in range(len(first.databases)):
+        per = [(name, report.databases[i]) for name, report in reports]
+        worst = per[replica_views.worst([d.verdict for _, d in per])][1]
+        bad = [f"{name} {d.verdict} ({', '.join(d.destinations)}): {d.reason}" for name, d in per if d.verdict != "ok"]
+        good = [f"{name} ok: {d.reason}" for name, d in per if d.verdict == "ok"]
+        merged.databases.append(
+            dataclasses.replace(
+                worst,
+                reason="; ".join(bad + good),
+                destinations=[dest for _, d in per for dest in d.destinations],
+                replicas=[{"name": name, "destination": ", ".join(d.destinations), **{f: getattr(d, f) for f in _REPLICA_FIELDS}}
+                          for name, d in per],
+            )
+        )  # fmt: skip
+    return merged

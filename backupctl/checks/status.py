@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +44,7 @@ from typing import Any
 from backupctl.checks import observations
 from backupctl.checks.continuity import records as continuity_records
 from backupctl.checks.observations import local_position, record
+from backupctl.config import replica_views
 from backupctl.config.render import fingerprint
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
@@ -73,8 +74,11 @@ STATUS_CACHE = "status.json"
 
 def _shallow(item: DatabaseStatus) -> dict[str, Any]:
     """A DatabaseStatus as a JSON object: its fields as they are (``asdict`` deep-copies each one,
-    which was a fifth of `status --json` at 1,000 databases)."""
-    return {name: getattr(item, name) for name in _DATABASE_FIELDS}
+    which was a fifth of `status --json` at 1,000 databases). ``replicas`` only where there are several."""
+    doc = {name: getattr(item, name) for name in _DATABASE_FIELDS}
+    if item.replicas is None:
+        del doc["replicas"]
+    return doc
 
 
 def stale_after_seconds(settings: Settings) -> float:
@@ -124,6 +128,9 @@ class DatabaseStatus:
     replica_read_at: str | None  # when the replica position shown was read
     last_verify: dict[str, Any] | None
     observed_at: str | None = None  # set when the verdict comes from the supervisor's look at that time
+    # A database with several replicas (backupctl.config.replica_views): each replica's verdict; the fields above
+    # are then its worst replica's. None (and not in --json) with one replica.
+    replicas: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -380,7 +387,13 @@ def collect_status(
     with ``timeout``. ``binary_path`` may be a function giving it, called only when litestream runs
     (installing or checking the binary is part of a live reading, not of reading a look).
     The exit code to use is ``report.exit_code``.
+
+    A database with several replicas (the secondary) gets a verdict per replica, each read now, and
+    its own verdict is the worst of them (``_collect_each_replica``); not with ``config_path``
+    (the user's own config, whose replicas litestream reads together).
     """
+    if settings.replica_view is None and config_path is None and replica_views.several(settings):
+        return _collect_each_replica(settings, binary_path, database, timeout=timeout, now=now)
     now = time.time() if now is None else now
     dbs = settings.database(database)
     supervisor = supervisor_info(settings, now)
@@ -400,6 +413,7 @@ def collect_status(
     verifies = state.verify_records(state_dir)
 
     proofs = continuity_records(state_dir)
+    proof_of = replica_views.proof_of
     seen = None
     if supervisor.running and supervisor.pid is not None and not fresh:
         seen = observations.published(state_dir, supervisor.pid, now)
@@ -432,7 +446,7 @@ def collect_status(
                 record(entry, position, window, series, _local(db, position).updated_at, now)
             verdict = database_status(settings, db, _local(db, position), entry, entry.get("replica_error"), supervisor,
                                       threshold, now, series, str(db.path) in unserved, observed_at=seen.observed_at,
-                                      verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
+                                      verifies=verifies, proof=proof_of(proofs, settings, db))  # fmt: skip
             report.databases.append(verdict)
         return report
 
@@ -447,7 +461,8 @@ def collect_status(
         restorable_windows(settings, binary_path, served, config_path=config_path, timeout=timeout)
         if served else {}
     )  # fmt: skip
-    cache = read_json(state_dir / STATUS_CACHE) or {}
+    cache_path = state_dir / (STATUS_CACHE if settings.replica_view is None else f"status-{settings.replica_view}.json")
+    cache = read_json(cache_path) or {}
     for db in dbs:
         position = local_now.get(str(db.path)) or positions.LocalPosition(exists=db.path.exists())
         local = _local(db, position)
@@ -459,13 +474,54 @@ def collect_status(
             record(entry, position, window, series, local.updated_at, now)
             observations.note_unshipped(entry, db.path)
         verdict = database_status(settings, db, local, entry, error, supervisor, threshold, now, series,
-                                  str(db.path) in unserved, verifies=verifies, proof=proofs.get(str(db.path)))  # fmt: skip
+                                  str(db.path) in unserved, verifies=verifies, proof=proof_of(proofs, settings, db))  # fmt: skip
         report.databases.append(verdict)
     try:
-        write_json(state_dir / STATUS_CACHE, cache)
+        write_json(cache_path, cache)
     except OSError:
         pass  # a read-only project folder still gets a status, just without memory across calls
     return report
+
+
+# What `status --json` says of each replica of a database with several.
+_REPLICA_FIELDS = ("verdict", "reason", "newest_backup", "newest_backup_age_seconds", "replica_position", "behind",
+                   "lag_seconds", "oldest_restorable", "newest_snapshot", "snapshot_count", "replica_error",
+                   "replica_read_at")  # fmt: skip
+
+
+def _collect_each_replica(
+    settings: Settings, binary_path: Path | Callable[[], Path], database: str | None, *, timeout: float, now: float | None
+) -> StatusReport:
+    """`status` of databases with several replicas: each replica read now through its view (the
+    supervisor's look reads them together, and one unreadable replica hides the other), then one verdict
+    per database, its worst replica's, with each replica's in ``replicas``."""
+    now = time.time() if now is None else now
+    reports = [
+        (name, collect_status(replica_views.view(settings, name), binary_path, database, timeout=timeout, now=now,
+                              fresh=True))
+        for name in replica_views.names(settings)
+    ]  # fmt: skip
+    first = reports[0][1]
+    # the supervisor as the whole settings see it (a view's would call them changed since it started)
+    merged = replace(first, databases=[], supervisor=supervisor_info(settings, now))
+    for i, base in enumerate(first.databases):
+        per = [(replica_views.label(settings, name), report.databases[i]) for name, report in reports]
+        worst = per[replica_views.worst([d.verdict for _, d in per])][1]
+        merged.databases.append(
+            replace(
+                worst,
+                reason=replica_views.combined_reason([(name, ", ".join(d.destinations), d.verdict, d.reason) for name, d in per]),
+                destinations=[dest for _, d in per for dest in d.destinations],
+                # the local side is one database: as read with the first replica
+                local_position=base.local_position,
+                size=base.size,
+                wal_size=base.wal_size,
+                local_updated_at=base.local_updated_at,
+                replicas=[{"name": name, "destination": ", ".join(d.destinations), **{f: getattr(d, f) for f in _REPLICA_FIELDS}}
+                          for name, d in per],
+            )
+        )  # fmt: skip
+    return merged
 
 
 _DATABASE_FIELDS = tuple(f.name for f in fields(DatabaseStatus))

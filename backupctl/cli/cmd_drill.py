@@ -8,7 +8,7 @@ import typer
 
 from backupctl import paths
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery, replica_option
 from backupctl.cli.output import emit_json, notice, print_table, say, success
 from backupctl.display import shown
 from backupctl.units import human_size
@@ -20,6 +20,11 @@ def drill(
         float,
         typer.Option("--timeout", click_type=DURATION, help="Give up on one database's download after this long: 30m, 90s."),
     ] = 1800.0,
+    replica: Annotated[
+        str | None,
+        replica_option("the replica holding the newest backup, as litestream picks it, and every replica proven whole "
+                       "against the live database where there is one"),  # fmt: skip
+    ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -34,7 +39,7 @@ def drill(
     from backupctl.checks import drill as core
     from backupctl.cli.cmd_restore import _signals_stop, _status, _step
 
-    settings = load_for_recovery(env_file)
+    settings = load_for_recovery(env_file, replica=replica)
     binary = binary_for(settings)
     with _signals_stop("drill"), _status("recovery drill", json_out) as status:
         step = _step(status)

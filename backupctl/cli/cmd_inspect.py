@@ -24,7 +24,7 @@ from backupctl.cli.common import (
     load_for_recovery,
 )
 from backupctl.cli.options import LEVEL
-from backupctl.cli.output import _console, emit_json, emit_json_line, fitted_table, print_table, say
+from backupctl.cli.output import UsageError, _console, emit_json, emit_json_line, fitted_table, print_table, say
 from backupctl.display import shown
 from backupctl.units import human_size
 
@@ -96,6 +96,19 @@ def _status_columns(report: Any) -> tuple[list[str], list[list[Any]]]:
             *([_verify_text(d.last_verify)] if with_verify else []),
             d.reason,
         ])  # fmt: skip
+        for r in d.replicas or []:  # several replicas (the secondary): a row for each, under its database's
+            rows.append([
+                f"{d.name} ({r['name']})",
+                Text(r["verdict"], style=_STATUS_STYLES.get(r["verdict"], "")),
+                "-" if r["lag_seconds"] is None else _duration(r["lag_seconds"]),
+                _ago(r["newest_backup"]),
+                _ago(r["oldest_restorable"]),
+                _ago(r["newest_snapshot"]),
+                "-",
+                r["replica_position"] or "-",
+                *(["-"] if with_verify else []),
+                r["reason"],
+            ])  # fmt: skip
     return columns, rows
 
 
@@ -236,6 +249,17 @@ def status(
         ),
     ] = False,
     fresh: FreshOpt = False,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            "--replica",
+            metavar="NAME",
+            # the option's name first: click wraps a narrow terminal at hyphens, never inside a line's first word
+            help="--replica-only reads this replica alone: primary or secondary (BACKUP_SECONDARY_*, Litestream 0.3), "
+            "or a type of a BACKUP_REPLICA list. Default: every replica, a verdict for each.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Is every database backed up right now? Exit 0 only when all are ok (10 stale, 11 down, 12 error).
 
@@ -245,6 +269,7 @@ def status(
       backupctl status | cut -f1,2              # piped: tab-separated, every column, nothing cut
       backupctl status --watch --interval 10s   # live view; Ctrl-C to leave
       backupctl status --watch --json | jq .ok  # one JSON document per line
+      backupctl status --replica-only --replica secondary   # what the secondary replica holds
     """
     # lazy: each command loads only what it runs
     from backupctl.checks.status import collect_status
@@ -252,7 +277,12 @@ def status(
 
     # Without the databases (an operator's laptop) the settings are read as on a new machine: a glob
     # is matched against the replica and a missing folder is fine.
-    settings = load_for_recovery(env_file, lenient=True) if replica_only else load(env_file)
+    if replica is not None and not replica_only:
+        raise UsageError(
+            "--replica goes with --replica-only",
+            "`backupctl status` shows every replica's verdict; `status --replica-only --replica NAME` reads one replica",
+        )
+    settings = load_for_recovery(env_file, lenient=True, replica=replica) if replica_only else load(env_file)
     config_path = explicit_config(config)
     if replica_only:
         _replica_only(settings, binary_for(settings), database, json_)
@@ -297,16 +327,20 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 
     styles = {"ok": "green", "not-initialized": "red", "error": "bold red"}
     columns = ["database", "replica", "newest backup", "restorable since", "window", "snapshots"]
+    # A database with several replicas (the secondary) gets a row for each, named by it.
+    each: list[tuple[str, dict[str, Any]]] = []
+    for d in report.databases:
+        each += [(f"{d.name} ({r['name']})", r) for r in d.replicas] if d.replicas else [(d.name, vars(d))]
     rows = [
         [
-            shown(d.name),
-            Text("holds a backup" if d.verdict == "ok" else d.verdict, style=styles.get(d.verdict, "")),
-            _ago(d.newest_backup),
-            _ago(d.oldest_restorable),
-            _duration(d.restorable_window_seconds),
-            "-" if d.snapshot_count is None else str(d.snapshot_count),
+            shown(name),
+            Text("holds a backup" if r["verdict"] == "ok" else r["verdict"], style=styles.get(r["verdict"], "")),
+            _ago(r["newest_backup"]),
+            _ago(r["oldest_restorable"]),
+            _duration(r["restorable_window_seconds"]),
+            "-" if r["snapshot_count"] is None else str(r["snapshot_count"]),
         ]
-        for d in report.databases
+        for name, r in each
     ]
     title = f"Litestream {report.litestream_version} · from the replicas alone (no local database, no supervisor)"
     print_table(columns, rows, title=title)

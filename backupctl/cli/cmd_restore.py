@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load_for_recovery, replica_option
 from backupctl.cli.output import UsageError, emit_json, notice, say, success, table
 from backupctl.display import shown
 from backupctl.errors import BackupctlError, ExitCode, NoBackupError
@@ -142,6 +142,9 @@ def restore(
     timeout: Annotated[
         float, typer.Option("--timeout", click_type=DURATION, help="Give up on the download after this long: 30m, 90s.")
     ] = 1800.0,
+    replica: Annotated[
+        str | None, replica_option("the replica holding the newest backup, as litestream picks it")
+    ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -155,7 +158,7 @@ def restore(
     created like their parent folder.
 
     Litestream's own spellings work as well: -timestamp, -generation, -txid, -o (also -o=PATH),
-    -if-db-not-exists and -if-replica-exists, with a value after a space or an =.
+    -if-db-not-exists, -if-replica-exists and -replica, with a value after a space or an =.
 
     \b
     Examples:
@@ -170,6 +173,7 @@ def restore(
       backupctl restore -timestamp=2024-01-15T12:00:00Z  # litestream's spelling, as its guides write it
       backupctl restore --txid 0000000000000042  # up to a txid `backupctl ltx` lists (0.5)
       backupctl restore --all --if-db-not-exists --if-replica-exists  # boot: restore only what is missing
+      backupctl restore --replica secondary -o /tmp/check.db  # from the secondary replica (Litestream 0.3)
     """
     # lazy: each command loads only what it runs
     from backupctl import restore as core
@@ -191,7 +195,7 @@ def restore(
     if db is not None and all_databases:
         raise _usage("name a database or pass --all, not both", "`backupctl restore DB` restores that one; --all every one")
     try:
-        settings = load_for_recovery(env_file)
+        settings = load_for_recovery(env_file, replica=replica)
     except NoBackupError as exc:  # a glob that the replica holds nothing for yet: a first deploy
         if not if_replica_exists:
             raise
@@ -226,7 +230,8 @@ def restore(
     for database, out in targets:
         try:
             request = core.RestoreRequest(database, out, timestamp, txid, generation, force)
-            plan = core.plan_restore(settings, binary, request, details=details)
+            with _naming_each_replica(settings, replica):
+                plan = core.plan_restore(settings, binary, request, details=details)
             if dry_run:  # an empty replica fails the dry run as it would fail the restore (exit 8)
                 core.require_a_backup(settings, binary, plan)
         except NoBackupError as exc:
@@ -255,7 +260,7 @@ def restore(
     with _signals_stop("restore"):
         for p in plans:
             try:
-                with _status(f"restoring {p.database.name}", json_out) as status:
+                with _status(f"restoring {p.database.name}", json_out) as status, _naming_each_replica(settings, replica):
                     step = _step(status)
                     result = core.execute_restore(settings, binary, p, timeout=timeout, on_step=step)
             except NoBackupError as exc:  # 0.3 on a new machine finds out only now that the replica is empty
@@ -311,6 +316,23 @@ def restore(
     elif not results:
         say("nothing was restored")
     return 0
+
+
+@contextmanager
+def _naming_each_replica(settings: Any, replica: str | None) -> Iterator[None]:
+    """A litestream failure of a plain restore with several replicas (litestream 0.3 reads them all, and
+    fails when one cannot be read) names the way past it: one replica alone."""
+    # lazy: as every core import of the CLI, kept off --help's path
+    from backupctl.config.replica_views import labels, several
+    from backupctl.errors import LitestreamError
+
+    try:
+        yield
+    except LitestreamError as exc:
+        if replica is None and several(settings):
+            names = " or ".join(f"--replica {name}" for name in labels(settings))
+            exc.hint = f"{exc.hint}; with a replica unreachable or lost, restore from one alone: {names}"
+        raise
 
 
 def _usage(message: str, hint: str, details: list[str] | None = None) -> BackupctlError:

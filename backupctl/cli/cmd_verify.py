@@ -18,7 +18,7 @@ import typer
 
 from backupctl.cli import cmd_restore
 from backupctl.cli.app import app
-from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load
+from backupctl.cli.common import DURATION, EnvFileOpt, JsonOpt, binary_for, load, narrow, replica_option
 from backupctl.cli.output import emit_json, say, success
 from backupctl.display import shown
 from backupctl.errors import worst_exit
@@ -98,6 +98,10 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    replica: Annotated[
+        str | None,
+        replica_option("the replica litestream restores from (the newest), and every replica proven whole"),
+    ] = None,
     json_out: JsonOpt = False,
     env_file: EnvFileOpt = None,
 ) -> int:
@@ -110,11 +114,12 @@ def verify(
     Examples:
       backupctl verify                 # every database; exit 0 verified, 20 failed, 21 inconclusive
       backupctl verify app.db --json   # one database, machine-readable
+      backupctl verify --replica secondary   # the secondary replica alone (Litestream 0.3)
     """
     # lazy: each command loads only what it runs
     from backupctl.checks import verify as core
 
-    settings = load(env_file)
+    settings = narrow(load(env_file), replica)
     binary = binary_for(settings)
     databases = list(settings.database(db))
     first = f"verifying {databases[0].name}" if len(databases) == 1 else f"verifying {len(databases)} databases"

@@ -15,6 +15,7 @@ from backupctl.cli.wiring import binary_for as binary_for
 from backupctl.cli.wiring import explicit_config as explicit_config
 from backupctl.cli.wiring import load as load
 from backupctl.cli.wiring import load_for_recovery as load_for_recovery
+from backupctl.cli.wiring import narrow as narrow
 
 
 def typer_option(option: Option, **more: Any) -> Any:  # -> typer's OptionInfo
@@ -28,6 +29,17 @@ ConfigOpt = Annotated[Path | None, typer_option(CONFIG, show_default=False)]
 FreshOpt = Annotated[bool, typer_option(FRESH)]
 LevelOpt = Annotated[str, typer_option(LEVEL)]
 RestoreIfMissingOpt = Annotated[bool, typer_option(RESTORE_IF_MISSING)]
+
+
+def replica_option(default: str) -> object:
+    """``--replica NAME`` for a command whose default (without it) is ``default``."""
+    return typer.Option(
+        "--replica",
+        metavar="NAME",
+        help="Use this replica alone: primary or secondary (BACKUP_SECONDARY_*, Litestream 0.3), or a type of a "
+        f"BACKUP_REPLICA list; litestream's -replica works too. Default: {default}.",
+        show_default=False,
+    )
 
 
 SkipChecksOpt = Annotated[

@@ -33,12 +33,14 @@ LITESTREAM: dict[str, str] = {
     "config": "--config",
     "if-replica-exists": "--if-replica-exists",
     "if-db-not-exists": "--if-db-not-exists",
+    "replica": "--replica",
 }
 # Where the meaning lives instead, for a litestream flag a command has no equivalent for.
 _RESTORES = "it is `backupctl restore`'s"
 INSTEAD: dict[str, str] = {
     "config": "backupctl follows the project's .env (name another one with --env-file)",
     **{name: _RESTORES for name in ("timestamp", "generation", "txid", "o", "if-replica-exists", "if-db-not-exists")},
+    "replica": "restore, verify, drill and `status --replica-only` take --replica",
 }
 
 

@@ -21,14 +21,25 @@ def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Setti
     return settings
 
 
-def load_for_recovery(env_file: Path | None, *, lenient: bool = False):  # -> Settings
+def load_for_recovery(env_file: Path | None, *, lenient: bool = False, replica: str | None = None):  # -> Settings
     """Settings for restore, drill and `start --restore-if-missing`: globs in BACKUP_DATABASES are
     resolved against the replica too, and a database's folder may not exist yet (a new machine).
-    ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files."""
+    ``lenient`` (start): a replica that cannot be listed is a note when the globs matched local files.
+    ``replica`` (--replica): the settings narrowed to that replica of each database (``narrow``)."""
     # lazy: not needed on `status --json`'s fast path
     from backupctl.restore.recovery import resolve_databases
 
-    return resolve_databases(load_settings(env_file, replica_globs=True), note=notice if lenient else None)
+    settings = narrow(load_settings(env_file, replica_globs=True), replica)
+    return resolve_databases(settings, note=notice if lenient else None)
+
+
+def narrow(settings, replica: str | None):  # noqa: ANN001, ANN201 - Settings, imported lazily
+    """--replica NAME: the settings with only that replica of each database (``replica_views.view``)."""
+    if replica is None:
+        return settings
+    from backupctl.config.replica_views import view  # lazy: only --replica needs it
+
+    return view(settings, replica)
 
 
 def binary_for(settings) -> Path:  # noqa: ANN001  (Settings; imported lazily to keep --help fast)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from backupctl.config.replica_views import settings_for
 from backupctl.config.settings import Database, Replica, Settings, parse_duration
 from backupctl.errors import ConfigError
 from backupctl.kinds import default_prices
@@ -144,7 +145,7 @@ def estimate_cost(settings: Settings, prices: dict[str, Prices] | None = None, n
     replicas: list[ReplicaUsage] = []
     for db in settings.databases:
         for replica in db.replicas:
-            objects = list_replica(settings, replica)
+            objects = list_replica(settings_for(settings, replica), replica)  # a secondary: its own credentials
             if objects is None:
                 notes.append(f"{replica.destination}: {replica.kind} replicas are not measured")
                 continue

@@ -125,6 +125,16 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
                 "source": origin.source if origin else None,
             }
         )
+    if settings.secondary is not None:  # BACKUP_SECONDARY_*: only when there is a secondary replica
+        for setting, value, origin in settings.secondary.shown():
+            rows.append(
+                {
+                    "setting": f"secondary_{setting}",
+                    "value": mask(value) if setting in MASKED_SETTINGS else value,
+                    "variable": origin.variable if origin else None,
+                    "source": origin.source if origin else None,
+                }
+            )
     return {
         "env_file": str(settings.env_file) if settings.env_file else None,
         "litestream_version": settings.version,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backupctl import __version__
 from backupctl import kinds as replica_kinds
+from backupctl.config.secondary import check_rendered
 from backupctl.config.settings import Settings
 from backupctl.errors import ConfigError, RefusedError
 from backupctl.owned import secure_dir, write_atomic
@@ -154,6 +155,8 @@ def render(settings: Settings) -> Rendered:
                 "the rendered litestream.yml would contain a secret",
                 "templates must not print credentials: backupctl passes them to litestream through its environment",
             )
+    if settings.secondary is not None:
+        check_rendered(settings.databases, text)
     filename = Path(template.filename or "")
     user_dir = user_templates_dir(settings)
     return Rendered(text=text, template_dir=filename.parent, user_templates=user_dir in filename.parents)
@@ -260,6 +263,26 @@ def matches_settings(settings: Settings, path: Path, current: bytes) -> bool:
         return True
     guard_foreign_config(settings, path, current)
     return current == render(settings).text.encode("utf-8")
+
+
+VIEW_CONFIG = "replica-{name}-{digest}.yml"  # in the state folder: a config naming one replica of every database
+
+
+def view_config(settings: Settings) -> Path:
+    """The config of settings narrowed to one replica of each database (``replica_views.view``), in the
+    state folder under a name made of its text: the supervisor reads through one while `status` (with a
+    changed .env, say) may render another, and neither may swap the other's. Never litestream.yml or the
+    supervisor's copy: those name every replica."""
+    import hashlib
+
+    assert settings.replica_view is not None
+    folder = secure_dir(project_state_dir(settings.project_dir), what="state folder")
+    text = render(settings).text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path = folder / VIEW_CONFIG.format(name=settings.replica_view, digest=digest)
+    if not path.is_file():
+        write_atomic(path, text)
+    return path
 
 
 def sync_config(settings: Settings, path: Path | None = None) -> ConfigSync:

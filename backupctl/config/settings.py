@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupctl import kinds as replica_kinds
+from backupctl.config import secondary as secondary_replica
 from backupctl.envfile import Origin as Origin
 from backupctl.envfile import env_search_note as env_search_note
 from backupctl.envfile import find_env_file as find_env_file
@@ -26,7 +27,7 @@ from backupctl.errors import ConfigError, NotFoundError
 from backupctl.filekinds import kernel_folder, not_regular
 from backupctl.kinds import REPLICA_KINDS as REPLICA_KINDS
 from backupctl.kinds import Replica as Replica
-from backupctl.kinds.base import Checking
+from backupctl.kinds.base import Checking, check_remote_path
 from backupctl.kinds.base import resolve as _resolve
 from backupctl.paths import project_state_dir
 from backupctl.versions import capabilities, check_version, default_version
@@ -60,7 +61,7 @@ SECRET_SETTINGS = replica_kinds.secret_settings() | {"http_token", "notify_url",
 # Shown masked too: half of a secret (an access key id), and what a kind says is.
 MASKED_SETTINGS = SECRET_SETTINGS | replica_kinds.masked_settings()
 _KIND_MASKED = replica_kinds.masked_settings()
-_KIND_CREDENTIALS = replica_kinds.secret_settings() | _KIND_MASKED
+KIND_CREDENTIALS = replica_kinds.secret_settings() | _KIND_MASKED
 
 DEFAULTS: dict[str, str] = {
     "local_dir": "~/.backupctl/backups",
@@ -69,7 +70,7 @@ DEFAULTS: dict[str, str] = {
     "retention": "168h",
 }
 
-KNOWN_VARIABLES = frozenset(v for chain in CHAINS.values() for v in chain)
+KNOWN_VARIABLES = frozenset(v for chain in CHAINS.values() for v in chain) | secondary_replica.KNOWN_VARIABLES
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -118,9 +119,10 @@ class Credentials:
     notify_url: str | None = None
     notify_fail_url: str | None = None
     replica: tuple[tuple[str, str], ...] = ()  # the kinds' secret and masked settings that are set
+    secondary: tuple[tuple[str, str], ...] = ()  # the secondary replica's (backupctl.config.secondary), own or the primary's
 
     def __getattr__(self, name: str) -> str | None:
-        if name not in _KIND_CREDENTIALS:
+        if name not in KIND_CREDENTIALS:
             raise AttributeError(name)
         return dict(self.replica).get(name)
 
@@ -128,11 +130,12 @@ class Credentials:
         return "Credentials(<masked>)"
 
     def masked_values(self) -> list[str]:
-        """The values of the kinds' settings shown masked (an access key id): half of a credential."""
-        return [v for k, v in sorted(self.replica) if k in _KIND_MASKED and v]
+        """The values of the kinds' settings shown masked (an access key id): half of a credential; the
+        secondary replica's too."""
+        return [v for k, v in (*sorted(self.replica), *self.secondary) if k in _KIND_MASKED and v]
 
     def secret_values(self) -> list[str]:
-        kinds = [v for k, v in self.replica if k in SECRET_SETTINGS]
+        kinds = [v for k, v in (*self.replica, *self.secondary) if k in SECRET_SETTINGS]
         return [v for v in (*kinds, self.http_token, self.notify_url, self.notify_fail_url) if v]
 
 
@@ -169,6 +172,10 @@ class Settings:
     continuity_interval: str = "1h"
     # BACKUP_DATABASES globs as absolute patterns (restore resolves them against the replica too).
     globs: tuple[str, ...] = ()
+    # The second replica of every database (BACKUP_SECONDARY_*, Litestream 0.3), or None.
+    secondary: secondary_replica.Secondary | None = None
+    # These settings narrowed to one replica of each database, by its config name (replica_views.view).
+    replica_view: str | None = None
 
     @property
     def config_path(self) -> Path:
@@ -200,8 +207,13 @@ class Settings:
 
         known = {db.path for db in self.databases}
         added = tuple(
-            _database(p, self.replica_kinds, self.values, self.local_dir, self.version) for p in paths if p not in known
+            _database(p, self.replica_kinds, self.values, self.local_dir, self.version, self.secondary)
+            for p in paths
+            if p not in known
         )
+        if self.replica_view is not None:  # narrowed to one replica: so are the databases added
+            added = tuple(replace(db, replicas=tuple(r for r in db.replicas if r.config_name == self.replica_view))
+                          for db in added)  # fmt: skip
         return replace(self, databases=self.databases + added)
 
 
@@ -295,7 +307,7 @@ def load_settings(
         errors.add(
             "BACKUP_REPLICA",
             f"{','.join(kinds)} asks for {len(kinds)} replicas, but Litestream {version} allows one per database",
-            "keep one replica type, or set LITESTREAM_VERSION=0.3.13 (the only pin with several replicas)",
+            "keep one replica type; " + secondary_replica.refused_on(),
         )
 
     errors.kinds = kinds
@@ -303,6 +315,10 @@ def load_settings(
 
     local_dir = _resolve(values["local_dir"] or DEFAULTS["local_dir"], project_dir)
     db_paths, globs = _database_paths(values["databases"], project_dir, errors, replica_globs)
+    # The second replica (BACKUP_SECONDARY_*); local mode (`setup --local`) replicates to the local folder alone.
+    secondary = None if local_mode else secondary_replica.read(
+        environ, file_values, source_name, errors, caps, local_dir, len(db_paths)
+    )  # fmt: skip
     names = [p.name for p in db_paths]
     for name in sorted(n for n, count in Counter(names).items() if count > 1):
         errors.add(
@@ -317,33 +333,11 @@ def load_settings(
                     "path there, so it would never find the real file and replicate nothing",
                     "rename the file or its folder without '#' and '?' (Litestream 0.3.13 takes such paths as they are)",
                 )
-    prefix = values["path"]
-    if prefix is not None:
-        absolute = prefix.startswith("/")
-        prefix = prefix.strip("/")
-        if not prefix:
-            errors.add("BACKUP_PATH", "is only slashes", "write a prefix like backups/{name}, or leave it unset")
-        elif absolute:
-            # Dropping the slash (as before) would quietly turn /etc/passwd into a bucket key etc/passwd:
-            # whoever wrote an absolute path meant something else, so say what a replica path is instead.
-            errors.add(
-                "BACKUP_PATH",
-                f"{values['path']!r} is an absolute path, but a replica path is relative: where the backup goes "
-                "inside the bucket (or the sftp login folder), not a path on this machine",
-                "write it without the leading '/', like backups/{name}",
-            )
-        elif any(part in (".", "..") for part in prefix.split("/")):
-            errors.add(
-                "BACKUP_PATH",
-                f"{prefix!r} has a '.' or '..' segment: object stores take it literally or reject every upload (400)",
-                "write a plain prefix like backups/{name}",
-            )
-        elif len(db_paths) > 1 and "{name}" not in prefix:
-            errors.add(
-                "BACKUP_PATH",
-                f"{prefix!r} would put {len(db_paths)} databases in one replica path",
-                "include {name} in it, like backups/{name}, so each database gets its own",
-            )
+    check_remote_path(errors, "BACKUP_PATH", values["path"], len(db_paths))
+
+    if secondary is not None and db_paths and not errors.problems:
+        first = _database(db_paths[0], kinds, values, local_dir, version, secondary)
+        secondary_replica.check_place(first.replicas[0], first.replicas[-1], errors)
 
     warnings = unknown_variables(file_values, environ, source_name, KNOWN_VARIABLES)
     if errors.problems:
@@ -361,7 +355,7 @@ def load_settings(
             details=errors.problems + warnings,
         )
 
-    databases = tuple(_database(p, kinds, values, local_dir, version) for p in db_paths)
+    databases = tuple(_database(p, kinds, values, local_dir, version, secondary) for p in db_paths)
     return Settings(
         project_dir=project_dir,
         env_file=path,
@@ -373,10 +367,11 @@ def load_settings(
         retention=values["retention"] or DEFAULTS["retention"],
         local_dir=local_dir,
         credentials=Credentials(
-            replica=tuple((k, v) for k in sorted(_KIND_CREDENTIALS) if (v := values.get(k))),
+            replica=tuple((k, v) for k in sorted(KIND_CREDENTIALS) if (v := values.get(k))),
             http_token=values["http_token"],
             notify_url=values["notify_url"],
             notify_fail_url=values["notify_fail_url"],
+            secondary=secondary.credentials if secondary is not None else (),
         ),
         verify_interval=values["verify_interval"],
         drill_interval=values["drill_interval"],
@@ -387,6 +382,7 @@ def load_settings(
         values=values,
         origins=origins,
         warnings=tuple(warnings),
+        secondary=secondary,
     )
 
 
@@ -536,13 +532,19 @@ def database_paths_now(settings: Settings) -> list[Path]:
     return _database_paths(settings.values["databases"], settings.project_dir, checking, replica_globs=True)[0]
 
 
-def _database(path: Path, kinds: tuple[str, ...], values: dict[str, str | None], local_dir: Path, version: str) -> Database:
+def _database(
+    path: Path,
+    kinds: tuple[str, ...],
+    values: dict[str, str | None],
+    local_dir: Path,
+    version: str,
+    secondary: secondary_replica.Secondary | None = None,
+) -> Database:
     """One database and its replicas; ``values`` are the validated settings (endpoint already derived)."""
     prefix = values["path"].strip("/") if values["path"] else None
     remote_path = prefix.replace("{name}", path.name) if prefix else path.name
     caps = capabilities(version)
-    return Database(
-        path=path,
-        name=path.name,
-        replicas=tuple(replica_kinds.spec(k).replica(path.name, remote_path, values, local_dir, caps) for k in kinds),
-    )
+    replicas = tuple(replica_kinds.spec(k).replica(path.name, remote_path, values, local_dir, caps) for k in kinds)
+    if secondary is not None:
+        replicas += (secondary.replica(path.name, caps),)
+    return Database(path=path, name=path.name, replicas=replicas)

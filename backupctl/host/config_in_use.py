@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backupctl.config.render import matches_settings, render
+from backupctl.config.render import matches_settings, render, view_config
 from backupctl.config.settings import Settings
 from backupctl.errors import ConfigError
 from backupctl.host import processes, state
@@ -20,6 +20,8 @@ def config_for_reading(settings: Settings, *, prefer_running: bool = True) -> Pa
     written by hand, else the settings rendered into the state folder. ``prefer_running=False``
     (restore) always follows the current settings.
     """
+    if settings.replica_view is not None:  # one replica of each database (replica_views): its own config
+        return view_config(settings)
     state_dir = project_state_dir(settings.project_dir)
     running = processes.supervisor_of(settings.project_dir) if prefer_running else None
     if running is not None:

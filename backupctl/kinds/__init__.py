@@ -80,10 +80,19 @@ def check(checking: Checking) -> None:
                      "set BACKUP_BUCKET (or R2_BUCKET)")  # fmt: skip
 
 
+# Credentials a replica's template writes only for a replica with credentials of its own (``Replica.refs``:
+# the secondary's), as references to variables litestream expands from its environment.
+OWN_CREDENTIAL_KEYS = ("access_key_id", "secret_access_key", "account_key")
+
+
 def template_values(replica: Replica) -> dict[str, Any]:
     """What a replica's template sees: every key any kind's template reads (None where it does not apply)."""
-    return {**_template_keys(), "kind": replica.kind, "type": replica.litestream_type, "path": replica.path,
-            **replica.spec.template_values(replica)}  # fmt: skip
+    from backupctl.redact import EnvRef  # lazy: render imports this registry (as kinds/sftp.py does)
+
+    values = {**_template_keys(), **dict.fromkeys(OWN_CREDENTIAL_KEYS), "kind": replica.kind, "name": replica.config_name,
+              "type": replica.litestream_type, "path": replica.path, **replica.spec.template_values(replica)}  # fmt: skip
+    values.update({key: EnvRef(variable) for key, variable in replica.refs})
+    return values
 
 
 @cache
@@ -112,6 +121,8 @@ def set_credentials(settings: Settings, env: dict[str, str]) -> None:
     """Put every kind's credentials from the settings into litestream's ``env`` (never argv or files)."""
     for s in _SPECS:
         env.update(s.environment(settings))
+    if settings.secondary is not None:  # the second replica's own, under the names its config refers to
+        env.update(settings.secondary.environment())
 
 
 def uses_s3_client(settings: Settings) -> bool:

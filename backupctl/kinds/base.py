@@ -97,14 +97,30 @@ class Replica:
 
     ``kind`` names its spec; the other fields are the options that kind declares (``bucket``,
     ``sftp_host``, ...), read as attributes. An option of another kind reads as None.
+
+    ``name`` is its name in a 0.3 config (``name:``, what ``-replica NAME`` takes): None for a
+    replica named by its kind, as every replica of ``BACKUP_REPLICA`` is. ``refs`` (template key,
+    variable) are credentials of its own that its template writes as references to variables
+    backupctl puts in litestream's environment (the secondary replica's, ``backupctl.config.secondary``).
     """
 
-    __slots__ = ("kind", "litestream_type", "path", "_options")
+    __slots__ = ("kind", "litestream_type", "path", "_options", "name", "refs")
     kind: str  # backupctl kind: file s3 r2 sftp gs abs
     litestream_type: str  # what litestream's config calls it
     path: str  # folder (file) or prefix inside the bucket
+    name: str | None
+    refs: tuple[tuple[str, str], ...]
 
-    def __init__(self, kind: str, litestream_type: str, path: str, **options: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        litestream_type: str,
+        path: str,
+        *,
+        name: str | None = None,
+        refs: tuple[tuple[str, str], ...] = (),
+        **options: Any,
+    ) -> None:
         unknown = set(options) - set(_BY_NAME[kind].options)
         if unknown:
             raise TypeError(f"a {kind} replica has no option {', '.join(sorted(unknown))}")
@@ -112,6 +128,8 @@ class Replica:
         object.__setattr__(self, "litestream_type", litestream_type)
         object.__setattr__(self, "path", path)
         object.__setattr__(self, "_options", tuple(sorted(options.items())))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "refs", tuple(refs))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in _ALL_OPTIONS:
@@ -122,10 +140,10 @@ class Replica:
         raise AttributeError("a Replica cannot be changed")
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle rebuild it through __init__
-        return (_rebuild_replica, (self.kind, self.litestream_type, self.path, dict(self._options)))
+        return (_rebuild_replica, (self.kind, self.litestream_type, self.path, dict(self._options), self.name, self.refs))
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.kind, self.litestream_type, self.path, self._options)
+        return (self.kind, self.litestream_type, self.path, self._options, self.name, self.refs)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Replica) and self._key() == other._key()
@@ -135,7 +153,17 @@ class Replica:
 
     def __repr__(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self._options)
-        return f"Replica(kind={self.kind!r}, litestream_type={self.litestream_type!r}, path={self.path!r}{options})"
+        named = f", name={self.name!r}" if self.name is not None else ""
+        return f"Replica(kind={self.kind!r}, litestream_type={self.litestream_type!r}, path={self.path!r}{options}{named})"
+
+    def renamed(self, name: str, refs: tuple[tuple[str, str], ...] = ()) -> Replica:
+        """This replica under its own ``name`` in the config, with credentials of its own (``refs``)."""
+        return Replica(self.kind, self.litestream_type, self.path, name=name, refs=refs, **dict(self._options))
+
+    @property
+    def config_name(self) -> str:
+        """Its name in a 0.3 config: what ``litestream ... -replica NAME`` takes."""
+        return self.name or self.kind
 
     @property
     def spec(self) -> ReplicaKind:
@@ -156,13 +184,51 @@ class Replica:
         return self.spec.lock_key(self)
 
 
-def _rebuild_replica(kind: str, litestream_type: str, path: str, options: dict[str, Any]) -> Replica:
-    return Replica(kind, litestream_type, path, **options)
+def _rebuild_replica(
+    kind: str,
+    litestream_type: str,
+    path: str,
+    options: dict[str, Any],
+    name: str | None = None,
+    refs: tuple[tuple[str, str], ...] = (),
+) -> Replica:
+    return Replica(kind, litestream_type, path, name=name, refs=refs, **options)
 
 
 def clean_path(path: str) -> str:
     """A remote path without empty or '.' segments."""
     return "/".join(part for part in path.split("/") if part and part != ".")
+
+
+def check_remote_path(checking: Checking, variable: str, raw: str | None, databases: int) -> None:
+    """A replica path setting (``BACKUP_PATH``, ``BACKUP_SECONDARY_PATH``): relative, where the backup
+    goes inside the bucket (or the sftp login folder), with ``{name}`` when there are several databases."""
+    if raw is None:
+        return
+    prefix = raw.strip("/")
+    if not prefix:
+        checking.add(variable, "is only slashes", "write a prefix like backups/{name}, or leave it unset")
+    elif raw.startswith("/"):
+        # Dropping the slash (as before) would quietly turn /etc/passwd into a bucket key etc/passwd:
+        # whoever wrote an absolute path meant something else, so say what a replica path is instead.
+        checking.add(
+            variable,
+            f"{raw!r} is an absolute path, but a replica path is relative: where the backup goes "
+            "inside the bucket (or the sftp login folder), not a path on this machine",
+            "write it without the leading '/', like backups/{name}",
+        )
+    elif any(part in (".", "..") for part in prefix.split("/")):
+        checking.add(
+            variable,
+            f"{prefix!r} has a '.' or '..' segment: object stores take it literally or reject every upload (400)",
+            "write a plain prefix like backups/{name}",
+        )
+    elif databases > 1 and "{name}" not in prefix:
+        checking.add(
+            variable,
+            f"{prefix!r} would put {databases} databases in one replica path",
+            "include {name} in it, like backups/{name}, so each database gets its own",
+        )
 
 
 def split_host_port(text: str, default_port: int) -> tuple[str, int] | None:

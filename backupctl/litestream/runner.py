@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupctl import kinds as replica_kinds
+from backupctl.config import secondary as secondary_replica
 from backupctl.config.settings import Settings
 from backupctl.errors import LitestreamError
 from backupctl.host.processes import child_kwargs
@@ -44,6 +45,8 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
             notices.append(f"not passing {name} to litestream: {why}")
     # Each kind drops backupctl's own variables for its credentials; they are set below, under the names litestream reads.
     notices += replica_kinds.drop_own_variables(env)
+    for name in secondary_replica.WITHHELD:  # the secondary's secrets reach it under BACKUPCTL_SECONDARY_* only
+        env.pop(name, None)
     dropped = caps.clean_environment(env)
     if replica_kinds.uses_s3_client(settings):
         notices += dropped  # only worth saying where an S3 client runs (not for a local folder)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from backupctl.config.replica_views import settings_for
 from backupctl.config.settings import Replica, Settings
 from backupctl.errors import BackupctlError, ConfigError, LitestreamError, NoBackupError, NotFoundError
 from backupctl.kinds import probe_replica
@@ -118,7 +119,8 @@ def _names_in(settings: Settings, replica: Replica) -> set[str]:
             ) from None
         return {e.removesuffix(suffix) for e in entries if e.endswith(suffix) and e != suffix}
     if replica.kind in ("s3", "r2"):
-        return {e.removesuffix(suffix) for e in _s3_folders(settings, replica, before) if e.endswith(suffix) and e != suffix}
+        folders = _s3_folders(settings_for(settings, replica), replica, before)  # a secondary: its own credentials
+        return {e.removesuffix(suffix) for e in folders if e.endswith(suffix) and e != suffix}
     raise ConfigError(
         f"a glob in BACKUP_DATABASES cannot be resolved against a {replica.kind} replica",
         "name each database file in BACKUP_DATABASES instead of a glob",

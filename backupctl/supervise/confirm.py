@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backupctl.config import replica_views
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import BackupctlError, LitestreamError
 from backupctl.host import state
+from backupctl.host.config_in_use import config_for_reading
 from backupctl.litestream import adapter, positions
 from backupctl.litestream.runner import Litestream
 from backupctl.owned import write_atomic
@@ -52,9 +54,19 @@ class Coverage:
             self._error(exc)
             return {}
 
-    def covered(self, databases: list[Database], targets: dict[str, positions.LocalPosition] | None = None) -> set[str]:
+    def covered(
+        self,
+        databases: list[Database],
+        targets: dict[str, positions.LocalPosition] | None = None,
+        *,
+        unreadable_fails: bool = False,
+    ) -> set[str]:
         """The databases (paths as str) whose replica holds their local position: the one in ``targets``
-        when litestream had one for it, else the one it has now (a database it never replicated)."""
+        when litestream had one for it, else the one it has now (a database it never replicated).
+
+        Several replicas (the secondary) are read one by one: each one that can be read must hold the
+        position, and one at least, so a start is confirmed through an outage of the other (litestream
+        writes the replica it reaches). ``unreadable_fails`` (a final sync): every replica must be read."""
         if not databases:
             return set()
         if self.position_check is not None:
@@ -68,12 +80,42 @@ class Coverage:
         local = {**self.local_positions(fresh), **wanted} if fresh else wanted
         covered: set[str] = set()
         readable = [db for db in databases if str(db.path) in local]
+        if replica_views.several(self.settings):
+            held, errors = self._covered_by_each(readable, local, unreadable_fails)
+            for error in errors:
+                self._error(error)
+            return held
         for path, replica in adapter.read_replicas(self.litestream, readable, timeout=POSITION_TIMEOUT).items():
             if isinstance(replica, BackupctlError):
                 self._error(replica)
             elif isinstance(replica, positions.ReplicaPosition) and series.covers(replica, local[path]):
                 covered.add(path)
         return covered
+
+    def _covered_by_each(
+        self, databases: list[Database], local: dict[str, positions.LocalPosition], unreadable_fails: bool
+    ) -> tuple[set[str], list[BackupctlError]]:
+        """The databases (paths as str) each of whose replicas holds its ``local`` position, read one
+        replica at a time through its view (a reading of them together fails whole when one cannot be
+        read). A replica that cannot be read is passed over, as long as another one holds the position,
+        unless ``unreadable_fails``; the errors of those readings come back to be said."""
+        readings: dict[str, list[positions.ReplicaPosition | BackupctlError]] = {str(db.path): [] for db in databases}
+        for name in replica_views.names(self.settings):
+            narrowed = replica_views.view(self.settings, name)
+            ones = [db for db in narrowed.databases if str(db.path) in readings]
+            runner = Litestream(self.litestream.binary, narrowed, config_for_reading(narrowed))
+            for path, reading in adapter.read_replicas(runner, ones, timeout=POSITION_TIMEOUT).items():
+                readings[path].append(reading)
+        series = adapter.series_of(self.litestream.caps.version)
+        held: set[str] = set()
+        errors: list[BackupctlError] = []
+        for path, found in readings.items():
+            read = [r for r in found if isinstance(r, positions.ReplicaPosition)]
+            errors += [r for r in found if isinstance(r, BackupctlError)]
+            enough = bool(read) and (len(read) == len(found) or not unreadable_fails)
+            if enough and all(series.covers(r, local[path]) for r in read):
+                held.add(path)
+        return held, errors
 
     def replicas_empty(self, databases: set[str]) -> bool:
         """True only when some replica is really empty (so "NO backup yet" is the truth)."""
@@ -88,7 +130,8 @@ class Coverage:
         clean = returncode == 0 and not run.killed and not run.sync_skipped and run.term_sent_at is not None
         # 0.5.17 stopped before its first snapshot exits 0 with an empty replica; an error while
         # stopping may or may not have lost data: only the replica's position tells.
-        uncovered = {str(db.path) for db in self.settings.databases} - self.covered(list(self.settings.databases))
+        every = list(self.settings.databases)
+        uncovered = {str(db.path) for db in every} - self.covered(every, unreadable_fails=True)
         done = clean and not uncovered
         code = describe_exit(returncode)
         if done:
