@@ -238,7 +238,6 @@ def endpoint_address(replica: Replica) -> tuple[str, int] | None:
 def check_replica(replica: Replica, connect_timeout: float = CONNECT_TIMEOUT) -> Problem | None:
     """A local folder: writable (doctor's probe). S3/R2/sftp: the endpoint's TCP port accepts a connection."""
     if replica.kind == "file":
-
         probe = check_replica_folder(replica)
         if probe.status == FAIL:
             return Problem(replica.destination, probe.found, probe.fix or "change BACKUP_LOCAL_DIR")

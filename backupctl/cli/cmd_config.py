@@ -91,7 +91,6 @@ def _suggest_gitignore(settings, config: Path) -> None:  # noqa: ANN001 - Settin
 
 
 def _say_destinations(settings) -> None:  # noqa: ANN001 - Settings, imported lazily
-
     for db in settings.databases:
         for replica in db.replicas:
             say(f"  {db.path} -> {replica.destination}")

@@ -136,7 +136,6 @@ def demo(
     restored = folder / "restored.db"
     for leftover in (db, restored):
         if leftover.exists():
-
             raise RefusedError(f"{leftover} already exists", "give --dir a new or empty folder")
     timings: dict[str, float] = {}
     started = time.monotonic()

@@ -306,7 +306,6 @@ def status(
             raise typer.Exit(0) from None
     report = status_report(settings, database, config, fresh)
     if json_:
-
         emit_json(report.to_json())
     else:
         _print_status(report, local_mode)
@@ -319,7 +318,6 @@ def _replica_only(settings: Any, binary: Path, database: str | None, json_: bool
 
     report = collect_replica_status(settings, binary, database)
     if json_:
-
         emit_json(report.to_json())
         raise typer.Exit(int(report.exit_code))
     from rich.text import Text
@@ -361,7 +359,6 @@ def databases(env_file: EnvFileOpt = None, json_: JsonOpt = False, config: Confi
 
     doc = databases_document(load(env_file), config)
     if json_:
-
         emit_json(doc)
         return
 
@@ -391,7 +388,6 @@ def _listing(
     results = listing_results(settings, database, config, what)
     kind, note = what.key, what.note
     if json_:
-
         emit_json(listing_document(settings, results, what))
         return
     import sys

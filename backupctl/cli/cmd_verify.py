@@ -79,10 +79,8 @@ class _Progress:
 
     def _print(self, line: str) -> None:
         if self.status is not None:  # above the spinner, through its console, so neither garbles the other
-
             self.status.console.print(shown(line), markup=False, highlight=False)
         else:
-
             say(line)
 
 

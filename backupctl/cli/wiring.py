@@ -12,10 +12,8 @@ from backupctl.config.settings import load_settings
 
 
 def load(env_file: Path | None, *, force_local: bool | None = None):  # -> Settings
-
     settings = load_settings(env_file, force_local=force_local)
     if settings.warnings:
-
         for warning in settings.warnings:
             notice(warning)
     return settings

@@ -62,7 +62,6 @@ def setup(
     if not print_only:
         target = (output or settings.config_path).expanduser().absolute()
         if not skip_checks:
-
             # Before writing: a database that is not SQLite fails here, in a second, not after minutes of start.
             preflight.run(settings, missing_database="note", unreachable_is_error=False, note=note)
         _keep_a_foreign_config(settings, target, force, note)
@@ -99,7 +98,6 @@ def set_local_mode(settings: Settings, local: bool, note: Note) -> None:
 
     marker = local_mode_marker(settings.project_dir)
     if local:
-
         secure_dir(marker.parent, what="state folder")
         write_atomic(marker, "set by `backupctl setup --local`; removed by a plain `backupctl setup`\n")
         note("local mode: start, status and restore use the local folder until you run `backupctl setup` again")

@@ -166,7 +166,6 @@ def eject_templates(project_dir: Path, force: bool = False) -> Path:
     """Copy the default templates into the project for editing; setup then prefers them."""
     target = user_templates_dir(project_dir)
     if target.exists() and not force:
-
         raise RefusedError(
             f"{target} already exists",
             "edit the templates there, or pass --force to overwrite them with the defaults",
@@ -219,7 +218,6 @@ def written_by_backupctl(settings: Settings, path: Path, current: bytes) -> bool
 def guard_foreign_config(settings: Settings, path: Path, current: bytes) -> None:
     """Refuse to replace a litestream.yml that backupctl did not write (a user's hand-made config)."""
     if not written_by_backupctl(settings, path, current):
-
         raise RefusedError(
             f"{path} was not written by backupctl; refusing to replace it",
             f"move it aside (backupctl then renders its own), or pass --config {path} to use it as it is "

@@ -129,7 +129,6 @@ def _comm(entry: Path) -> str:
 def check_not_in_use(db: Database | None, path: Path) -> None:
     """Raise ConflictError if backupctl replicates this database or any process has the file open."""
     if db is not None:
-
         ours = [r for r in processes.replicators_of(db.path, scan=False) if r.pid != os.getpid()]
         if ours:
             raise ConflictError(

@@ -155,14 +155,12 @@ def supervisor_jobs(
     running now: the supervisor takes up new databases with a new config."""
     jobs = []
     if settings.verify_interval:
-
         def verify() -> None:
             current = litestream()
             verify_all(current.settings, current.binary, state_dir, log, stopping)
 
         jobs.append(PeriodicJob("verify", parse_duration(settings.verify_interval), verify, clock))
     if settings.drill_interval:
-
         def scheduled() -> None:
             current = litestream()
             drill(current.settings, current, state_dir, log)
