@@ -285,7 +285,7 @@ def status(
     # Without the databases (an operator's laptop) the settings are read as on a new machine: a glob
     # is matched against the replica and a missing folder is fine.
     if replica is not None and not replica_only:
-        from backupctl.cli.output import UsageError
+        from backupctl.cli.output import UsageError  # lazy: only this mistake needs it
 
         raise UsageError(
             "--replica goes with --replica-only",
