@@ -40,15 +40,14 @@ def _raise_open_files_limit() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["-V"]):
-        # Answered before importing anything heavy: scripts call this often.
-        # lazy: `--version` answers before anything else loads
+        # lazy: `--version` answers before anything else loads (scripts call it often)
         from backupctl import __version__
 
         print(f"backupctl {__version__}")
         return 0
 
     _raise_open_files_limit()
-    # lazy: `--version` answers before anything else loads
+    # lazy: not loaded for `--version`
     from backupctl.cli import fast
     from backupctl.cli.output import os_error, report_error, report_internal_error
     from backupctl.errors import BackupctlError, ExitCode
