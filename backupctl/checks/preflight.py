@@ -227,7 +227,7 @@ def _check_database(db: Database, result: Preflight, missing_database: str, rest
 def _endpoint_key(replica: Replica) -> str:
     # The secondary's own key: on one endpoint beside the primary it still has its own bucket and credentials.
     name = f"|{replica.name}" if replica.name else ""
-    return replica.destination if replica.kind == "file" else f"{replica.kind}|{replica.endpoint}|{replica.sftp_host}{name}"
+    return replica.destination if replica.spec.local_folder else f"{replica.kind}|{replica.endpoint}|{replica.sftp_host}{name}"
 
 
 def endpoint_address(replica: Replica) -> tuple[str, int] | None:
@@ -237,7 +237,7 @@ def endpoint_address(replica: Replica) -> tuple[str, int] | None:
 
 def check_replica(replica: Replica, connect_timeout: float = CONNECT_TIMEOUT) -> Problem | None:
     """A local folder: writable (doctor's probe). S3/R2/sftp: the endpoint's TCP port accepts a connection."""
-    if replica.kind == "file":
+    if replica.spec.local_folder:
         probe = check_replica_folder(replica)
         if probe.status == FAIL:
             return Problem(replica.destination, probe.found, probe.fix or "change BACKUP_LOCAL_DIR")

@@ -258,6 +258,7 @@ class ReplicaKind:
     masked: ClassVar[frozenset[str]] = frozenset()  # not secret alone, still shown masked
     options: ClassVar[tuple[str, ...]] = ()  # the Replica fields of this kind
     needs_bucket: ClassVar[bool] = False
+    local_folder: ClassVar[bool] = False  # a folder on this machine: checked and listed as files, no endpoint
     uses_s3_client: ClassVar[bool] = False  # AWS_CA_BUNDLE and friends matter to its litestream
     # Variables of backupctl's own never passed to litestream: with the reason said (name -> why),
     # and silently (secrets litestream gets under the names it reads).

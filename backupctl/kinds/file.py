@@ -21,6 +21,7 @@ class FileKind(ReplicaKind):
     name = "file"
     litestream_type = "file"
     implied_rank = 2  # nothing else set: a local folder
+    local_folder = True
 
     def replica(
         self, name: str, remote_path: str, values: Mapping[str, str | None], local_dir: Path, caps: Capabilities

@@ -107,7 +107,7 @@ def _names_in(settings: Settings, replica: Replica) -> set[str]:
         )
     before, after = replica.path.split(NAME_MARK, 1)
     suffix = after.split("/", 1)[0]  # text after {name} inside its own path segment
-    if replica.kind == "file":
+    if replica.spec.local_folder:
         folder = Path(before)
         try:
             entries = [p.name for p in folder.iterdir() if p.is_dir()]
