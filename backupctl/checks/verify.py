@@ -379,6 +379,21 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         refused = _refusal(temporary, settings)
         if refused:
             return result(FAILED, refused, replicator=replicator, attempts=attempts)
+        # A replica that restores without the sentinel may be lagging, or may restore only up to a
+        # hole (litestream 0.3 restores a generation with a missing WAL segment up to the gap, and
+        # with several replicas it may pick that one): the continuity check tells them apart.
+        if on_step:
+            on_step("the sentinel did not come back: comparing the replica's newest state with the live database")
+        proof = continuity.prove(ls, db, tmp_root, sleep=stop_request.sleep)
+        stop_request.check()
+        continuity.record(paths.project_state_dir(settings.project_dir), proof)
+        if proof.verdict == continuity.BROKEN:
+            return result(
+                FAILED,
+                f"the sentinel had not reached the replica after {wait:g}s, and the replica is NOT whole: {proof.reason}",
+                replicator=replicator,
+                attempts=attempts,
+            )
         return result(
             INCONCLUSIVE,
             f"the replica restores, but the sentinel had not reached it after {wait:g}s (replica lagging?)",

@@ -317,3 +317,32 @@ def test_the_spinner_names_each_running_database_on_a_line_of_its_own() -> None:
     ]
     progress.finished(SimpleNamespace(name="a.db"), SimpleNamespace(status="verified", seconds=1.0), None)
     assert status.text.plain.splitlines() == ["verifying 2 databases (1 done)", "  new\\nline.db: restoring the replica"]
+
+
+@pytest.mark.slow
+def test_a_03_replica_that_restores_only_up_to_a_hole_fails_verify(tmp_path: Path, litestream_bins, nothing_left_running) -> None:
+    """A WAL segment taken out of the middle of 0.3's generation: the sentinel, written after it, never
+    comes back from a restore, which alone would read as a lagging replica (inconclusive). The
+    continuity check then tells the two apart, and verify fails loudly, naming the replica not whole."""
+    from tests.journeys.test_second_replica import insert_wide_rows, segments, write_env
+
+    app = tmp_path / "app"
+    db = make_db(app / "db" / "app.db")
+    replica = tmp_path / "replica"
+    write_env(app, LITESTREAM_VERSION="0.3.13", BACKUP_DATABASES="db/app.db", BACKUP_SYNC_INTERVAL="1s",
+              BACKUP_LOCAL_DIR=str(replica))  # fmt: skip
+    try:
+        assert run_cli("start", "--background", cwd=app, timeout=120).returncode == 0
+        wait_for(lambda: "continuity of app.db: " in run_cli("logs", cwd=app).stdout, 60, 0.5, "the check after start")
+        for _ in range(4):  # a WAL segment each
+            before = len(segments(replica))
+            insert_wide_rows(db, 300)
+            wait_for(lambda b=before: len(segments(replica)) > b, 60, 0.2, "the replica to take the rows")
+        segments(replica)[2].unlink()  # new pages of their own (wide rows): no later segment writes them again
+        insert_wide_rows(db, 300)
+        verified = run_cli("verify", cwd=app, timeout=180)
+        said = verified.stdout + verified.stderr
+        assert verified.returncode == ExitCode.VERIFY_FAILED, said
+        assert "the sentinel had not reached the replica" in said and "NOT whole" in said, said
+    finally:
+        run_cli("stop", cwd=app, timeout=120)
