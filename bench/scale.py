@@ -326,6 +326,10 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
             goal, met = f"<= {limit:g} ms", status.ours_ms <= limit
         row("`status --json`", status.ours_ms, "ms", status.raw_ms, status_label, added=True, goal=goal,
             met=met and not status.failed, note=status.note(running))  # fmt: skip
+        ours_cpu, raw_cpu, interval = _healthcheck_cpu(runs, [bc, "status"], raw_status, cwd, env)
+        row(f"compose healthcheck CPU per day (`backupctl status` every {interval:g} s)", ours_cpu, "s", raw_cpu,
+            f"{status_label} at the same interval", note=f"{running}; user+system CPU of {runs} runs each, "
+            "scaled to a day at the generated compose file's healthcheck interval")  # fmt: skip
         for label, ours, theirs, raw_label in _listing_pairs(project):
             got = _interleaved(runs, budget(opts), ours, theirs, cwd, env)
             row(f"`{label}`", got.ours_ms, "ms", got.raw_ms, f"`{raw_label}`", added=True,
@@ -358,6 +362,25 @@ def _measure(opts: Options, count: int, rows: list[Row]) -> None:
     row("`stop` (final sync)", stop_s, "s", float(raw["stop"]), raw_stop,
         goal="stops with a final sync" if goals else "", met=synced if goals else None, note=stop_note)  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)  # 1,000 databases and two replicas; a failed count's folder is kept
+
+
+def _healthcheck_cpu(runs: int, ours: list[str], raw: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
+    """CPU seconds a day of the compose file's healthcheck (``service.HEALTHCHECK``'s interval) for
+    ``ours`` and for ``raw``: the user+system time of their processes (children of this one), runs
+    interleaved, per run, times the runs in a day."""
+    from backupctl.commands.service import HEALTHCHECK
+    from backupctl.config.settings import parse_duration
+
+    interval = parse_duration(HEALTHCHECK["interval"])
+    spent = {"ours": 0.0, "raw": 0.0}
+    for _ in range(runs):
+        for name, argv, run_env in (("ours", ours, None), ("raw", raw, env)):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run(argv, cwd=cwd, env=run_env, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            spent[name] += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    per_day = 86400.0 / interval
+    return spent["ours"] / runs * per_day, spent["raw"] / runs * per_day, interval
 
 
 def bench_scale(opts: Options) -> list[Row]:
