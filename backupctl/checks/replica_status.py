@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl.checks.status import ERROR, NOT_INITIALIZED, OK, epoch_iso
+from backupctl.checks.verdicts import ERROR, NOT_INITIALIZED, OK, epoch_iso
 from backupctl.config import replica_views
 from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings

@@ -36,14 +36,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from backupctl.checks import observations
 from backupctl.checks.continuity import records as continuity_records
 from backupctl.checks.observations import local_position, record
+from backupctl.checks.published_status import reading_current
+from backupctl.checks.verdicts import epoch_iso, judge, local_files
 from backupctl.config import replica_views
 from backupctl.config.render import fingerprint
 from backupctl.config.settings import Database, Settings, parse_duration
@@ -56,19 +56,6 @@ from backupctl.litestream.series import Series
 from backupctl.owned import read_json, write_json
 from backupctl.paths import project_state_dir
 
-
-class Verdict(StrEnum):
-    """A database's verdict in `status` (docs/status.md)."""
-
-    OK = "ok"
-    STALE = "stale"
-    DOWN = "down"
-    NOT_INITIALIZED = "not-initialized"
-    ERROR = "error"
-    BROKEN = "broken"
-
-
-OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = Verdict
 STATUS_CACHE = "status.json"
 
 
@@ -226,26 +213,12 @@ class _Local:
         return self.position.status
 
 
-def _stat(path: Path) -> tuple[int | None, float | None]:
-    try:
-        st = path.stat()
-    except OSError:
-        return None, None
-    return st.st_size, st.st_mtime
-
-
 def _local(db: Database, position: positions.LocalPosition) -> _Local:
-    size, db_mtime = _stat(db.path)
-    wal_size, wal_mtime = _stat(db.path.with_name(db.path.name + "-wal"))
-    mtimes = [m for m in (db_mtime, wal_mtime) if m is not None]
-    return _Local(size is not None, size, wal_size or 0, max(mtimes) if mtimes else None, position)
+    files = local_files(str(db.path))
+    return _Local(files["exists"], files["size"], files["wal_size"], files["updated_at"], position)
 
 
 # --------------------------------------------------------------------------- verdict
-
-
-def epoch_iso(epoch: float | None) -> str | None:
-    return listings.iso(datetime.fromtimestamp(epoch, UTC)) if epoch is not None else None
 
 
 def database_status(
@@ -268,104 +241,18 @@ def database_status(
     ``observed_at``: the entry is the running supervisor's observation from then. ``verifies``:
     ``state.verify_records`` of the project (read once for every database)."""
     verifies = verifies if verifies is not None else state.verify_records(project_state_dir(settings.project_dir))
-    local_pos = series.local_key(local.position)
-    replica_pos = entry.get("replica_pos")
-    has_reading = "read_at" in entry
-    behind: bool | None = entry.get("behind") if has_reading and local.exists and local.initialized else None
-    behind_since: float | None = float(entry["pending"]["since"]) if behind and entry.get("pending") else None
-    if behind and behind_since is None:
-        behind_since = now
-    unshipped = entry.get("unshipped_since") if supervisor.running and has_reading else None
-    if unshipped is not None:
-        behind = True
-        behind_since = min(float(unshipped), behind_since if behind_since is not None else now)
-    stall = observations.stall_after(settings.sync_seconds)
-
-    newest = entry.get("newest")
-    newest_epoch = datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp() if newest else None
-    lag = (max(0.0, now - behind_since) if behind_since is not None else 0.0) if behind is not None else None
-    unread_for = now - float(entry["read_at"]) if has_reading else None
-    as_of = f" (the supervisor's look {max(0.0, now - observed_at):.0f}s ago)" if observed_at is not None else ""
-
-    verdict, reason = OK, "the replica holds everything litestream has read of the local database" + as_of
-    if not local.exists:
-        verdict, reason = ERROR, f"the database file {db.path} does not exist"
-    elif unserved:
-        verdict = DOWN
-        reason = (
-            f"the running supervisor (pid {supervisor.pid}) does not replicate it: settings changed since it "
-            "started; restart it to apply them (`backupctl stop`, then start)"
-        )
-    elif local.litestream_status == "error":
-        verdict, reason = ERROR, "litestream reports an error for this database"
-    elif not local.initialized and replica_error is not None:
-        # The unreachable replica is the cause to name, not "never replicated" (docs/status.md: error, exit 12).
-        verdict, reason = ERROR, f"cannot read the replica: {replica_error}"
-    elif not local.initialized:
-        verdict, reason = NOT_INITIALIZED, "litestream has never replicated this database (start replication)"
-    elif not has_reading:
-        verdict = ERROR
-        reason = f"cannot read the replica: {replica_error or 'no reading'}"
-    elif proof is not None and proof.get("verdict") == "broken":
-        verdict = BROKEN
-        heals = "the supervisor heals it with a full snapshot" if supervisor.running else "start replication to heal it"
-        reason = (
-            f"the replica is NOT whole: {proof.get('reason')} "
-            f"(found {epoch_iso(proof.get('broken_since') or proof.get('checked_at'))}); "
-            f"{heals}; restores of earlier points may miss rows"
-        )
-    elif not supervisor.running:
-        verdict, reason = DOWN, f"replication is not running (supervisor {supervisor.state})"
-    elif replica_error is None and entry.get("empty"):
-        verdict, reason = NOT_INITIALIZED, "the replica is empty"
-    elif unshipped is not None and now - float(unshipped) > stall:
-        verdict = STALE
-        cause = f"; litestream's last error: {supervisor.last_error}" if supervisor.last_error else " (it may be hung)"
-        reason = (
-            f"litestream has shipped nothing for {now - float(unshipped):.0f}s though the database was written "
-            f"(no progress after {stall:g}s){cause}"
-        )
-    elif behind and lag is not None and lag > threshold:
-        verdict, reason = STALE, f"the replica has been behind the local database for {lag:.0f}s (threshold {threshold:g}s)"
-    elif replica_error is not None and unread_for is not None and unread_for > threshold:
-        verdict = STALE
-        reason = f"the replica could not be read for {unread_for:.0f}s (threshold {threshold:g}s): {replica_error}"
-    elif replica_error is not None:
-        reason = f"replica unreachable now ({replica_error}); position from {epoch_iso(entry['read_at'])}"
-    elif behind:
-        reason = f"the replica is {lag:.0f}s behind, within the threshold ({threshold:g}s)" + as_of
-
-    verify = verifies.get(str(db.path)) or verifies.get(db.name)
-    return DatabaseStatus(
-        name=db.name,
-        path=str(db.path),
-        verdict=verdict,
-        reason=reason,
-        destinations=[r.destination for r in db.replicas],
-        size=local.size,
-        wal_size=local.wal_size if local.exists else None,
-        local_position=series.shown_local(local.position),
-        local_updated_at=epoch_iso(local.updated_at),
-        replica_position=entry.get("replica_position"),
-        newest_backup=newest,
-        # never negative: a backup written while this status read the replicas is newer than `now`
-        newest_backup_age_seconds=round(max(0.0, now - newest_epoch), 1) if newest_epoch is not None else None,
-        behind=behind,
-        behind_since=epoch_iso(behind_since),
-        lag_seconds=round(lag, 1) if lag is not None else None,
-        lag_txids=(
-            max(0, int(local_pos) - int(replica_pos))
-            if series.exact_positions and local_pos is not None and replica_pos is not None
-            else None
-        ),
-        oldest_restorable=entry.get("oldest"),
-        newest_snapshot=entry.get("newest_snapshot"),
-        snapshot_count=entry.get("snapshot_count"),
-        replica_error=replica_error,
-        replica_read_at=epoch_iso(entry.get("read_at")),
-        last_verify=verify,
-        observed_at=epoch_iso(observed_at),
-    )
+    fields = judge(
+        name=db.name, path=str(db.path), destinations=[r.destination for r in db.replicas],
+        local={"exists": local.exists, "size": local.size, "wal_size": local.wal_size, "updated_at": local.updated_at,
+               "initialized": local.initialized, "status": local.litestream_status},
+        local_key=series.local_key(local.position), shown_local=series.shown_local(local.position),
+        exact_positions=series.exact_positions, entry=entry, replica_error=replica_error,
+        supervisor={"running": supervisor.running, "pid": supervisor.pid, "state": supervisor.state,
+                    "last_error": supervisor.last_error},
+        threshold=threshold, stall=observations.stall_after(settings.sync_seconds), now=now, unserved=unserved,
+        observed_at=observed_at, verify=verifies.get(str(db.path)) or verifies.get(db.name), proof=proof,
+    )  # fmt: skip
+    return DatabaseStatus(**fields)
 
 
 def collect_status(
@@ -423,11 +310,9 @@ def collect_status(
         report.source = "supervisor"
         report.observed_at = epoch_iso(seen.observed_at)
         # The supervisor re-reads an unchanged database's replica only now and then: a replica reading
-        # older than MAX_AGE is read again here, so no verdict rests on it (a deleted replica shows).
-        def read_at(db: Database) -> float:
-            return float(seen.entries.get(str(db.path), {}).get("read_at") or 0.0)
-
-        old = [db for db in served if now - read_at(db) > observations.MAX_AGE]
+        # that is not current (older than MAX_AGE, and not a local folder unchanged since) is read again
+        # here, so no verdict rests on it (a deleted replica shows).
+        old = [db for db in served if not reading_current(seen.entries.get(str(db.path), {}), now)]
         rereads: dict[str, Any] = {}
         if old:
             # lazy: not needed on `status --json`'s fast path
