@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 # Kernel file systems: every file there is generated on read, none is a user's data.
 KERNEL_FOLDERS = ("/proc", "/sys")
@@ -46,6 +45,8 @@ def not_regular(path: str | os.PathLike[str]) -> str | None:
 def kernel_folder(path: str | os.PathLike[str], resolved: bool = False) -> str | None:
     """``/proc`` or ``/sys`` when ``path`` lies in one, else None. Symbolic links are resolved first
     (``/proc/self`` is one) unless the caller says ``path`` already is (a glob's 1,000 matches)."""
+    from pathlib import Path  # lazy: `status --json` imports this module, not pathlib
+
     real = Path(path if resolved else os.path.realpath(path))
     for folder in KERNEL_FOLDERS:
         if real == Path(folder) or Path(folder) in real.parents:

@@ -1,24 +1,33 @@
-"""Every path backupctl uses, resolved in one place: explicit override, then env var, then default."""
+"""Every path backupctl uses, resolved in one place: explicit override, then env var, then default.
+
+Imported by `status --json`'s published answer (``state_folder``): pathlib and hashlib are imported
+in the functions that use them.
+"""
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import sys
-from pathlib import Path
 
 from backupctl.errors import ConfigError
 from backupctl.owned import read_json, secure_dir, write_json
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see cli/output.py)
+if TYPE_CHECKING:
+    from pathlib import Path
+
 CACHE_ENV = "BACKUPCTL_CACHE_DIR"
 OWNERFILE = "project.json"  # which project owns a shared state folder (claim)
 STATE_ENV = "BACKUPCTL_STATE_DIR"
+STATE_DIRNAME = ".backupctl"  # a project's state folder beside its .env, unless STATE_ENV names one
 HOME_ENV = "BACKUPCTL_HOME"
 
 
 def cache_dir(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
     """Where downloaded Litestream binaries live (per version and platform)."""
+    from pathlib import Path
+
     env = os.environ if environ is None else environ
     if env.get(CACHE_ENV):
         return Path(env[CACHE_ENV]).expanduser().resolve()
@@ -30,6 +39,8 @@ def cache_dir(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
 
 def state_home(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
     """Machine-wide state: locks shared by every project of this user."""
+    from pathlib import Path
+
     env = os.environ if environ is None else environ
     if env.get(HOME_ENV):
         return Path(env[HOME_ENV]).expanduser().resolve()
@@ -42,14 +53,22 @@ def project_state_dir(project_dir: Path, environ: os._Environ[str] | dict[str, s
 
     Two projects on one machine never share it, so `stop` in one cannot touch the other.
     """
+    from pathlib import Path
+
     env = os.environ if environ is None else environ
+    folder = _secured(Path(state_folder(str(project_dir), env)), "state folder")
     if env.get(STATE_ENV):
         # One folder for every project is a mistake that would let them read and stop each
         # other's supervisor: the first project to use it owns it (claim refuses others).
-        folder = _secured(Path(env[STATE_ENV]).expanduser().resolve(), "state folder")
         claim(folder, project_dir)
-        return folder
-    return _secured(project_dir / ".backupctl", "state folder")
+    return folder
+
+
+def state_folder(project_dir: str, environ: os._Environ[str] | dict[str, str]) -> str:
+    """The name of a project's state folder: STATE_ENV's (resolved), else ``.backupctl/`` beside the
+    .env. ``project_state_dir`` secures and claims it; `status --json`'s published answer only reads."""
+    named = environ.get(STATE_ENV)
+    return os.path.realpath(os.path.expanduser(named)) if named else os.path.join(project_dir, STATE_DIRNAME)
 
 
 def _secured(folder: Path, what: str) -> Path:
@@ -81,6 +100,8 @@ def records_dir() -> Path:
 
 def lock_path(kind: str, key: str, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
     """A lock file for a database or replica destination, shared by all projects of this user."""
+    import hashlib
+
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return locks_dir(environ) / f"{kind}-{digest}.lock"
 
@@ -91,6 +112,8 @@ def claim(state_dir: Path, project_dir: Path) -> None:
     Two projects given one ``BACKUPCTL_STATE_DIR`` would otherwise read (and `stop`) each other's
     supervisor. A folder whose owner no longer exists is taken over.
     """
+    from pathlib import Path
+
     mine = str(project_dir.resolve())
     owner = read_json(state_dir / OWNERFILE)
     theirs = owner.get("project") if owner else None

@@ -39,6 +39,7 @@ from typing import Any
 
 from backupctl import paths
 from backupctl.errors import ConflictError
+from backupctl.host.liveness import alive_from_proc, start_ticks
 from backupctl.owned import read_private, write_atomic
 
 SUPERVISOR = "supervisor"
@@ -109,25 +110,11 @@ class ProcessRecord:
         return f"{what}, pid {self.pid}, project {self.project}"
 
 
-def start_ticks(pid: int) -> int | None:
-    """Linux: when the process started, in clock ticks since boot (/proc/PID/stat, field 22).
-
-    Unlike an epoch start time this never moves: psutil derives create_time from the boot time
-    each process reads from /proc/stat, which shifts when the wall clock is stepped (NTP, a VM
-    resumed), so two processes can disagree about one start time by a second or more.
-    """
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text("utf-8", "replace")
-        return int(data.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def is_alive(pid: int, create_time: float, argv: list[str] | None = None, ticks: int | None = None) -> bool:
     """The one liveness test: pid exists, started at that time (``ticks`` since boot where the OS has
     them, else ``create_time``), runs ``argv`` (when given), and is not a zombie."""
     if ticks is not None:
-        known = _alive_from_proc(pid, ticks, argv)
+        known = alive_from_proc(pid, ticks, argv)
         if known is not None:
             return known
     import psutil
@@ -189,28 +176,6 @@ def runs_our_program(record: ProcessRecord) -> bool:
         return True
     args = [os.path.basename(a) for a in record.argv[1:3]]
     return name.startswith("python") and ("backupctl" in args or record.argv[1:3] == ["-m", "backupctl"])
-
-
-def _alive_from_proc(pid: int, ticks: int, argv: list[str] | None) -> bool | None:
-    """``is_alive`` read straight from Linux's /proc (what psutil reads, without importing it: `status`
-    asks this on every call); None where there is no /proc to read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text("utf-8", "replace").rsplit(")", 1)[1].split()
-        state, started = fields[0], int(fields[19])
-        if started != ticks or state == "Z":
-            return False
-        if argv:
-            current = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "surrogateescape").split("\0")]
-            if current and current[-1] == "":
-                current.pop()
-            # An empty command line is the kernel not answering for a moment (a process being exec'd).
-            if current and current != list(argv):
-                return False
-        return True
-    except FileNotFoundError:
-        return False if Path("/proc/self/stat").exists() else None
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def register(

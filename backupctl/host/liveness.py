@@ -1,0 +1,55 @@
+"""Whether a process is the one that was recorded, read straight from Linux's /proc: what psutil
+reads, without importing it (`status --json` asks this on every call and must stay light). Only the
+standard library's ``os`` is imported here. ``processes.is_alive`` is the liveness test; this is
+its Linux half."""
+
+from __future__ import annotations
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return fh.read().decode("utf-8", "replace").rsplit(")", 1)[1].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """Linux: when the process started, in clock ticks since boot (/proc/PID/stat, field 22).
+
+    Unlike an epoch start time this never moves: psutil derives create_time from the boot time
+    each process reads from /proc/stat, which shifts when the wall clock is stepped (NTP, a VM
+    resumed), so two processes can disagree about one start time by a second or more.
+    """
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive_from_proc(pid: int, ticks: int, argv: list[str] | None = None) -> bool | None:
+    """Whether ``pid`` runs, started at ``ticks``, runs ``argv`` (when given) and is not a zombie;
+    None where there is no /proc to read."""
+    try:
+        fields = _stat_fields(pid)
+        state, started = fields[0], int(fields[19])
+        if started != ticks or state == "Z":
+            return False
+        if argv:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                current = fh.read().decode("utf-8", "surrogateescape").split("\0")
+            if current and current[-1] == "":
+                current.pop()
+            # An empty command line is the kernel not answering for a moment (a process being exec'd).
+            if current and current != list(argv):
+                return False
+        return True
+    except FileNotFoundError:
+        return None if not _has_proc() else False
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _has_proc() -> bool:
+    try:
+        open("/proc/self/stat", "rb").close()  # noqa: SIM115 - only whether it opens
+    except OSError:
+        return False
+    return True
