@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backupctl.checks.published_status import folder_witness, read_looks
 from backupctl.errors import BackupctlError
 from backupctl.litestream import positions
 from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 OBSERVATIONS = "observations.json"
 MIN_INTERVAL = 2.0  # seconds between two looks, at least
 MAX_INTERVAL = 15.0  # ...and at most, whatever a look costs
-MAX_AGE = 30.0  # status uses a look at most this old (two MAX_INTERVALs)
 REVALIDATE_EVERY = 60.0  # one unchanged database's replica re-read this often
 CPU_BUDGET = 0.0005  # the share of one core the looks may take over time (0.05 %)
 WATCH_EVERY_TICK = 100  # up to this many databases, each -wal is stat'ed every tick (about 1 s), not only at looks
@@ -104,10 +104,13 @@ def record(entry: dict[str, Any], local: positions.LocalPosition, window: Window
     return behind
 
 
-def local_fields(local: positions.LocalPosition) -> dict[str, Any]:
-    """A local position as an entry stores it (``local_position`` rebuilds it)."""
+def local_fields(local: positions.LocalPosition, series: Series) -> dict[str, Any]:
+    """A local position as an entry stores it (``local_position`` rebuilds it), with what `status`
+    derives from it through the series, so that ``published_status`` needs no series to answer."""
     return {"local": {"exists": local.exists, "txid": local.txid, "status": local.status,
-                      "generation": local.generation, "written_at": local.written_at}}  # fmt: skip
+                      "generation": local.generation, "written_at": local.written_at},
+            "initialized": local.initialized, "local_key": series.local_key(local),
+            "shown_local": series.shown_local(local)}  # fmt: skip
 
 
 def local_position(entry: dict[str, Any]) -> positions.LocalPosition | None:
@@ -236,6 +239,9 @@ class Observer:
             local[str(db.path)] = local_position(self.entries[str(db.path)])  # type: ignore[assignment]
         databases = written + recheck
         readable = [db for db in databases if local[str(db.path)].exists]
+        # A local folder's witness is taken before its reading: unchanged later, the reading still holds.
+        witnesses = {str(db.path): folder_witness(db.replicas[0].path) for db in readable
+                     if len(db.replicas) == 1 and db.replicas[0].spec.local_folder}  # fmt: skip
         windows: dict[str, Window | BackupctlError] = {}
         if readable:
             windows = restorable_windows(
@@ -251,7 +257,11 @@ class Observer:
                 entry["replica_error"] = reading.message
             else:
                 entry.pop("replica_error", None)
-            entry.update(local_fields(local[key]), observed_at=now)
+            if window is not None and key in witnesses:
+                entry["witness"] = witnesses[key]
+            else:
+                entry.pop("witness", None)  # no reading now, or not a local folder: the last one ages
+            entry.update(local_fields(local[key], series), observed_at=now)
             record(entry, local[key], window, series, _updated_at(db.path), now)
 
     def _account_unshipped(self, read_at: float) -> None:
@@ -370,19 +380,6 @@ class Published:
 
 def published(state_dir: Path, supervisor_pid: int, now: float) -> Published | None:
     """The live supervisor's observations, or None when there are none to trust: no document, one
-    written by another supervisor, or a last look older than ``MAX_AGE``."""
-    path = state_dir / OBSERVATIONS
-    try:
-        with path.open("rb") as fh:
-            observed_at = os.fstat(fh.fileno()).st_mtime
-            if now - observed_at > MAX_AGE:
-                return None
-            document = json.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(document, dict) or document.get("supervisor_pid") != supervisor_pid:
-        return None
-    entries = document.get("databases")
-    if not isinstance(entries, dict):
-        return None
-    return Published(observed_at, entries)
+    written by another supervisor, or a last look older than ``MAX_AGE`` (``published_status.read_looks``)."""
+    looks = read_looks(str(state_dir), OBSERVATIONS, supervisor_pid, now)
+    return Published(*looks) if looks is not None else None

@@ -17,8 +17,6 @@ from backupctl.errors import ConfigError
 from backupctl.litestream import listings
 from backupctl.litestream.adapter import restorable_window, series_of
 
-LISTING_COMMANDS = ("snapshots", "wal", "ltx", "generations")
-
 
 @dataclass(frozen=True)
 class Listing:

@@ -23,24 +23,30 @@ to the same values (environment variables and defaults included), and that both 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+import time
 
-from backupctl.cli import answers
-from backupctl.cli.answers import LISTING_COMMANDS
-from backupctl.cli.options import CONFIG, ENV_FILE, FOREGROUND_CHILD, FRESH, JSON, LEVEL, RESTORE_IF_MISSING, Option
-from backupctl.cli.output import emit_json, log_line, out
-from backupctl.cli.wiring import load, load_for_recovery
+from backupctl.cli.options import (
+    CONFIG,
+    ENV_FILE,
+    FOREGROUND_CHILD,
+    FRESH,
+    JSON,
+    LEVEL,
+    LISTING_COMMANDS,
+    RESTORE_IF_MISSING,
+    Option,
+)
+from backupctl.cli.output import emit_json
 
 
-@dataclass(frozen=True)
 class Form:
     """A command form answered here: its options (declared once, in cli/options.py), whether it takes a
-    DB argument, and the flag without which it is not this form."""
+    DB argument, and the flag without which it is not this form. (A plain class: see ``Option``.)"""
 
-    options: tuple[Option, ...]
-    takes_db: bool
-    needs: Option
+    __slots__ = ("needs", "options", "takes_db")
+
+    def __init__(self, options: tuple[Option, ...], takes_db: bool, needs: Option) -> None:
+        self.options, self.takes_db, self.needs = options, takes_db, needs
 
 
 SHARED = (ENV_FILE, CONFIG)
@@ -111,6 +117,21 @@ def answer(args: list[str]) -> int | None:
     command, options, database = parsed
 
     env_file = options.get(ENV_FILE.dest) or None
+    if command == "status" and CONFIG.dest not in options and not options.get(FRESH.dest):
+        # lazy: the light module that answers from the running supervisor's published look
+        from backupctl.checks import published_status
+
+        document = published_status.answer(str(env_file) if env_file else None, database, os.environ, time.time())
+        if document is not None:
+            emit_json(document)
+            return int(document["exit_code"])
+    from pathlib import Path
+
+    # lazy: everything else loads the settings (and what they import)
+    from backupctl.cli import answers
+    from backupctl.cli.output import log_line, out
+    from backupctl.cli.wiring import load, load_for_recovery
+
     config = Path(str(options[CONFIG.dest])) if CONFIG.dest in options else None
     if command == "start":
         # lazy: not needed on `status --json`'s fast path

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from backupctl.display import shown
 from backupctl.errors import BackupctlError, ExitCode
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: 19 ms of every `status --json`
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def _console(stderr: bool = True):  # -> rich.console.Console

@@ -68,6 +68,7 @@ from backupctl.litestream.log import PERMANENT_ERRORS, LogLine, parse_log_line
 from backupctl.litestream.runner import Litestream, _kill_group
 from backupctl.owned import write_atomic
 from backupctl.redact import scrub
+from backupctl.supervise import frame as status_frame
 from backupctl.supervise.child import (
     LITESTREAM_OUTPUT,
     ChildOutcome,
@@ -219,6 +220,7 @@ class Supervisor:
         )
         try:
             self._save()
+            status_frame.publish(self.state_dir, self.settings, self.status, self._record)
             if self.restore_if_missing:
                 for db in self.settings.databases:
                     restore_missing_database(self.settings, self.litestream, db, self.log, self.report)
@@ -226,6 +228,7 @@ class Supervisor:
         finally:
             for job in self._jobs:
                 job.end()
+            status_frame.discard(self.state_dir)
             self._guard.release()
             self.status.litestream_pid = None
             if self.status.state != state.FATAL:
@@ -616,6 +619,7 @@ class Supervisor:
             self.status.config_input = fingerprint(settings, Path(self.source_config))
         self._record = self._register_self() or self._record
         self._save()
+        status_frame.publish(self.state_dir, settings, self.status, self._record)
 
     # -- plumbing -----------------------------------------------------------------------
     @property

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from backupctl.checks.observations import MAX_AGE, OBSERVATIONS
+from backupctl.checks.observations import OBSERVATIONS
+from backupctl.checks.published_status import MAX_AGE
 from backupctl.host import state
 from tests.conftest import Project, count_rows, kill_pids, processes_mentioning, run_cli, wait_for
 from tests.conftest import insert_rows as insert

@@ -1,0 +1,103 @@
+"""What a project's settings are made of, as one digest that is cheap to take again.
+
+Settings come from the .env, the process environment and a few things on disk (the `setup --local`
+marker, the folders BACKUP_DATABASES names or globs, the user's templates, a credentials file).
+``settings_key`` digests all of them without parsing anything: the .env and each path by what
+``os.stat`` says of it (inode, size, modification and change times), the environment by the values
+of every variable a setting may be read from. Two keys equal mean the same inputs, so the same
+settings; any difference (even one that would not change the settings) means "load them".
+
+The running supervisor publishes the key of the settings it runs (``checks.published_status``);
+`status --json` takes the key of its own inputs and answers from what the supervisor published
+only when the two are equal. The key is salted and one-way: the environment holds credentials.
+
+This module imports only the standard library: it is on the fast path.
+"""
+
+from __future__ import annotations
+
+import os
+
+try:  # hashlib.blake2b itself, without hashlib loading OpenSSL first (7 ms of every `status --json`)
+    from _blake2 import blake2b
+except ImportError:  # a Python built without it
+    from hashlib import blake2b
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: 19 ms of every `status --json`
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# Every variable a setting, a replica kind or litestream's environment is read from starts with one
+# of these, or is one of NAMES (``tests/config/test_inputs.py`` records what loading settings reads).
+PREFIXES = ("BACKUP", "LITESTREAM_", "AWS_", "R2_", "GOOGLE_", "GS_", "AZURE_", "SSL_", "XDG_")
+NAMES = ("HOME",)  # `~` in a path setting
+
+
+def named_env_file(env_file: str | None, cwd: str) -> str | None:
+    """The .env that ``envfile.find_env_file`` reads, in the two cases that need no search: the file
+    named (``--env-file``/BACKUPCTL_ENV_FILE), or ``.env`` in ``cwd``; resolved as it resolves it.
+    None when it is neither a regular file nor found there: ``find_env_file`` has to look."""
+    if env_file is not None:
+        path = os.path.expanduser(env_file)
+        path = path if os.path.isabs(path) else os.path.join(cwd, path)
+    else:
+        path = os.path.join(cwd, ".env")
+    return os.path.realpath(path) if os.path.isfile(path) else None
+
+
+def identity(path: str) -> tuple[int, int, int, int, int] | None:
+    """What changes when a file or folder is replaced, written, or has entries added or removed; None
+    when nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def relevant_environment(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The variables settings may be read from, sorted."""
+    return sorted((k, v) for k, v in environ.items() if k.startswith(PREFIXES) or k in NAMES)
+
+
+def settings_key(salt: str, version: str, env_path: str, environ: Mapping[str, str], disk: dict[str, list[str]]) -> str:
+    """The digest of the settings' inputs: ``env_path`` (the resolved .env) and the environment, and
+    ``disk`` (``disk_inputs`` of the settings): each of its files by identity, each of its folders by
+    whether it is one, each of its globs by what it matches; ``version`` is backupctl's."""
+    matches: list[list[str]] = []
+    if disk["globs"]:
+        import glob  # lazy: only settings with a glob need it
+
+        matches = [sorted(glob.glob(pattern)) for pattern in disk["globs"]]
+    parts = (version, env_path, identity(env_path), relevant_environment(environ),
+             [(p, identity(p)) for p in disk["files"]], [(p, os.path.isdir(p)) for p in disk["folders"]], matches)  # fmt: skip
+    digest = blake2b(key=salt.encode()[:64], digest_size=32)  # keyed: the salt is the key
+    digest.update(repr(parts).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def disk_inputs(settings) -> dict[str, list[str]] | None:  # noqa: ANN001 - Settings (imported by the caller; this module stays light)
+    """What on disk ``settings`` were made from: ``files`` (the `setup --local` marker, every file named
+    by a ``*_file``/``*_path`` setting, the templates, the pins), ``folders`` (each database's, which
+    must exist) and ``globs`` (BACKUP_DATABASES's, as absolute patterns). None when a glob has a
+    wildcard in a folder part (``dbs/*/app.db``): the settings' checks of such folders are not
+    repeated here, so no key can stand for them."""
+    import glob  # lazy: the supervisor's side only
+
+    # lazy: the supervisor's side only; `status --json` compares keys without loading settings
+    from backupctl.config.render import default_templates_dir, user_templates_dir
+    from backupctl.config.settings import local_mode_marker
+
+    project = str(settings.project_dir)
+    if any(glob.has_magic(os.path.dirname(pattern)) for pattern in settings.globs):
+        return None
+    files = [str(local_mode_marker(settings.project_dir))]
+    for name, value in sorted(settings.values.items()):
+        if value and (name.endswith("_file") or name.endswith("_path")):
+            files.append(os.path.join(project, os.path.expanduser(value)))
+    for folder in (str(user_templates_dir(settings)), str(default_templates_dir())):
+        files.append(folder)
+        files += sorted(os.path.join(root, name) for root, dirs, names in os.walk(folder) for name in dirs + names)
+    files.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pins.json"))
+    folders = sorted({str(db.path.parent) for db in settings.databases})
+    return {"files": files, "folders": folders, "globs": list(settings.globs)}
