@@ -41,4 +41,4 @@ WORKDIR /data
 # On a new machine the databases are restored from the replica first, then replicated.
 CMD ["backupctl", "start", "--restore-if-missing"]
 # The same timing as `backupctl service compose` (backupctl/commands/service.py HEALTHCHECK; a test compares them).
-HEALTHCHECK --interval=60s --timeout=30s --start-period=120s --retries=3 CMD ["backupctl", "status"]
+HEALTHCHECK --interval=60s --timeout=30s --start-period=120s --retries=3 CMD ["backupctl", "status", "--json"]

@@ -53,9 +53,12 @@ STOP_MARGIN = 15.0  # the process manager waits this much longer than the superv
 # reads the Dockerfile and fails when one of them moves without the other.
 IMAGE_UID = 1000  # the Dockerfile's BACKUPCTL_UID/BACKUPCTL_GID: the `rails` user of Rails 8 images
 IMAGE_GID = 1000
-# Timing of the container healthcheck (`backupctl status`). start_period: on a new machine every
-# database is restored from the replica before the first status can pass; failures before then don't count.
+# Timing of the container healthcheck (`backupctl status --json`: answered from the supervisor's published
+# look without loading the settings, docs/status.md; its JSON is what `docker inspect` keeps). start_period:
+# on a new machine every database is restored from the replica before the first status can pass; failures
+# before then don't count.
 HEALTHCHECK = {"interval": "60s", "timeout": "30s", "start_period": "120s", "retries": 3}
+HEALTHCHECK_ARGV = ["backupctl", "status", "--json"]  # the Dockerfile's HEALTHCHECK CMD too
 
 # The container's layout (docs/containers.md). /data is the image's WORKDIR: the .env is mounted there
 # read-only and backupctl writes litestream.yml beside it. The databases are under /data/storage, as
@@ -410,7 +413,7 @@ def render_service(
             layout=compose_layout(settings, data, environ),
             # The image's own CMD, and for serve a command of its own; the .env is found in /data, the working folder.
             compose_argv=["backupctl", command, *(["--restore-if-missing"] if command == "start" else [])],
-            status_argv=["CMD", "backupctl", "status"],
+            status_argv=["CMD", *HEALTHCHECK_ARGV],
             image=image or default_image(settings, uid_gid),
             build_context=os.path.relpath(source, settings.project_dir) if source else None,
             build_hint=image is None and source is None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from backupctl.commands import service
 from backupctl.errors import ExitCode
 from tests.conftest import ROOT, run_cli, wait_for
 from tests.restore.test_recovery import RAILS, counts, insert, machine, rails_env, start_stop
@@ -49,7 +50,7 @@ def test_the_dockerfile_is_small_non_root_and_fetches_litestream_at_build_time()
     assert runtime.get("BACKUPCTL_NO_DOWNLOAD") == "1"  # never a download at container start
     assert json.loads(next(a for k, a in steps if k == "CMD")) == ["backupctl", "start", "--restore-if-missing"]
     health = next(a for k, a in steps if k == "HEALTHCHECK")
-    assert json.loads(health.split(" CMD ", 1)[1]) == ["backupctl", "status"]
+    assert json.loads(health.split(" CMD ", 1)[1]) == service.HEALTHCHECK_ARGV
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".git", ".venv", ".cache"} <= set(ignored)  # no secret, no local state in the image
 

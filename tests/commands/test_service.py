@@ -66,7 +66,7 @@ def test_compose_service_survives_yaml_and_compose_interpolation(hostile_project
     assert svc["command"] == ["backupctl", "start", "--restore-if-missing"]  # the .env is found in /data
     assert "build" not in svc  # a named image is run as it is
     assert svc["restart"] == "unless-stopped" and svc["stop_grace_period"] == "65s" and svc["image"] == "me/app:1"
-    assert svc["healthcheck"]["test"] == ["CMD", "backupctl", "status"]
+    assert svc["healthcheck"]["test"] == ["CMD", "backupctl", "status", "--json"]
     assert svc["working_dir"] == "/data" and svc["user"] == "1000:1000"
     mounts = {m["target"]: m for m in svc["volumes"]}
     assert mounts["/data/.env"] == {"type": "bind", "source": "./.env", "target": "/data/.env", "read_only": True}

@@ -137,7 +137,8 @@ def test_the_dockerfile_agrees_with_the_compose_service() -> None:
     for folder in (service.CONTAINER_DATA, service.CONTAINER_STATE):
         assert folder in mkdir and folder in chown
     assert next(a for k, a in steps if k == "WORKDIR") == service.CONTAINER_DIR
-    health = next(a for k, a in steps if k == "HEALTHCHECK").split(" CMD ", 1)[0]
+    health, command = next(a for k, a in steps if k == "HEALTHCHECK").split(" CMD ", 1)
+    assert json.loads(command) == service.HEALTHCHECK_ARGV
     flags = dict(f.removeprefix("--").split("=", 1) for f in shlex.split(health))
     assert flags == {
         "interval": service.HEALTHCHECK["interval"],
