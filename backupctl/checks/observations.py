@@ -22,9 +22,11 @@ When nothing changed the document is not rewritten; its modification time is set
 the look. `status` (``published``) trusts the document only when the supervisor named in it is the
 live one and the look is at most ``MAX_AGE`` old; otherwise it reads litestream and the replicas
 itself. A replica reading in a recent look may still be older (an idle database's replica is
-re-read only every ``REVALIDATE_EVERY``, one at a time): `status` lists those replicas itself. So
-no reading older than ``MAX_AGE`` gives a verdict, and a stuck supervisor makes `status` slower,
-not wrong.
+re-read only every ``REVALIDATE_EVERY``, one at a time). A local folder's reading carries a
+*witness* of its folders taken just before it (``published_status.folder_witness``): while the
+folders are unchanged, the reading still holds. Any other reading older than ``MAX_AGE`` is read
+again by `status` itself (``published_status.reading_current``). So no verdict rests on a reading
+that may be out of date, and a stuck supervisor makes `status` slower, not wrong.
 """
 
 from __future__ import annotations
