@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backupctl.checks.status import collect_status
 from backupctl.cli.output import notice
 from backupctl.cli.wiring import binary_for, explicit_config
 from backupctl.commands.project import configured_database_rows
@@ -89,5 +88,7 @@ def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:
 
 def status_report(settings: Any, database: str | None, config: Path | None, fresh: bool) -> Any:
     """`status` (not --replica-only, not --watch): the StatusReport."""
+    # lazy: the listings, which share this module, read no status
+    from backupctl.checks.status import collect_status
 
     return collect_status(settings, lambda: binary_for(settings), database, config_path=explicit_config(config), fresh=fresh)

