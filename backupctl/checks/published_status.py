@@ -117,7 +117,14 @@ def reading_current(entry: dict[str, Any], now: float) -> bool:
     if now - float(entry.get("read_at") or 0.0) <= MAX_AGE:
         return True
     witness = entry.get("witness")
-    return bool(witness) and folder_witness(witness[0][0]) == witness
+    if not witness:
+        return False
+    # Each folder stat'ed again, none listed: a folder made or removed inside one changes that one's times.
+    for folder, ident in witness:
+        now_ident = identity(folder)
+        if (list(now_ident) if now_ident is not None else None) != ident:
+            return False
+    return True
 
 
 def _private_folder(path: str) -> bool:
