@@ -90,6 +90,7 @@ def publish(state_dir: Path, settings: Settings, status: SupervisorState, record
     try:
         write_json(path, frame)
     except OSError:
+        discard(state_dir)  # an earlier frame must not outlive the settings it was written for
         return False
     return True
 
