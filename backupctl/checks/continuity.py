@@ -43,7 +43,7 @@ from backupctl import sqlite_wal
 from backupctl.config import replica_views
 from backupctl.config.settings import Database
 from backupctl.errors import BackupctlError, LitestreamError
-from backupctl.host import state
+from backupctl.host import memory, state
 from backupctl.litestream.adapter import local_positions, read_replica, series_of
 from backupctl.litestream.positions import WalPosition, meta_dir
 from backupctl.litestream.runner import Litestream
@@ -482,6 +482,9 @@ def broken(state_dir: Path) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- keeping the chain whole
 
 
+TRIM_AFTER = 64  # readers closed before the heap is trimmed, when the guard does not empty at once
+
+
 class WalGuard:
     """Read transactions held on databases while no litestream watches them (between a litestream
     that exits and the next one confirming): SQLite then cannot restart the WAL, so every frame the
@@ -492,6 +495,7 @@ class WalGuard:
     def __init__(self) -> None:
         self._readers: dict[str, _Reader] = {}
         self._held_at: dict[str, tuple[int, int, int]] = {}  # the live WAL (salts, size) when taken
+        self._closed = 0  # readers closed since the heap was last trimmed
 
     def hold(self, databases: list[Database], log: Log | None = None) -> None:
         for db in databases:
@@ -531,6 +535,11 @@ class WalGuard:
             reader = self._readers.pop(key, None)
             if reader is not None:
                 reader.close()
+                self._closed += 1
+        if self._closed and (not self._readers or self._closed >= TRIM_AFTER):
+            # each connection's memory (about 120 KB) is free now but would stay in the heap (host.memory)
+            self._closed = 0
+            memory.trim()
 
     def __bool__(self) -> bool:
         return bool(self._readers)
