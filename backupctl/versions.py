@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
+from backupctl.ca_bundle import move_ca_bundle
 from backupctl.errors import BinaryError, ConfigError
 
 
@@ -48,15 +48,8 @@ class Capabilities:
 
     def clean_environment(self, env: dict[str, str]) -> list[str]:
         """Drop from ``env`` what this version cannot run with; say what was dropped and why."""
-        notices: list[str] = []
-        if self.drop_aws_ca_bundle and "AWS_CA_BUNDLE" in env:
-            bundle = env.pop("AWS_CA_BUNDLE")
-            msg = f"not passing AWS_CA_BUNDLE to litestream: Litestream {self.version}'s S3 client fails at start with it"
-            if bundle and "SSL_CERT_FILE" not in env and Path(bundle).is_file():
-                env["SSL_CERT_FILE"] = bundle
-                msg += " (using it as SSL_CERT_FILE instead)"
-            notices.append(msg)
-        return notices
+        said = move_ca_bundle(env) if self.drop_aws_ca_bundle else None  # the rule's home: backupctl.ca_bundle
+        return [said.format(version=self.version)] if said else []
 
 
 _CAPS = {

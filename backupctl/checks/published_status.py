@@ -146,6 +146,21 @@ def answer(env_file: str | None, database: str | None, environ: Mapping[str, str
 
 def consult(env_file: str | None, database: str | None, environ: Mapping[str, str], now: float) -> dict[str, Any] | str:
     """``answer``'s document, or why the full path has to answer (for tests and ``BACKUPCTL_DEBUG``)."""
+    found = live_frame(env_file, environ)
+    if isinstance(found, str):
+        return found
+    frame, state_dir, sup = found
+    try:
+        return _answer(frame, state_dir, sup, database, now)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"a frame of another shape ({exc!r})"
+
+
+def live_frame(env_file: str | None, environ: Mapping[str, str]) -> tuple[dict[str, Any], str, dict[str, Any]] | str:
+    """The frame, the state folder and the state (``supervisor.json``) of the supervisor that published
+    it, when that supervisor runs now and the caller's settings are the ones it was made from (see the
+    module docstring); else why not. The looks are ``consult``'s to check; the fast listing
+    (``cli.quick_listing``) needs only this."""
     env_path = named_env_file(env_file, os.getcwd())
     if env_path is None:
         return "no .env named or in this folder (the full path searches above)"
@@ -161,14 +176,13 @@ def consult(env_file: str | None, database: str | None, environ: Mapping[str, st
     if frame is None:
         return "no frame published"
     try:
-        return _answer(frame, env_path, state_dir, database, environ, now)
+        sup = _live(frame, env_path, state_dir, environ)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return f"a frame of another shape ({exc!r})"
+    return sup if isinstance(sup, str) else (frame, state_dir, sup)
 
 
-def _answer(
-    frame: dict[str, Any], env_path: str, state_dir: str, database: str | None, environ: Mapping[str, str], now: float
-) -> dict[str, Any] | str:
+def _live(frame: dict[str, Any], env_path: str, state_dir: str, environ: Mapping[str, str]) -> dict[str, Any] | str:
     if frame["backupctl"] != __version__ or frame["env_file"] != env_path:
         return "the frame is another backupctl's, or another .env's"
     me = frame["supervisor"]
@@ -186,6 +200,12 @@ def _answer(
     state = sup.get("state") or "stopped"
     if state not in RUNNING:
         return f"the supervisor is {state}"
+    return sup
+
+
+def _answer(frame: dict[str, Any], state_dir: str, sup: dict[str, Any], database: str | None, now: float) -> dict[str, Any] | str:
+    me = frame["supervisor"]
+    pid, state, files = int(me["pid"]), sup["state"], frame["files"]
     looks = read_looks(state_dir, files["observations"], pid, now)
     if looks is None:
         return f"no look of this supervisor at most {MAX_AGE:g}s old"

@@ -13,7 +13,7 @@ from backupctl.cli.output import notice
 from backupctl.cli.wiring import binary_for, explicit_config
 from backupctl.commands.project import configured_database_rows
 from backupctl.errors import ConfigError
-from backupctl.litestream import listings
+from backupctl.litestream import listings, rows
 from backupctl.litestream.adapter import restorable_window, series_of
 
 
@@ -66,17 +66,9 @@ def listing_results(settings: Any, database: str | None, config: Path | None, wh
 
 
 def listing_document(settings: Any, results: list[tuple[Any, list[Any]]], what: Listing) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "litestream_version": settings.version,
-        "databases": [
-            {"name": db.name, "path": str(db.path), "destinations": [r.destination for r in db.replicas],
-             what.key: [item.to_json() for item in items]}
-            for db, items in results
-        ],
-    }  # fmt: skip
-    if what.note:
-        doc["note"] = what.note
-    return doc
+    entries = [(db.name, str(db.path), [r.destination for r in db.replicas], [item.to_json() for item in items])
+               for db, items in results]  # fmt: skip
+    return rows.listing_document(settings.version, entries, what.key, what.note)
 
 
 def databases_document(settings: Any, config: Path | None) -> dict[str, Any]:

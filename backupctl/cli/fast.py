@@ -50,6 +50,7 @@ class Form:
 
 
 SHARED = (ENV_FILE, CONFIG)
+LISTED = ("databases", *LISTING_COMMANDS)  # what cli.quick_listing may answer while a supervisor runs
 FORMS: dict[str, Form] = {
     "status": Form((*SHARED, JSON, FRESH), True, JSON),
     "databases": Form((*SHARED, JSON), False, JSON),
@@ -125,6 +126,15 @@ def answer(args: list[str]) -> int | None:
         if document is not None:
             emit_json(document)
             return int(document["exit_code"])
+    if command in LISTED and CONFIG.dest not in options:
+        # lazy: the light module that runs a listing as the running supervisor's frame says
+        from backupctl.cli import quick_listing
+
+        level = str(options.get(LEVEL.dest, LEVEL.default))
+        listed = quick_listing.answer(command, str(env_file) if env_file else None, database, level, os.environ)
+        if listed is not None:
+            emit_json(listed)
+            return 0
     from pathlib import Path
 
     # lazy: everything else loads the settings (and what they import)

@@ -17,6 +17,7 @@ from backupctl import __version__
 from backupctl.config.settings import CHAINS, MASKED_SETTINGS, Settings, find_env_file, read_env_file
 from backupctl.errors import ConfigError
 from backupctl.filekinds import not_regular
+from backupctl.litestream import rows
 from backupctl.litestream.listings import configured_databases
 from backupctl.redact import mask
 from backupctl.versions import check_version, default_version, platform_pin
@@ -156,17 +157,8 @@ def configured_database_rows(
     path = explicit_config(config) or config_for_reading(settings)
     binary = ensure_binary(settings.version, notify=note).path
     native = {d.path: d for d in configured_databases(settings, binary, config_path=path)}
-    rows = []
+    found = []
     for db in settings.databases:
-        exists = db.path.exists()
-        rows.append(
-            {
-                "name": db.name,
-                "path": str(db.path),
-                "exists": exists,
-                "size": db.path.stat().st_size if exists else None,
-                "replicas": [r.destination for r in db.replicas],
-                "in_litestream_config": str(db.path) in native,
-            }
-        )
-    return path, rows
+        size = db.path.stat().st_size if db.path.exists() else None
+        found.append(rows.database_row(db.name, str(db.path), [r.destination for r in db.replicas], size, native))
+    return path, found

@@ -103,6 +103,11 @@ def _template_keys() -> dict[str, None]:
     return keys
 
 
+def own_variable_names() -> set[str]:
+    """Every variable ``drop_own_variables`` removes, whatever its value."""
+    return {name for s in _SPECS for name in (*s.dropped_variables, *s.withheld_variables)}
+
+
 def drop_own_variables(env: dict[str, str]) -> list[str]:
     """Remove from litestream's ``env`` the variables backupctl reads credentials from; a notice for
     each one dropped with a reason (the others are secrets litestream gets under other names)."""

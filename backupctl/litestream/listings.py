@@ -20,7 +20,6 @@ How far back a database can be restored, read from these listings, is each serie
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,18 +27,14 @@ from pathlib import Path
 from backupctl.config.settings import Database, Replica, Settings
 from backupctl.errors import LitestreamError
 from backupctl.kinds import probe_replica
+from backupctl.litestream import rows
 from backupctl.litestream.log import logfmt
+from backupctl.litestream.rows import GENERATIONS_NOTE, LISTING_TIMEOUT, SNAPSHOT_LEVEL, WAL_LEVEL, iso, parse_time, txid_hex
 from backupctl.litestream.runner import Litestream, Result
 from backupctl.redact import scrub
 
-LISTING_TIMEOUT = 30.0  # seconds; 0.5 against a silent endpoint would otherwise retry for minutes
-SNAPSHOT_LEVEL = 9  # 0.5: snapshots are level-9 LTX files
-WAL_LEVEL = 0  # 0.5: what 0.3 called WAL segments are level-0 LTX files
+__all__ = ["GENERATIONS_NOTE", "LISTING_TIMEOUT", "SNAPSHOT_LEVEL", "WAL_LEVEL", "iso", "parse_time", "txid_hex"]  # home: rows
 LISTED_TIME_SLACK = 2.0  # seconds: listed times are truncated to the second, plus litestream's own write
-GENERATIONS_NOTE = (
-    "Litestream 0.5 has no generations: the replica is one continuous chain of LTX files "
-    "(snapshots are level 9, incremental files level 0), so this shows its restorable window."
-)
 
 
 # --------------------------------------------------------------------------- records
@@ -56,13 +51,7 @@ class LtxFile:
     timestamp: datetime
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "level": self.level,
-            "min_txid": txid_hex(self.min_txid),
-            "max_txid": txid_hex(self.max_txid),
-            "size": self.size,
-            "timestamp": iso(self.timestamp),
-        }
+        return rows.ltx_json(self.level, self.min_txid, self.max_txid, self.size, self.timestamp)
 
 
 @dataclass(frozen=True)
@@ -98,15 +87,8 @@ class Snapshot:
     max_txid: int | None = None  # 0.5
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "replica": self.replica,
-            "created": iso(self.created),
-            "size": self.size,
-            "generation": self.generation,
-            "index": self.index,
-            "min_txid": txid_hex(self.min_txid),
-            "max_txid": txid_hex(self.max_txid),
-        }
+        return rows.snapshot_json(self.replica, self.created, self.size, self.generation, self.index, self.min_txid,
+                                  self.max_txid)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,17 +106,8 @@ class WalSegment:
     max_txid: int | None = None  # 0.5
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "replica": self.replica,
-            "created": iso(self.created),
-            "size": self.size,
-            "generation": self.generation,
-            "index": self.index,
-            "offset": self.offset,
-            "level": self.level,
-            "min_txid": txid_hex(self.min_txid),
-            "max_txid": txid_hex(self.max_txid),
-        }
+        return rows.wal_json(self.replica, self.created, self.size, self.generation, self.index, self.offset, self.level,
+                             self.min_txid, self.max_txid)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -149,27 +122,6 @@ class ConfiguredDatabase:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
-def txid_hex(value: int | None) -> str | None:
-    """A txid the way litestream writes it (16 hex digits; what `restore -txid` takes)."""
-    return None if value is None else f"{value:016x}"
-
-
-def parse_time(text: str) -> datetime:
-    """A litestream timestamp (RFC 3339, any precision) as a tz-aware UTC datetime."""
-    text = text.strip()
-    m = re.fullmatch(r"(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text)
-    if not m:
-        raise ValueError(text)
-    base, frac, zone = m.groups()
-    frac = (frac or "")[:7]  # Python takes at most microseconds
-    value = datetime.fromisoformat(base + frac + ("+00:00" if zone == "Z" else zone))
-    return value.astimezone(UTC)
 
 
 def listing_runner(settings: Settings, binary_path: Path, config_path: Path | None) -> Litestream:
@@ -187,10 +139,12 @@ def _error_lines(text: str) -> list[dict[str, str]]:
     errors = []
     for line in text.splitlines():
         stripped = line.strip()
-        if "level=ERROR" in stripped or "level=WARN" in stripped:
-            errors.append(logfmt(stripped))
-        elif stripped.startswith("Error:"):
+        if not rows.is_error_line(stripped):
+            continue
+        if stripped.startswith("Error:"):
             errors.append({"msg": stripped.removeprefix("Error:").strip()})
+        else:
+            errors.append(logfmt(stripped))
     return errors
 
 
@@ -253,10 +207,6 @@ def _table(text: str, header_first: str) -> list[list[str]]:
     return rows
 
 
-def _int(text: str) -> int:
-    return int(text, 16) if re.fullmatch(r"[0-9a-fA-F]{16}", text) else int(text)
-
-
 def _parse_time_or_none(text: str) -> datetime | None:
     try:
         return parse_time(text)
@@ -284,27 +234,14 @@ def ltx_files(
 
 
 def parse_ltx(db: Database, result: Result) -> list[LtxFile]:
-    import json
-
     try:
-        raw = json.loads(result.stdout or "[]") or []
-        files = [
-            LtxFile(
-                level=int(item["level"]),
-                min_txid=_int(str(item["min_txid"])),
-                max_txid=_int(str(item["max_txid"])),
-                size=int(item["size"]),
-                timestamp=parse_time(item["timestamp"]),
-            )
-            for item in raw
-        ]
+        return [LtxFile(*row) for row in rows.ltx_rows(result.stdout)]
     except (ValueError, KeyError, TypeError) as exc:
         raise LitestreamError(
             f"cannot parse `litestream ltx -json` output for {db.name}: {exc}",
             "this Litestream's output differs from what backupctl knows; report it",
             details=result.stdout.strip().splitlines()[:5],
         ) from None
-    return sorted(files, key=lambda f: (f.timestamp, f.level, f.min_txid))
 
 
 def _require(ls: Litestream, command: str, available: bool) -> None:
@@ -370,7 +307,8 @@ def snapshots(
             continue
         snaps.append(
             Snapshot(
-                replica=cells[0], generation=cells[1], index=_int(cells[2]), size=int(cells[3]), created=parse_time(cells[4])
+                replica=cells[0], generation=cells[1], index=rows.number(cells[2]), size=int(cells[3]),
+                created=parse_time(cells[4]),
             )
         )
     return sorted(snaps, key=lambda s: (s.created, s.index or 0))
@@ -401,7 +339,7 @@ def wal_segments(
             WalSegment(
                 replica=cells[0],
                 generation=cells[1],
-                index=_int(cells[2]),
+                index=rows.number(cells[2]),
                 offset=int(cells[3]),
                 size=int(cells[4]),
                 created=parse_time(cells[5]),

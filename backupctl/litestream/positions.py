@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from backupctl.litestream.listings import Generation, iso, txid_hex
+from backupctl.litestream import rows
+from backupctl.litestream.listings import Generation
 
 
 @dataclass(frozen=True)
@@ -86,18 +87,9 @@ class Window:
         return max(dated, key=lambda g: g.end) if dated else None  # type: ignore[arg-type,return-value]
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "database": str(self.database),
-            "destinations": list(self.destinations),
-            "oldest": iso(self.oldest),
-            "newest": iso(self.newest),
-            "snapshot_count": self.snapshot_count,
-            "newest_snapshot": iso(self.newest_snapshot),
-            "file_count": self.file_count,
-            "generations": [g.to_json() for g in self.generations],
-            "min_txid": txid_hex(self.min_txid),
-            "max_txid": txid_hex(self.max_txid),
-        }
+        return rows.window_json(str(self.database), self.destinations, self.oldest, self.newest, self.snapshot_count,
+                                self.newest_snapshot, self.file_count, [g.to_json() for g in self.generations],
+                                self.min_txid, self.max_txid)  # fmt: skip
 
 
 def replica_position(window: Window) -> ReplicaPosition:

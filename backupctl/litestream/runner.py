@@ -1,13 +1,13 @@
 """The one place that runs litestream: an argv list, a deliberately built environment, timeouts.
 
-Nothing else in backupctl calls ``subprocess`` on the litestream binary. Errors show the
+Nothing else in backupctl calls ``subprocess`` on the litestream binary (``spawn`` starts and
+reaps each one-shot call; the fast listing, which loads no settings, calls it too). Errors show the
 command, its exit code and the tail of its output, with every secret value masked.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +19,7 @@ from backupctl.config import secondary as secondary_replica
 from backupctl.config.settings import Settings
 from backupctl.errors import LitestreamError
 from backupctl.host.processes import child_kwargs
+from backupctl.litestream import spawn
 from backupctl.redact import scrub
 from backupctl.versions import Capabilities, capabilities
 
@@ -52,6 +53,20 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
         notices += dropped  # only worth saying where an S3 client runs (not for a local folder)
     replica_kinds.set_credentials(settings, env)
     return ChildEnvironment(env=env, notices=notices)
+
+
+def plain_environment(settings: Settings) -> list[str] | None:
+    """For settings whose litestream needs nothing of theirs in its environment (every replica a local
+    folder: no credentials, no S3 client), the variables ``build_environment`` removes from the
+    caller's, whatever their values: with those removed (and ``ca_bundle.move_ca_bundle`` applied where
+    the version drops AWS_CA_BUNDLE), the caller's environment is litestream's. None for other settings.
+    The fast listing (``cli.quick_listing``) builds litestream's environment from this, published in
+    the supervisor's frame; ``tests/litestream/test_runner.py`` checks the two agree."""
+    added: dict[str, str] = {}
+    replica_kinds.set_credentials(settings, added)
+    if added or any(r.kind != "file" for db in settings.databases for r in db.replicas):
+        return None
+    return sorted({*_DROPPED_ALWAYS, *replica_kinds.own_variable_names(), *secondary_replica.WITHHELD})
 
 
 @dataclass
@@ -150,38 +165,22 @@ def run_command(
     started = time.monotonic()
     label = what or (f"litestream {argv[1]}" if len(argv) > 1 else str(argv[0]))
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-            list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+        returncode, out, err = spawn.run_once(
+            argv, env, timeout=timeout, cwd=str(cwd) if cwd is not None else None, on_spawn=on_spawn,
             **(child_kwargs() if die_with_parent else {}),
-        )
+        )  # fmt: skip
     except OSError as exc:
         raise cannot_run(argv[0], exc) from None
-    try:
-        if on_spawn is not None:
-            on_spawn(proc)
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        out, err = proc.communicate()
+    except subprocess.TimeoutExpired as exc:
         raise LitestreamError(
             f"{label} did not finish within {timeout:g}s",
             "check that the replica is reachable (endpoint, network, credentials); `backupctl doctor` probes it",
-            details=[scrub(" ".join(argv), settings)] + [scrub(x, settings) for x in tail(_text(err) + _text(out))],
+            details=[scrub(" ".join(argv), settings)] + [scrub(x, settings) for x in tail(_text(exc.stderr) + _text(exc.output))],
         ) from None
-    except BaseException:
-        kill_group(proc)
-        proc.wait()
-        raise
-    result = Result(list(argv), proc.returncode, _text(out), _text(err), time.monotonic() - started)
-    if check and proc.returncode != 0:
+    result = Result(list(argv), returncode, _text(out), _text(err), time.monotonic() - started)
+    if check and returncode != 0:
         raise LitestreamError(
-            f"{label} failed (exit {proc.returncode})",
+            f"{label} failed (exit {returncode})",
             "see litestream's output above; `backupctl doctor` checks the usual causes",
             details=[scrub(" ".join(argv), settings)] + [scrub(x, settings) for x in tail(result.stderr + "\n" + result.stdout)],
         )
@@ -247,12 +246,5 @@ def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a child started in its own session, with everything it started."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
+kill_group = spawn.kill_group
 _kill_group = kill_group  # the name restore and supervisor import

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backupctl.errors import BackupctlError, LitestreamError
+from backupctl.litestream import rows
 from backupctl.litestream.listings import (
-    SNAPSHOT_LEVEL,
     LtxFile,
     checked_listing,
     destinations_of,
@@ -177,19 +177,8 @@ def window_of(db: Database, files: list[LtxFile]) -> Window:
     destinations = tuple(r.destination for r in db.replicas)
     if not files:
         return Window(db.path, destinations, None, None, 0, None, 0)
-    bases = [f for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid <= 1]
-    snaps = [f for f in files if f.level == SNAPSHOT_LEVEL]
-    return Window(
-        database=db.path,
-        destinations=destinations,
-        oldest=min(f.timestamp for f in (bases or files)),
-        newest=max(f.timestamp for f in files),
-        snapshot_count=len(snaps),
-        newest_snapshot=max((f.timestamp for f in snaps), default=None),
-        file_count=len(files),
-        min_txid=min(f.min_txid for f in files),
-        max_txid=max(f.max_txid for f in files),
-    )
+    fields = rows.window_fields([(f.level, f.min_txid, f.max_txid, f.size, f.timestamp) for f in files])
+    return Window(database=db.path, destinations=destinations, **fields)  # type: ignore[arg-type]
 
 
 def read_directly(db: Database) -> list[LtxFile] | None:

@@ -13,6 +13,7 @@ import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from backupctl import __version__
 from backupctl.checks.continuity import RECORDS
@@ -20,21 +21,26 @@ from backupctl.checks.observations import OBSERVATIONS, stall_after
 from backupctl.checks.published_status import FRAME
 from backupctl.checks.status import stale_after_seconds
 from backupctl.config import replica_views
-from backupctl.config.inputs import disk_inputs, settings_key
+from backupctl.config.inputs import disk_inputs, identity, settings_key
 from backupctl.config.render import fingerprint
 from backupctl.config.settings import Settings, load_settings
 from backupctl.errors import BackupctlError
 from backupctl.host.processes import ProcessRecord
 from backupctl.host.state import STATEFILE, VERIFYFILE, SupervisorState
 from backupctl.litestream.adapter import series_of
+from backupctl.litestream.runner import plain_environment
 from backupctl.owned import write_json
+from backupctl.versions import capabilities
 
 
-def publish(state_dir: Path, settings: Settings, status: SupervisorState, record: ProcessRecord | None) -> bool:
+def publish(
+    state_dir: Path, settings: Settings, status: SupervisorState, record: ProcessRecord | None, binary: Path | None = None
+) -> bool:
     """Write the frame for the settings this supervisor runs, or remove it when ``answer`` could not
     rely on one (returns whether it was written). The settings are loaded again after their inputs'
     key is taken: a frame is written only when that load gives the same settings, so a .env edited
-    in between leaves a key no caller matches, never a frame that lies."""
+    in between leaves a key no caller matches, never a frame that lies. With ``binary`` (the litestream
+    this supervisor runs), the frame also carries what the fast listing needs (``listing``)."""
     def why_not() -> str | None:
         if record is None or record.start_ticks is None:
             return "no start time to prove this process by (no /proc)"
@@ -81,6 +87,7 @@ def publish(state_dir: Path, settings: Settings, status: SupervisorState, record
         "stall_after": stall_after(again.sync_seconds),
         "exact_positions": series_of(again.version).exact_positions,
         # in the order a fresh load lists them (what the full path shows)
+        "listing": listing(again, status, binary),
         "databases": [
             {"name": db.name, "stem": db.path.stem, "path": str(db.path), "destinations": [r.destination for r in db.replicas],
              "proof_key": replica_views.proof_key(str(db.path), replica_views.view_label(again))}
@@ -93,6 +100,24 @@ def publish(state_dir: Path, settings: Settings, status: SupervisorState, record
         discard(state_dir)  # an earlier frame must not outlive the settings it was written for
         return False
     return True
+
+
+def listing(settings: Settings, status: SupervisorState, binary: Path | None) -> dict[str, Any] | None:
+    """What ``cli.quick_listing`` needs to run a listing as the full path would, without the settings:
+    the binary and the config this supervisor runs (each with its ``identity`` now: a file replaced
+    or rewritten since is not used), the variables to keep from litestream's environment, and each
+    database's replica kind. Only where litestream needs nothing of the settings in its environment
+    (``runner.plain_environment``: local folders) and no replica to probe first; None elsewhere."""
+    withheld = plain_environment(settings)
+    if withheld is None or binary is None or status.config_path is None:
+        return None
+    binary_id, config_id = identity(str(binary)), identity(status.config_path)
+    if binary_id is None or config_id is None or any(len(db.replicas) != 1 for db in settings.databases):
+        return None
+    return {"binary": str(binary), "binary_identity": list(binary_id), "config": status.config_path,
+            "config_identity": list(config_id), "withheld": withheld, "has_ltx": capabilities(settings.version).has_ltx,
+            "drop_aws_ca_bundle": capabilities(settings.version).drop_aws_ca_bundle,
+            "kinds": {str(db.path): db.replicas[0].kind for db in settings.databases}}  # fmt: skip
 
 
 def discard(state_dir: Path) -> None:

@@ -220,7 +220,7 @@ class Supervisor:
         )
         try:
             self._save()
-            status_frame.publish(self.state_dir, self.settings, self.status, self._record)
+            status_frame.publish(self.state_dir, self.settings, self.status, self._record, self.litestream.binary)
             if self.restore_if_missing:
                 for db in self.settings.databases:
                     restore_missing_database(self.settings, self.litestream, db, self.log, self.report)
@@ -619,7 +619,7 @@ class Supervisor:
             self.status.config_input = fingerprint(settings, Path(self.source_config))
         self._record = self._register_self() or self._record
         self._save()
-        status_frame.publish(self.state_dir, settings, self.status, self._record)
+        status_frame.publish(self.state_dir, settings, self.status, self._record, self.litestream.binary)
 
     # -- plumbing -----------------------------------------------------------------------
     @property

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from backupctl import kinds
+from backupctl.ca_bundle import move_ca_bundle
 from backupctl.config.render import render
 from backupctl.config.settings import Replica, load_settings
 from backupctl.errors import LitestreamError
-from backupctl.litestream.runner import Litestream, build_environment
+from backupctl.litestream.runner import Litestream, build_environment, plain_environment
+from backupctl.versions import capabilities
 from tests.conftest import ROOT
 
 # Enough for each kind to be valid; secrets differ so each can be told apart.
@@ -97,6 +99,31 @@ def test_credentials_reach_litestream_under_its_names_and_backupctls_own_are_wit
     assert "secret" not in repr(s.credentials)
     argv = Litestream(Path("/bin/true"), s).argv("replicate")
     assert not any(secret in " ".join(argv) for secret in s.credentials.secret_values())
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("version", ["0.5.17", "0.3.13"])
+def test_the_fast_listings_environment_is_the_one_litestream_gets(tmp_path: Path, version: str) -> None:
+    """``plain_environment`` (what the fast listing removes from the caller's environment) gives what
+    ``build_environment`` gives a local-folder project, with every variable either touches set; and
+    it refuses every kind that needs credentials or an S3 client."""
+    s = load_settings(cwd=project_for(tmp_path, "file", f"LITESTREAM_VERSION={version}\n"), environ={})
+    names = plain_environment(s)
+    assert names is not None and "LITESTREAM_CONFIG" in names and "BACKUP_SECRET_ACCESS_KEY" in names
+    base = {name: "x" for name in (*names, "PATH", "HOME", "LITESTREAM_ACCESS_KEY_ID", "AWS_PROFILE")}
+    base.update({n: "x" for n in kinds.own_variable_names()})
+    assert build_environment(s, base).env == {k: v for k, v in base.items() if k not in names}
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for extra in ({"AWS_CA_BUNDLE": str(bundle)}, {"AWS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": "/etc/other.pem"}):
+        env = {k: v for k, v in {**base, **extra}.items() if k not in names}
+        if capabilities(version).drop_aws_ca_bundle:
+            move_ca_bundle(env)
+        assert build_environment(s, {**base, **extra}).env == env
+    for kind in sorted(set(KIND_ENV) - {"file"}):
+        (tmp_path / kind).mkdir()
+        other = load_settings(cwd=project_for(tmp_path / kind, kind, f"LITESTREAM_VERSION={version}\n"), environ={})
+        assert plain_environment(other) is None, kind
 
 
 def test_a_replica_has_its_kinds_options_only() -> None:
