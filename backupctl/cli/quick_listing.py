@@ -13,8 +13,7 @@ rows (``litestream.rows``, which the typed records print too).
 
 It answers only what it can answer exactly as the full path would, and returns None for the full
 path to answer in every other case: no live frame, no listing in it (a replica that needs
-credentials or a probe, several replicas), Litestream 0.3 (whose text tables the full path
-parses), a DB argument that is not one configured database, a level that is
+credentials or a probe, several replicas), a DB argument that is not one configured database, a level that is
 not 0-9 or all, or a litestream that fails, complains or prints what does not parse (the full path
 runs it again and reports the error as it always has). ``tests/cli/test_quick_listing.py`` compares
 the two answers.
@@ -34,7 +33,7 @@ from backupctl.litestream.spawn import run_once
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Container, Mapping
     from typing import Any
 
 # What each listing of 0.5 asks litestream: `ltx -level LEVEL` (None: the --level option's value).
@@ -84,8 +83,6 @@ def _answer(
     listing = frame.get("listing")
     if not listing:
         return "the frame has no listing (credentials, a replica to probe, or several replicas)"
-    if not listing["has_ltx"]:
-        return "Litestream 0.3's listings are text tables the full path parses"
     for name in ("binary", "config"):
         now_id = identity(listing[name])
         if now_id is None or list(now_id) != listing[f"{name}_identity"]:
@@ -97,13 +94,16 @@ def _answer(
     version = frame["litestream_version"]
 
     if command == "databases":
-        stdout = _run(listing, env, "databases", "-json")
+        stdout = _run(listing, env, "databases", "-json") if listing["has_ltx"] else _run(listing, env, "databases")
         if stdout is None:
             return "litestream databases failed or complained (the full path reports it)"
         try:
-            native = {str(d["path"]) for d in (json.loads(stdout or "[]") or []) if isinstance(d, dict)}
-        except ValueError:
-            return "litestream databases printed what does not parse"
+            native: Container[str] = (
+                {str(d["path"]) for d in (json.loads(stdout or "[]") or []) if isinstance(d, dict)} if listing["has_ltx"]
+                else rows.listed_databases(stdout, [db["path"] for db in frame["databases"]])
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            return "litestream databases printed what does not parse (the full path reports it)"
         found = []
         for db in frame["databases"]:
             try:
@@ -118,6 +118,8 @@ def _answer(
     chosen = _select(frame["databases"], database)
     if isinstance(chosen, str):
         return chosen
+    if not listing["has_ltx"]:
+        return _answer_03(listing, env, version, command, chosen)
     asked = LEVELS[command] or level
     if asked not in PLAIN_LEVELS:
         return f"--level {asked!r} is not written as plainly as 0-9 or all (the full path reads it)"
@@ -141,6 +143,28 @@ def _answer(
     key = "window" if command == "generations" else command
     note = rows.GENERATIONS_NOTE if command == "generations" else None
     return rows.listing_document(version, [(chosen["name"], chosen["path"], destinations, items)], key, note)
+
+
+def _answer_03(
+    listing: dict[str, Any], env: dict[str, str], version: str, command: str, db: dict[str, Any]
+) -> dict[str, Any] | str:
+    """Litestream 0.3: `snapshots`, `wal` and `generations DB` are text tables (``rows`` parses them); it
+    has no `ltx` (the full path says so)."""
+    if command == "ltx":
+        return "Litestream 0.3 has no ltx listing (the full path says so)"
+    stdout = _run(listing, env, command, db["path"])
+    if stdout is None:
+        return f"litestream {command} failed or complained (the full path reports it)"
+    try:
+        if command == "snapshots":
+            items = [rows.snapshot_json(r, t, size, g, i) for r, g, i, size, t in rows.snapshot_rows(stdout)]
+        elif command == "wal":
+            items = [rows.wal_json(r, t, size, g, i, off) for r, g, i, off, size, t in rows.wal_rows(stdout)]
+        else:
+            items = [rows.generation_json(*g) for g in rows.generation_rows(stdout)]
+    except (ValueError, IndexError):
+        return f"litestream {command} printed what does not parse (the full path reports it)"
+    return rows.listing_document(version, [(db["name"], db["path"], list(db["destinations"]), items)], command, None)
 
 
 def _select(databases: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | str:

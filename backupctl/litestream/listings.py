@@ -21,7 +21,7 @@ How far back a database can be restored, read from these listings, is each serie
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from backupctl.config.settings import Database, Replica, Settings
@@ -65,13 +65,7 @@ class Generation:
     end: datetime | None
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "replica": self.replica,
-            "generation": self.generation,
-            "lag": self.lag,
-            "start": iso(self.start),
-            "end": iso(self.end),
-        }
+        return rows.generation_json(self.replica, self.generation, self.lag, self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -191,29 +185,6 @@ def checked_listing(settings: Settings, db: Database, result: Result) -> Result:
     return result
 
 
-def _table(text: str, header_first: str) -> list[list[str]]:
-    """Rows of a 0.3 tab-aligned table (whitespace-separated; no cell contains spaces)."""
-    rows: list[list[str]] = []
-    seen_header = False
-    for line in text.splitlines():
-        cells = line.split()
-        if not cells:
-            continue
-        if not seen_header:
-            if cells[0] == header_first:
-                seen_header = True
-            continue
-        rows.append(cells)
-    return rows
-
-
-def _parse_time_or_none(text: str) -> datetime | None:
-    try:
-        return parse_time(text)
-    except ValueError:
-        return None
-
-
 # --------------------------------------------------------------------------- 0.5
 
 
@@ -267,21 +238,7 @@ def generations(
     ls = listing_runner(settings, binary_path, config_path)
     _require(ls, "generations", ls.caps.has_generations)
     result = _run_listing(settings, ls, db, "generations", str(db.path), timeout=timeout)
-    gens = []
-    for cells in _table(result.stdout, "name"):
-        if len(cells) < 2:
-            continue
-        gens.append(
-            Generation(
-                replica=cells[0],
-                generation=cells[1],
-                lag=cells[2] if len(cells) > 2 else None,
-                start=_parse_time_or_none(cells[3]) if len(cells) > 3 else None,
-                end=_parse_time_or_none(cells[4]) if len(cells) > 4 else None,
-            )
-        )
-    far = datetime.max.replace(tzinfo=UTC)
-    return sorted(gens, key=lambda g: (g.start or far, g.generation))
+    return [Generation(*row) for row in rows.generation_rows(result.stdout)]
 
 
 def snapshots(
@@ -301,17 +258,8 @@ def snapshots(
             for f in ltx_files(settings, binary_path, db, SNAPSHOT_LEVEL, config_path=ls.config_path, timeout=timeout)
         ]
     result = _run_listing(settings, ls, db, "snapshots", str(db.path), timeout=timeout)
-    snaps = []
-    for cells in _table(result.stdout, "replica"):
-        if len(cells) < 5 or _parse_time_or_none(cells[4]) is None:
-            continue
-        snaps.append(
-            Snapshot(
-                replica=cells[0], generation=cells[1], index=rows.number(cells[2]), size=int(cells[3]),
-                created=parse_time(cells[4]),
-            )
-        )
-    return sorted(snaps, key=lambda s: (s.created, s.index or 0))
+    return [Snapshot(replica=r, generation=g, index=i, size=size, created=t)
+            for r, g, i, size, t in rows.snapshot_rows(result.stdout)]  # fmt: skip
 
 
 def wal_segments(
@@ -331,21 +279,8 @@ def wal_segments(
             for f in ltx_files(settings, binary_path, db, WAL_LEVEL, config_path=ls.config_path, timeout=timeout)
         ]
     result = _run_listing(settings, ls, db, "wal", str(db.path), timeout=timeout)
-    segs = []
-    for cells in _table(result.stdout, "replica"):
-        if len(cells) < 6 or _parse_time_or_none(cells[5]) is None:
-            continue
-        segs.append(
-            WalSegment(
-                replica=cells[0],
-                generation=cells[1],
-                index=rows.number(cells[2]),
-                offset=int(cells[3]),
-                size=int(cells[4]),
-                created=parse_time(cells[5]),
-            )
-        )
-    return sorted(segs, key=lambda s: (s.created, s.index or 0, s.offset or 0))
+    return [WalSegment(replica=r, generation=g, index=i, offset=off, size=size, created=t)
+            for r, g, i, off, size, t in rows.wal_rows(result.stdout)]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- both
@@ -381,15 +316,8 @@ def configured_databases(
     errors = _error_lines(result.stdout)
     if errors and check:
         raise LitestreamError(f"litestream databases: {errors[0].get('error') or errors[0].get('msg')}", "check litestream.yml")
-    lines = result.stdout.splitlines()[1:]
-    found = []
-    for db in settings.databases:
-        prefix = str(db.path)
-        for line in lines:
-            if line == prefix or line.startswith((prefix + " ", prefix + "\t")):
-                found.append(ConfiguredDatabase(prefix, _names(line[len(prefix) :].strip())))
-                break
-    return found
+    listed = rows.listed_databases(result.stdout, [str(db.path) for db in settings.databases])
+    return [ConfiguredDatabase(path, _names(names)) for path, names in listed.items()]
 
 
 def _names(text: object) -> tuple[str, ...]:

@@ -139,6 +139,79 @@ def window_json(
             "generations": list(generations), "min_txid": txid_hex(min_txid), "max_txid": txid_hex(max_txid)}  # fmt: skip
 
 
+# --------------------------------------------------------------------------- 0.3 text tables
+
+
+def table(text: str, header_first: str) -> list[list[str]]:
+    """Rows of a 0.3 tab-aligned table (whitespace-separated; no cell contains spaces)."""
+    found: list[list[str]] = []
+    seen_header = False
+    for line in text.splitlines():
+        cells = line.split()
+        if not cells:
+            continue
+        if not seen_header:
+            if cells[0] == header_first:
+                seen_header = True
+            continue
+        found.append(cells)
+    return found
+
+
+def time_or_none(text: str) -> datetime | None:
+    try:
+        return parse_time(text)
+    except ValueError:
+        return None
+
+
+_FAR = datetime.max.replace(tzinfo=UTC)
+
+
+def generation_rows(stdout: str) -> list[tuple[str, str, str | None, datetime | None, datetime | None]]:
+    """0.3 `generations DB`: (replica, generation, lag, start, end), oldest start first."""
+    found = [
+        (c[0], c[1], c[2] if len(c) > 2 else None, time_or_none(c[3]) if len(c) > 3 else None,
+         time_or_none(c[4]) if len(c) > 4 else None)
+        for c in table(stdout, "name") if len(c) >= 2
+    ]  # fmt: skip
+    return sorted(found, key=lambda g: (g[3] or _FAR, g[1]))
+
+
+def snapshot_rows(stdout: str) -> list[tuple[str, str, int, int, datetime]]:
+    """0.3 `snapshots DB`: (replica, generation, index, size, created), oldest first."""
+    found = [(c[0], c[1], number(c[2]), int(c[3]), parse_time(c[4]))
+             for c in table(stdout, "replica") if len(c) >= 5 and time_or_none(c[4]) is not None]  # fmt: skip
+    return sorted(found, key=lambda r: (r[4], r[2]))
+
+
+def wal_rows(stdout: str) -> list[tuple[str, str, int, int, int, datetime]]:
+    """0.3 `wal DB`: (replica, generation, index, offset, size, created), oldest first."""
+    found = [(c[0], c[1], number(c[2]), int(c[3]), int(c[4]), parse_time(c[5]))
+             for c in table(stdout, "replica") if len(c) >= 6 and time_or_none(c[5]) is not None]  # fmt: skip
+    return sorted(found, key=lambda r: (r[5], r[2], r[3]))
+
+
+def listed_databases(stdout: str, paths: Iterable[str]) -> dict[str, str]:
+    """0.3 `databases`: of ``paths``, those its table lists, each with its replica names' cell. Paths may
+    hold spaces, so each configured path is matched as a line prefix, never split."""
+    lines = stdout.splitlines()[1:]
+    found: dict[str, str] = {}
+    for prefix in paths:
+        for line in lines:
+            if line == prefix or line.startswith((prefix + " ", prefix + "\t")):
+                found[prefix] = line[len(prefix) :].strip()
+                break
+    return found
+
+
+def generation_json(
+    replica: str, generation: str, lag: str | None, start: datetime | None, end: datetime | None
+) -> dict[str, object]:
+    """`generations --json` on 0.3: one generation."""
+    return {"replica": replica, "generation": generation, "lag": lag, "start": iso(start), "end": iso(end)}
+
+
 # --------------------------------------------------------------------------- documents
 
 

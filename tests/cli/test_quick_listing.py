@@ -133,17 +133,25 @@ def test_the_cli_lists_from_the_frame_and_falls_back_when_it_cannot_vouch(
         stop(running)
 
 
-def test_03_listings_and_settings_changed_take_the_full_path(tmp_path: Path, litestream_bins: dict[str, Path]) -> None:
+def test_03_quick_listings_are_the_full_listings(tmp_path: Path, litestream_bins: dict[str, Path]) -> None:
+    """0.3's text tables, parsed by the same rows on both paths; its `ltx` and edited settings are the full path's."""
     proj = _project(tmp_path, "0.3.13")
     running = start_replication(proj, litestream_bins["0.3.13"])
     try:
         _ready(proj)
-        assert "0.3" in str(quick_listing.consult("snapshots", str(proj / ".env"), "app.db", "all", os.environ))
-        res = run_cli("snapshots", "app.db", "--json", cwd=proj)
-        assert res.returncode == 0 and json.loads(res.stdout)["litestream_version"] == "0.3.13"
+        insert(proj / "db" / "app.db", 100, 20)
+        wait_for(lambda: _both(proj, "wal", "app.db")[1]["databases"][0]["wal"], timeout=60, what="a replicated write")
+        for command in ("databases", "snapshots", "wal", "generations"):
+            quick, full = _both(proj, command, None if command == "databases" else "app.db")
+            assert isinstance(quick, dict), (command, quick)
+            assert quick == full
+            assert full["databases"][0].get(command, ["rows"]), f"nothing listed: {command} compares nothing"
+        assert "no ltx listing" in str(quick_listing.consult("ltx", str(proj / ".env"), "app.db", "all", os.environ))
+        res = run_cli("ltx", "app.db", "--json", cwd=proj)
+        assert res.returncode != 0 and "ltx" in json.loads(res.stdout)["error"]["message"]
         with (proj / ".env").open("a") as fh:
             fh.write("# edited\n")
-        assert "settings' inputs changed" in str(quick_listing.consult("databases", str(proj / ".env"), None, "all",
-                                                                       os.environ))  # fmt: skip
+        changed = quick_listing.consult("databases", str(proj / ".env"), None, "all", os.environ)
+        assert "settings' inputs changed" in str(changed)
     finally:
         stop(running)

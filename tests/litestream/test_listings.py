@@ -18,7 +18,7 @@ import pytest
 from backupctl.config.render import sync_config
 from backupctl.config.settings import Settings, load_settings
 from backupctl.errors import LitestreamError
-from backupctl.litestream import adapter, listings
+from backupctl.litestream import adapter, listings, rows
 from backupctl.litestream.runner import Litestream
 from tests.conftest import S3_KEY, S3_SECRET, count_rows, free_port_base, make_db, run_cli
 
@@ -221,7 +221,11 @@ def test_parsers_are_robust() -> None:
     )
     assert errs == [{"time": "2026", "level": "ERROR", "msg": "cannot list generations", "db": "/x", "replica": "s3",
                      "error": "RequestError: send caused by"}]  # fmt: skip
-    assert listings._table("name  generation\nfile  abc\n", "name") == [["file", "abc"]]
+    assert rows.table("name  generation\nfile  abc\n", "name") == [["file", "abc"]]
+    # 0.3's tables: rows without a time are skipped, a path with spaces is matched whole
+    assert rows.snapshot_rows("replica generation index size created\nfile abc 0 10 -\n") == []
+    listed = rows.listed_databases("path replicas\n/a b/app.db file\n/a/app.db file,s3\n", ["/a b/app.db", "/a/app.db", "/c.db"])
+    assert listed == {"/a b/app.db": "file", "/a/app.db": "file,s3"}
 
 
 def test_sizes_have_one_formatter() -> None:
