@@ -42,10 +42,11 @@ from typing import Any
 from backupctl import sqlite_wal
 from backupctl.config import replica_views
 from backupctl.config.settings import Database
-from backupctl.errors import BackupctlError, LitestreamError
+from backupctl.errors import BackupctlError, LitestreamError, NoBackupError
 from backupctl.host import memory, state
 from backupctl.litestream.adapter import local_positions, read_replica, series_of
 from backupctl.litestream.positions import WalPosition, meta_dir
+from backupctl.litestream.rows import UNRESTORABLE
 from backupctl.litestream.runner import Litestream
 from backupctl.litestream.series import Series
 from backupctl.owned import read_json
@@ -359,6 +360,12 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
                     proof.reason = "the live WAL was restarted during the check; it runs again later"
                     return proof
                 found = match(live_fd, wal1, staged.path, first)
+        except NoBackupError:
+            # The replica said it holds litestream's position, yet nothing restores: no snapshot to start
+            # from (deleted or pruned under a running litestream, which writes its next files into it).
+            proof.verdict = BROKEN
+            proof.reason = UNRESTORABLE
+            return proof
         except LitestreamError as exc:
             if _DAMAGED.search(" ".join([exc.message, *exc.details])):
                 proof.verdict = BROKEN

@@ -139,6 +139,11 @@ def _signature(path: Path) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
+def _unrestorable(entry: dict[str, Any]) -> bool:
+    """The last reading found files in the replica but nothing that restores (``Window.restorable``)."""
+    return "read_at" in entry and "replica_error" not in entry and bool(entry.get("newest")) and not entry.get("oldest")
+
+
 def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -206,8 +211,8 @@ class Observer:
                 written.append(db)
             elif entry.get("behind") is None and entry["local"].get("exists"):
                 written.append(db)  # exists but was not comparable yet (litestream had not started on it)
-            elif entry.get("behind") is True or "replica_error" in entry or self.unshipped.get(key):
-                recheck.append(db)  # the replica may have caught up, or become readable again
+            elif entry.get("behind") is True or "replica_error" in entry or self.unshipped.get(key) or _unrestorable(entry):
+                recheck.append(db)  # the replica may have caught up, become readable again, or have a snapshot again
             else:
                 unchanged.append(db)
             self._note_wal(key, sig, now)
@@ -297,6 +302,11 @@ class Observer:
     @property
     def stall_after(self) -> float:
         return stall_after(self.interval)
+
+    def unrestorable(self) -> set[str]:
+        """Databases whose replica, at its last reading, held files but nothing that restores
+        (``Window.restorable``): deleted or pruned under a running litestream."""
+        return {key for key, entry in self.entries.items() if _unrestorable(entry)}
 
     def stalled(self) -> list[tuple[str, float]]:
         """Databases a live write of which was still missing from the replica when it was last read,

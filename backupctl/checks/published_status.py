@@ -113,10 +113,13 @@ def reading_current(entry: dict[str, Any], now: float) -> bool:
     """Whether a verdict may rest on the replica reading in a look's ``entry``: it is at most ``MAX_AGE``
     old, or it is a local folder's whose witness (``folder_witness``, taken before the reading) is
     unchanged. The supervisor re-reads an idle replica only now and then; the full path reads one that
-    is not current again, and ``answer`` leaves it to the full path."""
+    is not current again, and ``answer`` leaves it to the full path. A local folder's own folder is
+    checked at every call, whatever the reading's age: a replica removed is never answered from a look."""
+    witness = entry.get("witness")
+    if witness and not _same_folder(witness[0]):
+        return False  # the replica's folder was removed (or replaced) since: whatever the reading's age
     if now - float(entry.get("read_at") or 0.0) <= MAX_AGE:
         return True
-    witness = entry.get("witness")
     if not witness:
         return False
     # Each folder stat'ed again, none listed: a folder made or removed inside one changes that one's times.
@@ -125,6 +128,14 @@ def reading_current(entry: dict[str, Any], now: float) -> bool:
         if (list(now_ident) if now_ident is not None else None) != ident:
             return False
     return True
+
+
+def _same_folder(item: list[Any]) -> bool:
+    """A witness's folder is the one it was (device and inode): one stat. A replica folder removed under
+    a running litestream is made anew by its next write, with another inode."""
+    folder, ident = item
+    now_ident = identity(folder)
+    return ident is not None and now_ident is not None and list(now_ident[:2]) == list(ident[:2])
 
 
 def _private_folder(path: str) -> bool:

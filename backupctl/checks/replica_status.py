@@ -11,13 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupctl.checks.verdicts import ERROR, NOT_INITIALIZED, OK, epoch_iso
+from backupctl.checks.verdicts import BROKEN, ERROR, NOT_INITIALIZED, OK, epoch_iso
 from backupctl.config import replica_views
 from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import ExitCode
 from backupctl.host.config_in_use import config_for_reading
-from backupctl.litestream import listings
+from backupctl.litestream import listings, rows
 from backupctl.litestream.adapter import restorable_windows, series_of
 from backupctl.litestream.positions import Window
 from backupctl.litestream.runner import Litestream
@@ -136,6 +136,10 @@ def collect_replica_status(
             entry.replica_error = error.message if error else None
         elif window.empty:
             entry.verdict, entry.reason = NOT_INITIALIZED, "the replica is empty"
+        elif not window.restorable:
+            entry.verdict, entry.reason = BROKEN, rows.UNRESTORABLE
+            entry.newest_backup, entry.snapshot_count = listings.iso(window.newest), window.snapshot_count
+            entry.replica_position = series.shown_replica(window)
         else:
             entry.verdict = OK
             entry.newest_backup, entry.oldest_restorable = listings.iso(window.newest), listings.iso(window.oldest)

@@ -13,6 +13,8 @@ import os
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from backupctl.litestream.rows import UNRESTORABLE
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: 19 ms of every `status --json`
 if TYPE_CHECKING:
     from typing import Any
@@ -119,6 +121,9 @@ def judge(
         verdict, reason = DOWN, f"replication is not running (supervisor {supervisor['state']})"
     elif replica_error is None and entry.get("empty"):
         verdict, reason = NOT_INITIALIZED, "the replica is empty"
+    elif replica_error is None and newest and not entry.get("oldest"):
+        heals = "the supervisor's continuity check writes a fresh snapshot" if running else "start replication"
+        verdict, reason = BROKEN, f"{UNRESTORABLE}; {heals}"
     elif unshipped is not None and now - float(unshipped) > stall:
         verdict = STALE
         last_error = supervisor.get("last_error")

@@ -81,6 +81,13 @@ class Window:
         return self.newest is None
 
     @property
+    def restorable(self) -> bool:
+        """Something restores: the replica holds a snapshot (0.5: or a file that starts the chain).
+        A replica deleted under a running litestream fills with its next files, none of which restores:
+        ``newest`` is set and ``oldest`` None."""
+        return self.oldest is not None
+
+    @property
     def latest_generation(self) -> Generation | None:
         """0.3: the generation a restore without -generation uses (newest end)."""
         dated = [g for g in self.generations if g.end is not None]

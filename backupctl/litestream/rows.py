@@ -28,6 +28,11 @@ GENERATIONS_NOTE = (
     "(snapshots are level 9, incremental files level 0), so this shows its restorable window."
 )
 
+UNRESTORABLE = (
+    "the replica cannot be restored: it holds backup files but no snapshot to start from (it was deleted "
+    "or pruned while litestream ran, which goes on writing its next files into it)"
+)
+
 # One LTX file as a row: (level, min_txid, max_txid, size, timestamp).
 LtxRow = tuple[int, int, int, int, datetime]
 
@@ -111,14 +116,18 @@ def wal_json(
 
 def window_fields(files: Sequence[LtxRow]) -> dict[str, object]:
     """The restorable window a 0.5 replica's LTX files make: the oldest restorable time (the oldest
-    snapshot, or the oldest file that starts the chain), the newest, and the counts and txids."""
+    snapshot, or the oldest file that starts the chain), the newest, and the counts and txids.
+
+    Files but no snapshot and none from txid 1 (a replica deleted or pruned while litestream ran,
+    which goes on writing its next files into it): nothing restores (`litestream restore`: "no
+    matching backup files available"), so ``oldest`` is None while ``newest`` is not."""
     if not files:
         return {"oldest": None, "newest": None, "snapshot_count": 0, "newest_snapshot": None, "file_count": 0,
                 "min_txid": None, "max_txid": None}  # fmt: skip
     bases = [f for f in files if f[0] == SNAPSHOT_LEVEL or f[1] <= 1]
     snaps = [f for f in files if f[0] == SNAPSHOT_LEVEL]
     return {
-        "oldest": min(f[4] for f in (bases or files)),
+        "oldest": min(f[4] for f in bases) if bases else None,
         "newest": max(f[4] for f in files),
         "snapshot_count": len(snaps),
         "newest_snapshot": max((f[4] for f in snaps), default=None),

@@ -123,7 +123,7 @@ class V03(Series):
         return Window(
             database=db.path,
             destinations=destinations,
-            oldest=min(starts) if starts else None,
+            oldest=min(starts) if starts and snaps else None,  # no snapshot: nothing restores (positions.Window)
             newest=max(ends) if ends else None,
             snapshot_count=len(snaps),
             newest_snapshot=max((s.created for s in snaps), default=None),

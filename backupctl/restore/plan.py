@@ -24,7 +24,7 @@ from typing import Any
 
 from backupctl.config.settings import Database, Settings
 from backupctl.errors import BackupctlError, ConfigError, NoBackupError, NotFoundError, RefusedError
-from backupctl.litestream import adapter
+from backupctl.litestream import adapter, rows
 from backupctl.restore.swap import check_not_in_use, kept_path, occupied, present_files, same_file, side_path
 from backupctl.timeparse import FORMS_HINT, TimestampError, parse_point_in_time, to_rfc3339
 from backupctl.versions import capabilities
@@ -356,8 +356,13 @@ def require_a_backup(settings: Settings, binary_path: Path, plan: RestorePlan) -
 
     if not plan.database.path.exists() and not capabilities(settings.version).lists_missing_database:
         return  # 0.3 cannot list a replica without its local file (a new machine): the restore will tell
-    if restorable_window(settings, binary_path, plan.database) is None:  # raises when unreachable
-        db = plan.database
+    db = plan.database
+    window = adapter.restorable_window(settings, binary_path, db)  # raises when unreachable
+    if not window.empty and not window.restorable:
+        raise NoBackupError(f"{rows.UNRESTORABLE} ({', '.join(r.destination for r in db.replicas)})",
+                            "start replication: the supervisor's continuity check writes a fresh snapshot; "
+                            "`backupctl ltx`/`snapshots` list what the replica holds")  # fmt: skip
+    if window.empty:
         raise NoBackupError(
             f"the replica of {db.name} holds no backup ({', '.join(r.destination for r in db.replicas)})",
             "start replication (`backupctl start`) and let it sync once; if Litestream 0.3 wrote this replica, "

@@ -95,6 +95,7 @@ MAX_QUICK_FAILURES = 5
 START_DEADLINE = 60.0  # a start with errors and no confirmation by then has failed
 FAILED_START_GRACE = 5.0  # a start that never synced has nothing to flush: short grace, then SIGKILL
 FIRST_POSITION_CHECK = 1.0  # seconds after litestream started; then every 1 s, slowing to 5 s
+REPROVE_UNRESTORABLE = 60.0  # seconds: a replica still holding nothing that restores is proved again
 CONTINUITY_AFTER_START = 2.0  # seconds after a confirmed start before its continuity check
 MAX_HEALS = 3  # fresh snapshots in a row for one database before backupctl stops trying (and says so)
 GUARD_MIN_HOLD = 10.0  # seconds a new litestream runs under the WAL guard at least, unless confirmed sooner
@@ -172,6 +173,7 @@ class Supervisor:
     _proofs_seen: int = field(default=0, init=False)  # continuity.json's mtime when its verdicts were last acted on
     _last_error_at: float | None = field(default=None, init=False)  # clock() of litestream's last ERROR line
     _recheck_after_errors: bool = field(default=False, init=False)  # prove the chain once litestream's errors stop
+    _unrestorable: dict[str, float] = field(default_factory=dict, init=False)  # replica holding nothing that restores: proved at
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -370,6 +372,7 @@ class Supervisor:
             self._observer.tick()
             self._restart_if_stalled(run, now)
             self._recheck_when_errors_stop(now)
+            self._prove_unrestorable()
         self._heal_broken_chains(run, now)
 
     def _new_observer(self) -> Observer | None:
@@ -518,6 +521,21 @@ class Supervisor:
         if self._recheck_after_errors and self._last_error_at is not None and now - self._last_error_at >= ERRORS_QUIET:
             self._recheck_after_errors = False
             self.log("backupctl: litestream's errors have stopped; proving the replicas whole again")
+            self._continuity_soon()
+
+    def _prove_unrestorable(self) -> None:
+        """A replica the last look found holding nothing that restores (deleted under litestream, which
+        writes its next files into it): the continuity check runs now, finds it broken and the supervisor
+        heals it with a full snapshot (``_heal_broken_chains``), instead of at the next interval."""
+        found = self._observer.unrestorable() if self._observer is not None else set()
+        now = self.clock()
+        self._unrestorable = {key: self._unrestorable.get(key, float("-inf")) for key in found}
+        due = sorted(key for key, at in self._unrestorable.items() if now - at >= REPROVE_UNRESTORABLE)
+        if due:
+            names = ", ".join(os.path.basename(key) for key in due)
+            self.log(f"backupctl: the replica of {names} holds nothing that restores (no snapshot to start from): "
+                     "proving it now, to heal it with a full snapshot")  # fmt: skip
+            self._unrestorable.update(dict.fromkeys(due, now))
             self._continuity_soon()
 
     def _heal_broken_chains(self, run: ChildRun, now: float) -> None:

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -660,4 +661,49 @@ def test_twenty_new_databases_under_a_glob_while_five_are_written(project: Proje
                 check.result()
     finally:
         shutdown(project, *writers)
+    assert_nothing_running(project, tag)
+
+
+def test_a_replica_deleted_under_replication_is_never_called_ok_and_heals(project: Project, version: str) -> None:
+    """The replica folder removed while the supervisor runs, then a few commits: litestream writes its next
+    files into a new folder, none of which restores (0.5.17: "no matching backup files available"). Each
+    time status says ok, a restore must hold every row committed before it; the supervisor proves the
+    replica and writes a fresh snapshot, after which status is ok and the restore holds every row."""
+    use_file_replica(project, version)
+    writer = Writer(project.db).start()
+    tag = f"replica deleted {version}"
+    seen: list[str] = []
+    try:
+        start_bg(project, tag)
+        wait_for(lambda: status(project)[0] == 0, 60, 0.5, f"{tag}: status ok before the replica goes")
+        writer.stop()
+        time.sleep(3)  # litestream idle: its next files after the removal start no new snapshot
+        shutil.rmtree(project.replica_dir)
+        writer.burst(1)
+        committed = list(writer.committed)
+        deadline = time.monotonic() + 150
+        while True:
+            rc, doc = status(project)
+            (db,) = doc["databases"]
+            seen.append(f"exit {rc} {db['verdict']}: {PATHS.sub('', db['reason'])}")
+            shown = "\n  ".join(dict.fromkeys(seen))
+            if rc == 0:
+                out = project.dir.parent / "probe.db"
+                restored = cli(project, "restore", str(project.db), "-o", str(out), timeout=120, where=tag)
+                assert restored.returncode == 0, (
+                    f"{tag}: status said ok, yet the restore fails ({PATHS.sub('', restored.stderr)[-300:]}):\n  {shown}"
+                )
+                out.unlink(missing_ok=True)
+                ids, integrity = restore_ids(project, tag)
+                if integrity == "ok" and set(committed) <= set(ids):
+                    break
+            assert time.monotonic() < deadline, f"{tag}: not restorable whole within 150 s:\n  {shown}\n{log_tail(project, 12)}"
+            time.sleep(1)
+        writer.start()
+        time.sleep(3)
+        committed = writer.stop()
+        prove_then_stop(project, tag)
+        assert_whole(project, f"{tag}: after the heal", expect_all=committed)
+    finally:
+        shutdown(project, writer)
     assert_nothing_running(project, tag)

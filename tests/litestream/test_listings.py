@@ -226,6 +226,12 @@ def test_parsers_are_robust() -> None:
     assert rows.snapshot_rows("replica generation index size created\nfile abc 0 10 -\n") == []
     listed = rows.listed_databases("path replicas\n/a b/app.db file\n/a/app.db file,s3\n", ["/a b/app.db", "/a/app.db", "/c.db"])
     assert listed == {"/a b/app.db": "file", "/a/app.db": "file,s3"}
+    # 0.5: a window starts at a snapshot or at txid 1; files after a removed replica start nowhere
+    t = listings.parse_time("2026-01-02T03:04:05Z")
+    assert rows.window_fields([(0, 1, 3, 10, t), (0, 4, 4, 10, t)])["oldest"] == t
+    assert rows.window_fields([(9, 1, 9, 10, t), (0, 10, 10, 10, t)])["oldest"] == t
+    assert rows.window_fields([(0, 5, 5, 10, t), (1, 5, 5, 10, t)])["oldest"] is None
+    assert rows.window_fields([(0, 5, 5, 10, t)])["newest"] == t
 
 
 def test_sizes_have_one_formatter() -> None:
