@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from backupctl.ca_bundle import move_ca_bundle
 from backupctl.errors import BinaryError, ConfigError
 
 
@@ -33,7 +32,7 @@ class Capabilities:
     restore_by_txid: bool
     restore_by_generation: bool
     version_output: str  # what `litestream version` prints
-    drop_aws_ca_bundle: bool  # AWS_CA_BUNDLE makes its S3 client fail at start
+    drop_aws_ca_bundle: bool  # AWS_CA_BUNDLE makes its S3 client fail at start (litestream.spawn.clean_environment)
     database_path_is_uri: bool  # opens the database as a SQLite URI: a path is cut at '#' or '?'
     lists_missing_database: bool  # its listings read a replica whose local database file does not exist
     shutdown_sync_timeout: float  # seconds litestream retries a failing final sync on SIGTERM (0: no retry)
@@ -45,11 +44,6 @@ class Capabilities:
         """How long a stop waits for litestream by default: its own final-sync retries plus room
         for the upload, never under 45 s."""
         return max(45.0, self.shutdown_sync_timeout + 15.0)
-
-    def clean_environment(self, env: dict[str, str]) -> list[str]:
-        """Drop from ``env`` what this version cannot run with; say what was dropped and why."""
-        said = move_ca_bundle(env) if self.drop_aws_ca_bundle else None  # the rule's home: backupctl.ca_bundle
-        return [said.format(version=self.version)] if said else []
 
 
 _CAPS = {

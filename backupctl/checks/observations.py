@@ -314,7 +314,7 @@ class Observer:
         did not move either (hung, not merely unable to reach the replica): (name, seconds waited)."""
         now = time.time()
         found = []
-        for db in self.databases:
+        for db in self.databases if self.waited else ():  # asked every tick: nothing to do while nothing waits
             key = str(db.path)
             waited = self.waited.get(key, 0.0)
             if waited > self.stall_after and now - self.read_moved_at.get(key, now) > self.stall_after:

@@ -25,11 +25,10 @@ import json
 import os
 import subprocess
 
-from backupctl.ca_bundle import move_ca_bundle
 from backupctl.checks.published_status import live_frame
 from backupctl.config.inputs import identity
 from backupctl.litestream import rows
-from backupctl.litestream.spawn import run_once
+from backupctl.litestream.spawn import move_ca_bundle, run_once
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from backupctl import paths
 from backupctl.errors import BinaryError, LitestreamError
+from backupctl.litestream import spawn
 from backupctl.litestream.runner import run_command
 from backupctl.owned import make_dirs, open_lock, read_json, secure_dir, write_json
 from backupctl.versions import PlatformPin, capabilities, check_version, current_platform, pinned_versions, platform_pin
@@ -169,7 +170,7 @@ def reported_version(exe: Path) -> str:
     # Our environment as litestream can run with it (`version` needs no credentials).
     env = dict(os.environ)
     for caps in (capabilities(v) for v in pinned_versions()):
-        caps.clean_environment(env)
+        spawn.clean_environment(caps, env)
     try:
         result = run_command([str(exe), "version"], env, timeout=VERSION_CHECK_TIMEOUT, check=False)
     except LitestreamError as exc:

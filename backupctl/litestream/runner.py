@@ -48,7 +48,7 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
     notices += replica_kinds.drop_own_variables(env)
     for name in secondary_replica.WITHHELD:  # the secondary's secrets reach it under BACKUPCTL_SECONDARY_* only
         env.pop(name, None)
-    dropped = caps.clean_environment(env)
+    dropped = spawn.clean_environment(caps, env)
     if replica_kinds.uses_s3_client(settings):
         notices += dropped  # only worth saying where an S3 client runs (not for a local folder)
     replica_kinds.set_credentials(settings, env)
@@ -58,13 +58,13 @@ def build_environment(settings: Settings, base: Mapping[str, str] | None = None)
 def plain_environment(settings: Settings) -> list[str] | None:
     """For settings whose litestream needs nothing of theirs in its environment (every replica a local
     folder: no credentials, no S3 client), the variables ``build_environment`` removes from the
-    caller's, whatever their values: with those removed (and ``ca_bundle.move_ca_bundle`` applied where
+    caller's, whatever their values: with those removed (and ``spawn.move_ca_bundle`` applied where
     the version drops AWS_CA_BUNDLE), the caller's environment is litestream's. None for other settings.
     The fast listing (``cli.quick_listing``) builds litestream's environment from this, published in
     the supervisor's frame; ``tests/litestream/test_runner.py`` checks the two agree."""
     added: dict[str, str] = {}
     replica_kinds.set_credentials(settings, added)
-    if added or any(r.kind != "file" for db in settings.databases for r in db.replicas):
+    if added or not all(r.spec.local_folder for db in settings.databases for r in db.replicas):
         return None
     return sorted({*_DROPPED_ALWAYS, *replica_kinds.own_variable_names(), *secondary_replica.WITHHELD})
 

@@ -1,4 +1,5 @@
-"""Starting one litestream command and collecting it: the process handling under every one-shot call.
+"""Starting one litestream command and collecting it: the process handling under every one-shot call,
+and the environment rule every litestream gets (AWS_CA_BUNDLE).
 
 ``runner.run_command`` (every one-shot litestream call, with its errors and masking) and the fast
 listing (``cli.quick_listing``, which loads no settings) both start litestream here: argv as a
@@ -16,6 +17,37 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
+
+
+# --------------------------------------------------------------------------- AWS_CA_BUNDLE
+# Litestream 0.5's S3 client fails at start with AWS_CA_BUNDLE set (docs/litestream-facts.md). The rule of
+# what litestream's environment gets instead, in one place: the versions that cannot run with it
+# (``Capabilities.drop_aws_ca_bundle``) never see it, and its file becomes SSL_CERT_FILE unless that is set.
+
+CA_BUNDLE = "AWS_CA_BUNDLE"
+
+
+def move_ca_bundle(env: dict[str, str]) -> str | None:
+    """Take AWS_CA_BUNDLE out of ``env``, passing its file on as SSL_CERT_FILE when that is unset; the
+    notice to give, or None when it was not there."""
+    if CA_BUNDLE not in env:
+        return None
+    bundle = env.pop(CA_BUNDLE)
+    msg = "not passing AWS_CA_BUNDLE to litestream: Litestream {version}'s S3 client fails at start with it"
+    if bundle and "SSL_CERT_FILE" not in env and os.path.isfile(bundle):
+        env["SSL_CERT_FILE"] = bundle
+        msg += " (using it as SSL_CERT_FILE instead)"
+    return msg
+
+
+def clean_environment(caps: Any, env: dict[str, str]) -> list[str]:
+    """Drop from ``env`` what the version ``caps`` describes cannot run with; say what was dropped and why.
+    (Every litestream backupctl starts gets its environment through here or ``move_ca_bundle``.)"""
+    said = move_ca_bundle(env) if caps.drop_aws_ca_bundle else None
+    return [said.format(version=caps.version)] if said else []
+
+
+# --------------------------------------------------------------------------- running
 
 
 def run_once(

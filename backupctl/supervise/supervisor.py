@@ -174,6 +174,7 @@ class Supervisor:
     _last_error_at: float | None = field(default=None, init=False)  # clock() of litestream's last ERROR line
     _recheck_after_errors: bool = field(default=False, init=False)  # prove the chain once litestream's errors stop
     _unrestorable: dict[str, float] = field(default_factory=dict, init=False)  # replica holding nothing that restores: proved at
+    _looks_seen: int = field(default=-1, init=False)  # the observer's looks when they were last searched for one
 
     # -- public -------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGTERM) -> None:
@@ -527,7 +528,10 @@ class Supervisor:
         """A replica the last look found holding nothing that restores (deleted under litestream, which
         writes its next files into it): the continuity check runs now, finds it broken and the supervisor
         heals it with a full snapshot (``_heal_broken_chains``), instead of at the next interval."""
-        found = self._observer.unrestorable() if self._observer is not None else set()
+        if self._observer is None or (self._observer.looks == self._looks_seen and not self._unrestorable):
+            return  # asked every tick: a new look is what can find one
+        self._looks_seen = self._observer.looks
+        found = self._observer.unrestorable()
         now = self.clock()
         self._unrestorable = {key: self._unrestorable.get(key, float("-inf")) for key in found}
         due = sorted(key for key, at in self._unrestorable.items() if now - at >= REPROVE_UNRESTORABLE)

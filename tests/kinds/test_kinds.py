@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from backupctl import kinds
-from backupctl.ca_bundle import move_ca_bundle
 from backupctl.config.render import render
 from backupctl.config.settings import Replica, load_settings
 from backupctl.errors import LitestreamError
 from backupctl.litestream.runner import Litestream, build_environment, plain_environment
+from backupctl.litestream.spawn import move_ca_bundle
 from backupctl.versions import capabilities
 from tests.conftest import ROOT
 
