@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backupctl.checks import preflight
-from backupctl.config.render import Rendered, guard_foreign_config, render, written_by_backupctl
+from backupctl.config.render import Rendered, guard_foreign_config, record_stamp, render, written_by_backupctl
 from backupctl.config.settings import Settings, local_mode_marker
 from backupctl.errors import LitestreamError
 from backupctl.litestream.binary import ensure_binary
@@ -70,6 +70,8 @@ def setup(
     checked = check_config(settings, None, text=rendered.text, note=note) if check else None
     if target is not None:
         write_atomic(target, rendered.text)
+        if target == settings.config_path:
+            record_stamp(settings, target, rendered.text)
         set_local_mode(settings, local, note)
     return Setup(rendered, target, checked)
 
