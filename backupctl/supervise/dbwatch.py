@@ -10,7 +10,10 @@ restarts litestream with it (final sync first).
 
 A file that matches but is not a database yet (empty while the application creates it, or not
 SQLite at all) is said once in the log and looked at again at every scan; it never stops or
-restarts anything. Litestream 0.5's own folder watching (``dir:`` + ``pattern:``) is not used:
+restarts anything. A glob whose folder part has no wildcard is matched again only when that
+folder changed (its inode and modification time: a file made, renamed or removed in it) or while
+such a file waits: at 1,000 databases the listing was a third of the idle supervisor's CPU.
+Litestream 0.5's own folder watching (``dir:`` + ``pattern:``) is not used:
 with it, `litestream status`, `ltx` and `restore` no longer know the databases by path
 ("database not found in config"), and 0.3 has nothing like it.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +56,7 @@ class DatabaseWatch:
     next_at: float | None = field(default=None, init=False)
     _seen: set[str] = field(default_factory=set, init=False)  # glob results already known to be taken or refused
     _noted: dict[str, str] = field(default_factory=dict, init=False)  # path -> what it was when last said
+    _folders: dict[str, tuple[int, int] | None] = field(default_factory=dict, init=False)  # pattern -> its folder when matched
 
     def new_databases(self, known: Iterable[Path]) -> list[Path]:
         """Files matching a glob that are SQLite databases not in ``known``; [] until a scan is due."""
@@ -65,6 +70,11 @@ class DatabaseWatch:
         known_paths = {str(p) for p in known}
         found: list[Path] = []
         for pattern in self.globs:
+            folder = _plain_folder(pattern)
+            now_id = _folder_id(folder) if folder is not None else None
+            if now_id is not None and self._folders.get(pattern) == now_id and not self._noted:
+                continue  # nothing made, renamed or removed in its folder since it was matched
+            self._folders[pattern] = now_id
             for match in glob.glob(pattern):
                 if match in known_paths or match in self._seen:
                     continue
@@ -116,3 +126,17 @@ class DatabaseWatch:
             self.refuse(found)
             return None
         return Widening(wider, text, found, held)
+
+
+def _plain_folder(pattern: str) -> str | None:
+    """The folder of a glob whose folder part has no wildcard (``/srv/tenants/*.db``), else None."""
+    folder = os.path.dirname(pattern)
+    return None if glob.has_magic(folder) else folder
+
+
+def _folder_id(folder: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
