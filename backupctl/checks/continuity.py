@@ -473,12 +473,19 @@ def whole_summary(settings: Any, now: float | None = None) -> Summary:
     broken_names = [n for n, v in verdicts.items() if v == BROKEN]
     other = [n for n, v in verdicts.items() if v not in (WHOLE, BROKEN)]
     if broken_names:
-        text = f"the replica of {', '.join(broken_names)} is NOT whole (`backupctl status` says why)"
+        text = f"the replica of {_some(broken_names)} is NOT whole (`backupctl status` says why)"
     elif other:
-        text = f"not proven whole yet: {', '.join(other)} (`backupctl verify` proves it)"
+        text = f"not proven whole yet: {_some(other)} (`backupctl verify` proves it)"
     else:
         text = f"every replica was proven whole against the live pages {max(ages):.0f}s ago at most"
     return Summary(verdicts, text)
+
+
+def _some(names: list[str], shown: int = 10) -> str:
+    """Names for one line: at most ``shown``, then how many more (`status` lists each database)."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more ({len(names)} databases)"
 
 
 def broken(state_dir: Path) -> dict[str, dict[str, Any]]:
