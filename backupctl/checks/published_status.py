@@ -117,7 +117,7 @@ def reading_current(entry: dict[str, Any], now: float) -> bool:
     checked at every call, whatever the reading's age: a replica removed is never answered from a look."""
     witness = entry.get("witness")
     if witness and not _same_folder(witness[0]):
-        return False  # the replica's folder was removed (or replaced) since: whatever the reading's age
+        return False  # the replica's folder was removed, replaced or changed since: whatever the reading's age
     if now - float(entry.get("read_at") or 0.0) <= MAX_AGE:
         return True
     if not witness:
@@ -131,11 +131,13 @@ def reading_current(entry: dict[str, Any], now: float) -> bool:
 
 
 def _same_folder(item: list[Any]) -> bool:
-    """A witness's folder is the one it was (device and inode): one stat. A replica folder removed under
-    a running litestream is made anew by its next write, with another inode."""
+    """A witness's folder is as it was: one stat. A replica's own folder holds only litestream's first
+    level (0.5 `ltx/`, 0.3 `generations/`), so its times stand still while litestream writes below;
+    removed under a running litestream, it is made anew by its next write, with new times (and the
+    inode number, which the file system may hand out again, is not enough)."""
     folder, ident = item
     now_ident = identity(folder)
-    return ident is not None and now_ident is not None and list(now_ident[:2]) == list(ident[:2])
+    return ident is not None and now_ident is not None and list(now_ident) == list(ident)
 
 
 def _private_folder(path: str) -> bool:
