@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backupctl.checks.published_status import folder_witness, read_looks
+from backupctl.checks.verdicts import unrestorable
 from backupctl.errors import BackupctlError
 from backupctl.litestream import positions
 from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
@@ -140,8 +141,7 @@ def _signature(path: Path) -> tuple[int, int]:
 
 
 def _unrestorable(entry: dict[str, Any]) -> bool:
-    """The last reading found files in the replica but nothing that restores (``Window.restorable``)."""
-    return "read_at" in entry and "replica_error" not in entry and bool(entry.get("newest")) and not entry.get("oldest")
+    return unrestorable(entry, entry.get("replica_error"))
 
 
 def _cpu_seconds() -> float:

@@ -34,6 +34,12 @@ class Verdict(StrEnum):
 OK, STALE, DOWN, NOT_INITIALIZED, ERROR, BROKEN = Verdict
 
 
+def unrestorable(entry: dict[str, Any], replica_error: str | None) -> bool:
+    """The last reading of the replica (in a database's look ``entry``) found backup files but nothing
+    that restores (``positions.Window.restorable``: a replica removed under a running litestream)."""
+    return replica_error is None and "read_at" in entry and bool(entry.get("newest")) and not entry.get("oldest")
+
+
 def epoch_iso(epoch: float | None) -> str | None:
     """A time as status shows it: UTC, ISO 8601, ``Z`` (as ``listings.iso``)."""
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z") if epoch is not None else None
@@ -121,7 +127,7 @@ def judge(
         verdict, reason = DOWN, f"replication is not running (supervisor {supervisor['state']})"
     elif replica_error is None and entry.get("empty"):
         verdict, reason = NOT_INITIALIZED, "the replica is empty"
-    elif replica_error is None and newest and not entry.get("oldest"):
+    elif unrestorable(entry, replica_error):
         heals = "the supervisor's continuity check writes a fresh snapshot" if running else "start replication"
         verdict, reason = BROKEN, f"{UNRESTORABLE}; {heals}"
     elif unshipped is not None and now - float(unshipped) > stall:
