@@ -28,7 +28,7 @@ import subprocess
 from backupctl.checks.published_status import live_frame
 from backupctl.config.inputs import identity
 from backupctl.litestream import rows
-from backupctl.litestream.spawn import move_ca_bundle, run_once
+from backupctl.litestream.spawn import CannotStart, move_ca_bundle, run_once
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def _run(listing: dict[str, Any], env: dict[str, str], *args: str) -> str | None
     argv = [listing["binary"], args[0], "-config", listing["config"], *args[1:]]
     try:
         code, out, err = run_once(argv, env, timeout=rows.LISTING_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
+    except (CannotStart, subprocess.TimeoutExpired):
         return None
     stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     if code != 0 or any(rows.is_error_line(line) for line in (stdout + "\n" + stderr).splitlines()):

@@ -61,7 +61,7 @@ def plain_environment(settings: Settings) -> list[str] | None:
     caller's, whatever their values: with those removed (and ``spawn.move_ca_bundle`` applied where
     the version drops AWS_CA_BUNDLE), the caller's environment is litestream's. None for other settings.
     The fast listing (``cli.quick_listing``) builds litestream's environment from this, published in
-    the supervisor's frame; ``tests/litestream/test_runner.py`` checks the two agree."""
+    the supervisor's frame; ``tests/kinds/test_kinds.py`` checks the two agree."""
     added: dict[str, str] = {}
     replica_kinds.set_credentials(settings, added)
     if added or not all(r.spec.local_folder for db in settings.databases for r in db.replicas):
@@ -169,8 +169,8 @@ def run_command(
             argv, env, timeout=timeout, cwd=str(cwd) if cwd is not None else None, on_spawn=on_spawn,
             **(child_kwargs() if die_with_parent else {}),
         )  # fmt: skip
-    except OSError as exc:
-        raise cannot_run(argv[0], exc) from None
+    except spawn.CannotStart as exc:
+        raise cannot_run(argv[0], exc.error) from None
     except subprocess.TimeoutExpired as exc:
         raise LitestreamError(
             f"{label} did not finish within {timeout:g}s",

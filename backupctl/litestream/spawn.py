@@ -50,6 +50,14 @@ def clean_environment(caps: Any, env: dict[str, str]) -> list[str]:
 # --------------------------------------------------------------------------- running
 
 
+class CannotStart(Exception):  # noqa: N818 - what happened, as OSError says it
+    """The system would not start the program (``error``: its OSError)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def run_once(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -60,12 +68,16 @@ def run_once(
     **popen: Any,
 ) -> tuple[int, bytes, bytes]:
     """Run argv to its end: (exit code, stdout, stderr). Past ``timeout`` the process group is killed
-    and ``subprocess.TimeoutExpired`` raised, carrying what it printed; OSError when it cannot start.
-    ``on_spawn`` sees the child as soon as it exists (so a signal handler can kill it)."""
-    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-        list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, **popen,
-    )  # fmt: skip
+    and ``subprocess.TimeoutExpired`` raised, carrying what it printed; ``CannotStart`` when the system
+    would not start it (an error of ``on_spawn``, which sees the child as soon as it exists so that a
+    signal handler can kill it, is its own)."""
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, **popen,
+        )  # fmt: skip
+    except OSError as exc:
+        raise CannotStart(exc) from None
     try:
         if on_spawn is not None:
             on_spawn(proc)
