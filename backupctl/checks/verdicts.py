@@ -13,8 +13,6 @@ import os
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from backupctl.litestream.rows import UNRESTORABLE
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: 19 ms of every `status --json`
 if TYPE_CHECKING:
     from typing import Any
@@ -128,6 +126,9 @@ def judge(
     elif replica_error is None and entry.get("empty"):
         verdict, reason = NOT_INITIALIZED, "the replica is empty"
     elif unrestorable(entry, replica_error):
+        # lazy: the wording's home is litestream.rows; `status --json` imports it only to say this
+        from backupctl.litestream.rows import UNRESTORABLE
+
         heals = "the supervisor's continuity check writes a fresh snapshot" if running else "start replication"
         verdict, reason = BROKEN, f"{UNRESTORABLE}; {heals}"
     elif unshipped is not None and now - float(unshipped) > stall:
