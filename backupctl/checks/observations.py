@@ -12,9 +12,11 @@ at least ``MIN_INTERVAL``): one ``stat`` of its ``-wal``. Only a database that
 changed since the last look, or whose replica did not yet hold it, has its positions read again
 (0.5: one ``litestream status -json`` for all of them, then their listings side by side; 0.3: its
 files, then its listings); one whose replica was behind or unreadable has its replica read again
-(its own position has not moved). Besides, one unchanged database's replica is re-read every
-``REVALIDATE_EVERY`` (the oldest reading first), so a replica that lost files while its database
-sat idle is noticed in time; ``status --fresh`` reads every replica at once. The cost of each look
+(its own position has not moved). Besides, every ``REVALIDATE_EVERY`` the unchanged databases
+longest unchecked have their replicas checked again (``Observer._revalidate``: a local folder's
+witness, a remote replica's listing), so a replica that lost files while its database sat idle is
+noticed in time; ``status --fresh`` reads every replica at once. A database found unchanged costs
+nothing more at the next look than its ``stat`` while it stays so. The cost of each look
 is measured and the next one waits long enough to keep the supervisor's share of one core under
 ``CPU_BUDGET`` (never longer than ``MAX_INTERVAL``).
 
@@ -41,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backupctl.checks.published_status import folder_witness, read_looks
+from backupctl.checks.published_status import folder_witness, read_looks, witness_holds
 from backupctl.checks.verdicts import unrestorable
 from backupctl.errors import BackupctlError
 from backupctl.litestream import positions
@@ -58,8 +60,9 @@ if TYPE_CHECKING:
 OBSERVATIONS = "observations.json"
 MIN_INTERVAL = 2.0  # seconds between two looks, at least
 MAX_INTERVAL = 15.0  # ...and at most, whatever a look costs
-REVALIDATE_EVERY = 60.0  # one unchanged database's replica re-read this often
-CPU_BUDGET = 0.0005  # the share of one core the looks may take over time (0.05 %)
+REVALIDATE_EVERY = 60.0  # unchanged databases' replicas checked again this often (``Observer._revalidate``)
+WITNESS_BATCH = 50  # ...up to this many local folders' witnesses each time (a few stats each)
+CPU_BUDGET = 0.0002  # the share of one core the looks may take over time (0.02 %)
 WATCH_EVERY_TICK = 100  # up to this many databases, each -wal is stat'ed every tick (about 1 s), not only at looks
 MAX_PAIRS = 1000  # unshipped writes remembered per database
 STALL_MIN = 10.0  # seconds: live writes unshipped this long (or 3 looks, if longer) mean no progress
@@ -172,6 +175,8 @@ class Observer:
     # How far litestream has read each live WAL (Series.wal_position) and since when it has not moved.
     read_positions: dict[str, Any] = field(default_factory=dict)
     read_moved_at: dict[str, float] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)  # unchanged at a look and not read since (``look``'s short cut)
+    vouched: dict[str, float] = field(default_factory=dict)  # when a local folder's witness was last found holding
     next_look: float = float("-inf")
     last_revalidation: float = float("-inf")
     looks: int = 0
@@ -203,9 +208,14 @@ class Observer:
         written: list[Database] = []  # local position and replica read again
         recheck: list[Database] = []  # only the replica: the database did not change
         unchanged: list[Database] = []
+        settled = self.settled
         for db in self.databases:
             key = str(db.path)
             sig = _signature(db.path)
+            if key in settled and sig == self.signatures.get(key):
+                unchanged.append(db)  # as it was at the look that found it unchanged, and not read since
+                continue
+            settled.discard(key)
             entry = self.entries.get(key)
             if entry is None or sig != self.signatures.get(key) or local_position(entry) is None:
                 written.append(db)
@@ -215,10 +225,11 @@ class Observer:
                 recheck.append(db)  # the replica may have caught up, become readable again, or have a snapshot again
             else:
                 unchanged.append(db)
+                settled.add(key)
             self._note_wal(key, sig, now)
             self.signatures[key] = sig
         if unchanged and self.clock() - self.last_revalidation >= REVALIDATE_EVERY:
-            recheck.append(min(unchanged, key=lambda d: self.entries[str(d.path)].get("read_at", 0.0)))
+            recheck += self._revalidate(unchanged, now)
             self.last_revalidation = self.clock()
         if written or recheck:
             self._read(written, recheck, series, now)
@@ -230,8 +241,38 @@ class Observer:
         spent = _cpu_seconds() - cpu
         self.next_look = self.clock() + min(MAX_INTERVAL, max(self.interval, spent / CPU_BUDGET))
 
+    def _revalidate(self, unchanged: list[Database], now: float) -> list[Database]:
+        """The unchanged databases whose replica is to be read again now, the longest unchecked first:
+        one without a witness (a remote replica: a reading costs a listing), and of up to
+        ``WITNESS_BATCH`` local folders, those whose witness no longer holds (a few stats each; an
+        unchanged folder still holds what was read, as `status` judges it too)."""
+        chosen: list[Database] = []
+        remote = witnessed = 0
+        for db in sorted(unchanged, key=self._checked_at):
+            key = str(db.path)
+            witness = self.entries[key].get("witness")
+            if witness is None:
+                if not remote:
+                    chosen.append(db)
+                remote += 1
+            elif witnessed < WITNESS_BATCH:
+                witnessed += 1
+                if witness_holds(witness):
+                    self.vouched[key] = now
+                else:
+                    chosen.append(db)
+            if remote and witnessed >= WITNESS_BATCH:
+                break
+        return chosen
+
+    def _checked_at(self, db: Database) -> float:
+        key = str(db.path)
+        return max(float(self.entries[key].get("read_at") or 0.0), self.vouched.get(key, 0.0))
+
     def _read(self, written: list[Database], recheck: list[Database], series: Series, now: float) -> None:
         local: dict[str, positions.LocalPosition] = {}
+        for db in written + recheck:
+            self.settled.discard(str(db.path))
         if written:
             try:
                 local = local_positions(self.litestream, written, timeout=READ_TIMEOUT)

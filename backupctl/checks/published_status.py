@@ -91,22 +91,58 @@ def read_looks(state_dir: str, name: str, supervisor_pid: int, now: float) -> tu
     return (observed_at, entries) if isinstance(entries, dict) else None
 
 
-def folder_witness(root: str) -> list[list[Any]]:
-    """A local-folder replica's folders as they are now: ``root`` and every folder below it, each with
-    its ``config.inputs.identity``. A file written or removed in any of them changes it; taken just
-    before a reading, an unchanged witness says the replica still holds what was read."""
-    found: list[list[Any]] = []
+def folder_witness(root: str) -> list[Any]:
+    """A local-folder replica's folders as they are now: ``[root, names, idents]``, where ``names``
+    are ``root`` ("") and every folder below it, relative to it and sorted, and ``idents`` their
+    ``config.inputs.identity`` each as ``dev:ino:size:mtime_ns:ctime_ns`` ("-": gone), joined by "|"
+    (one string: 1,000 databases' witnesses stay small in the supervisor and in its looks). A file
+    written or removed in any of them changes it; taken just before a reading, an unchanged witness
+    says the replica still holds what was read."""
+    root = os.fspath(root)
+    names: list[str] = []
     pending = [root]
     while pending:
         folder = pending.pop()
-        ident = identity(folder)
-        found.append([folder, list(ident) if ident is not None else None])
+        names.append(os.path.relpath(folder, root) if folder != root else "")
         try:
             with os.scandir(folder) as entries:
                 pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
         except OSError:
             continue
-    return sorted(found, key=lambda item: item[0])
+    names.sort()
+    return [root, names, _idents(root, names)]
+
+
+def _ident_text(path: str) -> str:
+    ident = identity(path)
+    return "-" if ident is None else ":".join(map(str, ident))
+
+
+def _idents(root: str, names: list[str]) -> str:
+    return "|".join(_ident_text(os.path.join(root, name) if name else root) for name in names)
+
+
+def _witness_parts(witness: Any) -> tuple[str, list[str], str] | None:
+    """A witness as ``folder_witness`` makes it (root first); None for anything else (a look written
+    by another version: no reading rests on it)."""
+    if not (isinstance(witness, list) and len(witness) == 3):
+        return None
+    root, names, idents = witness
+    if not (isinstance(root, str) and isinstance(names, list) and names and names[0] == "" and isinstance(idents, str)):
+        return None
+    if not all(isinstance(name, str) for name in names):
+        return None
+    return root, names, idents
+
+
+def witness_holds(witness: Any) -> bool:
+    """Every folder of the witness is as it was: each stat'ed again, none listed (a folder made or
+    removed inside one changes that one's times)."""
+    parts = _witness_parts(witness)
+    if parts is None:
+        return False
+    root, names, idents = parts
+    return _same_folder(witness) and _idents(root, names) == idents
 
 
 def reading_current(entry: dict[str, Any], now: float) -> bool:
@@ -116,28 +152,24 @@ def reading_current(entry: dict[str, Any], now: float) -> bool:
     is not current again, and ``answer`` leaves it to the full path. A local folder's own folder is
     checked at every call, whatever the reading's age: a replica removed is never answered from a look."""
     witness = entry.get("witness")
-    if witness and not _same_folder(witness[0]):
+    if witness is not None and not _same_folder(witness):
         return False  # the replica's folder was removed, replaced or changed since: whatever the reading's age
     if now - float(entry.get("read_at") or 0.0) <= MAX_AGE:
         return True
-    if not witness:
+    return witness is not None and witness_holds(witness)
+
+
+def _same_folder(witness: Any) -> bool:
+    """A witness's own folder is as it was: one stat. A replica's own folder holds only litestream's
+    first level (0.5 `ltx/`, 0.3 `generations/`), so its times stand still while litestream writes
+    below; removed under a running litestream, it is made anew by its next write, with new times (and
+    the inode number, which the file system may hand out again, is not enough)."""
+    parts = _witness_parts(witness)
+    if parts is None:
         return False
-    # Each folder stat'ed again, none listed: a folder made or removed inside one changes that one's times.
-    for folder, ident in witness:
-        now_ident = identity(folder)
-        if (list(now_ident) if now_ident is not None else None) != ident:
-            return False
-    return True
-
-
-def _same_folder(item: list[Any]) -> bool:
-    """A witness's folder is as it was: one stat. A replica's own folder holds only litestream's first
-    level (0.5 `ltx/`, 0.3 `generations/`), so its times stand still while litestream writes below;
-    removed under a running litestream, it is made anew by its next write, with new times (and the
-    inode number, which the file system may hand out again, is not enough)."""
-    folder, ident = item
-    now_ident = identity(folder)
-    return ident is not None and now_ident is not None and list(now_ident) == list(ident)
+    root, _names, idents = parts
+    then = idents.split("|", 1)[0]
+    return then != "-" and _ident_text(root) == then
 
 
 def _private_folder(path: str) -> bool:

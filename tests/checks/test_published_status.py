@@ -189,10 +189,11 @@ def test_an_idle_local_folder_reading_stands_until_the_folder_changes(tmp_path: 
 
         # litestream may still write into the folder after a look (its compactions): a look after the last one stands
         entry = wait_for(standing, timeout=90, what="a look whose witness the folder still matches")
-        assert entry["witness"][0][0] == str(proj.parent / "replicas" / "app.db")
+        root, names, _idents = entry["witness"]
+        assert root == str(proj.parent / "replicas" / "app.db")
         later = float(entry["read_at"]) + published_status.MAX_AGE + 5
         # the folder changes: a reading this old no longer stands
-        level = next(Path(p) for p, _ in entry["witness"] if Path(p).parent.name == "ltx")
+        level = next(Path(root) / name for name in names if Path(name).parent.name == "ltx")
         planted = level / "planted"
         planted.write_bytes(b"")
         try:
@@ -251,3 +252,36 @@ def test_a_state_folder_named_by_the_environment_is_read_when_this_project_claim
         assert isinstance(found, str) and "not claimed by this project" in found
     finally:
         stop(running)
+
+
+def test_a_witness_holds_while_no_folder_of_the_replica_changes(tmp_path: Path) -> None:
+    """folder_witness against the file system alone: every folder below the root is in it, a file added
+    or removed in any of them breaks it, a root removed and made again breaks even a fresh reading,
+    and a witness of another shape (a look written by another version) never holds."""
+    root = tmp_path / "replica"
+    (root / "ltx" / "0").mkdir(parents=True)
+    (root / "ltx" / "9").mkdir()
+    witness = published_status.folder_witness(str(root))
+    assert witness[0] == str(root) and witness[1] == ["", "ltx", "ltx/0", "ltx/9"]
+    assert published_status.witness_holds(witness)
+    read = {"witness": witness, "read_at": time.time() - published_status.MAX_AGE - 5}
+    assert published_status.reading_current(read, time.time())
+
+    planted = root / "ltx" / "9" / "0000000000000001-0000000000000001.ltx"
+    planted.write_bytes(b"x")
+    assert not published_status.witness_holds(witness)
+    assert not published_status.reading_current(read, time.time())
+    assert published_status.reading_current({**read, "read_at": time.time()}, time.time())  # young: stands
+    planted.unlink()
+
+    again = published_status.folder_witness(str(root))
+    (root / "ltx" / "0").rmdir()
+    assert not published_status.witness_holds(again)
+    for shape in ([[str(root), [1, 2, 3, 4, 5]]], [str(root), ["ltx"], "1:2:3:4:5"], "x", None):
+        assert not published_status.witness_holds(shape)
+
+    gone = published_status.folder_witness(str(root))
+    os.rename(root, tmp_path / "moved")
+    root.mkdir()  # made anew, as litestream's next write would
+    fresh = {"witness": gone, "read_at": time.time()}
+    assert not published_status.reading_current(fresh, time.time())
