@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -275,7 +274,7 @@ def _verify_and_record(
 def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float | None, on_step: Step | None) -> VerifyResult:
     checked_at = time.time()
     started = time.monotonic()
-    token = secrets.token_hex(16)
+    token = os.urandom(16).hex()
     timings: dict[str, float] = {}
 
     ok = [False]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -103,7 +102,7 @@ def staged_restore(
     stop_request.check()
     create_folder(folder)
     sweep_stale_temp(folder)
-    prefix = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-"
     try:
         tmpdir = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
         out = tmpdir / db.name

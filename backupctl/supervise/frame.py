@@ -10,7 +10,6 @@ in their folders, and a process start time to prove the supervisor by (Linux).
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ def publish(
     if why_not() is not None:
         discard(state_dir)
         return False
-    salt = secrets.token_hex(16)
+    salt = os.urandom(16).hex()  # secrets.token_hex, without hmac loading OpenSSL into the supervisor
     paths = disk_inputs(settings)
     env_path = str(settings.env_file)
     key = settings_key(salt, __version__, env_path, os.environ, paths) if paths is not None else None

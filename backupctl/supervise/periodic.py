@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backupctl.checks import continuity, notify, verify
+from backupctl.checks import continuity, notify
 from backupctl.config.settings import Settings, parse_duration
 from backupctl.host import state
 from backupctl.litestream.runner import Litestream
@@ -96,6 +96,8 @@ def _fork(work: Callable[[], None]) -> int | None:
 
 def verify_all(settings: Settings, binary: Path, state_dir: Path, log: Log, stopping: Callable[[], bool]) -> None:
     """Verify every database (a restore that proves the backup), record and announce each result."""
+    # lazy: verify brings threads, logging and futures the supervisor itself never uses; its forked child does
+    from backupctl.checks import verify
 
     for db in settings.databases:
         if stopping():

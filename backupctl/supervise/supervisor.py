@@ -353,13 +353,12 @@ class Supervisor:
         # Not confirmed yet (a slow or unreachable replica): once litestream has read past the guard
         # and run a while (its start-up checkpoint is behind it), the guard lets go, so an outage
         # does not grow the WAL for ever.
-        hold_at_least = max(GUARD_MIN_HOLD, 2 * self.settings.sync_seconds)
         if (
             self._guard
             and not run.confirmed
             and run.term_sent_at is None
             and now >= run.next_guard_check
-            and now - run.started >= hold_at_least
+            and now - run.started >= max(GUARD_MIN_HOLD, 2 * self.settings.sync_seconds)
         ):
             run.next_guard_check = now + 1.0
             self._guard.release_read(list(self.settings.databases), series_of(self.litestream.caps.version))
