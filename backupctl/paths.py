@@ -1,7 +1,7 @@
 """Every path backupctl uses, resolved in one place: explicit override, then env var, then default.
 
-Imported by `status --json`'s published answer (``state_folder``): pathlib and hashlib are imported
-in the functions that use them.
+Imported by `status --json`'s published answer (``state_folder``): pathlib is imported in the
+functions that use it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,14 @@ import sys
 
 from backupctl.errors import ConfigError
 from backupctl.owned import read_json, secure_dir, write_json
+
+try:  # hashlib.sha256 itself, without hashlib loading OpenSSL: 3.4 MB resident in a supervisor that hashes short texts
+    from _sha256 import sha256  # Python 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:  # a Python built without them
+        from hashlib import sha256
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see cli/output.py)
 if TYPE_CHECKING:
@@ -100,9 +108,7 @@ def records_dir() -> Path:
 
 def lock_path(kind: str, key: str, environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
     """A lock file for a database or replica destination, shared by all projects of this user."""
-    import hashlib
-
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    digest = sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
     return locks_dir(environ) / f"{kind}-{digest}.lock"
 
 

@@ -25,7 +25,7 @@ from backupctl.config.secondary import check_rendered
 from backupctl.config.settings import Settings
 from backupctl.errors import ConfigError, RefusedError
 from backupctl.owned import secure_dir, write_atomic
-from backupctl.paths import project_state_dir
+from backupctl.paths import project_state_dir, sha256
 from backupctl.redact import EnvRef
 from backupctl.versions import capabilities
 
@@ -182,11 +182,10 @@ class ConfigSync:
 
 def _input_key(settings: Settings) -> str:
     """A digest of everything a render depends on: the template context and the template files."""
-    import hashlib
     import json
 
 
-    digest = hashlib.sha256(__version__.encode())
+    digest = sha256(__version__.encode())
     digest.update(json.dumps(template_context(settings), sort_keys=True, default=str).encode("utf-8", "surrogatepass"))
     for folder in (user_templates_dir(settings), default_templates_dir()):
         if folder.is_dir():
@@ -202,7 +201,6 @@ HEADER = "# Written by `backupctl setup`"
 
 def written_by_backupctl(settings: Settings, path: Path, current: bytes) -> bool:
     """True when the file at path is one backupctl wrote (its header, or the digest it recorded)."""
-    import hashlib
     import json
 
     if current.startswith(HEADER.encode()):
@@ -211,7 +209,7 @@ def written_by_backupctl(settings: Settings, path: Path, current: bytes) -> bool
         stamp = json.loads(_stamp_path(settings).read_text("utf-8"))
     except (OSError, ValueError):
         return False
-    digest = hashlib.sha256(current).hexdigest()
+    digest = sha256(current).hexdigest()
     return isinstance(stamp, dict) and stamp.get("path") == str(path) and stamp.get("sha256") == digest
 
 
@@ -230,26 +228,23 @@ def _stamp_path(settings: Settings) -> Path:
 
 
 def _stamp_matches(settings: Settings, path: Path, current: bytes, key: str) -> bool:
-    import hashlib
     import json
 
     try:
         stamp = json.loads(_stamp_path(settings).read_text("utf-8"))
     except (OSError, ValueError):
         return False
-    return stamp == {"path": str(path), "input": key, "sha256": hashlib.sha256(current).hexdigest()}
+    return stamp == {"path": str(path), "input": key, "sha256": sha256(current).hexdigest()}
 
 
 def fingerprint(settings: Settings, config_path: Path) -> str:
     """What a supervisor's config was made from: the settings and templates (the default
     litestream.yml), or the bytes of a user's own --config file. Compared by `status` to say
     "settings changed since this supervisor started"."""
-    import hashlib
-
     if config_path == settings.config_path:
         return "settings:" + _input_key(settings)
     try:
-        return "file:" + hashlib.sha256(config_path.read_bytes()).hexdigest()
+        return "file:" + sha256(config_path.read_bytes()).hexdigest()
     except OSError:
         return "file:?"
 
@@ -271,12 +266,10 @@ def view_config(settings: Settings) -> Path:
     state folder under a name made of its text: the supervisor reads through one while `status` (with a
     changed .env, say) may render another, and neither may swap the other's. Never litestream.yml or the
     supervisor's copy: those name every replica."""
-    import hashlib
-
     assert settings.replica_view is not None
     folder = secure_dir(project_state_dir(settings.project_dir), what="state folder")
     text = render(settings).text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    digest = sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     path = folder / VIEW_CONFIG.format(name=settings.replica_view, digest=digest)
     if not path.is_file():
         write_atomic(path, text)
@@ -315,12 +308,11 @@ def record_stamp(settings: Settings, path: Path, text: str, key: str | None = No
     """Record that ``path`` holds ``text``, rendered from the settings' current inputs: the read-only
     commands (``matches_settings``) then know it current without Jinja (about 70 ms of each). Written by
     whatever writes litestream.yml from the settings (`setup`, `start`)."""
-    import hashlib
     import json
 
     try:
         secure_dir(_stamp_path(settings).parent, what="state folder")
         write_atomic(_stamp_path(settings), json.dumps({"path": str(path), "input": key or _input_key(settings),
-                                                        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}))
+                                                        "sha256": sha256(text.encode("utf-8")).hexdigest()}))
     except OSError:
         pass  # only an optimisation
