@@ -12,11 +12,14 @@ there. ``--json`` keeps the real value: JSON escapes it already, and a program n
 
 from __future__ import annotations
 
-import re
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see cli/output.py)
+if TYPE_CHECKING:
+    import re
 
 # C0 and C1 controls and DEL; Unicode line and paragraph separators; the bidirectional marks,
 # embeddings, overrides and isolates; lone surrogates (undecodable bytes of a file name).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_CLASS = "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+_UNSAFE: re.Pattern[str] | None = None  # compiled at the first line shown: `status --json` shows none, and re costs it 6 ms
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -24,6 +27,11 @@ def shown(text: str) -> str:
     """``text`` with each control character written as its escape (``\\n``, ``\\x1b``, ``\\u202e``), as
     ``repr`` would, and everything else as it is (no quotes added, backslashes not doubled, so that
     escaping twice changes nothing: a message escaped where it is made passes a sink unchanged)."""
+    global _UNSAFE
+    if _UNSAFE is None:
+        import re
+
+        _UNSAFE = re.compile(_UNSAFE_CLASS)
     if not _UNSAFE.search(text):  # nearly always: no copy
         return text
     return _UNSAFE.sub(_escape, text)

@@ -51,7 +51,7 @@ class Report:
         return max((c.status for c in self.checks), key=lambda s: _RANK[s], default=OK)
 
     @property
-    def exit_code(self) -> ExitCode:
+    def exit_code(self) -> int:
         return DOCTOR_EXIT.get(self.worst, ExitCode.OK)
 
     def counts(self) -> dict[str, int]:

@@ -14,13 +14,18 @@ there goes through this module:
 - :func:`write_atomic` writes through a temporary file renamed over the target: a rename replaces
   a link itself, never its target, and readers see the old content or the new, never a mix.
 
+Its JSON (:func:`json_loads`, :func:`json_dumps`) is the json package's C accelerator called
+directly: importing json costs every `status --json` about 7 ms (its decoder imports re, and re
+enum), more than reading the state files. It reads and writes exactly what the json package does;
+anything the accelerator does not take (malformed text, bytes other than UTF-8, a Python without
+it) goes to the json package itself, which answers or raises as ever.
+
 What a second local user can and cannot do is written down in docs/security.md.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 
@@ -31,6 +36,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: 19 ms o
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
+
+try:
+    import _json
+except ImportError:  # a Python without the accelerator: the json package alone
+    _json = None  # type: ignore[assignment]
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -204,13 +214,60 @@ def write_atomic(path: Path, text: str, mode: int = PRIVATE_FILE_MODE) -> None:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """A JSON document, written atomically (``write_atomic``)."""
+    import json  # lazy: indented, for people who open the file; the writers load json anyway
+
     write_atomic(path, json.dumps(document, indent=2))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON document, or None when it is missing, unreadable or not a JSON object."""
     try:
-        document = json.loads(path.read_text("utf-8"))
+        document = json_loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None
+
+
+class _Decoding:
+    """What the accelerator's scanner reads its settings from: json.JSONDecoder's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+    memo: dict[str, str] = {}
+
+
+_SCAN = None
+
+
+def json_loads(data: str | bytes) -> Any:
+    """``json.loads(data)``: the same value, or the same ValueError."""
+    global _SCAN
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        body = text.strip(" \t\n\r")  # json's whitespace, around the value
+        if _SCAN is None:
+            _SCAN = _json.make_scanner(_Decoding)  # type: ignore[union-attr]
+        value, end = _SCAN(body, 0)
+        if end == len(body):
+            return value
+    except Exception:  # noqa: BLE001, S110 - malformed, or not the accelerator's: json says what is wrong
+        pass
+    import json  # lazy: only what the accelerator did not take
+
+    return json.loads(data)
+
+
+def json_dumps(value: Any) -> str:
+    """``json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)``: one line."""
+    try:
+        encode = _json.make_encoder({}, str, _json.encode_basestring, None, ":", ",", False, False, True)  # type: ignore[union-attr]
+        return "".join(encode(value, 0))
+    except Exception:  # noqa: BLE001, S110 - json raises the error itself, or answers where the accelerator could not
+        pass
+    import json  # lazy: only what the accelerator did not take
+
+    return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)

@@ -101,7 +101,7 @@ class DrillResult:
     databases: list[DatabaseDrill]
 
     @property
-    def exit_code(self) -> ExitCode:
+    def exit_code(self) -> int:
         return ExitCode.OK if self.status == PASSED else ExitCode.DRILL_FAILED
 
     @property

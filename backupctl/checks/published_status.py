@@ -34,7 +34,6 @@ it; the supervisor's side, which writes the frame, is ``supervise.frame``.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -43,7 +42,7 @@ from backupctl.checks.verdicts import epoch_iso, judge, local_files
 from backupctl.config.inputs import identity, named_env_file, settings_key
 from backupctl.errors import VERDICT_EXIT, ExitCode, worst_exit
 from backupctl.host.liveness import alive_from_proc
-from backupctl.owned import read_private
+from backupctl.owned import json_loads, read_private
 from backupctl.paths import OWNERFILE, STATE_ENV, state_folder
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing: 19 ms of every `status --json`
@@ -66,7 +65,7 @@ def read_document(path: str) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        document = json.loads(text)
+        document = json_loads(text)
     except ValueError:
         return None
     return document if isinstance(document, dict) else None
@@ -82,7 +81,7 @@ def read_looks(state_dir: str, name: str, supervisor_pid: int, now: float) -> tu
             observed_at = os.fstat(fh.fileno()).st_mtime
             if now - observed_at > MAX_AGE:
                 return None
-            document = json.loads(fh.read())
+            document = json_loads(fh.read())
     except (OSError, ValueError):
         return None
     if not isinstance(document, dict) or document.get("supervisor_pid") != supervisor_pid:

@@ -51,7 +51,7 @@ class ReplicaReport:
     databases: list[ReplicaDatabaseStatus] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> ExitCode:
+    def exit_code(self) -> int:
         """12 if a replica cannot be read, else 11 if one is empty, else 0."""
         verdicts = {d.verdict for d in self.databases}
         if ERROR in verdicts:

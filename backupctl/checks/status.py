@@ -131,7 +131,7 @@ class StatusReport:
     observed_at: str | None = None  # the supervisor's look the verdicts come from
 
     @property
-    def exit_code(self) -> ExitCode:
+    def exit_code(self) -> int:
         """12 if any error, else 11 if any down/not-initialized, else 10 if any stale, else 0."""
         if not self.supervisor.running and not self.databases:
             return ExitCode.STATUS_DOWN

@@ -58,7 +58,7 @@ from backupctl import paths
 from backupctl.checks import continuity
 from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings, parse_duration
-from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError, ExitCode
+from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError
 from backupctl.host import locks, processes, state
 from backupctl.litestream.runner import Litestream, tail
 from backupctl.owned import open_private, secure_dir, write_atomic
@@ -108,7 +108,7 @@ class VerifyResult:
     position: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def exit_code(self) -> ExitCode:
+    def exit_code(self) -> int:
         return VERIFY_EXIT[self.status]
 
     def to_record(self) -> state.VerifyRecord:

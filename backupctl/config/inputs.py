@@ -64,16 +64,49 @@ def settings_key(salt: str, version: str, env_path: str, environ: Mapping[str, s
     """The digest of the settings' inputs: ``env_path`` (the resolved .env) and the environment, and
     ``disk`` (``disk_inputs`` of the settings): each of its files by identity, each of its folders by
     whether it is one, each of its globs by what it matches; ``version`` is backupctl's."""
-    matches: list[list[str]] = []
-    if disk["globs"]:
-        import glob  # lazy: only settings with a glob need it
-
-        matches = [sorted(glob.glob(pattern)) for pattern in disk["globs"]]
+    matches = [_matches(pattern) for pattern in disk["globs"]]
     parts = (version, env_path, identity(env_path), relevant_environment(environ),
              [(p, identity(p)) for p in disk["files"]], [(p, os.path.isdir(p)) for p in disk["folders"]], matches)  # fmt: skip
     digest = blake2b(key=salt.encode()[:64], digest_size=32)  # keyed: the salt is the key
     digest.update(repr(parts).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def _matches(pattern: str) -> list[str]:
+    """What ``glob.glob(pattern)`` finds, sorted, for a pattern with wildcards in its last part only
+    (``disk_inputs`` keys no other): the folder's entries whose names match, hidden ones only when
+    the pattern's name starts with a dot. Without glob's imports (1 ms of every `status --json`)."""
+    folder, name = os.path.split(pattern)
+    if not any(c in name for c in "*?["):
+        return [pattern] if os.path.lexists(pattern) else []
+    try:
+        names = os.listdir(folder or os.curdir)
+    except OSError:
+        return []
+    if not name.startswith("."):
+        names = [n for n in names if not n.startswith(".")]
+    if "[" in name:
+        import fnmatch  # lazy: a character class needs fnmatch's rules (and re, 6 ms); `*` and `?` do not
+
+        return sorted(os.path.join(folder, n) for n in fnmatch.filter(names, name))
+    return sorted(os.path.join(folder, n) for n in names if _wildcard_match(name, n))
+
+
+def _wildcard_match(pattern: str, name: str) -> bool:
+    """``fnmatch.fnmatchcase(name, pattern)`` for a pattern of literal characters, ``*`` and ``?``."""
+    p = n = 0
+    star, mark = -1, 0  # the last `*` seen, and where in ``name`` its match ends for now
+    while n < len(name):
+        if p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, n, p + 1
+        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == name[n]):
+            p, n = p + 1, n + 1
+        elif star >= 0:  # let the last `*` take one more character, and try again after it
+            mark += 1
+            p, n = star + 1, mark
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])
 
 
 def disk_inputs(settings) -> dict[str, list[str]] | None:  # noqa: ANN001 - Settings (imported by the caller; this module stays light)

@@ -285,3 +285,34 @@ def test_a_witness_holds_while_no_folder_of_the_replica_changes(tmp_path: Path) 
     root.mkdir()  # made anew, as litestream's next write would
     fresh = {"witness": gone, "read_at": time.time()}
     assert not published_status.reading_current(fresh, time.time())
+
+
+def test_the_settings_key_sees_a_glob_as_glob_does(tmp_path: Path) -> None:
+    """config.inputs matches BACKUP_DATABASES's globs itself (without glob's imports): the same files
+    as glob.glob, hidden ones and sub-folders included or left out alike."""
+    import glob
+
+    from backupctl.config.inputs import _matches
+
+    folder = tmp_path / "dbs"
+    (folder / "sub.db").mkdir(parents=True)
+    for name in ("a.db", "b.db", ".hidden.db", "a.db-wal", "c.sqlite", "[x].db"):
+        (folder / name).write_bytes(b"")
+    (folder / "link.db").symlink_to(folder / "gone")
+    for name in ("*.db", "?.db", ".*.db", "[ab].db", "a.db", "missing.db", "*", "[[]x].db"):
+        pattern = str(folder / name)
+        assert _matches(pattern) == sorted(glob.glob(pattern)), name
+    assert _matches(str(tmp_path / "nowhere" / "*.db")) == []
+
+
+def test_a_wildcard_matches_as_fnmatch_does() -> None:
+    import fnmatch
+    import random
+
+    from backupctl.config.inputs import _wildcard_match
+
+    rng = random.Random(4)
+    for _ in range(20000):
+        pattern = "".join(rng.choice("ab.*?") for _ in range(rng.randint(0, 7)))
+        name = "".join(rng.choice("ab.") for _ in range(rng.randint(0, 9)))
+        assert _wildcard_match(pattern, name) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
