@@ -52,7 +52,7 @@ def runs_for(opts: Options, count: int) -> int:
 def idle_window(opts: Options, count: int) -> float:
     if opts.quick:
         return 10.0
-    return 60.0 if count >= GOAL_COUNT else 30.0
+    return 120.0 if count >= GOAL_COUNT else 30.0
 
 
 def conditions(opts: Options) -> str:

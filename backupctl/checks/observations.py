@@ -177,6 +177,7 @@ class Observer:
     # How far litestream has read each live WAL (Series.wal_position) and since when it has not moved.
     read_positions: dict[str, Any] = field(default_factory=dict)
     read_moved_at: dict[str, float] = field(default_factory=dict)
+    nothing_restores: set[str] = field(default_factory=set)  # ``unrestorable``, kept as each reading is recorded
     settled: set[str] = field(default_factory=set)  # unchanged at a look and not read since (``look``'s short cut)
     vouched: dict[str, float] = field(default_factory=dict)  # when a local folder's witness was last found holding
     next_look: float = float("-inf")
@@ -285,6 +286,7 @@ class Observer:
                 # for these databases, so status reads them itself.
                 for db in written:
                     self.entries.pop(str(db.path), None)
+                    self.nothing_restores.discard(str(db.path))
                 self._log(f"cannot read litestream's positions: {exc.message}")
                 written = []
         for db in recheck:
@@ -315,6 +317,10 @@ class Observer:
                 entry.pop("witness", None)  # no reading now, or not a local folder: the last one ages
             entry.update(local_fields(local[key], series), observed_at=now)
             record(entry, local[key], window, series, _updated_at(db.path), now)
+            if _unrestorable(entry):
+                self.nothing_restores.add(key)
+            else:
+                self.nothing_restores.discard(key)
 
     def _account_unshipped(self, read_at: float) -> None:
         """Drop the live writes the replica now holds; note since when the rest wait (``unshipped_since``)
@@ -351,7 +357,7 @@ class Observer:
     def unrestorable(self) -> set[str]:
         """Databases whose replica, at its last reading, held files but nothing that restores
         (``Window.restorable``): deleted or pruned under a running litestream."""
-        return {key for key, entry in self.entries.items() if _unrestorable(entry)}
+        return set(self.nothing_restores)
 
     def stalled(self) -> list[tuple[str, float]]:
         """Databases a live write of which was still missing from the replica when it was last read,

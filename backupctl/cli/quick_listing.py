@@ -21,7 +21,6 @@ the two answers.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
@@ -29,6 +28,7 @@ from backupctl.checks.published_status import live_frame
 from backupctl.config.inputs import identity
 from backupctl.litestream import rows
 from backupctl.litestream.spawn import CannotStart, move_ca_bundle, run_once
+from backupctl.owned import json_loads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _answer(
             return "litestream databases failed or complained (the full path reports it)"
         try:
             native: Container[str] = (
-                {str(d["path"]) for d in (json.loads(stdout or "[]") or []) if isinstance(d, dict)} if listing["has_ltx"]
+                {str(d["path"]) for d in (json_loads(stdout or "[]") or []) if isinstance(d, dict)} if listing["has_ltx"]
                 else rows.listed_databases(stdout, [db["path"] for db in frame["databases"]])
             )  # fmt: skip
         except (ValueError, KeyError, TypeError):

@@ -12,9 +12,10 @@ at ``t`` was written somewhere in ``[t, t + 1s)``.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
+
+from backupctl.owned import json_loads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def ltx_rows(stdout: str) -> list[LtxRow]:
     rows = [
         (int(item["level"]), number(str(item["min_txid"])), number(str(item["max_txid"])), int(item["size"]),
          parse_time(item["timestamp"]))
-        for item in (json.loads(stdout or "[]") or [])
+        for item in (json_loads(stdout or "[]") or [])
     ]  # fmt: skip
     return sorted(rows, key=lambda r: (r[4], r[0], r[1]))
 
