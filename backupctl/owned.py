@@ -237,7 +237,6 @@ class _Decoding:
     parse_float = float
     parse_int = int
     parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
-    memo: dict[str, str] = {}
 
 
 _SCAN = None
