@@ -12,10 +12,13 @@ at least ``MIN_INTERVAL``): one ``stat`` of its ``-wal``. Only a database that
 changed since the last look, or whose replica did not yet hold it, has its positions read again
 (0.5: one ``litestream status -json`` for all of them, then their listings side by side; 0.3: its
 files, then its listings); one whose replica was behind or unreadable has its replica read again
-(its own position has not moved). Besides, every ``REVALIDATE_EVERY`` the unchanged databases
-longest unchecked have their replicas checked again (``Observer._revalidate``: a local folder's
-witness, a remote replica's listing), so a replica that lost files while its database sat idle is
-noticed in time; ``status --fresh`` reads every replica at once. A database found unchanged costs
+(its own position has not moved). A local folder is watched (``host.watch``, Linux's inotify)
+from just before each reading: when litestream compacts into it, prunes it, or someone removes files,
+the kernel says so and the next look reads that replica again, whatever its database did. Besides,
+every ``REVALIDATE_EVERY`` the unchanged databases longest unchecked that no watch covers have their
+replicas checked again (``Observer._revalidate``: a local folder's witness, a remote replica's
+listing), so a replica that lost files while its database sat idle is noticed in time; ``status
+--fresh`` reads every replica at once. A database found unchanged costs
 nothing more at the next look than its ``stat`` while it stays so. The cost of each look
 is measured and the next one waits long enough to keep the supervisor's share of one core under
 ``CPU_BUDGET`` (never longer than ``MAX_INTERVAL``).
@@ -26,8 +29,9 @@ live one and the look is at most ``MAX_AGE`` old; otherwise it reads litestream 
 itself. A replica reading in a recent look may still be older (an idle database's replica is
 re-read only every ``REVALIDATE_EVERY``, one at a time). A local folder's reading carries a
 *witness* of its folders taken just before it (``published_status.folder_witness``): while the
-folders are unchanged, the reading still holds. Any other reading older than ``MAX_AGE`` is read
-again by `status` itself (``published_status.reading_current``). So no verdict rests on a reading
+folders are unchanged, the reading still holds; one the supervisor watches is marked ``watched``
+(no change was reported up to the look). Any other reading older than ``MAX_AGE`` is read again by
+`status` itself (``published_status.reading_current``). So no verdict rests on a reading
 that may be out of date, and a stuck supervisor makes `status` slower, not wrong.
 """
 
@@ -47,6 +51,7 @@ from backupctl.checks.published_status import folder_witness, read_looks, witnes
 from backupctl.checks.verdicts import unrestorable
 from backupctl.errors import BackupctlError
 from backupctl.host import memory
+from backupctl.host.watch import FolderWatch
 from backupctl.litestream import positions
 from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
 from backupctl.litestream.listings import LISTED_TIME_SLACK, iso
@@ -134,12 +139,12 @@ def local_position(entry: dict[str, Any]) -> positions.LocalPosition | None:
 # --------------------------------------------------------------------------- supervisor side
 
 
-def _signature(path: Path) -> tuple[int, int]:
+def _signature(wal: str) -> tuple[int, int]:
     """What changes when a database is written: its ``-wal``'s modification time and size. Litestream
     keeps its databases in WAL mode, where every write goes to the -wal (a checkpoint that empties
     it changes it too); one ``stat`` per database keeps a look at 1,000 databases near 5 ms."""
     try:
-        st = os.stat(f"{path}-wal")
+        st = os.stat(wal)
     except OSError:
         return (0, -1)
     return (st.st_mtime_ns, st.st_size)
@@ -180,6 +185,12 @@ class Observer:
     nothing_restores: set[str] = field(default_factory=set)  # ``unrestorable``, kept as each reading is recorded
     settled: set[str] = field(default_factory=set)  # unchanged at a look and not read since (``look``'s short cut)
     vouched: dict[str, float] = field(default_factory=dict)  # when a local folder's witness was last found holding
+    # Local folders watched (``host.watch``) since their last reading, with no change reported since.
+    watched: set[str] = field(default_factory=set)
+    watch: FolderWatch | None = None
+    watch_tried: bool = False
+    _paths: list[tuple[Database, str, str]] = field(default_factory=list)  # (database, key, its -wal), made once
+    _paths_of: list[Database] | None = None  # the list ``_paths`` was made from
     next_look: float = float("-inf")
     last_revalidation: float = float("-inf")
     looks: int = 0
@@ -191,8 +202,8 @@ class Observer:
     def tick(self) -> None:
         if len(self.databases) <= WATCH_EVERY_TICK:
             now = time.time()
-            for db in self.databases:
-                self._note_wal(str(db.path), _signature(db.path), now)
+            for _db, key, wal in self._wal_paths():
+                self._note_wal(key, _signature(wal), now)
         if self.clock() >= self.next_look:
             self.look()
 
@@ -212,10 +223,10 @@ class Observer:
         recheck: list[Database] = []  # only the replica: the database did not change
         unchanged: list[Database] = []
         settled = self.settled
-        for db in self.databases:
-            key = str(db.path)
-            sig = _signature(db.path)
-            if key in settled and sig == self.signatures.get(key):
+        moved = self._moved_folders()
+        for db, key, wal in self._wal_paths():
+            sig = _signature(wal)
+            if key in settled and sig == self.signatures.get(key) and key not in moved:
                 unchanged.append(db)  # as it was at the look that found it unchanged, and not read since
                 continue
             settled.discard(key)
@@ -226,6 +237,8 @@ class Observer:
                 written.append(db)  # exists but was not comparable yet (litestream had not started on it)
             elif entry.get("behind") is True or "replica_error" in entry or self.unshipped.get(key) or _unrestorable(entry):
                 recheck.append(db)  # the replica may have caught up, become readable again, or have a snapshot again
+            elif key in moved:
+                recheck.append(db)  # its watched replica folder changed (litestream compacted, or someone removed files)
             else:
                 unchanged.append(db)
                 settled.add(key)
@@ -246,14 +259,41 @@ class Observer:
         spent = _cpu_seconds() - cpu
         self.next_look = self.clock() + min(MAX_INTERVAL, max(self.interval, spent / CPU_BUDGET))
 
+    def _wal_paths(self) -> list[tuple[Database, str, str]]:
+        """Each database with its key and its ``-wal``'s path, as strings made once (a look at 1,000
+        databases stats them all: pathlib's formatting cost a third as much again)."""
+        if self._paths_of is not self.databases or len(self._paths) != len(self.databases):
+            self._paths = [(db, str(db.path), f"{db.path}-wal") for db in self.databases]
+            self._paths_of = self.databases
+        return self._paths
+
+    def _moved_folders(self) -> set[str]:
+        """The watched local folders that changed since the last look (all of them when the kernel
+        lost events); they are no longer watched until read again."""
+        if self.watch is None or not self.watched:
+            return set()
+        moved = self.watch.changed()
+        moved = set(self.watched) if moved is None else moved & self.watched
+        self.watched -= moved
+        return moved
+
+    def _watch_tree(self, key: str, root: str) -> bool:
+        """Watch a local folder's tree before it is read (``host.watch``); whether all of it is watched."""
+        if not self.watch_tried:
+            self.watch_tried = True
+            self.watch = FolderWatch.open()
+        return self.watch is not None and self.watch.watch_tree(key, root)
+
     def _revalidate(self, unchanged: list[Database], now: float) -> list[Database]:
         """The unchanged databases whose replica is to be read again now, the longest unchecked first:
         one without a witness (a remote replica: a reading costs a listing), and of up to
-        ``WITNESS_BATCH`` local folders, those whose witness no longer holds (a few stats each; an
-        unchanged folder still holds what was read, as `status` judges it too)."""
+        ``WITNESS_BATCH`` local folders not watched (``watched``: a change there comes as an event),
+        those whose witness no longer holds (a few stats each; an unchanged folder still holds what
+        was read, as `status` judges it too)."""
         chosen: list[Database] = []
         remote = witnessed = 0
-        for db in sorted(unchanged, key=self._checked_at):
+        watched = self.watched
+        for db in sorted((db for db in unchanged if str(db.path) not in watched), key=self._checked_at):
             key = str(db.path)
             witness = self.entries[key].get("witness")
             if witness is None:
@@ -293,9 +333,16 @@ class Observer:
             local[str(db.path)] = local_position(self.entries[str(db.path)])  # type: ignore[assignment]
         databases = written + recheck
         readable = [db for db in databases if local[str(db.path)].exists]
-        # A local folder's witness is taken before its reading: unchanged later, the reading still holds.
-        witnesses = {str(db.path): folder_witness(db.replicas[0].path) for db in readable
-                     if len(db.replicas) == 1 and db.replicas[0].spec.local_folder}  # fmt: skip
+        # A local folder is watched, then its witness taken, before its reading: a change after the
+        # watch comes as an event, and unchanged later, the reading still holds.
+        witnesses: dict[str, list[Any]] = {}
+        watching: set[str] = set()
+        for db in readable:
+            if len(db.replicas) == 1 and db.replicas[0].spec.local_folder:
+                key, root = str(db.path), str(db.replicas[0].path)
+                if self._watch_tree(key, root):
+                    watching.add(key)
+                witnesses[key] = folder_witness(root)
         windows: dict[str, Window | BackupctlError] = {}
         if readable:
             windows = restorable_windows(
@@ -315,6 +362,12 @@ class Observer:
                 entry["witness"] = witnesses[key]
             else:
                 entry.pop("witness", None)  # no reading now, or not a local folder: the last one ages
+            if window is not None and key in watching:
+                entry["watched"] = True  # published: `status` trusts the reading while the look is recent
+                self.watched.add(key)
+            else:
+                entry.pop("watched", None)
+                self.watched.discard(key)
             entry.update(local_fields(local[key], series), observed_at=now)
             record(entry, local[key], window, series, _updated_at(db.path), now)
             if _unrestorable(entry):
@@ -393,6 +446,10 @@ class Observer:
 
     def discard(self) -> None:
         """The observations end with the litestream they describe."""
+        if self.watch is not None:
+            self.watch.close()
+            self.watch, self.watch_tried = None, False
+        self.watched.clear()
         try:
             self.path.unlink()
         except OSError:

@@ -145,17 +145,20 @@ def witness_holds(witness: Any) -> bool:
 
 
 def reading_current(entry: dict[str, Any], now: float) -> bool:
-    """Whether a verdict may rest on the replica reading in a look's ``entry``: it is at most ``MAX_AGE``
-    old, or it is a local folder's whose witness (``folder_witness``, taken before the reading) is
-    unchanged. The supervisor re-reads an idle replica only now and then; the full path reads one that
-    is not current again, and ``answer`` leaves it to the full path. A local folder's own folder is
-    checked at every call, whatever the reading's age: a replica removed is never answered from a look."""
+    """Whether a verdict may rest on the replica reading in a look's ``entry`` (a look at most
+    ``MAX_AGE`` old: both callers make sure of it): the reading is at most ``MAX_AGE`` old, or it is a
+    local folder's and either the supervisor watches that folder's tree (``watched``: it was told of
+    no change up to its look, ``host.watch``) or its witness (``folder_witness``, taken before the
+    reading) is unchanged now. The supervisor re-reads an idle replica without a watch only now and
+    then; the full path reads one that is not current again, and ``answer`` leaves it to the full
+    path. A local folder's own folder is checked at every call, whatever the reading's age: a replica
+    removed is never answered from a look."""
     witness = entry.get("witness")
     if witness is not None and not _same_folder(witness):
         return False  # the replica's folder was removed, replaced or changed since: whatever the reading's age
     if now - float(entry.get("read_at") or 0.0) <= MAX_AGE:
         return True
-    return witness is not None and witness_holds(witness)
+    return witness is not None and (entry.get("watched") is True or witness_holds(witness))
 
 
 def _same_folder(witness: Any) -> bool:

@@ -4,6 +4,7 @@ no longer holds, a remote replica (no witness) one per round, the longest unchec
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,3 +50,31 @@ def test_revalidation_reads_again_only_what_may_have_changed(tmp_path: Path, mon
     chosen = [str(db.path) for db in observer._revalidate(unchanged, now=220.0)]
     assert chosen == ["/db/r2"]  # a's and b's witnesses hold: nothing local to read
     assert observer.vouched == {"/db/a": 220.0, "/db/b": 220.0, "/db/c": 160.0}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_watched_folder_is_never_polled_and_read_again_once_told(tmp_path: Path) -> None:
+    folders = {name: tmp_path / "replicas" / name for name in ("a", "b")}
+    for folder in folders.values():
+        (folder / "ltx" / "0").mkdir(parents=True)
+    entries = {"/db/r1": {"read_at": 0.5},
+               **{f"/db/{name}": {"read_at": 1.0, "witness": folder_witness(str(folder))} for name, folder in folders.items()}}
+    observer = _observer(tmp_path, entries)
+    try:
+        for name, folder in folders.items():
+            assert observer._watch_tree(f"/db/{name}", str(folder))
+            observer.watched.add(f"/db/{name}")
+        unchanged = list(observer.databases)
+        assert observer._moved_folders() == set()
+
+        (folders["b"] / "ltx" / "0" / "0000000000000002-0000000000000002.ltx").write_bytes(b"x")
+        # no witness is checked for a watched folder, changed or not: the remote replica alone is read again
+        assert [str(db.path) for db in observer._revalidate(unchanged, now=100.0)] == ["/db/r1"]
+        assert observer.vouched == {}
+        # the look is told which folder changed: b is read again (``look``'s recheck) and not watched until then
+        assert observer._moved_folders() == {"/db/b"}
+        assert observer.watched == {"/db/a"}
+        assert observer._moved_folders() == set()
+    finally:
+        observer.discard()
+    assert observer.watch is None and not observer.watched

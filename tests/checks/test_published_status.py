@@ -169,7 +169,7 @@ def test_anything_unproven_takes_the_full_path(tmp_path: Path, litestream_bins: 
 
 def test_an_idle_local_folder_reading_stands_until_the_folder_changes(tmp_path: Path, litestream_bins: dict[str, Path]) -> None:
     """A reading older than MAX_AGE is used when the local folder it read is unchanged since; a file
-    removed from it sends status to read the replica again, and the answer shows what is there now."""
+    added to it ends that, and the supervisor, which watches the folder, reads it again at its next look."""
     binary = litestream_bins["0.5.17"]
     proj = _project(tmp_path, "0.5.17")
     running = start_replication(proj, binary)
@@ -195,10 +195,21 @@ def test_an_idle_local_folder_reading_stands_until_the_folder_changes(tmp_path: 
         # the folder changes: a reading this old no longer stands
         level = next(Path(root) / name for name in names if Path(name).parent.name == "ltx")
         planted = level / "planted"
+        planted_at = time.time()
         planted.write_bytes(b"")
         try:
-            assert not published_status.reading_current(entry, later)
-            assert published_status.reading_current(entry, float(entry["read_at"]) + 1)
+            # on its witness alone, a reading this old no longer stands
+            unwatched = {key: value for key, value in entry.items() if key != "watched"}
+            assert not published_status.reading_current(unwatched, later)
+            assert published_status.reading_current(unwatched, float(entry["read_at"]) + 1)
+            if not sys.platform.startswith("linux"):
+                return  # no inotify: the witness is all there is
+            # the supervisor watches the folder (host.watch): told of the change, its next look reads it again
+            assert entry.get("watched") is True
+            reread = wait_for(lambda: (e := entry_now()).get("watched") and float(e["read_at"]) >= planted_at and e,
+                              timeout=60, what="the supervisor's look to read the changed folder again")  # fmt: skip
+            assert reread["witness"][2] != entry["witness"][2]
+            assert published_status.witness_holds(reread["witness"])
         finally:
             planted.unlink()
     finally:

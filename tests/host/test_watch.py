@@ -1,0 +1,74 @@
+"""host.watch against real folders: each kind of change litestream makes to a replica's folders is
+reported under its key, a folder made after the watch is watched through its parent's event, and
+nothing is reported for an unchanged tree."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from backupctl.host.watch import FolderWatch
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+
+
+@pytest.fixture
+def watch():
+    found = FolderWatch.open()
+    assert found is not None
+    yield found
+    found.close()
+
+
+def _tree(root: Path) -> Path:
+    (root / "ltx" / "0").mkdir(parents=True)
+    (root / "ltx" / "9").mkdir()
+    return root
+
+
+def test_each_change_to_a_watched_tree_is_reported_under_its_key(tmp_path: Path, watch: FolderWatch) -> None:
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert watch.watch_tree("db-a", str(a)) and watch.watch_tree("db-b", str(b))
+    assert watch.changed() == set()  # nothing happened: nothing to read again
+
+    ltx = a / "ltx" / "0" / "0000000000000001-0000000000000001.ltx"
+    tmp = ltx.with_name(ltx.name + ".tmp")
+    tmp.write_bytes(b"LTX1")
+    assert watch.changed() == {"db-a"}  # written next to its final name
+    tmp.rename(ltx)
+    assert watch.changed() == {"db-a"}  # renamed into place
+    os.utime(ltx, (1_700_000_000, 1_700_000_000))
+    assert watch.changed() == {"db-a"}  # its time set to the LTX header's (litestream does it after the rename)
+    assert watch.changed() == set()
+
+    ltx.unlink()  # retention, or a person
+    (b / "ltx" / "9" / "0000000000000001-0000000000000003.ltx").write_bytes(b"LTX1")
+    assert watch.changed() == {"db-a", "db-b"}
+
+
+def test_a_folder_made_later_is_seen_and_a_removed_tree_says_so(tmp_path: Path, watch: FolderWatch) -> None:
+    a = _tree(tmp_path / "a")
+    assert watch.watch_tree("db-a", str(a))
+    (a / "ltx" / "2").mkdir()  # a new compaction level
+    assert watch.changed() == {"db-a"}
+    assert watch.watch_tree("db-a", str(a))  # what the next reading does before it reads
+    (a / "ltx" / "2" / "0000000000000001-0000000000000002.ltx").write_bytes(b"LTX1")
+    assert watch.changed() == {"db-a"}  # the new level is watched too
+
+    for level in sorted((a / "ltx").iterdir()):
+        for file in level.iterdir():
+            file.unlink()
+        level.rmdir()
+    (a / "ltx").rmdir()
+    a.rmdir()
+    assert watch.changed() == {"db-a"}
+    assert not watch.watch_tree("db-a", str(a))  # gone: nothing to watch, the caller looks for itself
+
+
+def test_a_tree_that_cannot_be_watched_says_so(tmp_path: Path, watch: FolderWatch) -> None:
+    assert not watch.watch_tree("db", str(tmp_path / "missing"))
+    (tmp_path / "file").write_bytes(b"")
+    assert not watch.watch_tree("db", str(tmp_path / "file"))  # only folders are watched
