@@ -22,7 +22,6 @@ the two answers.
 from __future__ import annotations
 
 import os
-import subprocess
 
 from backupctl.checks.published_status import live_frame
 from backupctl.config.inputs import identity
@@ -68,8 +67,14 @@ def _run(listing: dict[str, Any], env: dict[str, str], *args: str) -> str | None
     argv = [listing["binary"], args[0], "-config", listing["config"], *args[1:]]
     try:
         code, out, err = run_once(argv, env, timeout=rows.LISTING_TIMEOUT)
-    except (CannotStart, subprocess.TimeoutExpired):
+    except CannotStart:
         return None
+    except Exception as exc:
+        import subprocess  # lazy: only a listing that timed out needs its exception's class (spawn's docstring)
+
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return None
+        raise
     stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     if code != 0 or any(rows.is_error_line(line) for line in (stdout + "\n" + stderr).splitlines()):
         return None

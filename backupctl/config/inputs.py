@@ -94,6 +94,8 @@ def _matches(pattern: str) -> list[str]:
 
 def _wildcard_match(pattern: str, name: str) -> bool:
     """``fnmatch.fnmatchcase(name, pattern)`` for a pattern of literal characters, ``*`` and ``?``."""
+    if "?" not in pattern:
+        return _star_match(pattern.split("*"), name)
     p = n = 0
     star, mark = -1, 0  # the last `*` seen, and where in ``name`` its match ends for now
     while n < len(name):
@@ -107,6 +109,24 @@ def _wildcard_match(pattern: str, name: str) -> bool:
         else:
             return False
     return all(c == "*" for c in pattern[p:])
+
+
+def _star_match(pieces: list[str], name: str) -> bool:
+    """``_wildcard_match`` for a pattern of literal characters and ``*`` (split at each ``*``: the
+    common ``*.db``): the first piece begins the name, the last ends it, the others are found in
+    order between them, each as early as it can be (the earliest place leaves the most room after)."""
+    if len(pieces) == 1:
+        return name == pieces[0]
+    first, last = pieces[0], pieces[-1]
+    if len(name) < len(first) + len(last) or not name.startswith(first) or not name.endswith(last):
+        return False
+    at, end = len(first), len(name) - len(last)
+    for piece in pieces[1:-1]:
+        found = name.find(piece, at, end)
+        if found < 0:
+            return False
+        at = found + len(piece)
+    return True
 
 
 def disk_inputs(settings) -> dict[str, list[str]] | None:  # noqa: ANN001 - Settings (imported by the caller; this module stays light)

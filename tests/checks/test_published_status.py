@@ -327,3 +327,7 @@ def test_a_wildcard_matches_as_fnmatch_does() -> None:
         pattern = "".join(rng.choice("ab.*?") for _ in range(rng.randint(0, 7)))
         name = "".join(rng.choice("ab.") for _ in range(rng.randint(0, 9)))
         assert _wildcard_match(pattern, name) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
+    for _ in range(20000):  # `*` alone (its own shorter way, inputs._star_match)
+        pattern = "".join(rng.choice("ab.**") for _ in range(rng.randint(0, 7)))
+        name = "".join(rng.choice("ab.") for _ in range(rng.randint(0, 9)))
+        assert _wildcard_match(pattern, name) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
