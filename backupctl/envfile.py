@@ -153,14 +153,18 @@ def read_chains(
     return values, origins
 
 
+def _close_matches(name: str, names: list[str], cutoff: float) -> list[str]:
+    import difflib  # lazy: only a name backupctl does not read needs it (a supervisor keeps what it imports)
+
+    return difflib.get_close_matches(name, names, n=1, cutoff=cutoff)
+
+
 def unknown_variables(
     file_values: Mapping[str, str], environ: Mapping[str, str], file_name: str, settings_variables: frozenset[str]
 ) -> list[str]:
     """One warning per BACKUP_/BACKUPCTL_/R2_/LITESTREAM_ name that backupctl does not read (a typo
     like BACKUP_DATABASE is otherwise silently ignored), with the closest known name; and per AWS_
     name that is a near miss of one backupctl reads (AWS_SECRET_ACCES_KEY), see SHARED_CUTOFF."""
-    import difflib
-
     known_names = settings_variables | OTHER_KNOWN_VARIABLES
     known = sorted(known_names)
     shared = sorted(n for n in known_names if n.startswith(SHARED_PREFIX))
@@ -173,11 +177,11 @@ def unknown_variables(
         if name.startswith(SHARED_PREFIX):
             if name in AWS_TOOL_VARIABLES:
                 continue
-            close = difflib.get_close_matches(name, shared, n=1, cutoff=SHARED_CUTOFF)
+            close = _close_matches(name, shared, SHARED_CUTOFF)
             if not close or file_values.get(close[0]) or environ.get(close[0]):
                 continue
         elif name.startswith(WATCHED_PREFIXES):
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            close = _close_matches(name, known, 0.75)
         else:
             continue
         hint = f"; did you mean {close[0]}?" if close else ' (README, "Settings", lists the variables)'

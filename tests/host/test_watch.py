@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from backupctl.host.watch import FolderWatch
+from backupctl.host.watch import LOCAL_FILE_SYSTEMS, FolderWatch, file_system_type, mounts
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
 
 @pytest.fixture
-def watch():
+def watch(tmp_path: Path):
     found = FolderWatch.open()
     assert found is not None
+    if file_system_type(str(tmp_path), mounts()) not in LOCAL_FILE_SYSTEMS:
+        found.close()
+        pytest.skip(f"{tmp_path} is not on a local file system: nothing there is watched")
     yield found
     found.close()
 
@@ -72,3 +75,29 @@ def test_a_tree_that_cannot_be_watched_says_so(tmp_path: Path, watch: FolderWatc
     assert not watch.watch_tree("db", str(tmp_path / "missing"))
     (tmp_path / "file").write_bytes(b"")
     assert not watch.watch_tree("db", str(tmp_path / "file"))  # only folders are watched
+
+
+def test_only_a_tree_on_a_local_file_system_is_watched(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "40 22 0:40 / /mnt/nas rw,relatime shared:20 - nfs4 nas:/backups rw,vers=4.2\n"
+        "41 40 0:41 / /mnt/nas/local\\040disk rw shared:21 - xfs /dev/sdb1 rw\n"
+        "42 22 0:42 / /home/me/shared rw - fuse.sshfs me@host:/x rw\n"
+    )
+    known = mounts(str(info))
+    assert file_system_type("/mnt/nas/app-replica", known) == "nfs4"
+    assert file_system_type("/mnt/nas/local disk/app-replica", known) == "xfs"  # the deepest mount point, unescaped
+    assert file_system_type("/mnt/nasty/x", known) == "ext4"  # a prefix of the name is not a folder above it
+    assert file_system_type("/home/me/shared/db", known) == "fuse.sshfs"
+
+    a = _tree(tmp_path / "a")
+    remote = FolderWatch.open()
+    assert remote is not None
+    try:
+        remote._mounts = [("/", "nfs4")]  # as if tmp_path were an NFS mount: files removed elsewhere are never reported
+        assert not remote.watch_tree("db-a", str(a))
+        remote._mounts = [("/", "ext4")]
+        assert remote.watch_tree("db-a", str(a))
+    finally:
+        remote.close()
