@@ -277,12 +277,13 @@ class Observer:
         self.watched -= moved
         return moved
 
-    def _watch_tree(self, key: str, root: str) -> bool:
-        """Watch a local folder's tree before it is read (``host.watch``); whether all of it is watched."""
+    def _watch_tree(self, key: str, root: str) -> tuple[bool, list[str] | None]:
+        """Watch a local folder's tree before it is read (``host.watch``): whether all of it is watched,
+        and its folders as the walk found them (None: not walked)."""
         if not self.watch_tried:
             self.watch_tried = True
             self.watch = FolderWatch.open()
-        return self.watch is not None and self.watch.watch_tree(key, root)
+        return self.watch.watch_tree(key, root) if self.watch is not None else (False, None)
 
     def _revalidate(self, unchanged: list[Database], now: float) -> list[Database]:
         """The unchanged databases whose replica is to be read again now, the longest unchecked first:
@@ -340,9 +341,10 @@ class Observer:
         for db in readable:
             if len(db.replicas) == 1 and db.replicas[0].spec.local_folder:
                 key, root = str(db.path), str(db.replicas[0].path)
-                if self._watch_tree(key, root):
+                complete, walked = self._watch_tree(key, root)
+                if complete:
                     watching.add(key)
-                witnesses[key] = folder_witness(root)
+                witnesses[key] = folder_witness(root, walked)
         windows: dict[str, Window | BackupctlError] = {}
         if readable:
             windows = restorable_windows(

@@ -42,6 +42,7 @@ from backupctl.checks.verdicts import epoch_iso, judge, local_files
 from backupctl.config.inputs import identity, named_env_file, settings_key
 from backupctl.errors import VERDICT_EXIT, ExitCode, worst_exit
 from backupctl.host.liveness import alive_from_proc
+from backupctl.host.watch import walk_folders
 from backupctl.owned import json_loads, read_private
 from backupctl.paths import OWNERFILE, STATE_ENV, state_folder
 
@@ -90,25 +91,19 @@ def read_looks(state_dir: str, name: str, supervisor_pid: int, now: float) -> tu
     return (observed_at, entries) if isinstance(entries, dict) else None
 
 
-def folder_witness(root: str) -> list[Any]:
+def folder_witness(root: str, walked: list[str] | None = None) -> list[Any]:
     """A local-folder replica's folders as they are now: ``[root, names, idents]``, where ``names``
     are ``root`` ("") and every folder below it, relative to it and sorted, and ``idents`` their
     ``config.inputs.identity`` each as ``dev:ino:size:mtime_ns:ctime_ns`` ("-": gone), joined by "|"
     (one string: 1,000 databases' witnesses stay small in the supervisor and in its looks). A file
     written or removed in any of them changes it; taken just before a reading, an unchanged witness
-    says the replica still holds what was read."""
+    says the replica still holds what was read. ``walked``: the folders as a walk of ``root`` just
+    made found them (``host.watch.walk_folders``, as ``FolderWatch.watch_tree`` walks it), not to walk it twice."""
     root = os.fspath(root)
-    names: list[str] = []
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        names.append(os.path.relpath(folder, root) if folder != root else "")
-        try:
-            with os.scandir(folder) as entries:
-                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-    names.sort()
+    if walked is None:
+        walked = walk_folders(root)
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    names = sorted(folder[len(prefix):] if folder != root else "" for folder in walked)
     return [root, names, _idents(root, names)]
 
 

@@ -27,6 +27,10 @@ import os
 import struct
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (`status --json` imports walk_folders)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 IN_ATTRIB = 0x00000004
 IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
@@ -73,11 +77,30 @@ def file_system_type(path: str, known: list[tuple[str, str]]) -> str | None:
     return None
 
 
+def walk_folders(root: str, before: Callable[[str], object] | None = None) -> list[str]:
+    """``root`` and every folder below it (symbolic links not followed), each as ``os.scandir`` spells
+    it; ``before`` sees each folder before it is listed."""
+    found: list[str] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        if before is not None:
+            before(folder)
+        found.append(folder)
+        try:
+            with os.scandir(folder) as entries:
+                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+    return found
+
+
 class FolderWatch:
     """Watches on folders, each under a key (a database's); see the module docstring."""
 
     def __init__(self, libc: object, fd: int, known_mounts: list[tuple[str, str]]) -> None:
         self._libc, self.fd, self._mounts = libc, fd, known_mounts
+        self._kinds: dict[str, str | None] = {}  # a replica's parent folder: its file system's type
         self._keys: list[str | None] = []  # by watch descriptor (the kernel hands out small numbers, from 1): the key
 
     @classmethod
@@ -99,29 +122,30 @@ class FolderWatch:
             return None
         return cls(libc, fd, mounts())
 
-    def watch_tree(self, key: str, root: str) -> bool:
-        """Watch ``root`` and every folder below it (symbolic links not followed) under ``key``;
-        whether every one of them is watched now (False: ``root`` is missing or not on a local file
-        system, or the watches ran out)."""
-        if file_system_type(root, self._mounts) not in LOCAL_FILE_SYSTEMS:
-            return False
-        pending = [root]
-        complete = True
-        while pending:
-            folder = pending.pop()
+    def watch_tree(self, key: str, root: str) -> tuple[bool, list[str] | None]:
+        """Watch ``root`` and every folder below it (symbolic links not followed) under ``key``, each
+        before it is listed: whether every one of them is watched now (False: ``root`` is missing or
+        not on a local file system, or the watches ran out), and the folders the walk found (None
+        when it did not walk)."""
+        parent = os.path.dirname(root)
+        if parent not in self._kinds:
+            self._kinds[parent] = file_system_type(parent, self._mounts)
+        kind = self._kinds[parent]
+        if kind not in LOCAL_FILE_SYSTEMS:
+            return False, None
+        missed: list[str] = []
+
+        def watch(folder: str) -> None:
             wd = self._libc.inotify_add_watch(self.fd, os.fsencode(folder), MASK)  # type: ignore[attr-defined]
             if wd < 0:
-                complete = False
-                continue
+                missed.append(folder)
+                return
             if wd >= len(self._keys):
                 self._keys += [None] * (wd + 1 - len(self._keys))
             self._keys[wd] = key
-            try:
-                with os.scandir(folder) as entries:
-                    pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-            except OSError:
-                complete = False
-        return complete
+
+        walked = walk_folders(root, before=watch)
+        return not missed, walked
 
     def changed(self) -> set[str] | None:
         """The keys whose folders changed since the last call; None when the kernel's queue overflowed

@@ -34,7 +34,7 @@ def _tree(root: Path) -> Path:
 
 def test_each_change_to_a_watched_tree_is_reported_under_its_key(tmp_path: Path, watch: FolderWatch) -> None:
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
-    assert watch.watch_tree("db-a", str(a)) and watch.watch_tree("db-b", str(b))
+    assert watch.watch_tree("db-a", str(a))[0] and watch.watch_tree("db-b", str(b))[0]
     assert watch.changed() == set()  # nothing happened: nothing to read again
 
     ltx = a / "ltx" / "0" / "0000000000000001-0000000000000001.ltx"
@@ -54,10 +54,10 @@ def test_each_change_to_a_watched_tree_is_reported_under_its_key(tmp_path: Path,
 
 def test_a_folder_made_later_is_seen_and_a_removed_tree_says_so(tmp_path: Path, watch: FolderWatch) -> None:
     a = _tree(tmp_path / "a")
-    assert watch.watch_tree("db-a", str(a))
+    assert watch.watch_tree("db-a", str(a))[0]
     (a / "ltx" / "2").mkdir()  # a new compaction level
     assert watch.changed() == {"db-a"}
-    assert watch.watch_tree("db-a", str(a))  # what the next reading does before it reads
+    assert watch.watch_tree("db-a", str(a))[0]  # what the next reading does before it reads
     (a / "ltx" / "2" / "0000000000000001-0000000000000002.ltx").write_bytes(b"LTX1")
     assert watch.changed() == {"db-a"}  # the new level is watched too
 
@@ -68,13 +68,13 @@ def test_a_folder_made_later_is_seen_and_a_removed_tree_says_so(tmp_path: Path, 
     (a / "ltx").rmdir()
     a.rmdir()
     assert watch.changed() == {"db-a"}
-    assert not watch.watch_tree("db-a", str(a))  # gone: nothing to watch, the caller looks for itself
+    assert not watch.watch_tree("db-a", str(a))[0]  # gone: nothing to watch, the caller looks for itself
 
 
 def test_a_tree_that_cannot_be_watched_says_so(tmp_path: Path, watch: FolderWatch) -> None:
-    assert not watch.watch_tree("db", str(tmp_path / "missing"))
+    assert not watch.watch_tree("db", str(tmp_path / "missing"))[0]
     (tmp_path / "file").write_bytes(b"")
-    assert not watch.watch_tree("db", str(tmp_path / "file"))  # only folders are watched
+    assert not watch.watch_tree("db", str(tmp_path / "file"))[0]  # only folders are watched
 
 
 def test_only_a_tree_on_a_local_file_system_is_watched(tmp_path: Path) -> None:
@@ -95,9 +95,11 @@ def test_only_a_tree_on_a_local_file_system_is_watched(tmp_path: Path) -> None:
     remote = FolderWatch.open()
     assert remote is not None
     try:
-        remote._mounts = [("/", "nfs4")]  # as if tmp_path were an NFS mount: files removed elsewhere are never reported
-        assert not remote.watch_tree("db-a", str(a))
-        remote._mounts = [("/", "ext4")]
-        assert remote.watch_tree("db-a", str(a))
+        # as if tmp_path were an NFS mount: files removed from elsewhere would never be reported
+        remote._mounts, remote._kinds = [("/", "nfs4")], {}
+        assert remote.watch_tree("db-a", str(a)) == (False, None)
+        remote._mounts, remote._kinds = [("/", "ext4")], {}
+        complete, walked = remote.watch_tree("db-a", str(a))
+        assert complete and sorted(walked or []) == sorted(str(p) for p in (a, a / "ltx", a / "ltx" / "0", a / "ltx" / "9"))
     finally:
         remote.close()
