@@ -269,8 +269,9 @@ class Observer:
 
     def _moved_folders(self) -> set[str]:
         """The watched local folders that changed since the last look (all of them when the kernel
-        lost events); they are no longer watched until read again."""
-        if self.watch is None or not self.watched:
+        lost events); they are no longer watched until read again. The events are drained at every look,
+        even when nothing is watched, so that the kernel's queue never fills."""
+        if self.watch is None:
             return set()
         moved = self.watch.changed()
         moved = set(self.watched) if moved is None else moved & self.watched
