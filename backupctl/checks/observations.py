@@ -345,6 +345,7 @@ class Observer:
                 complete, walked = self._watch_tree(key, root)
                 if complete:
                     watching.add(key)
+                    walked = [root]  # watched: the witness of its own folder is all `status` checks (reading_current)
                 witnesses[key] = folder_witness(root, walked)
         windows: dict[str, Window | BackupctlError] = {}
         if readable:

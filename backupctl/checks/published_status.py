@@ -98,7 +98,9 @@ def folder_witness(root: str, walked: list[str] | None = None) -> list[Any]:
     (one string: 1,000 databases' witnesses stay small in the supervisor and in its looks). A file
     written or removed in any of them changes it; taken just before a reading, an unchanged witness
     says the replica still holds what was read. ``walked``: the folders as a walk of ``root`` just
-    made found them (``host.watch.walk_folders``, as ``FolderWatch.watch_tree`` walks it), not to walk it twice."""
+    made found them (``host.watch.walk_folders``, as ``FolderWatch.watch_tree`` walks it), not to walk
+    it twice; or ``[root]`` alone for a tree the supervisor watches (``reading_current`` then checks
+    only the replica's own folder: the watch stands for the rest)."""
     root = os.fspath(root)
     if walked is None:
         walked = walk_folders(root)

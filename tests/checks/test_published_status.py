@@ -195,27 +195,29 @@ def test_an_idle_local_folder_reading_stands_until_the_folder_changes(tmp_path: 
 
         # litestream may still write into the folder after a look (its compactions): a look after the last one stands
         entry = wait_for(standing, timeout=90, what="a look whose witness the folder still matches")
-        root, names, _idents = entry["witness"]
+        root = entry["witness"][0]
         assert root == str(proj.parent / "replicas" / "app.db")
         later = float(entry["read_at"]) + published_status.MAX_AGE + 5
-        # the folder changes: a reading this old no longer stands
-        level = next(Path(root) / name for name in names if Path(name).parent.name == "ltx")
+        # on a witness of all its folders alone (no watch: macOS, a network folder), a reading this old
+        # stands while every folder is unchanged, and no longer once one changes
+        unwatched = {key: value for key, value in entry.items() if key != "watched"}
+        unwatched["witness"] = published_status.folder_witness(root)
+        assert published_status.reading_current(unwatched, later)
+        level = next(p for p in sorted((Path(root) / "ltx").iterdir()) if p.is_dir())
         planted = level / "planted"
         planted_at = time.time()
         planted.write_bytes(b"")
         try:
-            # on its witness alone, a reading this old no longer stands
-            unwatched = {key: value for key, value in entry.items() if key != "watched"}
             assert not published_status.reading_current(unwatched, later)
             assert published_status.reading_current(unwatched, float(entry["read_at"]) + 1)
             if not sys.platform.startswith("linux") or not _watchable(Path(root)):
                 return  # no inotify, or not a local file system: the witness is all there is
-            # the supervisor watches the folder (host.watch): told of the change, its next look reads it again
-            assert entry.get("watched") is True
+            # the supervisor watches the folders (host.watch): its witness is of the replica's own folder, the
+            # watch stands for the rest; told of the change, its next look reads the replica again
+            assert entry.get("watched") is True and entry["witness"][1] == [""]
             reread = wait_for(lambda: (e := entry_now()).get("watched") and float(e["read_at"]) >= planted_at and e,
                               timeout=60, what="the supervisor's look to read the changed folder again")  # fmt: skip
-            assert reread["witness"][2] != entry["witness"][2]
-            assert published_status.witness_holds(reread["witness"])
+            assert published_status.reading_current(reread, float(reread["read_at"]) + published_status.MAX_AGE + 5)
         finally:
             planted.unlink()
     finally:
