@@ -18,7 +18,8 @@ sshfs and other FUSE mounts, a VM's or Docker Desktop's shared folder) files rem
 other side would never be reported. So only a tree on a local file system (``LOCAL_FILE_SYSTEMS``,
 from /proc/self/mountinfo, read when the watch opens) is watched. Elsewhere (macOS, another file
 system, no watches left: ``fs.inotify.max_user_watches``) ``open`` or ``watch_tree`` says so, and
-the caller goes on looking for itself. Nothing here is needed on `status`'s path.
+the caller goes on looking for itself. Of this module `status`'s path uses only ``walk_folders``
+(the witness of a replica's folders); the watch is the supervisor's.
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ class FolderWatch:
     def __init__(self, libc: object, fd: int, known_mounts: list[tuple[str, str]]) -> None:
         self._libc, self.fd, self._mounts = libc, fd, known_mounts
         self._kinds: dict[str, str | None] = {}  # a replica's parent folder: its file system's type
-        self._keys: list[str | None] = []  # by watch descriptor (the kernel hands out small numbers, from 1): the key
+        # The key of each watch descriptor, by its number. Linux hands the numbers out in turn from 1 (a
+        # number freed is not handed out again soon) and gives a folder watched again its own number back,
+        # so the list grows only with folders new to this watch.
+        self._keys: list[str | None] = []
 
     @classmethod
     def open(cls) -> FolderWatch | None:

@@ -4,10 +4,11 @@ and the environment rule every litestream gets (AWS_CA_BUNDLE).
 ``runner.run_command`` (every one-shot litestream call, with its errors and masking) and the fast
 listing (``cli.quick_listing``, which loads no settings) both start litestream here: argv as a
 list, no shell, stdin closed, in a session of its own so that a timeout kills the whole group, and
-always reaped. Light on purpose: on Linux a plain call (no hook, no working folder, no other Popen
-option: the fast listing's) is started with ``os.posix_spawn`` and read with ``select.poll``,
-without importing ``subprocess`` (which imports locale, re and enum: 7-12 ms, a fifth of what a
-listing adds to litestream's own time); every other call goes through ``subprocess.Popen``.
+always reaped. Light on purpose: on Linux a plain call (a program given by its path, no hook, no
+working folder, no other Popen option: the fast listing's and most litestream reads) is started
+with ``os.posix_spawn`` and read with ``select.poll``, without importing ``subprocess`` (which
+imports locale, re and enum: 7-12 ms, a fifth of what a listing adds to litestream's own time);
+every other call goes through ``subprocess.Popen``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def run_once(
     and ``subprocess.TimeoutExpired`` raised, carrying what it printed; ``CannotStart`` when the system
     would not start it (an error of ``on_spawn``, which sees the child as soon as it exists so that a
     signal handler can kill it, is its own)."""
-    if on_spawn is None and cwd is None and not popen and sys.platform.startswith("linux"):
+    if on_spawn is None and cwd is None and not popen and sys.platform.startswith("linux") and os.sep in argv[0]:
+        # (a bare program name is Popen's to look up in PATH: posix_spawn would not)
         return _run_spawned(list(argv), dict(env), timeout)
     import subprocess  # lazy: see the module docstring
 

@@ -34,6 +34,10 @@ def test_exit_codes_streams_and_the_environment_are_the_same_both_ways() -> None
         assert code == 0 and got == "[]" and sid == pid  # stdin closed; a session of its own
 
 
+def test_a_bare_program_name_is_looked_up_in_path_as_popen_does() -> None:
+    assert spawn.run_once(["sh", "-c", "echo found"], {"PATH": "/bin:/usr/bin"}, timeout=10) == (0, b"found\n", b"")
+
+
 def test_a_program_that_cannot_start_says_so() -> None:
     for cwd in (None, os.getcwd()):
         with pytest.raises(spawn.CannotStart) as caught:
