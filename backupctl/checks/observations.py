@@ -30,9 +30,10 @@ itself. A replica reading in a recent look may still be older (an idle database'
 re-read only every ``REVALIDATE_EVERY``, one at a time). A local folder's reading carries a
 *witness* of its folders taken just before it (``published_status.folder_witness``): while the
 folders are unchanged, the reading still holds; one the supervisor watches is marked ``watched``
-(no change was reported up to the look), and its witness is of the replica's own folder only. Any other reading older than ``MAX_AGE`` is read again by
-`status` itself (``published_status.reading_current``). So no verdict rests on a reading
-that may be out of date, and a stuck supervisor makes `status` slower, not wrong.
+(no change was reported up to the look), and its witness is of the replica's own folder only.
+Any other reading older than ``MAX_AGE`` is read again by `status` itself
+(``published_status.reading_current``). So no verdict rests on a reading that may be out of date,
+and a stuck supervisor makes `status` slower, not wrong.
 """
 
 from __future__ import annotations
