@@ -80,7 +80,9 @@ def run_once(
     signal handler can kill it, is its own)."""
     if on_spawn is None and cwd is None and not popen and sys.platform.startswith("linux") and os.sep in argv[0]:
         # (a bare program name is Popen's to look up in PATH: posix_spawn would not)
-        return _run_spawned(list(argv), dict(env), timeout)
+        done = _run_spawned(list(argv), dict(env), timeout)
+        if done is not None:
+            return done
     import subprocess  # lazy: see the module docstring
 
     try:
@@ -105,18 +107,21 @@ def run_once(
     return proc.returncode, out, err
 
 
-def _run_spawned(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, bytes, bytes]:
+def _run_spawned(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, bytes, bytes] | None:
     """``run_once`` for a plain call, as ``subprocess.Popen(..., start_new_session=True).communicate``
-    does it: the same session, standard streams and exit code (minus the signal's number when killed)."""
+    does it: the same session, standard streams and exit code (minus the signal's number when killed).
+    None when this Python's posix_spawn cannot start a session (Popen's turn)."""
     out_r, out_w = os.pipe()  # not inherited: Python's descriptors are close-on-exec, and dup2 clears it on 0-2 only
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(argv[0], argv, env, setsid=True, file_actions=[
             (os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])  # fmt: skip
-    except OSError as exc:
+    except (OSError, NotImplementedError) as exc:
         os.close(out_r)
         os.close(err_r)
+        if isinstance(exc, NotImplementedError):
+            return None
         raise CannotStart(exc) from None
     finally:
         for fd in (out_w, err_w, devnull):
