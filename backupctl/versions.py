@@ -7,12 +7,13 @@ new version is pinned, this file and ``pins.json`` are the whole diff.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
+from backupctl import PACKAGE_DIR
 from backupctl.errors import BinaryError, ConfigError
 
 
@@ -105,7 +106,8 @@ class PlatformPin:
 
 @cache
 def _pins() -> dict:
-    return json.loads(resources.files("backupctl").joinpath("pins.json").read_text("utf-8"))
+    with open(os.path.join(PACKAGE_DIR, "pins.json"), encoding="utf-8") as pins:
+        return json.load(pins)
 
 
 def default_version() -> str:

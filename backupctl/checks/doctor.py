@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from backupctl.checks.preflight import DB_MISSING, DB_OK, DB_UNREADABLE, read_database_file
-from backupctl.checks.verify import clean_up_after_killed_verify
+from backupctl.checks.sentinel import clean_up_after_killed_verify
 from backupctl.config import replica_views
 from backupctl.config.render import render
 from backupctl.config.secondary import said_of

@@ -12,7 +12,7 @@
      own; it is stopped with SIGTERM at the end, whose final sync also carries the removal of
      the sentinel row. It is recorded (``processes``, role verify-replicator) and dies with
      verify (PR_SET_PDEATHSIG); one left by a SIGKILLed verify elsewhere is stopped by the next
-     start, verify or doctor (``clean_up_after_killed_verify``), which also drop its table.
+     start, verify or doctor (``sentinel.clean_up_after_killed_verify``), which also drop its table.
 3. Restore the replica into a temp folder under the project's state folder, repeatedly until
    the sentinel shows up or the deadline passes (sync interval x 2 + margin), checking
    ``PRAGMA integrity_check`` each time.
@@ -56,9 +56,10 @@ from typing import Any
 
 from backupctl import paths
 from backupctl.checks import continuity
+from backupctl.checks.sentinel import SENTINEL_TABLE, clear_sentinels, verify_lock_path, write_sentinel
 from backupctl.config.render import render
 from backupctl.config.settings import Database, Settings, parse_duration
-from backupctl.errors import VERIFY_EXIT, BackupctlError, ConfigError, ConflictError
+from backupctl.errors import VERIFY_EXIT, BackupctlError, ConflictError
 from backupctl.host import locks, processes, state
 from backupctl.litestream.runner import Litestream, tail
 from backupctl.owned import open_private, secure_dir, write_atomic
@@ -74,9 +75,7 @@ class VerifyResult(StrEnum):
 
 
 VERIFIED, FAILED, INCONCLUSIVE = VerifyResult
-SENTINEL_TABLE = "_backupctl_verify"
 MARGIN_SECONDS = 10.0  # on top of two sync intervals: upload time, litestream's own tick
-BUSY_TIMEOUT_MS = 30_000
 # What a replicator logs when the replica refuses writes (S3/R2 auth and policy errors, a
 # read-only or non-folder file replica, a full disk): the replica cannot be kept up to date.
 WRITE_REFUSED = re.compile(
@@ -134,10 +133,6 @@ class VerifyResult:
 
 DatabaseStep = Callable[[Database, str], None]  # a step of one database's run (called from its worker thread)
 Finished = Callable[[Database, VerifyResult | None, BaseException | None], None]  # a run's end (from the calling thread)
-
-
-def verify_lock_path(db: Database) -> Path:
-    return paths.lock_path("verify", str(db.path))
 
 
 def verify_database(
@@ -307,7 +302,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         t = time.monotonic()
         if on_step:
             on_step("writing the sentinel row")
-        _write_sentinel(db.path, token)
+        write_sentinel(db.path, token)
         timings["write"] = time.monotonic() - t
         deadline = time.monotonic() + wait
         interval = max(0.25, min(settings.sync_seconds / 2, 5.0))
@@ -404,7 +399,7 @@ def _verify(settings: Settings, binary_path: Path, db: Database, timeout: float 
         raise
     finally:
         try:
-            _clear_sentinels(db.path)
+            clear_sentinels(db.path)
         except BackupctlError as exc:
             if failure is None:
                 raise
@@ -422,100 +417,6 @@ def _running_replicator(db: Database) -> str | None:
     """Who replicates this database now (backupctl's supervisor, or a litestream outside backupctl)."""
     found = processes.replicators_of(db.path)
     return found[0].describe() if found else None
-
-
-def clean_up_after_killed_verify(settings: Settings, log: Callable[[str], None] | None = None) -> None:
-    """What a SIGKILLed verify leaves: its temporary litestream (stopped, with its final sync), its
-    sentinel table (dropped) and its temporary files. Called by `start`, `verify` and `doctor`.
-
-    Only a verify that really died is cleaned up after (its process record says so): opening the
-    database otherwise would be harmless for the data, but closing the last connection of a WAL
-    database deletes its -wal, which litestream 0.3 starting right then trips over.
-    """
-    dbs = list(settings.databases)
-    processes.reap_orphans(databases=[db.path for db in dbs], replicas=[r.lock_key for db in dbs for r in db.replicas], log=log)
-    tmp_root = paths.project_state_dir(settings.project_dir) / "tmp"
-    for dead in processes.leftovers(processes.VERIFY, settings.project_dir):
-        for leftover in tmp_root.glob(f"verify-{dead.pid}-*"):
-            leftover.unlink(missing_ok=True)
-        for db in dbs:
-            if os.path.realpath(db.path) not in dead.databases or not db.path.exists():
-                continue
-            lock = locks.try_lock(verify_lock_path(db))
-            if lock is None:
-                continue  # another verify runs on it now: the table is in use
-            try:
-                if _clear_sentinels(db.path) and log:
-                    log(f"backupctl: dropped the table {SENTINEL_TABLE} a killed verify (pid {dead.pid}) left in {db.path}")
-            except BackupctlError as exc:
-                if log:
-                    log(f"backupctl: could not drop {SENTINEL_TABLE} from {db.path}: {exc.message}")
-            finally:
-                lock.release()
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
-    con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return con
-
-
-def _sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> BackupctlError:
-    """sqlite3's error as backupctl's: locked/busy is a conflict, anything else a database problem."""
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return ConflictError(
-            f"{path} stayed locked for {BUSY_TIMEOUT_MS // 1000}s while {doing} ({text})",
-            "a long write transaction holds it; run verify again when the application is quieter",
-            details=[f"sqlite3.{type(exc).__name__}: {text}"],
-        )
-    return ConfigError(
-        f"{path} could not be written while {doing}: {text}",
-        "check that it is an SQLite database this user can write (`backupctl doctor` checks it)",
-        details=[f"sqlite3.{type(exc).__name__}: {text}"],
-    )
-
-
-def _write_sentinel(path: Path, token: str) -> None:
-    try:
-        _insert_sentinel(path, token)
-    except sqlite3.Error as exc:
-        raise _sqlite_error(exc, path, "writing the verify sentinel row") from exc
-
-
-def _insert_sentinel(path: Path, token: str) -> None:
-    con = _connect(path)
-    try:
-        with con:
-            con.execute(
-                f"CREATE TABLE IF NOT EXISTS {SENTINEL_TABLE} "
-                "(id INTEGER PRIMARY KEY, token TEXT NOT NULL, created_at TEXT NOT NULL)"
-            )
-            con.execute(
-                f"INSERT INTO {SENTINEL_TABLE} (token, created_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",  # noqa: S608
-                (token,),
-            )
-    finally:
-        con.close()
-
-
-def _clear_sentinels(path: Path) -> bool:
-    """Drop the sentinel table, rows and all (the verify lock guarantees no other verify is using
-    it), so the live database's schema is what it was before the verify. True if there was one."""
-    if not path.exists():
-        return False
-    try:
-        con = _connect(path)
-        try:
-            exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SENTINEL_TABLE,)).fetchone()
-            if exists:
-                with con:
-                    con.execute(f"DROP TABLE IF EXISTS {SENTINEL_TABLE}")
-            return bool(exists)
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        raise _sqlite_error(exc, path, f"dropping the verify table {SENTINEL_TABLE} (it is left behind)") from exc
 
 
 def _has_sentinel(staged: Staged, token: str) -> bool:

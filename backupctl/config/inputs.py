@@ -138,6 +138,7 @@ def disk_inputs(settings) -> dict[str, list[str]] | None:  # noqa: ANN001 - Sett
     import glob  # lazy: the supervisor's side only
 
     # lazy: the supervisor's side only; `status --json` compares keys without loading settings
+    from backupctl import PACKAGE_DIR
     from backupctl.config.render import default_templates_dir, user_templates_dir
     from backupctl.config.settings import local_mode_marker
 
@@ -151,6 +152,6 @@ def disk_inputs(settings) -> dict[str, list[str]] | None:  # noqa: ANN001 - Sett
     for folder in (str(user_templates_dir(settings)), str(default_templates_dir())):
         files.append(folder)
         files += sorted(os.path.join(root, name) for root, dirs, names in os.walk(folder) for name in dirs + names)
-    files.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pins.json"))
+    files.append(os.path.join(PACKAGE_DIR, "pins.json"))
     folders = sorted({str(db.path.parent) for db in settings.databases})
     return {"files": files, "folders": folders, "globs": list(settings.globs)}

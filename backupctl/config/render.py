@@ -14,12 +14,10 @@ so that secrets never land in the file.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from backupctl import __version__
+from backupctl import PACKAGE_DIR, __version__
 from backupctl import kinds as replica_kinds
 from backupctl.config.secondary import check_rendered
 from backupctl.config.settings import Settings
@@ -42,10 +40,10 @@ class Rendered:
 
 def default_templates_dir() -> Path:
     """The shipped templates: inside the wheel, or `templates/` at the top of a checkout."""
-    packaged = Path(str(resources.files("backupctl"))) / "templates"
+    packaged = Path(PACKAGE_DIR) / "templates"
     if (packaged / MAIN_TEMPLATE).is_file():
         return packaged
-    checkout = Path(str(resources.files("backupctl"))).parent / "templates"
+    checkout = Path(PACKAGE_DIR).parent / "templates"
     if (checkout / MAIN_TEMPLATE).is_file():
         return checkout
     raise ConfigError(
@@ -170,6 +168,8 @@ def eject_templates(project_dir: Path, force: bool = False) -> Path:
             f"{target} already exists",
             "edit the templates there, or pass --force to overwrite them with the defaults",
         )
+    import shutil  # lazy: only `templates eject` copies a tree; the supervisor never loads shutil for it
+
     shutil.copytree(default_templates_dir(), target, dirs_exist_ok=True)
     return target
 

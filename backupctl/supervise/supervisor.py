@@ -57,7 +57,7 @@ from typing import Any
 
 from backupctl.checks import continuity
 from backupctl.checks.observations import Observer
-from backupctl.checks.verify import clean_up_after_killed_verify
+from backupctl.checks.sentinel import clean_up_after_killed_verify
 from backupctl.config.render import fingerprint, render
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import ConflictError, ExitCode, SupervisorError

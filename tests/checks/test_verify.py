@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from backupctl import paths
-from backupctl.checks import verify
+from backupctl.checks import sentinel, verify
 from backupctl.checks.verify import SENTINEL_TABLE, VERIFIED, verify_database
 from backupctl.errors import ConfigError, ConflictError, ExitCode
 from backupctl.host import locks, processes, state
@@ -151,7 +151,7 @@ def test_locked_or_foreign_database_is_a_clean_error_and_cleanup_never_masks_it(
     configure(project, "0.5.17", "file")
     settings = settings_of(project)
     db = settings.databases[0]
-    monkeypatch.setattr(verify, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(sentinel, "BUSY_TIMEOUT_MS", 200)
     # an old verify's leftover table, so the cleanup has something to drop (and fails on the lock)
     con = sqlite3.connect(project.db)
     con.execute(f"CREATE TABLE {SENTINEL_TABLE} (id INTEGER PRIMARY KEY, token TEXT, created_at TEXT)")
@@ -160,9 +160,9 @@ def test_locked_or_foreign_database_is_a_clean_error_and_cleanup_never_masks_it(
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(ConflictError, match="locked"):
-            verify._write_sentinel(project.db, "t")
+            sentinel.write_sentinel(project.db, "t")
         with pytest.raises(ConflictError, match="locked"):
-            verify._clear_sentinels(project.db)
+            sentinel.clear_sentinels(project.db)
         # end to end (a replicator "is running", so none is started): the write's error wins
         monkeypatch.setattr(verify, "_running_replicator", lambda db: "a replicator")
         with pytest.raises(ConflictError, match="writing the verify sentinel") as caught:
@@ -171,12 +171,12 @@ def test_locked_or_foreign_database_is_a_clean_error_and_cleanup_never_masks_it(
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    verify._clear_sentinels(project.db)  # once the lock is gone, the leftover table is dropped
+    sentinel.clear_sentinels(project.db)  # once the lock is gone, the leftover table is dropped
     assert sentinel_rows(project.db) == 0
     not_db = project.dir / "not.db"
     not_db.write_bytes(b"this is not an SQLite database, just text long enough" * 100)
     with pytest.raises(ConfigError, match="not a database"):
-        verify._write_sentinel(not_db, "t")
+        sentinel.write_sentinel(not_db, "t")
 
 
 # --------------------------------------------------------------------------- several databases at once
@@ -233,7 +233,7 @@ def test_one_database_failing_to_start_does_not_stop_the_others(project: Project
     the conflict (exit 6) says what became of them."""
     dbs = three_databases(project)
     settings = settings_of(project)
-    held = locks.try_lock(verify.verify_lock_path(settings.databases[1]))
+    held = locks.try_lock(sentinel.verify_lock_path(settings.databases[1]))
     assert held is not None
     try:
         proc = run_cli("verify", "--json", cwd=project.dir, timeout=180)
