@@ -9,7 +9,9 @@ proves unchanged (``live_frame``): the binary and config that supervisor runs, e
 ``identity`` (a file replaced or rewritten since is not used), the variables removed from
 litestream's environment (``runner.plain_environment``) and each database's replica kind. So this
 module runs the same litestream command with the same config and environment, and prints the same
-rows (``litestream.rows``, which the typed records print too).
+rows (``litestream.rows``, which the typed records print too). A 0.5 local-folder replica is not
+even asked: its LTX files are read as litestream's file client reads them (``litestream.folder``),
+a few stats instead of a process that parses a config of every database.
 
 It answers only what it can answer exactly as the full path would, and returns None for the full
 path to answer in every other case: no live frame, no listing in it (a replica that needs
@@ -25,7 +27,7 @@ import os
 
 from backupctl.checks.published_status import live_frame
 from backupctl.config.inputs import identity
-from backupctl.litestream import rows
+from backupctl.litestream import folder, rows
 from backupctl.litestream.spawn import CannotStart, move_ca_bundle, run_once
 from backupctl.owned import json_loads
 
@@ -127,13 +129,20 @@ def _answer(
     asked = LEVELS[command] or level
     if asked not in PLAIN_LEVELS:
         return f"--level {asked!r} is not written as plainly as 0-9 or all (the full path reads it)"
-    stdout = _run(listing, env, "ltx", "-level", asked, "-json", chosen["path"])
-    if stdout is None:
-        return "litestream ltx failed or complained (the full path reports it)"
-    try:
-        files = rows.ltx_rows(stdout)
-    except (ValueError, KeyError, TypeError):
-        return "litestream ltx printed what does not parse (the full path reports it)"
+    replica = (listing.get("folders") or {}).get(chosen["path"])
+    if replica is not None:  # a local folder: its files, as litestream's file client lists them
+        read = folder.listed(replica, folder.LEVELS if asked == "all" else (int(asked),))
+        if read is None:
+            return "a level folder of the replica cannot be read (the full path reports why)"
+        files = read
+    else:
+        stdout = _run(listing, env, "ltx", "-level", asked, "-json", chosen["path"])
+        if stdout is None:
+            return "litestream ltx failed or complained (the full path reports it)"
+        try:
+            files = rows.ltx_rows(stdout)
+        except (ValueError, KeyError, TypeError):
+            return "litestream ltx printed what does not parse (the full path reports it)"
     kind = listing["kinds"][chosen["path"]]
     destinations = list(chosen["destinations"])
     if command == "ltx":

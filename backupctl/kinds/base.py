@@ -330,9 +330,3 @@ class ReplicaKind:
         """Every object the replica holds (for `cost`); None: this kind is not listed."""
         return None
 
-    def ltx_files(self, replica: Replica) -> list[tuple[int, int, int, int, float]] | None:
-        """Litestream 0.5: (level, min TXID, max TXID, size, modification time) of every LTX file the
-        replica holds, read without litestream: what `litestream ltx -level all` would list, for
-        the start's confirmation and the supervisor's looks at 1,000 databases. None: only
-        litestream's listing can tell."""
-        return None

@@ -53,33 +53,6 @@ class FileKind(ReplicaKind):
                 found.append(StoredObject(str(Path(folder, name).relative_to(root)), st.st_size, st.st_mtime))
         return found
 
-    def ltx_files(self, replica: Replica) -> list[tuple[int, int, int, int, float]] | None:
-        """The files litestream names ``ltx/<level>/<min>-<max>.ltx`` (16 hex digits each; a file
-        being written has another name until it is complete), with their size and modification
-        time, which is what litestream's own listing of a folder shows."""
-        found = []
-        try:
-            levels = [e for e in os.scandir(Path(replica.path) / "ltx") if e.name.isdigit() and e.is_dir()]
-        except FileNotFoundError:
-            return []
-        except OSError:
-            return None  # unreadable: let litestream say why
-        for level in levels:
-            try:
-                entries = list(os.scandir(level.path))
-            except OSError:
-                return None
-            for entry in entries:
-                name = entry.name
-                if len(name) != 37 or not name.endswith(".ltx") or name[16] != "-":
-                    continue
-                try:
-                    st = entry.stat()
-                    found.append((int(level.name), int(name[:16], 16), int(name[17:33], 16), st.st_size, st.st_mtime))
-                except (ValueError, OSError):
-                    continue
-        return found
-
 
 def check_replica_folder(replica: Replica) -> Check:
     """A local-folder replica: writable (writes, reads back and removes a probe file)."""

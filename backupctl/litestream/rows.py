@@ -91,7 +91,12 @@ def ltx_rows(stdout: str) -> list[LtxRow]:
          parse_time(item["timestamp"]))
         for item in (json_loads(stdout or "[]") or [])
     ]  # fmt: skip
-    return sorted(rows, key=lambda r: (r[4], r[0], r[1]))
+    return in_listed_order(rows)
+
+
+def in_listed_order(found: Iterable[LtxRow]) -> list[LtxRow]:
+    """LTX rows oldest first, then by level and first txid: the order every listing shows them in."""
+    return sorted(found, key=lambda r: (r[4], r[0], r[1]))
 
 
 def ltx_json(level: int, min_txid: int, max_txid: int, size: int, timestamp: datetime) -> dict[str, object]:

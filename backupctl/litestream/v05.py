@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backupctl.errors import BackupctlError, LitestreamError
-from backupctl.litestream import rows
+from backupctl.litestream import folder, rows
 from backupctl.litestream.listings import (
     LtxFile,
     checked_listing,
@@ -128,7 +128,7 @@ class V05(Series):
     def windows(
         self, ls: Litestream, databases: list[Database], *, timeout: float, parallel: int
     ) -> dict[str, Window | BackupctlError]:
-        """A replica whose kind can read its LTX files itself (a local folder, ``ReplicaKind.ltx_files``)
+        """A local-folder replica is read from its files (``read_directly``)
         is read directly, the others by listings ``parallel`` at a time (no threads)."""
         found: dict[str, Window | BackupctlError] = {}
         listable: list[Database] = []
@@ -182,12 +182,9 @@ def window_of(db: Database, files: list[LtxFile]) -> Window:
 
 
 def read_directly(db: Database) -> list[LtxFile] | None:
-    """The LTX files of the database's one replica as its kind reads them (None: ask litestream).
-    Times are truncated to the second, as litestream lists them."""
-    if len(db.replicas) != 1:
+    """The LTX files of the database's one replica read from its files, when it is a local folder
+    (``litestream.folder``), as `litestream ltx -level all` lists them; None: ask litestream."""
+    if len(db.replicas) != 1 or not db.replicas[0].spec.local_folder:
         return None
-    raw = db.replicas[0].spec.ltx_files(db.replicas[0])
-    if raw is None:
-        return None
-    files = [LtxFile(level, lo, hi, size, datetime.fromtimestamp(int(mtime), UTC)) for level, lo, hi, size, mtime in raw]
-    return sorted(files, key=lambda f: (f.timestamp, f.level, f.min_txid))
+    found = folder.listed(str(db.replicas[0].path))
+    return None if found is None else [LtxFile(*row) for row in found]

@@ -105,8 +105,9 @@ def listing(settings: Settings, status: SupervisorState, binary: Path | None) ->
     """What ``cli.quick_listing`` needs to run a listing as the full path would, without the settings:
     the binary and the config this supervisor runs (each with its ``identity`` now: a file replaced
     or rewritten since is not used), the variables to keep from litestream's environment, and each
-    database's replica kind. Only where litestream needs nothing of the settings in its environment
-    (``runner.plain_environment``: local folders) and no replica to probe first; None elsewhere."""
+    database's replica kind and, for a local folder, its path. Only where litestream needs nothing of
+    the settings in its environment (``runner.plain_environment``: local folders) and no replica to
+    probe first; None elsewhere."""
     withheld = plain_environment(settings)
     if withheld is None or binary is None or status.config_path is None:
         return None
@@ -116,7 +117,10 @@ def listing(settings: Settings, status: SupervisorState, binary: Path | None) ->
     return {"binary": str(binary), "binary_identity": list(binary_id), "config": status.config_path,
             "config_identity": list(config_id), "withheld": withheld, "has_ltx": capabilities(settings.version).has_ltx,
             "drop_aws_ca_bundle": capabilities(settings.version).drop_aws_ca_bundle,
-            "kinds": {str(db.path): db.replicas[0].kind for db in settings.databases}}  # fmt: skip
+            "kinds": {str(db.path): db.replicas[0].kind for db in settings.databases},
+            # each local folder, for 0.5's listings to read as litestream does (``litestream.folder``)
+            "folders": {str(db.path): str(db.replicas[0].path) for db in settings.databases
+                        if db.replicas[0].spec.local_folder}}  # fmt: skip
 
 
 def discard(state_dir: Path) -> None:

@@ -174,6 +174,7 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     import sqlite3
     import subprocess
 
+    from backupctl.litestream import folder
     from backupctl.litestream.adapter import read_replicas, restorable_windows
     from backupctl.litestream.listings import ltx_files
     from backupctl.litestream.v05 import window_of as _window_05
@@ -187,7 +188,7 @@ def test_a_folder_replicas_ltx_files_are_read_as_litestream_lists_them(tmp_path:
     config.write_text(render(settings).text)
     ls = Litestream(litestream_bins["0.5.17"], settings, config)
     replica = settings.databases[0].replicas[0]
-    assert replica.spec.ltx_files(replica) == []  # nothing there yet: an empty replica, not an error
+    assert folder.ltx_files(str(replica.path)) == []  # nothing there yet: an empty replica, not an error
     assert read_replicas(ls, list(settings.databases))[str(db)].empty
     proc = subprocess.Popen([str(ls.binary), "replicate", "-config", str(config)], env=ls.environment.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
