@@ -43,7 +43,11 @@ IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000  # the watch is gone (its folder removed, or the file system unmounted)
 IN_ONLYDIR = 0x01000000
 IN_DONT_FOLLOW = 0x02000000
+IN_ISDIR = 0x40000000  # the entry the event names is a folder
 CHANGES = IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF
+# An event after which a tree's watches may no longer be its folders: one made, removed or moved
+# in it, or a watched folder itself gone or moved.
+REGROWN = IN_ISDIR | IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 MASK = CHANGES | IN_ONLYDIR | IN_DONT_FOLLOW
 EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then len bytes of name)
 # File systems whose every change goes through this kernel, so that inotify hears of it.
@@ -106,6 +110,10 @@ class FolderWatch:
         # number freed is not handed out again soon) and gives a folder watched again its own number back,
         # so the list grows only with folders new to this watch.
         self._keys: list[str | None] = []
+        # The trees watched whole whose folders no event has changed since (key: root): watching
+        # one again needs no walk. A compaction wave (files made and removed in the level folders of
+        # every replica) leaves them so.
+        self._intact: dict[str, str] = {}
 
     @classmethod
     def open(cls) -> FolderWatch | None:
@@ -130,7 +138,10 @@ class FolderWatch:
         """Watch ``root`` and every folder below it (symbolic links not followed) under ``key``, each
         before it is listed: whether every one of them is watched now (False: ``root`` is missing or
         not on a local file system, or the watches ran out), and the folders the walk found (None
-        when it did not walk)."""
+        when it did not walk). A tree watched whole before, in which no folder has been made, removed
+        or moved since (as far as ``changed`` has read the events), is not walked again."""
+        if self._intact.get(key) == root:
+            return True, None  # still watched whole: no folder made, removed or moved in it since
         parent = os.path.dirname(root)
         if parent not in self._kinds:
             self._kinds[parent] = file_system_type(parent, self._mounts)
@@ -149,6 +160,10 @@ class FolderWatch:
             self._keys[wd] = key
 
         walked = walk_folders(root, before=watch)
+        if missed:
+            self._intact.pop(key, None)
+        else:
+            self._intact[key] = root
         return not missed, walked
 
     def changed(self) -> set[str] | None:
@@ -176,12 +191,18 @@ class FolderWatch:
                 if key is None:
                     continue
                 found.add(key)
+                if mask & REGROWN:
+                    self._intact.pop(key, None)
                 if mask & IN_IGNORED:
                     self._keys[wd] = None  # the kernel may hand this number out again
-        return None if overflow else found
+        if overflow:
+            self._intact.clear()
+            return None
+        return found
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
         self._keys.clear()
+        self._intact.clear()

@@ -71,6 +71,32 @@ def test_a_folder_made_later_is_seen_and_a_removed_tree_says_so(tmp_path: Path, 
     assert not watch.watch_tree("db-a", str(a))[0]  # gone: nothing to watch, the caller looks for itself
 
 
+def test_a_tree_is_walked_again_only_when_its_folders_changed(tmp_path: Path, watch: FolderWatch) -> None:
+    """A compaction wave makes and removes files in every replica's level folders: each tree is read
+    again, but walked again (to watch what is new) only when a folder was made, removed or moved."""
+    a = _tree(tmp_path / "a")
+    complete, walked = watch.watch_tree("db-a", str(a))
+    assert complete and sorted(walked or []) == sorted(str(p) for p in (a, a / "ltx", a / "ltx" / "0", a / "ltx" / "9"))
+    (a / "ltx" / "0" / "0000000000000001-0000000000000001.ltx").write_bytes(b"LTX1")
+    (a / "ltx" / "0" / "0000000000000001-0000000000000001.ltx").unlink()
+    assert watch.changed() == {"db-a"}
+    assert watch.watch_tree("db-a", str(a)) == (True, None)  # files only: still watched whole, no walk
+    assert not watch.watch_tree("db-a", str(tmp_path / "elsewhere"))[0]  # another root is walked (here: missing)
+
+    (a / "ltx" / "2").mkdir()
+    assert watch.changed() == {"db-a"}
+    complete, walked = watch.watch_tree("db-a", str(a))
+    assert complete and str(a / "ltx" / "2") in (walked or [])  # a new folder: walked, and watched
+    (a / "ltx" / "2" / "0000000000000001-0000000000000002.ltx").write_bytes(b"LTX1")
+    assert watch.changed() == {"db-a"}
+
+    (a / "ltx" / "2" / "0000000000000001-0000000000000002.ltx").unlink()
+    (a / "ltx" / "2").rmdir()
+    assert watch.changed() == {"db-a"}
+    complete, walked = watch.watch_tree("db-a", str(a))
+    assert complete and walked is not None and str(a / "ltx" / "2") not in walked  # a folder removed: walked again
+
+
 def test_a_tree_that_cannot_be_watched_says_so(tmp_path: Path, watch: FolderWatch) -> None:
     assert not watch.watch_tree("db", str(tmp_path / "missing"))[0]
     (tmp_path / "file").write_bytes(b"")
