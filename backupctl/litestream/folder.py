@@ -38,9 +38,18 @@ def ltx_files(replica: str, levels: tuple[int, ...] = LEVELS) -> list[tuple[int,
     ``levels`` of the folder replica ``replica``, in no order; None when a level's folder cannot be
     read (litestream fails there too, and says why)."""
     found = []
+    ltx = os.path.join(replica, "ltx")
+    try:
+        present = set(os.listdir(ltx))  # one call where most of the ten levels have no folder
+    except FileNotFoundError:
+        return []
+    except OSError:
+        present = {str(level) for level in levels}  # litestream opens each level's folder by its path
     for level in levels:
+        if str(level) not in present:
+            continue
         try:
-            with os.scandir(os.path.join(replica, "ltx", str(level))) as entries:
+            with os.scandir(os.path.join(ltx, str(level))) as entries:
                 listed = list(entries)
         except FileNotFoundError:
             continue
