@@ -16,14 +16,19 @@ Methods (also printed into docs/benchmarks.md):
   each listing of the pinned version on the first database against the raw listing it wraps
   (0.5: `snapshots` = `ltx -level 9`, `ltx` and `generations` = `ltx -level all`; 0.3:
   `snapshots`, `wal`, `generations`), plus `databases --json` against `litestream databases
-  -json` (0.3: no `-json`). Then an
-  idle window: the supervisor's RSS (sampled every second, max), USS and CPU = (user+system CPU
-  time in the window) / window, beside the same figures of its litestream child. Last, a row is
+  -json` (0.3: no `-json`). At 1,000 databases (0.5), the supervisor's CPU is then measured while
+  litestream's own start-up work on the idle replicas goes on: its compactions, then its first L0
+  retention about five minutes after its start, each changing every replica folder within
+  seconds (the supervisor reads each changed replica again); that row ends once litestream has
+  logged the retention of every database, and one look later. Then an idle window: the
+  supervisor's RSS (sampled every second, max), USS and CPU = (CPU time in the window, from
+  /proc's schedstat where there is one) / window, beside the same figures of its litestream
+  child. Last, a row is
   committed to the first and the last database, and `stop` is timed against SIGTERM to the raw
   replicate until it exits; both replicas must restore that row (the final sync). At 1,000
   databases a command is repeated fewer times, and only while its repetitions take less than
   about 25 s (8 s in quick mode); the Conditions list says how many runs each median has.
-- restore: a ~200 MB database (built once into the bench cache, replicated by a real
+- restore: a 44 MB and a 1 GB database (each built once into the bench cache, replicated by a real
   `litestream replicate` to a file replica); backupctl restore (temp file, integrity check,
   rename) vs `litestream restore -o` vs `cp` of the database file.
 - lag: 200 single-row commits/s to a WAL database for the window, replicated to SeaweedFS on
