@@ -67,7 +67,7 @@ class DatabaseWatch:
             return []
         self.next_at = now + self.interval
 
-        known_paths = {str(p) for p in known}
+        known_paths: set[str] | None = None  # made only when a folder changed: 1,000 paths each scan otherwise
         found: list[Path] = []
         for pattern in self.globs:
             folder = _plain_folder(pattern)
@@ -75,6 +75,8 @@ class DatabaseWatch:
             if now_id is not None and self._folders.get(pattern) == now_id and not self._noted:
                 continue  # nothing made, renamed or removed in its folder since it was matched
             self._folders[pattern] = now_id
+            if known_paths is None:
+                known_paths = {str(p) for p in known}
             for match in glob.glob(pattern):
                 if match in known_paths or match in self._seen:
                     continue
