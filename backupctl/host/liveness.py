@@ -24,13 +24,22 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+PF_EXITING = 0x4  # the kernel's flag of a process tearing itself down (/proc/PID/stat, field 9)
+SIGKILL_PENDING = 1 << 8  # SIGKILL in the pending set (field 31): set on every thread when kill() returns
+
+
 def alive_from_proc(pid: int, ticks: int, argv: list[str] | None = None) -> bool | None:
-    """Whether ``pid`` runs, started at ``ticks``, runs ``argv`` (when given) and is not a zombie;
-    None where there is no /proc to read."""
+    """Whether ``pid`` runs, started at ``ticks``, runs ``argv`` (when given) and is neither a
+    zombie nor dying: a process sent SIGKILL, or already exiting, is not alive, although its
+    /proc entry says "running" until its memory is torn down (a litestream of 400 MB on a busy
+    machine: long enough for a `status` right after a reboot's kills to believe it). None where
+    there is no /proc to read."""
     try:
         fields = _stat_fields(pid)
         state, started = fields[0], int(fields[19])
-        if started != ticks or state == "Z":
+        if started != ticks or state in ("Z", "X"):
+            return False
+        if int(fields[6]) & PF_EXITING or int(fields[28]) & SIGKILL_PENDING:
             return False
         if argv:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:

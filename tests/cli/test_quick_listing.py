@@ -114,6 +114,8 @@ def test_the_cli_lists_from_the_frame_and_falls_back_when_it_cannot_vouch(
         seen, doc = cli("databases", "--json")
         assert seen == {"code": 0, "loaded": []} and [d["name"] for d in doc["databases"]] == ["app.db", "queue.db"]
 
+        # litestream writes its first snapshot (level 9) after its level-0 files: on a busy machine, after the frame
+        wait_for(lambda: cli("snapshots", "app.db", "--json")[1]["databases"][0]["snapshots"], 60, what="a snapshot")
         # an environment other than the supervisor's (AWS_CA_BUNDLE is one litestream's depends on): the full path
         seen, doc = cli("snapshots", "app.db", "--json", env={**os.environ, "AWS_CA_BUNDLE": str(tmp_path / "other.pem")})
         assert seen["code"] == 0 and "backupctl.config.settings" in seen["loaded"] and doc["databases"][0]["snapshots"]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from backupctl import paths
 from backupctl.config.settings import Replica
@@ -152,3 +153,25 @@ def test_a_forged_record_gets_no_process_signalled(tmp_path: Path) -> None:
         for proc in (sleeper, lookalike):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_process_sent_sigkill_is_dead_at_once() -> None:
+    """Right after kill(SIGKILL) returns, /proc still says the process runs ("R") until the kernel has
+    torn it down; a `status` asked in that moment (a reboot's kills under load) must not believe it."""
+    import signal
+
+    from backupctl.host import liveness
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        ticks = liveness.start_ticks(proc.pid)
+        assert ticks is not None and liveness.alive_from_proc(proc.pid, ticks) is True
+        os.kill(proc.pid, signal.SIGSTOP)  # stopped is still alive
+        assert liveness.alive_from_proc(proc.pid, ticks) is True
+        os.kill(proc.pid, signal.SIGKILL)
+        assert liveness.alive_from_proc(proc.pid, ticks) is False  # whatever /proc's state letter says yet
+    finally:
+        proc.kill()
+        proc.wait()
+    assert liveness.alive_from_proc(proc.pid, ticks) is False
