@@ -30,7 +30,9 @@ Methods (also printed into docs/benchmarks.md):
   about 25 s (8 s in quick mode); the Conditions list says how many runs each median has.
 - restore: a 44 MB and a 1 GB database (each built once into the bench cache, replicated by a real
   `litestream replicate` to a file replica); backupctl restore (temp file, integrity check,
-  rename) vs `litestream restore -o` vs `cp` of the database file.
+  rename) vs `litestream restore -o` vs `cp` of the database file, and the floor of any safe
+  restore in Python (bench/restore_floor.py: the interpreter, litestream into a temp file, the
+  integrity check, rename and fsync, with nothing of backupctl's) vs `litestream restore -o`.
 - lag: 200 single-row commits/s to a WAL database for the window, replicated to SeaweedFS on
   loopback with a 1 s sync interval. A poller lists the replica's level-0 LTX objects every
   100 ms and records when each first appears. Afterwards each of those objects' max txid is
@@ -50,6 +52,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -70,6 +73,7 @@ from bench.scale import bench_scale
 
 CLI_GOAL_MS = 80.0  # absolute, for --help and --version
 RESTORE_GOAL_RATIO = 1.15
+FLOOR = Path(__file__).with_name("restore_floor.py")  # the floor of a safe restore in Python
 RESTORE_SIZES = {"44 MB": 43_000, "1 GB": 1_000_000}  # rows of ~1 KB each; quick mode: the first only
 WRITES_PER_SECOND = 200
 POLL_SECONDS = 0.1
@@ -193,11 +197,18 @@ def _restore_rows(opts: Options, label: str, rows: int) -> list[Row]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     env = project.raw_env()
-    rounds = opts.n(3, 1)
-    ours, raw, copy, check = [], [], [], []
+    rounds = opts.n(5 if rows < 100_000 else 3, 1)  # the small one is quick, and noisier
+    ours, raw, copy, check, floor = [], [], [], [], []
+    raw_argv = project.raw_argv("restore", "-o", "OUT", str(db))
+    config = raw_argv[raw_argv.index("-config") + 1]
     for i in range(rounds):
         target = out / f"raw-{i}.db"
         raw.append(timed(project.raw_argv("restore", "-o", str(target), str(db)), cwd=project.dir, env=env))
+        target.unlink()
+        target = out / f"floor-{i}.db"
+        floor.append(timed([sys.executable, str(FLOOR), raw_argv[0], config, str(db), str(target)], cwd=project.dir, env=env))
+        if max_id(target) != rows:
+            raise RuntimeError("the floor restore returned the wrong rows")
         target.unlink()
         target = out / f"backupctl-{i}.db"
         ours.append(timed([str(BACKUPCTL), "restore", "-o", str(target)], cwd=project.dir))
@@ -210,6 +221,7 @@ def _restore_rows(opts: Options, label: str, rows: int) -> list[Row]:
         target.unlink()
     size_mb = db.stat().st_size / 1e6
     a, b, c, d = percentile(ours, 0.5), percentile(raw, 0.5), percentile(copy, 0.5), percentile(check, 0.5)
+    e = percentile(floor, 0.5)
     note = f"{size_mb:,.0f} MB database, file replica, median of {rounds}"
     shutil.rmtree(out, ignore_errors=True)
     return [
@@ -218,6 +230,9 @@ def _restore_rows(opts: Options, label: str, rows: int) -> list[Row]:
         Row(f"restore, {label}", "`backupctl restore -o`", a, "s", c, "`cp` of the database (the floor)", note=note),
         Row(f"restore, {label}", "of which: the integrity check (`PRAGMA integrity_check` of the copy)", d, "s", b,
             "`litestream restore -o`", note=note),
+        Row(f"restore, {label}", "the floor of any safe restore in Python (`bench/restore_floor.py`)", e, "s", b,
+            "`litestream restore -o`", note=note + "; the interpreter, litestream into a temp file, the integrity check, "
+            "rename and fsync, nothing of backupctl's"),
     ]  # fmt: skip
 
 

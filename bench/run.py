@@ -170,11 +170,13 @@ WHY_MISSED = {
     "`wal": "as for `databases`: the frame of 1,000 databases is read and proven before the replica's files are read",
     "`generations": "as for `databases`: the frame of 1,000 databases is read and proven before the replica's files are "
     "read",
-    "`backupctl restore": "timed inside one restore of the 44 MB fixture (2026-12-04): 125-135 ms before litestream "
-    "starts (typer and the restore code's imports, the settings, the plan), then litestream's own restore, then 26 ms "
-    "of integrity check and 25 ms to move the copy into place, fsync its folder and report; with the interpreter's "
-    "15 ms, what a safe restore adds after litestream (about 65 ms) is already the 15 % allowed at this size. At 1 GB "
-    "the same cost is lost in the restore",
+    "`backupctl restore": "the floor row is what any restore that checks its copy costs from Python (1.09x when "
+    "measured alone, 2026-12-04): the interpreter, the integrity check (about 20 ms) and the rename leave some 15 ms of "
+    "the 15 % allowed at this size. backupctl then spends, before litestream starts, 47 ms importing typer, click, rich "
+    "and the command modules and 14 ms building the command tree, then the restore code (9 ms), the settings, the "
+    "plan's checks, the binary's and the output's; and after it, the move into place and the report. Without typer "
+    "(a parser of its own for restore's 15 options) it would still be about 1.25x by these figures. At 1 GB the same "
+    "cost is lost in the restore",
     "`status --json`": "the answer reads the frame and the looks of every database and stats each database, its -wal "
     "and its replica's own folder (about 110 ms of 1,000 databases here, against 130-160 ms for the raw call); a "
     "replica folder changed since the supervisor's last look (litestream compacting, minutes after a start) is listed "
