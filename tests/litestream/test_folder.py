@@ -1,5 +1,6 @@
 """A 0.5 local-folder replica read from its files (``litestream.folder``) lists exactly what
-`litestream ltx -json` lists for it: the same files, sizes, times and order, odd names included."""
+`litestream ltx -json` lists for it: the same files, sizes, times and order, odd names included; and
+the windows and positions the supervisor and the start read from them are litestream's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from backupctl.config.render import render
 from backupctl.config.settings import load_settings
-from backupctl.litestream import folder, rows
+from backupctl.litestream import folder, listings, rows, v05
+from backupctl.litestream.adapter import read_replicas, restorable_windows
 from backupctl.litestream.runner import Litestream
 from tests.conftest import make_db, wait_for
 
@@ -33,6 +35,7 @@ def test_a_folder_replica_reads_as_litestream_lists_it(tmp_path: Path, litestrea
     folder_path = str(settings.databases[0].replicas[0].path)
     assert folder.listed(folder_path) == [] == _litestream_rows(ls, db, "all")  # nothing yet: empty, not an error
 
+    assert read_replicas(ls, list(settings.databases))[str(db)].empty
     proc = subprocess.Popen([str(ls.binary), "replicate", "-config", str(config)], env=ls.environment.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -41,7 +44,17 @@ def test_a_folder_replica_reads_as_litestream_lists_it(tmp_path: Path, litestrea
             with con:
                 con.execute("INSERT INTO items (body) VALUES (?)", (f"batch {batch}",))
             con.close()
-            wait_for(lambda b=batch: len(folder.listed(folder_path) or []) > b + 1, 30, what=f"batch {batch} replicated")
+
+            def agree() -> bool:
+                # The window litestream's own listing makes (`ltx -level all`), the one the supervisor's looks
+                # read (restorable_windows: the files, directly) and the position the start confirms by.
+                theirs = v05.window_of(settings.databases[0], listings.ltx_files(settings, ls.binary, settings.databases[0],
+                                                                               "all", config_path=config))  # fmt: skip
+                ours = restorable_windows(settings, ls.binary, list(settings.databases), config_path=config)[str(db)]
+                direct = read_replicas(ls, list(settings.databases))[str(db)]
+                return not theirs.empty and ours == theirs and direct.txid == theirs.max_txid
+
+            wait_for(agree, 30, what=f"the direct read to agree with litestream's listing ({batch})")
     finally:
         proc.terminate()
         proc.wait(30)
