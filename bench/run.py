@@ -184,7 +184,9 @@ WHY_MISSED = {
     "supervisor RSS": "tracemalloc in the running supervisor at 1,000 databases (2026-12-04): 17.4 MB of Python objects, "
     "of which 5.8 MB the code of the about 250 modules it imports, 2 MB pathlib (each database's paths, and the parts "
     "pathlib interns), 1.2 MB its looks (an entry and a witness per database), 0.5 MB the inotify watches; the rest of "
-    "the RSS is the interpreter and its libraries (libpython, libc, sqlite: 8 MB) and what the allocator keeps",
+    "the RSS is the interpreter and its libraries (libpython, libc, sqlite: 8 MB) and what the allocator keeps. With "
+    "the same code, two full runs and a subset run on one machine gave 28.4, 31.0 and 30.0 MB (the max of one-second "
+    "samples over the window); what makes the spread is not measured yet",
     "supervisor CPU (idle)": "measured from /proc's schedstat over the idle window, once litestream's start-up "
     "compactions and first L0 retention are over (the row before): a look every 15 s stats every database's -wal, the "
     "loop wakes each second. Not in this figure: its children (the continuity pass, its own row)",
