@@ -128,8 +128,8 @@ class V05(Series):
     def windows(
         self, ls: Litestream, databases: list[Database], *, timeout: float, parallel: int
     ) -> dict[str, Window | BackupctlError]:
-        """A local-folder replica is read from its files (``read_directly``)
-        is read directly, the others by listings ``parallel`` at a time (no threads)."""
+        """A local-folder replica is read from its files (``read_directly``), the others by listings
+        ``parallel`` at a time (no threads)."""
         found: dict[str, Window | BackupctlError] = {}
         listable: list[Database] = []
         for db in databases:
