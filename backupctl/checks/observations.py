@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any
 from backupctl.checks.published_status import folder_witness, read_looks, witness_holds
 from backupctl.checks.verdicts import unrestorable
 from backupctl.errors import BackupctlError
-from backupctl.host import memory
 from backupctl.host.watch import FolderWatch
 from backupctl.litestream import positions
 from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
@@ -74,7 +73,6 @@ WATCH_EVERY_TICK = 100  # up to this many databases, each -wal is stat'ed every 
 MAX_PAIRS = 1000  # unshipped writes remembered per database
 STALL_MIN = 10.0  # seconds: live writes unshipped this long (or 3 looks, if longer) mean no progress
 READ_TIMEOUT = 30.0
-TRIM_AFTER = 64  # databases read in one look before the C heap is trimmed (``host.memory``)
 
 
 # --------------------------------------------------------------------------- entries
@@ -252,8 +250,6 @@ class Observer:
             self._read(written, recheck, series, now)
             self._account_unshipped(time.time())
             self._publish(now)
-            if len(written) + len(recheck) >= TRIM_AFTER:
-                memory.trim()  # litestream's listings of many databases, parsed and dropped: their pages go back
         else:
             self._touch(now)
         self.looks += 1

@@ -8,6 +8,13 @@ system only from its top, so a thousand closed connections left the supervisor a
 holding about 110 MB for good (measured with memray: 124 MB allocated at continuity's reader).
 ``malloc_trim(0)`` releases the free pages wherever they lie. Elsewhere (macOS, musl) this does
 nothing: their allocators return memory by themselves, or offer no such call.
+
+Two places call it: the WAL guard once its readers are closed (``checks.continuity``), and the
+supervisor after each look of its observer (every 15 s at most). The second catches every other
+burst of parsing: the look's readings of 1,000 replicas, continuity.json (462 KB at 1,000
+databases) read at each verdict a continuity pass records, litestream's log bursts. Measured at
+1,000 databases: 2.2 MB of such free heap held for good before (RSS 31.0 instead of 28.7 MB,
+depending on when the last read fell), and a trim with nothing to release costs about 10 us.
 """
 
 from __future__ import annotations

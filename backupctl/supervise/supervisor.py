@@ -61,7 +61,7 @@ from backupctl.checks.sentinel import clean_up_after_killed_verify
 from backupctl.config.render import fingerprint, render
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
-from backupctl.host import locks, processes, state
+from backupctl.host import locks, memory, processes, state
 from backupctl.host.service_managers import service_manager
 from backupctl.litestream.adapter import series_of
 from backupctl.litestream.log import PERMANENT_ERRORS, LogLine, parse_log_line
@@ -369,7 +369,13 @@ class Supervisor:
             job.tick(run.confirmed)
         self._look_for_new_databases(run, now)
         if self._observer is not None and run.confirmed and run.term_sent_at is None and self.stop_signal is None:
+            looks = self._observer.looks
             self._observer.tick()
+            if self._observer.looks != looks:
+                # Once a look (every 15 s at most): what was parsed and dropped since the last one (the
+                # look's readings, continuity.json read while a pass records its verdicts, log bursts)
+                # is free but stays in the C heap until trimmed (``host.memory``; ~10 us when nothing is).
+                memory.trim()
             self._restart_if_stalled(run, now)
             self._recheck_when_errors_stop(now)
             self._prove_unrestorable()
