@@ -183,12 +183,12 @@ WHY_MISSED = {
     "and its replica's own folder (about 110 ms of 1,000 databases here, against 130-160 ms for the raw call); a "
     "replica folder changed since the supervisor's last look (litestream compacting, minutes after a start) is listed "
     "by status itself until that look reads it again, at most 15 s later (host/watch.py tells the supervisor)",
-    "supervisor RSS": "tracemalloc in the running supervisor at 1,000 databases (2026-12-04): 17.4 MB of Python objects, "
-    "of which 5.8 MB the code of the about 250 modules it imports, 2 MB pathlib (each database's paths, and the parts "
-    "pathlib interns), 1.2 MB its looks (an entry and a witness per database), 0.5 MB the inotify watches; the rest of "
-    "the RSS is the interpreter and its libraries (libpython, libc, sqlite: 8 MB) and what the allocator keeps. With "
-    "the same code, two full runs and a subset run on one machine gave 28.4, 31.0 and 30.0 MB (the max of one-second "
-    "samples over the window); what makes the spread is not measured yet",
+    "supervisor RSS": "tracemalloc in the running supervisor at 1,000 databases (2026-12-04): about 15 MB of Python "
+    "objects, of which 5.5 MB the code of the about 230 modules it imports, 1.7 MB pathlib (each database's paths, and "
+    "the parts pathlib interns), 1.2 MB its looks (an entry and a witness per database); the rest of the RSS is the "
+    "interpreter and its libraries (libpython, libc, sqlite: 10 MB of mapped files) and what the allocators keep. Free "
+    "C heap left by a burst of parsing (continuity.json read at each verdict of a pass) stays until the next look trims "
+    "it (host/memory.py): the same code measured 28.4 and 31.0 MB before it trimmed after every look",
     "supervisor CPU (idle)": "measured from /proc's schedstat over the idle window, once litestream's start-up "
     "compactions and first L0 retention are over (the row before): a look every 15 s stats every database's -wal, the "
     "loop wakes each second. Not in this figure: its children (the continuity pass, its own row)",
