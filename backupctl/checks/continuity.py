@@ -45,6 +45,7 @@ from backupctl.config.settings import Database
 from backupctl.errors import BackupctlError, LitestreamError, NoBackupError
 from backupctl.host import memory, state
 from backupctl.litestream.adapter import local_positions, read_replica, series_of
+from backupctl.litestream.listings import LISTED_TIME_SLACK
 from backupctl.litestream.positions import WalPosition, meta_dir
 from backupctl.litestream.rows import UNRESTORABLE
 from backupctl.litestream.runner import Litestream
@@ -72,6 +73,7 @@ _DAMAGED = re.compile(
     re.IGNORECASE,
 )
 READER_TIMEOUT = 5.0  # a read transaction waits this long for a lock (a write-locked database)
+RESTORES_WITHOUT_EXACT_POSITIONS = 3  # 0.3: restores of a copy that matches nothing, a sync apart, before "broken"
 
 Log = Callable[[str], None]
 
@@ -352,30 +354,40 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
                     proof.reason = why.format(t=catch_up_timeout)
                     return proof
                 sleep(pause)
-        try:
-            with staged_restore(ls, db, work_dir, [], timeout=max(60.0, catch_up_timeout * 4)) as staged:
-                proof.replica_position = dict(staged.position)
-                wal1 = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
-                if first and (wal1.salt1, wal1.salt2) != (wal0.salt1, wal0.salt2):
-                    proof.reason = "the live WAL was restarted during the check; it runs again later"
-                    return proof
-                found = match(live_fd, wal1, staged.path, first)
-        except NoBackupError:
-            # The replica said it holds litestream's position, yet nothing restores: no snapshot to start
-            # from (deleted or pruned under a running litestream, which writes its next files into it).
-            proof.verdict = BROKEN
-            proof.reason = UNRESTORABLE
-            return proof
-        except LitestreamError as exc:
-            if _DAMAGED.search(" ".join([exc.message, *exc.details])):
+        # 0.5 says exactly which transaction the replica holds; 0.3's coverage is judged from times listed
+        # to the second, so the replica may still lack the last frames litestream read (a sync away). A
+        # copy that matches nothing is then restored again after a sync: a replica merely behind catches
+        # up, a broken one does not.
+        tries = 1 if series.exact_positions else RESTORES_WITHOUT_EXACT_POSITIONS
+        for attempt in range(tries):
+            if attempt:
+                sleep(ls.settings.sync_seconds + LISTED_TIME_SLACK)
+            try:
+                with staged_restore(ls, db, work_dir, [], timeout=max(60.0, catch_up_timeout * 4)) as staged:
+                    proof.replica_position = dict(staged.position)
+                    wal1 = sqlite_wal.read_wal(Path(f"{db.path}-wal"))
+                    if first and (wal1.salt1, wal1.salt2) != (wal0.salt1, wal0.salt2):
+                        proof.reason = "the live WAL was restarted during the check; it runs again later"
+                        return proof
+                    found = match(live_fd, wal1, staged.path, first)
+            except NoBackupError:
+                # The replica said it holds litestream's position, yet nothing restores: no snapshot to start
+                # from (deleted or pruned under a running litestream, which writes its next files into it).
                 proof.verdict = BROKEN
-                proof.reason = f"the replica's newest state does not restore to a sound database: {exc.message}"
-            else:
+                proof.reason = UNRESTORABLE
+                return proof
+            except LitestreamError as exc:
+                if _DAMAGED.search(" ".join([exc.message, *exc.details])):
+                    proof.verdict = BROKEN
+                    proof.reason = f"the replica's newest state does not restore to a sound database: {exc.message}"
+                else:
+                    proof.reason = f"cannot restore the replica's newest state: {exc.message}"
+                return proof
+            except BackupctlError as exc:
                 proof.reason = f"cannot restore the replica's newest state: {exc.message}"
-            return proof
-        except BackupctlError as exc:
-            proof.reason = f"cannot restore the replica's newest state: {exc.message}"
-            return proof
+                return proof
+            if found.frame is not None:
+                break
     finally:
         reader.close()
     proof.pages = found.pages
@@ -386,8 +398,9 @@ def _prove(ls: Litestream, db: Database, work_dir: Path, proof: Proof, live_fd: 
         return proof
     proof.differing_pages = found.differing
     proof.verdict = BROKEN
+    again = "" if series.exact_positions else f" (restored {RESTORES_WITHOUT_EXACT_POSITIONS} times, a sync apart)"
     proof.reason = (
-        f"the replica's newest state matches no committed state of the live database: {found.differing} "
+        f"the replica's newest state matches no committed state of the live database{again}: {found.differing} "
         "page(s) differ at the closest one (committed writes are missing from the replica)"
     )
     return proof
