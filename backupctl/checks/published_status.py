@@ -41,7 +41,7 @@ from backupctl import __version__
 from backupctl.checks.verdicts import epoch_iso, judge, local_files
 from backupctl.config.inputs import identity, named_env_file, settings_key
 from backupctl.errors import VERDICT_EXIT, ExitCode, worst_exit
-from backupctl.host.liveness import alive_from_proc
+from backupctl.host.liveness import alive_from_proc, exited
 from backupctl.host.watch import walk_folders
 from backupctl.owned import json_loads, read_private
 from backupctl.paths import OWNERFILE, STATE_ENV, state_folder
@@ -244,6 +244,8 @@ def _live(frame: dict[str, Any], env_path: str, state_dir: str, environ: Mapping
     state = sup.get("state") or "stopped"
     if state not in RUNNING:
         return f"the supervisor is {state}"
+    if exited(sup.get("litestream_pid"), sup.get("litestream_start_ticks")):
+        return "its litestream has exited and the supervisor has not recorded it yet"
     return sup
 
 

@@ -49,6 +49,7 @@ from backupctl.config.render import fingerprint
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import VERDICT_EXIT, BackupctlError, ExitCode, worst_exit
 from backupctl.host import processes, state
+from backupctl.host.liveness import exited
 from backupctl.litestream import listings, positions
 from backupctl.litestream.adapter import local_positions, restorable_windows, series_of
 from backupctl.litestream.runner import Litestream
@@ -173,6 +174,10 @@ def supervisor_info(settings: Settings, now: float | None = None) -> SupervisorI
         return SupervisorInfo(name, False, None, None, None, sup.restarts if sup else 0, last_error)
     sup = state.read_supervisor_state_of(state_dir, live.pid, live.create_time)
     name = sup.state if sup else state.STARTING
+    last_error = sup.last_error if sup else None
+    if sup is not None and name in (state.RUNNING, state.STARTING) and exited(sup.litestream_pid, sup.litestream_start_ticks):
+        # killed a moment ago: the supervisor records it at its next tick, then restarts it after a backoff
+        name, last_error = state.BACKOFF, f"litestream (pid {sup.litestream_pid}) has exited; the supervisor restarts it"
     started = (sup.child_started_at or sup.started_at) if sup else None
     changed = None
     source = sup.config_source if sup is not None and sup.config_input else None
@@ -185,7 +190,7 @@ def supervisor_info(settings: Settings, now: float | None = None) -> SupervisorI
         litestream_pid=sup.litestream_pid if sup else None,
         uptime_seconds=round(now - started, 1) if started else None,
         restarts=sup.restarts if sup else 0,
-        last_error=sup.last_error if sup else None,
+        last_error=last_error,
         mode="background" if live.background else "foreground",
         manager=live.manager,
         databases=list(sup.databases) if sup else list(live.databases),

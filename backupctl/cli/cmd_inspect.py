@@ -188,6 +188,8 @@ def _print_status(report: Any, local_mode: bool = False) -> None:
         console.print(_status_table(report, console, local_mode))
         return
     say(_supervisor_line(report).plain)
+    if report.supervisor.last_error:  # as on a terminal: a supervisor killed, a litestream that exited
+        say(f"last error: {shown(report.supervisor.last_error)}")
     columns, rows = _status_columns(report)
     print_table([*columns, "reason"], rows)
 

@@ -56,6 +56,13 @@ def alive_from_proc(pid: int, ticks: int, argv: list[str] | None = None) -> bool
         return None
 
 
+def exited(pid: int | None, ticks: int | None) -> bool:
+    """A recorded process (its pid and start ticks) known to have exited or to be dying: the supervisor's
+    litestream killed a moment ago, which supervisor.json names until the supervisor's next tick.
+    False when nothing was recorded, or where there is no /proc to tell."""
+    return pid is not None and ticks is not None and alive_from_proc(int(pid), int(ticks)) is False
+
+
 def _has_proc() -> bool:
     try:
         open("/proc/self/stat", "rb").close()  # noqa: SIM115 - only whether it opens

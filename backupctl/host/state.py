@@ -62,6 +62,7 @@ class SupervisorState:
     project: str | None = None
     background: bool = False
     litestream_pid: int | None = None
+    litestream_start_ticks: int | None = None  # with litestream_pid: which process (host.liveness.start_ticks)
     started_at: float | None = None  # supervisor start (epoch seconds)
     child_started_at: float | None = None
     restarts: int = 0

@@ -61,7 +61,7 @@ from backupctl.checks.sentinel import clean_up_after_killed_verify
 from backupctl.config.render import fingerprint, render
 from backupctl.config.settings import Database, Settings, parse_duration
 from backupctl.errors import ConflictError, ExitCode, SupervisorError
-from backupctl.host import locks, memory, processes, state
+from backupctl.host import liveness, locks, memory, processes, state
 from backupctl.host.service_managers import service_manager
 from backupctl.litestream.adapter import series_of
 from backupctl.litestream.log import PERMANENT_ERRORS, LogLine, parse_log_line
@@ -233,7 +233,7 @@ class Supervisor:
                 job.end()
             status_frame.discard(self.state_dir)
             self._guard.release()
-            self.status.litestream_pid = None
+            self.status.litestream_pid = self.status.litestream_start_ticks = None
             if self.status.state != state.FATAL:
                 self._transition(state.STOPPED)
             processes.unregister(self._record)
@@ -314,6 +314,7 @@ class Supervisor:
         run = ChildRun(proc=proc, started=self.clock(), targets=targets, pending={str(db.path) for db in self.settings.databases})
         run.next_check = run.started + FIRST_POSITION_CHECK
         self.status.litestream_pid = proc.pid
+        self.status.litestream_start_ticks = liveness.start_ticks(proc.pid)
         self.status.child_started_at = self.wall_clock()
         self._save()
         child = self._register_child(proc.pid)
@@ -452,7 +453,7 @@ class Supervisor:
 
     def _finish(self, run: ChildRun, returncode: int) -> ChildOutcome:
         runtime = self.clock() - run.started
-        self.status.litestream_pid = None
+        self.status.litestream_pid = self.status.litestream_start_ticks = None
         self.status.last_exit_code = returncode
         stopped = self.stop_signal is not None and (run.failed_start is None or run.term_sent_at is None)
         final_sync: bool | None = None

@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from backupctl.errors import ExitCode
 from backupctl.host import state
 from tests.conftest import (
     S3_KEY,
@@ -222,7 +223,20 @@ def test_litestream_sigkilled_under_writes(app_factory, tmp_path: Path) -> None:
         writer.wait_rows(50)
         before = app.assert_truthful_running()
         victim = before["supervisor"]["litestream_pid"]
-        os.kill(victim, signal.SIGKILL)
+        # The supervisor held still, so that it cannot record the exit: status alone must see that
+        # litestream is gone (both answers, the published one and the full one), not say ok.
+        supervisor = before["supervisor"]["pid"]
+        os.kill(supervisor, signal.SIGSTOP)
+        try:
+            os.kill(victim, signal.SIGKILL)
+            code, doc = app.status()
+            table = app.cli("status")
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
+        assert code == ExitCode.STATUS_DOWN and doc["supervisor"]["running"] is False, doc
+        assert doc["supervisor"]["state"] == "backoff", doc
+        assert f"litestream (pid {victim}) has exited" in doc["supervisor"]["last_error"], doc
+        assert table.returncode == ExitCode.STATUS_DOWN and "has exited" in table.stderr, table.stdout + table.stderr
 
         def restarted() -> dict | None:
             code, doc = app.status()
