@@ -74,6 +74,14 @@ def _stamp(value: datetime | None) -> str:
 _STATUS_STYLES = {"ok": "green", "stale": "yellow", "down": "red", "not-initialized": "red", "error": "bold red"}
 
 
+def _shown_position(position: str, version: str) -> str:
+    """A 0.5 txid short, in the form `restore --txid` reads as the same txid: 0000000000000045 as 0x45
+    (a bare 45 would be read as decimal). A 0.3 position (a generation) as it is."""
+    if str(version).lstrip("v").startswith("0.5") and len(position) == 16 and all(c in "0123456789abcdef" for c in position):
+        return "0x" + (position.lstrip("0") or "0")
+    return position
+
+
 def _status_columns(report: Any) -> tuple[list[str], list[list[Any]]]:
     """The status table's columns and rows (the reason last: the TTY view prints it under the table)."""
     from rich.text import Text
@@ -92,7 +100,7 @@ def _status_columns(report: Any) -> tuple[list[str], list[list[Any]]]:
             _ago(d.oldest_restorable),
             _ago(d.newest_snapshot),
             f"{human_size(d.size)}+{human_size(d.wal_size)}",
-            position.lstrip("0") or "0" if d.lag_txids is not None or position.isdigit() else position,
+            _shown_position(position, report.litestream_version),
             *([_verify_text(d.last_verify)] if with_verify else []),
             d.reason,
         ])  # fmt: skip
@@ -105,7 +113,7 @@ def _status_columns(report: Any) -> tuple[list[str], list[list[Any]]]:
                 _ago(r["oldest_restorable"]),
                 _ago(r["newest_snapshot"]),
                 "-",
-                r["replica_position"] or "-",
+                _shown_position(r["replica_position"] or "-", report.litestream_version),
                 *(["-"] if with_verify else []),
                 r["reason"],
             ])  # fmt: skip

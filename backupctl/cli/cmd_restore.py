@@ -109,7 +109,14 @@ def restore(
             show_default=False,
         ),
     ] = None,
-    txid: Annotated[str | None, typer.Option("--txid", help="Restore up to this txid (Litestream 0.5; hex or decimal).")] = None,
+    txid: Annotated[
+        str | None,
+        typer.Option(
+            "--txid",
+            help="Restore up to this txid (Litestream 0.5): 16 hex digits as `ltx` lists it, 0x1ce as `status` shows it, "
+            "or decimal.",
+        ),
+    ] = None,
     generation: Annotated[str | None, typer.Option("--generation", help="Restore from this generation (Litestream 0.3).")] = None,
     force: Annotated[
         bool,
