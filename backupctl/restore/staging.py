@@ -120,7 +120,10 @@ def staged_restore(
                 # Without a point asked for, nothing at all is there; with one, maybe only not that point.
                 raise (NotFoundError if at else NoBackupError)(
                     f"the replica has no backup of {db.name}" + (f" matching {at}" if at else ""),
-                    "check the replica settings (`backupctl env`) and that replication ran (`backupctl status`)",
+                    "ask for a point inside the restorable window (`backupctl restore --dry-run` shows it; "
+                    "`backupctl ltx` lists the txids the replica holds)"
+                    if at
+                    else "check the replica settings (`backupctl env`) and that replication ran (`backupctl status`)",
                     details=exc.details,
                 ) from None
             raise

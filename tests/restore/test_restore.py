@@ -18,6 +18,7 @@ import pytest
 
 from backupctl.config.render import sync_config
 from backupctl.config.settings import Settings, load_settings
+from backupctl.errors import ExitCode
 from backupctl.host import locks
 from backupctl.litestream.runner import Litestream
 from tests.conftest import S3_KEY, S3_SECRET, Project, S3Server, count_rows, make_db, run_cli
@@ -394,6 +395,11 @@ def test_txid_and_generation_belong_to_one_version(project: Project, version: st
         proc = run_cli("restore", "-o", str(out), "--txid", "1", "--json", cwd=project.dir)  # decimal is converted
         assert proc.returncode == 0, proc.stderr
         assert cli_json(proc)["restores"][0]["position"]["txid"] == "0000000000000001"
+        # past the newest txid: the replica is fine, the point is not in it; the hint says where the points are
+        past = run_cli("restore", "-o", str(project.dir / "p.db"), "--txid", "00000000000fffff", cwd=project.dir)
+        assert past.returncode == ExitCode.NOT_FOUND, past.stderr
+        assert "matching" in past.stderr and "restorable window" in past.stderr and "backupctl ltx" in past.stderr
+        assert "that replication ran" not in past.stderr and not (project.dir / "p.db").exists()
     else:
         proc = run_cli("restore", "--txid", "0000000000000001", cwd=project.dir)
         assert proc.returncode == 3 and "0.5" in proc.stderr
