@@ -20,18 +20,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from backupctl.checks import continuity
 from backupctl.checks.preflight import DB_MISSING, DB_OK, DB_UNREADABLE, read_database_file
 from backupctl.checks.sentinel import clean_up_after_killed_verify
+from backupctl.checks.verdicts import epoch_iso
 from backupctl.config import replica_views
 from backupctl.config.render import render
 from backupctl.config.secondary import said_of
 from backupctl.config.settings import Database, Replica, Settings, load_settings
 from backupctl.errors import BackupctlError
 from backupctl.findings import FAIL, INFO, OK, WARN, Check, Report
-from backupctl.host import processes
+from backupctl.host import processes, state
 from backupctl.litestream import binary
 from backupctl.litestream.listings import configured_databases
 from backupctl.litestream.runner import Litestream
+from backupctl.paths import project_state_dir
 from backupctl.redact import cleaner
 from backupctl.units import human_size
 
@@ -82,12 +85,53 @@ def run_doctor(env_file: Path | None = None, *, environ: dict[str, str] | None =
         report.checks.append(Check("leftovers", INFO, line.removeprefix("backupctl: ")))
     for db in settings.databases:
         _check_database(settings, db, report)
+    _check_backups(settings, report)
     server_dates: list[tuple[float, float]] = []
     for db in settings.databases:
         for replica in db.replicas:
             report.checks.append(check_replica(settings, db, replica, server_dates, clean))
     report.checks.append(_check_clock(server_dates))
     return report
+
+
+# --- what the checks of the backups last found --------------------------------------------------
+
+
+def _check_backups(settings: Settings, report: Report) -> None:
+    """The last continuity verdict and verify of each database, as recorded: doctor looks at the setup,
+    but "0 failed" beside a replica that `status` calls broken would be a reassurance nothing proved."""
+    state_dir = project_state_dir(settings.project_dir)
+    proofs, verifies = continuity.records(state_dir), state.verify_records(state_dir)
+    for db in settings.databases:
+        proof = proofs.get(str(db.path)) or {}
+        verify = verifies.get(str(db.path)) or {}
+        subject = str(db.path)
+        if proof.get("verdict") == continuity.BROKEN:
+            report.checks.append(Check(
+                "backups", FAIL,
+                f"the last continuity check ({epoch_iso(proof.get('checked_at'))}) found the replica NOT whole: "
+                f"{proof.get('reason')}",
+                "`backupctl status` says more; a running supervisor heals it with a fresh snapshot (else "
+                "`backupctl start`), and `backupctl verify` proves it whole again",
+                subject=subject, finding="replica-broken",
+            ))  # fmt: skip
+        elif verify.get("status") == "failed":
+            report.checks.append(Check(
+                "backups", FAIL, f"the last verify ({epoch_iso(verify.get('checked_at'))}) failed: {verify.get('reason')}",
+                "`backupctl verify` again; `backupctl status` and docs/faults.md say what each failure means",
+                subject=subject, finding="verify-failed",
+            ))  # fmt: skip
+        elif proof.get("verdict") == continuity.WHOLE:
+            report.checks.append(Check(
+                "backups", INFO, f"proven whole against the live pages at {epoch_iso(proof.get('checked_at'))}",
+                subject=subject,
+            ))  # fmt: skip
+        else:
+            report.checks.append(Check(
+                "backups", INFO, "no continuity check or verify has proven this replica whole yet",
+                "`backupctl verify` restores it and proves it (a running supervisor does so after each start)",
+                subject=subject,
+            ))  # fmt: skip
 
 
 # --- binary and config ----------------------------------------------------------------------

@@ -289,3 +289,27 @@ def test_make_db_is_wal(tmp_path: Path):
     """Guard for the fixture the tests above rely on."""
     db = make_db(tmp_path / "x.db")
     assert db.read_bytes()[18:20] == b"\x02\x02"
+
+
+@pytest.mark.timeout(120)
+def test_a_replica_last_found_broken_fails_doctor_as_status_says(project, litestream_bins):
+    """doctor checks the setup; it must not say "0 failed" beside a replica that `status` calls broken."""
+    from backupctl import paths
+    from backupctl.checks import continuity
+
+    assert run_cli("setup", cwd=project.dir).returncode == 0
+    code, doc = doctor_json(project)
+    assert code == 0 and [c["status"] for c in by_name(doc, "backups")] == ["info"], by_name(doc, "backups")
+    assert "no continuity check or verify has proven" in by_name(doc, "backups")[0]["found"]
+    state_dir = paths.project_state_dir(project.dir)
+    reason = "the replica's newest state matches no committed state of the live database: 3 page(s) differ"
+    continuity.record(state_dir, continuity.Proof(str(project.db), "app.db", continuity.BROKEN, reason, time.time()))
+    code, doc = doctor_json(project)
+    assert code == ExitCode.DOCTOR_FAIL and findings(doc) == {"replica-broken"}, doc
+    [check] = by_name(doc, "backups")
+    assert check["subject"] == str(project.db) and "NOT whole" in check["found"] and "3 page(s) differ" in check["found"]
+    human = run_cli("doctor", cwd=project.dir, timeout=90)
+    assert human.returncode == ExitCode.DOCTOR_FAIL and "NOT whole" in human.stdout + human.stderr
+    continuity.record(state_dir, continuity.Proof(str(project.db), "app.db", continuity.WHOLE, "equal", time.time()))
+    code, doc = doctor_json(project)
+    assert code == 0 and "proven whole" in by_name(doc, "backups")[0]["found"], doc
