@@ -58,10 +58,12 @@ def select_targets(
         except NotFoundError:
             if not looks_like_path(db_arg):
                 raise
-            if output is not None:
-                raise ConfigError(
-                    f"{db_arg!r} is not a configured database, and -o names the output already",
-                    "write `restore DB -o PATH`, or `restore PATH` when one database is configured",
+            if output is not None:  # with -o the argument can only name the database: it is not there (exit 8)
+                names = ", ".join(d.name for d in settings.databases) or "none"
+                raise NotFoundError(
+                    f"{db_arg!r} is not a configured database (configured: {names})",
+                    "name one of them (`backupctl restore DB -o PATH`); without -o, `backupctl restore PATH` "
+                    "restores the one configured database to PATH",
                 ) from None
             if len(settings.databases) != 1:
                 names = ", ".join(d.name for d in settings.databases) or "none"

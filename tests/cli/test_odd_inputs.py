@@ -285,3 +285,13 @@ def test_a_newline_in_a_database_name_is_shown_escaped_and_kept_in_json(project:
     refused = run_cli("restore", "-o", str(project.dir / "out") + "/", cwd=project.dir, timeout=120)
     assert refused.returncode != 0
     _assert_escaped(refused.stderr, "restore's refusal")
+
+
+def test_restore_of_a_database_not_configured_with_o_is_not_found_and_names_the_configured(project: Project) -> None:
+    """With -o the argument can only name the database: one that is not configured is exit 8, as README says
+    of a database that is not there, and the answer lists the ones that are."""
+    out = project.dir / "x.db"
+    proc = run_cli("restore", "nosuch.db", "-o", str(out), cwd=project.dir)
+    assert proc.returncode == ExitCode.NOT_FOUND, proc.stderr
+    assert "'nosuch.db' is not a configured database (configured: app.db)" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
