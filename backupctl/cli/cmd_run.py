@@ -30,7 +30,10 @@ def start(
     env_file: EnvFileOpt = None,
     config: ConfigOpt = None,
     background: Annotated[
-        bool, typer.Option("--background", "-b", help="Detach; return once a first snapshot is in the replica.")
+        bool,
+        typer.Option(
+            "--background", "-b", help="Detach; return once every replica holds its database as litestream found it at start."
+        ),
     ] = False,
     restore_if_missing: RestoreIfMissingOpt = False,
     skip_checks: SkipChecksOpt = False,
@@ -54,7 +57,7 @@ def start(
     \b
     Examples:
       backupctl start                            # foreground (Procfile, systemd, Kamal, docker)
-      backupctl start --background               # returns once the first snapshot is in the replica
+      backupctl start --background               # returns once every replica holds its database
       backupctl start -b --restore-if-missing    # a new machine: restore first, then replicate
       backupctl start --exit-zero-on-clean-stop  # what `just backup-start` runs (backupctl justfile)
     """

@@ -137,7 +137,7 @@ def launch_background(settings: Settings, config: Path | None, *, restore_if_mis
         argv += ["--config", str(config.expanduser().absolute())]
     if restore_if_missing:
         argv.append("--restore-if-missing")
-    log("starting the background supervisor; waiting until its first snapshot is in the replica ...")
+    log("starting the background supervisor; waiting until every replica holds its database as litestream found it ...")
     launched_at = time.time()
     offset = _log_size(state_dir)
     try:
