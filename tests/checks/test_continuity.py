@@ -14,7 +14,7 @@ from tests.conftest import Project, wait_for
 from tests.journeys.test_second_replica import segments
 from tests.restore.test_restore import insert, replicating, settings_of
 
-SYNC_SECONDS = 10  # long enough that the rows written right after a sync stay out of the replica for the first restore
+SYNC_SECONDS = 5  # long enough that the rows written right after a sync stay out of the replica for the first restore
 
 
 @pytest.mark.slow
