@@ -77,7 +77,11 @@ _STATUS_STYLES = {"ok": "green", "stale": "yellow", "down": "red", "not-initiali
 def _shown_position(position: str, version: str) -> str:
     """A 0.5 txid short, in the form `restore --txid` reads as the same txid: 0000000000000045 as 0x45
     (a bare 45 would be read as decimal). A 0.3 position (a generation) as it is."""
-    if str(version).lstrip("v").startswith("0.5") and len(position) == 16 and all(c in "0123456789abcdef" for c in position):
+    # lazy: the status table has loaded it already; `--help` has not
+    from backupctl.litestream.adapter import series_of
+
+    txids = series_of(version).exact_positions  # 0.5: positions are txids; 0.3: generations
+    if txids and len(position) == 16 and all(c in "0123456789abcdef" for c in position):
         return "0x" + (position.lstrip("0") or "0")
     return position
 
